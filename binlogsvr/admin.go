@@ -1,0 +1,232 @@
+package binlogsvr
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+)
+
+// Status is the JSON of GET /status: the group as this member sees it.
+type Status struct {
+	ID           uint64         `json:"id"`
+	Role         string         `json:"role"`
+	Leader       uint64         `json:"leader"`
+	Epoch        uint64         `json:"epoch"`
+	Source       string         `json:"source"`
+	Flavor       string         `json:"flavor"`
+	GTIDExecuted string         `json:"gtid_executed"`
+	LastGTID     string         `json:"last_gtid"`
+	FirstFile    string         `json:"first_file"`
+	LastFile     string         `json:"last_file"`
+	LastPosition uint64         `json:"last_position"`
+	Applied      uint64         `json:"applied"`
+	Transactions uint64         `json:"transactions"`
+	SourceError  string         `json:"source_error,omitempty"`
+	Members      []MemberStatus `json:"members"`
+}
+
+// MemberStatus is one member in Status.Members. The fields after Leader are
+// read from the member itself; Error says why they could not be.
+type MemberStatus struct {
+	ID           uint64 `json:"id"`
+	Role         string `json:"role"`
+	RaftAddr     string `json:"raft_addr"`
+	AdminAddr    string `json:"admin_addr,omitempty"`
+	Leader       bool   `json:"leader"`
+	Applied      uint64 `json:"applied"`
+	GTIDExecuted string `json:"gtid_executed,omitempty"`
+	LastFile     string `json:"last_file,omitempty"`
+	LastPosition uint64 `json:"last_position,omitempty"`
+	Error        string `json:"error,omitempty"`
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", s.handleStatus)
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	if s.cfg.DebugAPI {
+		mux.HandleFunc("POST /debug/append", s.handleDebugAppend)
+		mux.HandleFunc("POST /debug/bench", s.handleDebugBench)
+	}
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+// localStatus is this member's own view, without asking the others.
+func (s *Server) localStatus() (Status, error) {
+	st := Status{ID: s.cfg.Log.ReplicaID, Role: s.cfg.Log.Role, SourceError: s.getSeedErr()}
+	st.Leader, _ = s.node.LeaderID()
+	r := s.node.Reader()
+	if r == nil {
+		return st, fmt.Errorf("the log is not open yet")
+	}
+	ls := r.State()
+	st.Epoch, st.Source, st.Flavor = ls.Epoch, ls.Source.Addr, ls.Flavor
+	st.GTIDExecuted, st.LastGTID, st.Transactions = ls.GTIDs, ls.LastGTID, ls.Txns
+	st.Applied = r.Applied()
+	if ls.File > 0 {
+		st.LastFile, st.LastPosition = logger.FileName(ls.File), ls.Pos
+		files, err := r.Files()
+		if err != nil {
+			return st, err
+		}
+		if len(files) > 0 {
+			st.FirstFile = files[0].Name()
+		}
+	}
+	return st, nil
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, req *http.Request) {
+	st, err := s.localStatus()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
+		return
+	}
+	if req.URL.Query().Get("local") != "" {
+		writeJSON(w, http.StatusOK, st)
+		return
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), 3*time.Second)
+	defer cancel()
+	m, err := s.node.Membership(ctx)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "reading the group's membership (is there a quorum?): %v", err)
+		return
+	}
+	st.Members = s.memberStatuses(ctx, m, st)
+	writeJSON(w, http.StatusOK, st)
+}
+
+// memberStatuses asks every member for its own status, in parallel.
+func (s *Server) memberStatuses(ctx context.Context, m logger.Membership, self Status) []MemberStatus {
+	var out []MemberStatus
+	add := func(ids map[uint64]string, role string) {
+		for id, addr := range ids {
+			out = append(out, MemberStatus{ID: id, Role: role, RaftAddr: addr, Leader: id == self.Leader})
+		}
+	}
+	add(m.Loggers, logger.RoleLogger)
+	add(m.Learners, logger.RoleLearner)
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	r := s.node.Reader()
+	var wg sync.WaitGroup
+	for i := range out {
+		ms := &out[i]
+		if ms.ID == self.ID {
+			ms.Applied, ms.GTIDExecuted, ms.LastFile, ms.LastPosition = self.Applied, self.GTIDExecuted, self.LastFile, self.LastPosition
+			ms.AdminAddr = s.AdminAddr()
+			continue
+		}
+		v, ok, _ := r.Meta(fmt.Sprintf(metaAdminAddr, ms.ID))
+		if !ok {
+			ms.Error = "admin address not registered yet"
+			continue
+		}
+		ms.AdminAddr = string(v)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var peer Status
+			if err := s.getJSON(ctx, "http://"+ms.AdminAddr+"/status?local=1", &peer); err != nil {
+				ms.Error = err.Error()
+				return
+			}
+			ms.Applied, ms.GTIDExecuted, ms.LastFile, ms.LastPosition = peer.Applied, peer.GTIDExecuted, peer.LastFile, peer.LastPosition
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (s *Server) getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.httpClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("unreachable: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("answered %s", resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// handleHealth answers 200 when this member's log is open and it knows a
+// leader, 503 otherwise, with the reason.
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	if s.node.Reader() == nil {
+		http.Error(w, "log not open", http.StatusServiceUnavailable)
+		return
+	}
+	if _, ok := s.node.LeaderID(); !ok {
+		http.Error(w, "no leader known: the group has no quorum or is electing", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// handleMetrics writes this process's Prometheus metrics and dragonboat's.
+func (s *Server) handleMetrics(w http.ResponseWriter, req *http.Request) {
+	var buf bytes.Buffer
+	rw := &bufferWriter{header: http.Header{}, buf: &buf}
+	promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{DisableCompression: true}).ServeHTTP(rw, req)
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+	dragonboat.WriteHealthMetrics(w)
+}
+
+type bufferWriter struct {
+	header http.Header
+	buf    *bytes.Buffer
+}
+
+func (b *bufferWriter) Header() http.Header         { return b.header }
+func (b *bufferWriter) Write(p []byte) (int, error) { return b.buf.Write(p) }
+func (b *bufferWriter) WriteHeader(int)             {}
+
+func queryInt(req *http.Request, name string, d int) int {
+	return atoiDefault(strings.TrimSpace(req.URL.Query().Get(name)), d)
+}
+
+func queryDuration(req *http.Request, name string, d time.Duration) time.Duration {
+	v := req.URL.Query().Get(name)
+	if v == "" {
+		return d
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Second
+	}
+	if x, err := time.ParseDuration(v); err == nil {
+		return x
+	}
+	return d
+}

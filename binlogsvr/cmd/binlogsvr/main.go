@@ -1,0 +1,59 @@
+// Command binlogsvr runs one member of a binlog server fleet.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr"
+	"github.com/binlogsvr/binlogsvr/logger"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "binlogsvr:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg := binlogsvr.DefaultConfig()
+	fs := pflag.NewFlagSet("binlogsvr", pflag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "Usage: binlogsvr --id N --data-dir DIR --raft-addr HOST:PORT (--members 1=HOST:PORT,... | --join) [flags]\n\n")
+		fs.PrintDefaults()
+	}
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.LoadSecrets(os.Getenv); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("member", cfg.Log.ReplicaID)
+	logger.RouteDragonboatLogs(log, max(level, slog.LevelWarn))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	s, err := binlogsvr.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}

@@ -1,0 +1,110 @@
+package binlogsvr
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+)
+
+// Environment variables that carry secrets, so they never appear in the
+// process list or in logs.
+const (
+	EnvSourcePassword = "BINLOGSVR_SOURCE_PASSWORD"
+	EnvDumpPassword   = "BINLOGSVR_DUMP_PASSWORD"
+)
+
+// Config is the daemon's configuration.
+type Config struct {
+	Log logger.Config
+
+	Source             string
+	SourceUser         string
+	SourcePassword     string `json:"-"`
+	SourcePasswordFile string
+	ServerID           uint32
+
+	DumpAddr         string
+	DumpUser         string
+	DumpPassword     string `json:"-"`
+	DumpPasswordFile string
+
+	AdminAddr string
+	LogLevel  string
+	// DebugAPI enables /debug/append and /debug/bench, which append
+	// synthetic transactions for tests and benchmarks. Never in production.
+	DebugAPI bool
+}
+
+// DefaultConfig returns the flags' defaults.
+func DefaultConfig() Config {
+	return Config{Log: logger.DefaultConfig(), SourceUser: "repl", DumpUser: "repl", AdminAddr: "127.0.0.1:7070", LogLevel: "info"}
+}
+
+// RegisterFlags registers the daemon's flags.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	c.Log.RegisterFlags(fs)
+	fs.StringVar(&c.Source, "source", c.Source, "host:port of the MySQL/MariaDB source; seeds the log's first source only (afterwards the log's own record wins)")
+	fs.StringVar(&c.SourceUser, "source-user", c.SourceUser, "replication account on the source (password from $"+EnvSourcePassword+" or --source-password-file)")
+	fs.StringVar(&c.SourcePasswordFile, "source-password-file", c.SourcePasswordFile, "file holding the source account's password")
+	fs.Uint32Var(&c.ServerID, "server-id", c.ServerID, "this member's server_id toward the source (unique among the source's replicas)")
+	fs.StringVar(&c.DumpAddr, "dump-addr", c.DumpAddr, "host:port to serve replicas and CDC subscribers on (empty: do not serve)")
+	fs.StringVar(&c.DumpUser, "dump-user", c.DumpUser, "account replicas log in to the fleet with (password from $"+EnvDumpPassword+" or --dump-password-file)")
+	fs.StringVar(&c.DumpPasswordFile, "dump-password-file", c.DumpPasswordFile, "file holding the dump account's password")
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "host:port of the admin HTTP API (/status, /metrics, /healthz)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.BoolVar(&c.DebugAPI, "debug-api", c.DebugAPI, "enable /debug/append and /debug/bench (synthetic appends for tests and benchmarks; never in production)")
+}
+
+// LoadSecrets reads the passwords from the environment or the files.
+func (c *Config) LoadSecrets(getenv func(string) string) error {
+	var err error
+	if c.SourcePassword, err = secret(getenv(EnvSourcePassword), c.SourcePasswordFile, "--source-password-file"); err != nil {
+		return err
+	}
+	c.DumpPassword, err = secret(getenv(EnvDumpPassword), c.DumpPasswordFile, "--dump-password-file")
+	return err
+}
+
+func secret(env, file, flag string) (string, error) {
+	if file == "" {
+		return env, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("binlogsvr: %s: %w", flag, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// Validate checks the configuration and names the flag to fix.
+func (c *Config) Validate() error {
+	if err := c.Log.Validate(); err != nil {
+		return err
+	}
+	if c.AdminAddr == "" {
+		return errors.New("binlogsvr: --admin-addr is required")
+	}
+	for flag, addr := range map[string]string{"--admin-addr": c.AdminAddr, "--dump-addr": c.DumpAddr, "--source": c.Source} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("binlogsvr: %s %q: %v", flag, addr, err)
+		}
+	}
+	if c.Source != "" && c.SourceUser == "" {
+		return errors.New("binlogsvr: --source needs --source-user")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("binlogsvr: --log-level must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	return nil
+}

@@ -1,0 +1,226 @@
+package binlogsvr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/binlog"
+	"github.com/binlogsvr/binlogsvr/logger/binlog/binlogtest"
+)
+
+// synth makes synthetic transactions that continue the log's GTID state,
+// for the debug API (tests and benchmarks without a live source).
+type synth struct {
+	mu       sync.Mutex
+	flav     binlog.Flavor
+	prefix   string // "uuid:" or "d-s-"
+	next     uint64
+	serverID uint32
+	pos      uint32
+	size     int
+}
+
+func newSynth(st logger.State, size int) (*synth, error) {
+	f, err := binlog.FlavorByName(st.Flavor)
+	if err != nil {
+		return nil, err
+	}
+	s := &synth{flav: f, serverID: st.Source.ServerID, pos: 4, size: size, next: 1}
+	switch f.Name() {
+	case "mysql":
+		uuid := st.Source.UUID
+		if uuid == "" {
+			uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+		}
+		s.prefix = uuid + ":"
+	default:
+		s.prefix = fmt.Sprintf("0-%d-", st.Source.ServerID)
+	}
+	if last := st.LastGTID; last != "" {
+		i := strings.LastIndexAny(last, ":-")
+		n, err := strconv.ParseUint(last[i+1:], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("cannot continue GTID %q: %v", last, err)
+		}
+		s.next = n + 1
+		if f.Name() == "mysql" {
+			s.prefix = last[:i+1]
+		}
+	}
+	return s, nil
+}
+
+// enqueue makes the next transaction and queues it, under the lock, so
+// GTIDs reach the proposer in order.
+func (s *synth) enqueue(ctx context.Context, p *logger.Proposer) (func(context.Context) error, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.prefix + strconv.FormatUint(s.next, 10)
+	raw, end := binlogtest.Txn(s.flav, g, s.serverID, s.pos, s.size)
+	w, err := p.Enqueue(ctx, logger.Txn{GTID: g, SourceFile: "synthetic.000001", SourceEnd: uint64(end), Events: raw})
+	if err == nil {
+		s.next++
+		s.pos = end
+	}
+	return w, err
+}
+
+// debugRun starts a proposer for synthetic appends on the leader.
+func (s *Server) debugRun(size int) (*synth, *logger.Proposer, func(), error) {
+	if !s.node.IsLeader() {
+		id, _ := s.node.LeaderID()
+		return nil, nil, nil, fmt.Errorf("member %d is not the leader (the leader is %d)", s.cfg.Log.ReplicaID, id)
+	}
+	st := s.node.Reader().State()
+	if st.Epoch == 0 {
+		return nil, nil, nil, errors.New("the log has no source yet (start with --source)")
+	}
+	sy, err := newSynth(st, size)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fde := st.FDE
+	if len(fde) == 0 {
+		fde = binlogtest.FDE(sy.flav, st.Source.ServerID)
+	}
+	p := logger.NewProposer(s.node, logger.ProposerConfig{Epoch: st.Epoch, Source: st.Source.Addr, FDE: fde, MaxInFlight: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	return sy, p, func() { cancel(); <-done }, nil
+}
+
+// handleDebugAppend appends n synthetic transactions of size bytes.
+func (s *Server) handleDebugAppend(w http.ResponseWriter, req *http.Request) {
+	n, size := queryInt(req, "n", 1), queryInt(req, "size", 200)
+	if n < 1 || n > 1_000_000 || size < 0 || size > 64<<20 {
+		writeError(w, http.StatusBadRequest, "n must be 1..1000000 and size 0..67108864")
+		return
+	}
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	sy, p, stop, err := s.debugRun(size)
+	if err != nil {
+		writeError(w, http.StatusConflict, "%v", err)
+		return
+	}
+	defer stop()
+	ctx, cancel := context.WithTimeout(req.Context(), 60*time.Second)
+	defer cancel()
+	var waits []func(context.Context) error
+	for i := 0; i < n; i++ {
+		wt, err := sy.enqueue(ctx, p)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "after %d: %v", i, err)
+			return
+		}
+		waits = append(waits, wt)
+	}
+	for i, wt := range waits {
+		if err := wt(ctx); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "transaction %d of %d: %v", i+1, n, err)
+			return
+		}
+	}
+	st, _ := s.localStatus()
+	writeJSON(w, http.StatusOK, map[string]any{"appended": n, "last_gtid": st.LastGTID, "last_file": st.LastFile, "last_position": st.LastPosition})
+}
+
+// BenchResult is the JSON of POST /debug/bench.
+type BenchResult struct {
+	Concurrency int     `json:"concurrency"`
+	Size        int     `json:"size"`
+	Txns        int     `json:"txns"`
+	Seconds     float64 `json:"seconds"`
+	TPS         float64 `json:"tps"`
+	MBps        float64 `json:"mb_per_s"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	Errors      int     `json:"errors"`
+	FirstError  string  `json:"first_error,omitempty"`
+}
+
+// handleDebugBench runs concurrency proposers of size-byte transactions for
+// a duration on this (leader) member, each waiting for its commit before
+// the next, and reports throughput and commit latency.
+func (s *Server) handleDebugBench(w http.ResponseWriter, req *http.Request) {
+	conc, size := queryInt(req, "concurrency", 1), queryInt(req, "size", 200)
+	dur := queryDuration(req, "duration", 5*time.Second)
+	if conc < 1 || conc > 4096 || size < 0 || size > 64<<20 || dur <= 0 || dur > 10*time.Minute {
+		writeError(w, http.StatusBadRequest, "concurrency 1..4096, size 0..67108864, duration up to 10m")
+		return
+	}
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	sy, p, stop, err := s.debugRun(size)
+	if err != nil {
+		writeError(w, http.StatusConflict, "%v", err)
+		return
+	}
+	defer stop()
+	var mu sync.Mutex
+	var lats []time.Duration
+	var errs int
+	var firstErr string
+	var bytes int64
+	end := time.Now().Add(dur)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				ctx, cancel := context.WithTimeout(req.Context(), 30*time.Second)
+				wt, err := sy.enqueue(ctx, p)
+				if err == nil {
+					err = wt(ctx)
+				}
+				cancel()
+				if err != nil {
+					mu.Lock()
+					if errs++; firstErr == "" {
+						firstErr = err.Error()
+					}
+					mu.Unlock()
+					if errors.Is(err, logger.ErrProposerStopped) {
+						return
+					}
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lats = append(lats, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	pct := func(q float64) float64 {
+		if len(lats) == 0 {
+			return 0
+		}
+		return float64(lats[int(q*float64(len(lats)-1))].Microseconds()) / 1000
+	}
+	txnSize := 0
+	if len(lats) > 0 {
+		raw, _ := binlogtest.Txn(sy.flav, sy.prefix+"1", sy.serverID, 4, size)
+		txnSize = len(raw)
+	}
+	bytes = int64(len(lats)) * int64(txnSize)
+	writeJSON(w, http.StatusOK, BenchResult{Concurrency: conc, Size: size, Txns: len(lats), Seconds: el,
+		TPS: float64(len(lats)) / el, MBps: float64(bytes) / el / 1e6, P50ms: pct(0.5), P99ms: pct(0.99),
+		Errors: errs, FirstError: firstErr})
+}

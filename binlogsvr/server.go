@@ -1,0 +1,214 @@
+package binlogsvr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/semisync"
+)
+
+// Meta keys this package keeps in the log.
+const metaAdminAddr = "member.%d.admin_addr"
+
+// Server is one binlogsvr daemon: a member of the log's group and its admin
+// API.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	reg  *prometheus.Registry
+	node *logger.Node
+
+	adminLn net.Listener
+	admin   *http.Server
+
+	mu         sync.Mutex
+	seedErr    string // why the log's first source could not be seeded yet
+	appendMu   sync.Mutex
+	httpClient *http.Client
+}
+
+// New starts the member and binds the admin API; Run serves.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ServerID == 0 {
+		cfg.ServerID = uint32(1000 + cfg.Log.ReplicaID)
+	}
+	s := &Server{cfg: cfg, log: log, reg: prometheus.NewRegistry(), httpClient: &http.Client{Timeout: 2 * time.Second}}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("binlogsvr: admin API on --admin-addr %s: %w", cfg.AdminAddr, err)
+	}
+	s.adminLn = ln
+	lc := cfg.Log
+	lc.Logger = log
+	lc.Registry = s.reg
+	n, err := logger.Start(lc)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s.node = n
+	s.admin = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 5 * time.Second}
+	return s, nil
+}
+
+// Node returns the member's log node.
+func (s *Server) Node() *logger.Node { return s.node }
+
+// AdminAddr returns the address the admin API listens on.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Run serves until ctx ends, then shuts down cleanly.
+func (s *Server) Run(ctx context.Context) error {
+	s.log.Info("binlogsvr started", "id", s.cfg.Log.ReplicaID, "role", s.cfg.Log.Role, "raft_addr", s.cfg.Log.RaftAddr,
+		"admin_addr", s.AdminAddr(), "data_dir", s.cfg.Log.DataDir, "server_id", s.cfg.ServerID)
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.admin.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("binlogsvr: admin API: %w", err)
+		}
+	}()
+	lctx, cancel := context.WithCancel(ctx)
+	wg.Add(2)
+	go func() { defer wg.Done(); s.registerLoop(lctx) }()
+	go func() { defer wg.Done(); s.seedLoop(lctx) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	_ = s.admin.Shutdown(sctx)
+	wg.Wait()
+	s.node.Close()
+	s.log.Info("binlogsvr stopped", "id", s.cfg.Log.ReplicaID)
+	return err
+}
+
+// every calls f now and then every d until ctx ends or f returns true.
+func every(ctx context.Context, d time.Duration, f func() bool) {
+	for {
+		if f() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+}
+
+// registerLoop records this member's admin address in the log, so that any
+// member's /status can reach every other member.
+func (s *Server) registerLoop(ctx context.Context) {
+	key := fmt.Sprintf(metaAdminAddr, s.cfg.Log.ReplicaID)
+	every(ctx, time.Second, func() bool {
+		r := s.node.Reader()
+		if r == nil {
+			return false
+		}
+		if v, ok, err := r.Meta(key); err == nil && ok && string(v) == s.AdminAddr() {
+			return true
+		}
+		if _, ok := s.node.LeaderID(); !ok {
+			return false
+		}
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err := s.node.Propose(pctx, &logger.Meta{Key: key, Value: []byte(s.AdminAddr())})
+		if err != nil {
+			s.log.Debug("registering the admin address", "err", err)
+		}
+		return false
+	})
+}
+
+// seedLoop sets the log's first source from --source: on the leader, while
+// the log has no source, it probes the source and proposes SetSource for
+// epoch 1. Afterwards the log's own record of the source wins.
+func (s *Server) seedLoop(ctx context.Context) {
+	if s.cfg.Source == "" {
+		return
+	}
+	backoff := time.Second
+	every(ctx, time.Second, func() bool {
+		r := s.node.Reader()
+		if r == nil {
+			return false
+		}
+		if st := r.State(); st.Epoch > 0 {
+			if st.Source.Addr != s.cfg.Source {
+				s.log.Info("the log's own record of the source wins over --source", "log_source", st.Source.Addr, "flag_source", s.cfg.Source)
+			}
+			s.setSeedErr("")
+			return true
+		}
+		if !s.node.IsLeader() {
+			return false
+		}
+		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		info, err := semisync.Probe(pctx, s.cfg.Source, s.cfg.SourceUser, s.cfg.SourcePassword)
+		if err != nil {
+			s.setSeedErr(err.Error())
+			s.log.Error("cannot seed the log's source; retrying", "source", s.cfg.Source, "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			return false
+		}
+		res, err := s.node.Propose(pctx, &logger.SetSource{ExpectedEpoch: 0, NewEpoch: 1, Source: info.Source})
+		if err != nil {
+			s.log.Warn("proposing the first source", "err", err)
+			return false
+		}
+		s.log.Info("seeded the log's source", "source", info.Source.Addr, "flavor", info.Source.Flavor,
+			"version", info.Version, "result", res.Code.String(), "epoch", res.Epoch)
+		return false // NB: loop once more to confirm from the applied state
+	})
+}
+
+func (s *Server) setSeedErr(e string) {
+	s.mu.Lock()
+	s.seedErr = e
+	s.mu.Unlock()
+}
+
+func (s *Server) getSeedErr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seedErr
+}
+
+func atoiDefault(s string, d int) int {
+	if s == "" {
+		return d
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return d
+	}
+	return n
+}

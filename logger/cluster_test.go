@@ -1,0 +1,252 @@
+package logger_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/binlog"
+	"github.com/binlogsvr/binlogsvr/logger/binlog/binlogtest"
+	"github.com/binlogsvr/binlogsvr/logger/loggertest"
+)
+
+const wait = 20 * time.Second
+
+var src = logger.Source{Addr: "src1:3306", ServerID: 1, Flavor: "mariadb"}
+
+// feeder makes MariaDB transactions 0-1-N in order.
+type feeder struct {
+	mu   sync.Mutex
+	next int
+	pos  uint32
+}
+
+func (f *feeder) txn(size int) logger.Txn {
+	g := fmt.Sprintf("0-1-%d", f.next)
+	raw, end := binlogtest.Txn(binlog.MariaDB(), g, 1, f.pos, size)
+	f.next++
+	f.pos = end
+	return logger.Txn{GTID: g, SourceFile: "src-bin.000001", SourceEnd: uint64(end), Events: raw}
+}
+
+// appendN appends n transactions through a Proposer on the current leader,
+// from several goroutines, retrying with a new proposer when an outcome is
+// unknown (a leader change), as semisync does.
+func appendN(t *testing.T, c *loggertest.Cluster, f *feeder, n, size int) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	target := f.next + n
+	for f.next < target {
+		if time.Now().After(deadline) {
+			t.Fatalf("appending: still at %d of %d", f.next, target)
+		}
+		l := c.Leader(wait)
+		st := l.Reader().State()
+		// Resume from the log's state: whatever it holds is not re-sent.
+		var last int
+		fmt.Sscanf(st.LastGTID, "0-1-%d", &last)
+		if last+1 != f.next {
+			f.next = last + 1
+		}
+		p := logger.NewProposer(l, logger.ProposerConfig{Epoch: st.Epoch, Source: st.Source.Addr, FDE: binlogtest.FDE(binlog.MariaDB(), 1)})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		var waits []func(context.Context) error
+		for f.next < target {
+			w, err := p.Enqueue(ctx, f.txn(size))
+			if err != nil {
+				break
+			}
+			waits = append(waits, w)
+		}
+		ok := true
+		for _, w := range waits {
+			wctx, wc := context.WithTimeout(context.Background(), wait)
+			if err := w(wctx); err != nil {
+				if errors.Is(err, logger.ErrRejected) {
+					t.Fatalf("append rejected: %v", err)
+				}
+				ok = false
+			}
+			wc()
+		}
+		cancel()
+		<-done
+		if !ok {
+			f.next = 0 // resync from the log
+		}
+	}
+}
+
+func setSource(t *testing.T, c *loggertest.Cluster) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	res, err := c.Leader(wait).Propose(ctx, &logger.SetSource{ExpectedEpoch: 0, NewEpoch: 1, Source: src})
+	if err != nil || res.Code != logger.ResultOK {
+		t.Fatalf("set-source: %v %+v", err, res)
+	}
+}
+
+// fingerprint hashes every file a member holds, plus its GTID state.
+func fingerprint(t *testing.T, n *logger.Node) string {
+	t.Helper()
+	r := n.Reader()
+	files, err := r.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	for _, f := range files {
+		b, m, err := r.ReadAt(f.Number, 0, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uint64(len(b)) != m.Size {
+			t.Fatalf("%s: read %d of %d bytes", f.Name(), len(b), m.Size)
+		}
+		fmt.Fprintf(h, "%s:%x\n", f.Name(), sha256.Sum256(b))
+	}
+	st := r.State()
+	fmt.Fprintf(h, "gtids=%s last=%s file=%d pos=%d", st.GTIDs, st.LastGTID, st.File, st.Pos)
+	return fmt.Sprintf("%x (%d files, gtids %s)", h.Sum(nil)[:8], len(files), st.GTIDs)
+}
+
+func sameEverywhere(t *testing.T, c *loggertest.Cluster) string {
+	t.Helper()
+	l := c.Leader(wait)
+	c.WaitApplied(wait, l.Reader().Applied())
+	var want string
+	for _, id := range c.Running() {
+		got := fingerprint(t, c.Node(id))
+		if want == "" {
+			want = got
+		} else if got != want {
+			t.Fatalf("member %d holds %s, member %d-ish holds %s", id, got, c.Running()[0], want)
+		}
+	}
+	return want
+}
+
+func TestClusterStopRestartCatchUp(t *testing.T) {
+	c := loggertest.New(t, 3, loggertest.Options{SnapshotEntries: 20, CompactionOverhead: 5})
+	setSource(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if res, err := c.Leader(wait).Propose(ctx, &logger.Meta{Key: logger.MetaMaxFileSize, Value: []byte("16384")}); err != nil || res.Code != logger.ResultOK {
+		t.Fatalf("meta: %v %+v", err, res)
+	}
+	f := &feeder{next: 1, pos: 4}
+	appendN(t, c, f, 50, 200)
+	sameEverywhere(t, c)
+
+	// Log path: a follower misses a few entries, fewer than are kept after
+	// a snapshot, and catches up from the raft log.
+	follower := uint64(1)
+	if l := c.Leader(wait); l.Config().ReplicaID == 1 {
+		follower = 2
+	}
+	c.Stop(follower)
+	appendN(t, c, f, 3, 200)
+	c.Start(follower)
+	sameEverywhere(t, c)
+	if n := c.Node(follower).SM().SnapshotsRecovered(); n != 0 {
+		t.Fatalf("member %d recovered %d snapshots on the log path", follower, n)
+	}
+
+	// Snapshot path: it misses many entries; the leader compacted its log,
+	// so the member catches up from a snapshot of the Pebble data.
+	c.Stop(follower)
+	for i := 0; i < 30; i++ {
+		appendN(t, c, f, 5, 500)
+	}
+	c.Start(follower)
+	fp := sameEverywhere(t, c)
+	if n := c.Node(follower).SM().SnapshotsRecovered(); n == 0 {
+		t.Fatalf("member %d caught up without a snapshot; the snapshot path was not exercised", follower)
+	}
+	st := c.Node(follower).Reader().State()
+	if st.Txns != 203 || st.LastGTID != "0-1-203" {
+		t.Fatalf("after catch-up: %d txns, last %s", st.Txns, st.LastGTID)
+	}
+	t.Logf("every member holds %s", fp)
+}
+
+func TestClusterPartitionedLeader(t *testing.T) {
+	c := loggertest.New(t, 3, loggertest.Options{})
+	setSource(t, c)
+	f := &feeder{next: 1, pos: 4}
+	appendN(t, c, f, 20, 100)
+	old := c.Leader(wait).Config().ReplicaID
+	c.Partition(old)
+	// The other two elect a leader and appends go on.
+	c.Eventually(wait, "a new leader among the majority", func() error {
+		for _, id := range c.Running() {
+			if id == old {
+				continue
+			}
+			if l, ok := c.Node(id).LeaderID(); ok && l != old {
+				return nil
+			}
+		}
+		return errors.New("no new leader")
+	})
+	c.Stop(old) // NB: the stale leader would answer Leader() with itself
+	appendN(t, c, f, 20, 100)
+	c.Heal()
+	c.Start(old)
+	sameEverywhere(t, c)
+	if st := c.Node(old).Reader().State(); st.Txns != 40 {
+		t.Fatalf("old leader holds %d transactions after healing", st.Txns)
+	}
+}
+
+func TestClusterRejectsStaleAppends(t *testing.T) {
+	c := loggertest.New(t, 3, loggertest.Options{})
+	setSource(t, c)
+	f := &feeder{next: 1, pos: 4}
+	appendN(t, c, f, 5, 100)
+	before := sameEverywhere(t, c)
+	l := c.Leader(wait)
+	fde := binlogtest.FDE(binlog.MariaDB(), 1)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+
+	// A stale proposer (epoch 0) and one with a stale view of the log (a
+	// wrong predecessor) are both turned away.
+	stale := logger.NewProposer(l, logger.ProposerConfig{Epoch: 0, Source: src.Addr, FDE: fde})
+	go stale.Run(ctx)
+	err := stale.Submit(ctx, f.txn(100))
+	var rej *logger.RejectedError
+	if !errors.As(err, &rej) || rej.Result.Code != logger.ResultStaleEpoch {
+		t.Fatalf("stale epoch: got %v", err)
+	}
+	res, err := l.Propose(ctx, &logger.Append{Epoch: 1, Source: src.Addr, Predecessor: "0-1-3", FDE: fde, Txns: []logger.Txn{f.txn(100)}})
+	if err != nil || res.Code != logger.ResultWrongPredecessor || res.LastGTID != "0-1-5" {
+		t.Fatalf("wrong predecessor: %v %+v", err, res)
+	}
+	// Fence: move to epoch 2; the epoch-1 proposer is rejected from then on.
+	if res, err := l.Propose(ctx, &logger.SetSource{ExpectedEpoch: 1, NewEpoch: 2, Source: logger.Source{Addr: "src2:3306", ServerID: 2, Flavor: "mariadb"}}); err != nil || res.Code != logger.ResultOK {
+		t.Fatalf("set-source: %v %+v", err, res)
+	}
+	res, err = l.Propose(ctx, &logger.Append{Epoch: 1, Source: src.Addr, Predecessor: "0-1-5", FDE: fde, Txns: []logger.Txn{f.txn(100)}})
+	if err != nil || res.Code != logger.ResultStaleEpoch {
+		t.Fatalf("fenced source: %v %+v", err, res)
+	}
+	// Rejected on every member: each holds the same files and state, which
+	// has not moved beyond the epoch change.
+	after := sameEverywhere(t, c)
+	for _, id := range c.Running() {
+		st := c.Node(id).Reader().State()
+		if st.Txns != 5 || st.Epoch != 2 || st.LastGTID != "0-1-5" {
+			t.Fatalf("member %d: %d txns, epoch %d, last %s", id, st.Txns, st.Epoch, st.LastGTID)
+		}
+	}
+	t.Logf("before %s, after %s", before, after)
+}

@@ -1,0 +1,243 @@
+// Package loggertest runs an in-process group of log members for tests:
+// dragonboat's channel transport (wrapped, so links can be cut) and memory
+// file systems, so members can be stopped, restarted and partitioned
+// without touching the disk or the network.
+package loggertest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pebblevfs "github.com/cockroachdb/pebble/vfs"
+	chantransport "github.com/lni/dragonboat/v4/plugin/chan"
+	lvfs "github.com/lni/vfs"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+)
+
+var clusterSeq atomic.Int64
+
+// Options tunes a test cluster.
+type Options struct {
+	// SnapshotEntries and CompactionOverhead: small values make a restarted
+	// member catch up from a snapshot. Zero: 0 (no snapshots) and 5.
+	SnapshotEntries    uint64
+	CompactionOverhead uint64
+	Retention          logger.Retention
+}
+
+// Cluster is an in-process group of members.
+type Cluster struct {
+	t     testing.TB
+	opts  Options
+	net   *Network
+	addrs map[uint64]string
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	nodes map[uint64]*logger.Node
+	fs    map[uint64]lvfs.FS
+	pfs   map[uint64]pebblevfs.FS
+}
+
+// New starts a group of n loggers with ids 1..n and stops it at the end of
+// the test, even if it fails.
+func New(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	level := slog.LevelWarn
+	if os.Getenv("BINLOGSVR_TEST_VERBOSE") != "" {
+		level = slog.LevelDebug
+	}
+	l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logger.RouteDragonboatLogs(l, slog.LevelError)
+	if opts.CompactionOverhead == 0 {
+		opts.CompactionOverhead = 5
+	}
+	seq := clusterSeq.Add(1)
+	c := &Cluster{t: t, opts: opts, net: newNetwork(), addrs: map[uint64]string{}, log: l,
+		nodes: map[uint64]*logger.Node{}, fs: map[uint64]lvfs.FS{}, pfs: map[uint64]pebblevfs.FS{}}
+	for id := uint64(1); id <= uint64(n); id++ {
+		c.addrs[id] = fmt.Sprintf("c%d-m%d:1", seq, id)
+		c.fs[id] = lvfs.NewMem()
+		c.pfs[id] = pebblevfs.NewMem()
+	}
+	t.Cleanup(c.Close)
+	for id := uint64(1); id <= uint64(n); id++ {
+		c.Start(id)
+	}
+	return c
+}
+
+func (c *Cluster) config(id uint64) logger.Config {
+	cfg := logger.DefaultConfig()
+	cfg.ReplicaID = id
+	cfg.DataDir = fmt.Sprintf("/m%d", id)
+	cfg.RaftAddr = c.addrs[id]
+	cfg.Members = c.addrs
+	cfg.RTTMillisecond = 5
+	cfg.ElectionRTT = 20
+	cfg.HeartbeatRTT = 2
+	cfg.SnapshotEntries = c.opts.SnapshotEntries
+	cfg.CompactionOverhead = c.opts.CompactionOverhead
+	cfg.Retention = c.opts.Retention
+	cfg.Logger = c.log
+	cfg.FS = c.fs[id]
+	cfg.PebbleFS = c.pfs[id]
+	cfg.TransportFactory = &factory{net: c.net, inner: &chantransport.ChanTransportFactory{}}
+	return cfg
+}
+
+// Start starts (or restarts) member id on its own memory file systems.
+func (c *Cluster) Start(id uint64) *logger.Node {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.nodes[id]; ok {
+		c.t.Fatalf("loggertest: member %d is already running", id)
+	}
+	n, err := logger.Start(c.config(id))
+	if err != nil {
+		c.t.Fatalf("loggertest: starting member %d: %v", id, err)
+	}
+	c.nodes[id] = n
+	return n
+}
+
+// Stop stops member id; its data stays for Start.
+func (c *Cluster) Stop(id uint64) {
+	c.mu.Lock()
+	n := c.nodes[id]
+	delete(c.nodes, id)
+	c.mu.Unlock()
+	if n != nil {
+		n.Close()
+	}
+}
+
+// Node returns running member id, or nil.
+func (c *Cluster) Node(id uint64) *logger.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[id]
+}
+
+// Running returns the ids of the running members.
+func (c *Cluster) Running() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []uint64
+	for id := uint64(1); id <= uint64(len(c.addrs)); id++ {
+		if _, ok := c.nodes[id]; ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Partition cuts every link between the members in ids and the others.
+func (c *Cluster) Partition(ids ...uint64) {
+	in := map[uint64]bool{}
+	for _, id := range ids {
+		in[id] = true
+	}
+	for a := range c.addrs {
+		for b := range c.addrs {
+			if in[a] && !in[b] {
+				c.net.setCut(c.addrs[a], c.addrs[b], true)
+			}
+		}
+	}
+}
+
+// Heal restores every link.
+func (c *Cluster) Heal() { c.net.heal() }
+
+// Leader waits (bounded by d) until a running member leads and every
+// running member agrees, and returns it.
+func (c *Cluster) Leader(d time.Duration) *logger.Node {
+	c.t.Helper()
+	var leader *logger.Node
+	c.Eventually(d, "a leader", func() error {
+		leader = nil
+		var lid uint64
+		for _, id := range c.Running() {
+			n := c.Node(id)
+			if n == nil {
+				continue
+			}
+			l, ok := n.LeaderID()
+			if !ok {
+				return fmt.Errorf("member %d knows no leader", id)
+			}
+			if lid != 0 && l != lid {
+				return fmt.Errorf("members disagree on the leader (%d, %d)", lid, l)
+			}
+			lid = l
+		}
+		leader = c.Node(lid)
+		if leader == nil {
+			return fmt.Errorf("leader %d is not running", lid)
+		}
+		return nil
+	})
+	return leader
+}
+
+// WaitApplied waits until every running member applied at least index.
+func (c *Cluster) WaitApplied(d time.Duration, index uint64) {
+	c.t.Helper()
+	c.Eventually(d, fmt.Sprintf("every member applied index %d", index), func() error {
+		for _, id := range c.Running() {
+			n := c.Node(id)
+			if n == nil || n.Reader() == nil {
+				return fmt.Errorf("member %d not open", id)
+			}
+			if a := n.Reader().Applied(); a < index {
+				return fmt.Errorf("member %d applied %d", id, a)
+			}
+		}
+		return nil
+	})
+}
+
+// Eventually polls f every 10ms until it returns nil, failing the test
+// with f's last error after d.
+func (c *Cluster) Eventually(d time.Duration, what string, f func() error) {
+	c.t.Helper()
+	if err := Poll(context.Background(), d, f); err != nil {
+		c.t.Fatalf("loggertest: waiting for %s: %v", what, err)
+	}
+}
+
+// Poll calls f every 10ms until it returns nil or d passes, and returns its
+// last error.
+func Poll(ctx context.Context, d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %v: %w", d, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops every member.
+func (c *Cluster) Close() {
+	for id := range c.addrs {
+		c.Stop(id)
+	}
+}

@@ -1,0 +1,77 @@
+package logger
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	reg           prometheus.Registerer
+	cs            []prometheus.Collector
+	proposals     *prometheus.CounterVec
+	commitLatency prometheus.Histogram
+	batchTxns     prometheus.Histogram
+	inFlight      prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
+	m := &metrics{reg: reg}
+	m.proposals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "binlogsvr_logger_proposals_total", Help: "Proposals by command kind and result code.",
+	}, []string{"kind", "result"})
+	m.commitLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "binlogsvr_logger_commit_latency_seconds", Help: "Time from proposal to applied result on this member.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	})
+	m.batchTxns = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "binlogsvr_logger_batch_transactions", Help: "Transactions per Append proposal.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+	})
+	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "binlogsvr_logger_proposals_in_flight", Help: "Append proposals awaiting their result.",
+	})
+	applied := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "binlogsvr_logger_applied_index", Help: "Last raft index applied to this member's log.",
+	}, func() float64 {
+		if r := n.Reader(); r != nil {
+			return float64(r.Applied())
+		}
+		return 0
+	})
+	txns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "binlogsvr_logger_transactions", Help: "Transactions stored in the log since it began.",
+	}, func() float64 {
+		if r := n.Reader(); r != nil {
+			return float64(r.State().Txns)
+		}
+		return 0
+	})
+	epoch := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "binlogsvr_logger_epoch", Help: "The log's current source epoch.",
+	}, func() float64 {
+		if r := n.Reader(); r != nil {
+			return float64(r.State().Epoch)
+		}
+		return 0
+	})
+	m.cs = []prometheus.Collector{m.proposals, m.commitLatency, m.batchTxns, m.inFlight, applied, txns, epoch}
+	if reg != nil {
+		for _, c := range m.cs {
+			if err := reg.Register(c); err != nil {
+				m.unregister()
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) onApply(*SM) {}
+
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.cs {
+		m.reg.Unregister(c)
+	}
+}

@@ -1,0 +1,468 @@
+package logger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/lni/dragonboat/v4"
+	"github.com/lni/dragonboat/v4/config"
+	sm "github.com/lni/dragonboat/v4/statemachine"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+)
+
+// Roles of a member.
+const (
+	RoleLogger  = "logger"  // voting: stores the log and counts toward the quorum
+	RoleLearner = "learner" // non-voting: follows the committed log
+)
+
+// Config configures one member of the log's group.
+type Config struct {
+	ShardID   uint64
+	ReplicaID uint64
+	DataDir   string
+	RaftAddr  string
+	// Members are the initial loggers, replica id → raft address. Used to
+	// bootstrap a new group; ignored once the member has data.
+	Members map[uint64]string
+	// Join starts a member that an existing group added (no Members).
+	Join bool
+	Role string
+
+	RTTMillisecond     uint64
+	ElectionRTT        uint64
+	HeartbeatRTT       uint64
+	SnapshotEntries    uint64
+	CompactionOverhead uint64
+
+	Retention Retention
+
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+
+	// Test seams: nil means the real disk and TCP.
+	FS               config.IFS
+	PebbleFS         vfs.FS
+	TransportFactory config.TransportFactory
+}
+
+// Retention is this member's own retention: files older than these limits
+// are removed from this member only (the group's positions never change).
+// Zero means no limit.
+type Retention struct {
+	MaxFiles int
+	MaxBytes uint64
+	MaxAge   time.Duration
+}
+
+// DefaultConfig returns a Config with the defaults of the flags.
+func DefaultConfig() Config {
+	return Config{ShardID: 1, Role: RoleLogger, RTTMillisecond: 10, ElectionRTT: 30, HeartbeatRTT: 3,
+		SnapshotEntries: 10000, CompactionOverhead: 5000}
+}
+
+// RegisterFlags registers the member's flags.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	fs.Uint64Var(&c.ReplicaID, "id", c.ReplicaID, "this member's id in the group (a positive integer, unique in the fleet)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the raft log and the binlog store")
+	fs.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "host:port this member's raft transport listens on and peers reach it at")
+	fs.Var((*membersFlag)(&c.Members), "members", "initial loggers as id=host:port,... (bootstraps a new group; include this member)")
+	fs.BoolVar(&c.Join, "join", c.Join, "start a member that the group added with binlogctl (no --members)")
+	fs.StringVar(&c.Role, "role", c.Role, "this member's role: logger (votes) or learner (non-voting)")
+	fs.Uint64Var(&c.ShardID, "shard", c.ShardID, "the group's shard id (one per source cluster)")
+	fs.Uint64Var(&c.RTTMillisecond, "raft-rtt-ms", c.RTTMillisecond, "round trip time between members in milliseconds; election and heartbeat timeouts are multiples of it")
+	fs.Uint64Var(&c.ElectionRTT, "raft-election-rtt", c.ElectionRTT, "election timeout in RTTs")
+	fs.Uint64Var(&c.HeartbeatRTT, "raft-heartbeat-rtt", c.HeartbeatRTT, "heartbeat interval in RTTs")
+	fs.Uint64Var(&c.SnapshotEntries, "snapshot-entries", c.SnapshotEntries, "take a state machine snapshot every this many entries")
+	fs.Uint64Var(&c.CompactionOverhead, "compaction-overhead", c.CompactionOverhead, "raft entries kept after a snapshot for slow followers")
+	fs.IntVar(&c.Retention.MaxFiles, "retain-files", c.Retention.MaxFiles, "keep at most this many binlog files on this member (0: no limit)")
+	fs.Uint64Var(&c.Retention.MaxBytes, "retain-bytes", c.Retention.MaxBytes, "keep at most this many bytes of binlog files on this member (0: no limit)")
+	fs.DurationVar(&c.Retention.MaxAge, "retain-age", c.Retention.MaxAge, "remove this member's binlog files older than this (0: keep forever)")
+}
+
+// Validate checks the Config and names the flag to fix.
+func (c *Config) Validate() error {
+	switch {
+	case c.ReplicaID == 0:
+		return errors.New("logger: --id is required and must be positive")
+	case c.ShardID == 0:
+		return errors.New("logger: --shard must be positive")
+	case c.DataDir == "":
+		return errors.New("logger: --data-dir is required")
+	case c.RaftAddr == "":
+		return errors.New("logger: --raft-addr is required")
+	case c.Role != RoleLogger && c.Role != RoleLearner:
+		return fmt.Errorf("logger: --role must be %s or %s, got %q", RoleLogger, RoleLearner, c.Role)
+	case c.Join && len(c.Members) > 0:
+		return errors.New("logger: --join and --members exclude each other: --members bootstraps a new group, --join starts a member an existing group added")
+	case c.ElectionRTT < 2*c.HeartbeatRTT || c.HeartbeatRTT == 0:
+		return fmt.Errorf("logger: --raft-election-rtt (%d) must be at least twice --raft-heartbeat-rtt (%d), which must be positive", c.ElectionRTT, c.HeartbeatRTT)
+	case c.RTTMillisecond == 0:
+		return errors.New("logger: --raft-rtt-ms must be positive")
+	}
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil && c.TransportFactory == nil {
+		return fmt.Errorf("logger: --raft-addr %q: %v", c.RaftAddr, err)
+	}
+	if len(c.Members) > 0 {
+		addr, ok := c.Members[c.ReplicaID]
+		if !ok {
+			return fmt.Errorf("logger: --members does not list this member's id %d", c.ReplicaID)
+		}
+		if addr != c.RaftAddr {
+			return fmt.Errorf("logger: --members gives %s for member %d, but --raft-addr is %s", addr, c.ReplicaID, c.RaftAddr)
+		}
+		if c.Role == RoleLearner {
+			return errors.New("logger: a learner starts with --join; --members lists the initial loggers")
+		}
+	}
+	return nil
+}
+
+// membersFlag parses "1=host:port,2=host:port".
+type membersFlag map[uint64]string
+
+func (m *membersFlag) String() string {
+	if m == nil || *m == nil {
+		return ""
+	}
+	ids := make([]uint64, 0, len(*m))
+	for id := range *m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	var parts []string
+	for _, id := range ids {
+		parts = append(parts, fmt.Sprintf("%d=%s", id, (*m)[id]))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (m *membersFlag) Set(s string) error {
+	out, err := ParseMembers(s)
+	if err != nil {
+		return err
+	}
+	*m = out
+	return nil
+}
+
+func (m *membersFlag) Type() string { return "id=host:port,..." }
+
+// ParseMembers parses "1=host:port,2=host:port".
+func ParseMembers(s string) (map[uint64]string, error) {
+	out := map[uint64]string{}
+	seen := map[string]uint64{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("member %q: want id=host:port", part)
+		}
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("member %q: the id must be a positive integer", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("member %q: %v", part, err)
+		}
+		if _, dup := out[n]; dup {
+			return nil, fmt.Errorf("member id %d is listed twice", n)
+		}
+		if other, dup := seen[addr]; dup {
+			return nil, fmt.Errorf("members %d and %d share the address %s", other, n, addr)
+		}
+		out[n], seen[addr] = addr, n
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no members given")
+	}
+	return out, nil
+}
+
+// Node is one member of the log's group: a dragonboat NodeHost running the
+// log's shard.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	nh      *dragonboat.NodeHost
+	metrics *metrics
+
+	mu sync.Mutex
+	sm *SM
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Start starts the member and its shard. It returns once the shard is
+// started; the group may not have a leader yet.
+func Start(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("shard", cfg.ShardID, "replica", cfg.ReplicaID), stop: make(chan struct{})}
+	m, err := newMetrics(cfg.Registry, n)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics = m
+	nhc := config.NodeHostConfig{
+		NodeHostDir:    filepath.Join(cfg.DataDir, "raft"),
+		WALDir:         filepath.Join(cfg.DataDir, "raft"),
+		RTTMillisecond: cfg.RTTMillisecond,
+		RaftAddress:    cfg.RaftAddr,
+		EnableMetrics:  true,
+		Expert:         config.ExpertConfig{FS: cfg.FS, TransportFactory: cfg.TransportFactory},
+	}
+	nh, err := dragonboat.NewNodeHost(nhc)
+	if err != nil {
+		return nil, fmt.Errorf("logger: starting raft on %s (data in %s): %w", cfg.RaftAddr, cfg.DataDir, err)
+	}
+	n.nh = nh
+	rc := config.Config{
+		ReplicaID: cfg.ReplicaID, ShardID: cfg.ShardID, CheckQuorum: true, PreVote: true,
+		ElectionRTT: cfg.ElectionRTT, HeartbeatRTT: cfg.HeartbeatRTT,
+		SnapshotEntries: cfg.SnapshotEntries, CompactionOverhead: cfg.CompactionOverhead,
+		OrderedConfigChange: true, IsNonVoting: cfg.Role == RoleLearner,
+	}
+	pfs := cfg.PebbleFS
+	if pfs == nil {
+		pfs = vfs.Default
+	}
+	smDir := filepath.Join(cfg.DataDir, "binlog", fmt.Sprintf("shard-%d-replica-%d", cfg.ShardID, cfg.ReplicaID))
+	create := func(shardID, replicaID uint64) sm.IOnDiskStateMachine {
+		s := newSM(shardID, replicaID, smDir, pfs, n.log)
+		s.onApply = n.metrics.onApply
+		n.mu.Lock()
+		n.sm = s
+		n.mu.Unlock()
+		return s
+	}
+	members := map[uint64]dragonboat.Target{}
+	for id, addr := range cfg.Members {
+		members[id] = addr
+	}
+	if err := nh.StartOnDiskReplica(members, cfg.Join, create, rc); err != nil {
+		nh.Close()
+		return nil, fmt.Errorf("logger: starting shard %d as member %d: %w", cfg.ShardID, cfg.ReplicaID, err)
+	}
+	n.wg.Add(1)
+	go n.retentionLoop()
+	return n, nil
+}
+
+// NodeHost returns the dragonboat NodeHost (for membership calls).
+func (n *Node) NodeHost() *dragonboat.NodeHost { return n.nh }
+
+// Config returns the member's configuration.
+func (n *Node) Config() Config { return n.cfg }
+
+// SM returns the member's state machine, or nil before dragonboat made it.
+func (n *Node) SM() *SM {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sm
+}
+
+// Reader returns a reader of this member's committed log.
+func (n *Node) Reader() *Reader {
+	if s := n.SM(); s != nil {
+		return s.Reader()
+	}
+	return nil
+}
+
+// LeaderID returns the current leader's id, if one is known.
+func (n *Node) LeaderID() (uint64, bool) {
+	id, _, ok, err := n.nh.GetLeaderID(n.cfg.ShardID)
+	if err != nil || !ok {
+		return 0, false
+	}
+	return id, true
+}
+
+// IsLeader reports whether this member leads the group.
+func (n *Node) IsLeader() bool {
+	id, ok := n.LeaderID()
+	return ok && id == n.cfg.ReplicaID
+}
+
+// Membership is the group's configuration.
+type Membership struct {
+	Loggers  map[uint64]string
+	Learners map[uint64]string
+	Removed  map[uint64]struct{}
+}
+
+// Membership reads the group's membership (a linearizable read).
+func (n *Node) Membership(ctx context.Context) (Membership, error) {
+	m, err := n.nh.SyncGetShardMembership(ctx, n.cfg.ShardID)
+	if err != nil {
+		return Membership{}, classify(err)
+	}
+	return Membership{Loggers: m.Nodes, Learners: m.NonVotings, Removed: m.Removed}, nil
+}
+
+// Propose proposes one command and waits for its result. A result code
+// other than ResultOK/ResultDuplicate is returned with a nil error: the
+// command was ordered and rejected, identically on every member. An error
+// means the outcome is unknown (ErrRetry) or the member cannot propose.
+func (n *Node) Propose(ctx context.Context, c Command) (Result, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	start := time.Now()
+	res, err := n.nh.SyncPropose(ctx, n.nh.GetNoOPSession(n.cfg.ShardID), Encode(c))
+	if err != nil {
+		n.metrics.proposals.WithLabelValues(KindOf(c).String(), "error").Inc()
+		return Result{}, classify(err)
+	}
+	r := decodeResult(res.Value, res.Data)
+	n.metrics.proposals.WithLabelValues(KindOf(c).String(), r.Code.String()).Inc()
+	n.metrics.commitLatency.Observe(time.Since(start).Seconds())
+	return r, nil
+}
+
+// ProposeAsync proposes c and returns a function that waits for its
+// result. Commands proposed by successive calls from one goroutine enter
+// the log in call order (unless one is dropped), which is what lets the
+// Proposer keep several Appends in flight. The wait function has Propose's
+// result contract.
+func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, error), error) {
+	start := time.Now()
+	kind := KindOf(c).String()
+	rs, err := n.nh.Propose(n.nh.GetNoOPSession(n.cfg.ShardID), Encode(c), timeout)
+	if err != nil {
+		n.metrics.proposals.WithLabelValues(kind, "error").Inc()
+		return nil, classify(err)
+	}
+	return func() (Result, error) {
+		defer rs.Release()
+		r := <-rs.AppliedC() // NB: always delivered: dragonboat times the request out itself
+		var err error
+		switch {
+		case r.Completed():
+			res := r.GetResult()
+			out := decodeResult(res.Value, res.Data)
+			n.metrics.proposals.WithLabelValues(kind, out.Code.String()).Inc()
+			n.metrics.commitLatency.Observe(time.Since(start).Seconds())
+			return out, nil
+		case r.Rejected():
+			err = dragonboat.ErrRejected
+		case r.Timeout():
+			err = dragonboat.ErrTimeout
+		case r.Terminated():
+			err = dragonboat.ErrShardClosed
+		case r.Dropped():
+			err = dragonboat.ErrShardNotReady
+		case r.Aborted():
+			err = dragonboat.ErrAborted
+		default:
+			err = fmt.Errorf("unknown request outcome %v", r)
+		}
+		n.metrics.proposals.WithLabelValues(kind, "error").Inc()
+		return Result{}, classify(err)
+	}, nil
+}
+
+// Close stops the member and joins its goroutines.
+func (n *Node) Close() {
+	select {
+	case <-n.stop:
+		return
+	default:
+	}
+	close(n.stop)
+	n.wg.Wait()
+	n.nh.Close()
+	n.metrics.unregister()
+}
+
+// retentionLoop applies this member's own retention every few seconds.
+func (n *Node) retentionLoop() {
+	defer n.wg.Done()
+	r := n.cfg.Retention
+	if r.MaxFiles == 0 && r.MaxBytes == 0 && r.MaxAge == 0 {
+		return
+	}
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		if err := n.applyRetention(time.Now()); err != nil {
+			n.log.Warn("retention: local purge failed", "err", err)
+		}
+	}
+}
+
+// applyRetention removes this member's copy of files beyond its retention.
+func (n *Node) applyRetention(now time.Time) error {
+	s := n.SM()
+	if s == nil {
+		return nil
+	}
+	files, err := s.Reader().Files()
+	if err != nil || len(files) < 2 {
+		return err
+	}
+	upTo := RetentionCut(files, n.cfg.Retention, now)
+	if upTo == 0 {
+		return nil
+	}
+	first, err := s.PurgeLocal(upTo)
+	if err == nil {
+		n.log.Info("retention: purged this member's old binlog files", "first_file", FileName(first))
+	}
+	return err
+}
+
+// RetentionCut returns the first file to keep under r (0: keep all). The
+// last (open) file is always kept. Pure: now is passed in.
+func RetentionCut(files []FileMeta, r Retention, now time.Time) uint32 {
+	keep := len(files) - 1 // index of the oldest file kept; the last one always
+	var total uint64
+	for i := len(files) - 1; i >= 0; i-- {
+		f := files[i]
+		total += f.Size
+		if i == len(files)-1 {
+			continue
+		}
+		if r.MaxFiles > 0 && len(files)-i > r.MaxFiles {
+			break
+		}
+		if r.MaxBytes > 0 && total > r.MaxBytes {
+			break
+		}
+		if r.MaxAge > 0 && f.LastTime != 0 && now.Sub(time.Unix(int64(f.LastTime), 0)) > r.MaxAge {
+			break
+		}
+		keep = i
+	}
+	if keep == 0 {
+		return 0
+	}
+	return files[keep].Number
+}

@@ -1,0 +1,217 @@
+package logger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ProposerConfig binds a Proposer to the source it stores for.
+type ProposerConfig struct {
+	Epoch  uint64
+	Source string
+	FDE    []byte
+	// MaxInFlight is how many Append proposals may await their result at
+	// once (default 4). MaxBatchBytes caps one Append (default 8 MiB; a
+	// single larger transaction still goes alone).
+	MaxInFlight   int
+	MaxBatchBytes int
+	// Timeout bounds one proposal (default 10s).
+	Timeout time.Duration
+}
+
+// Proposer turns transactions submitted by many goroutines into few Append
+// entries: everything that arrives while earlier proposals are in flight
+// goes into the next one (group commit). Each Append names the previous
+// one's last transaction as its predecessor, so several may be in flight.
+//
+// Run owns the proposer's goroutines. When an outcome is unknown (a timeout,
+// a leader change) Run returns an error wrapping ErrRetry and fails every
+// waiting Submit: the owner starts a new Proposer from the log's state, and
+// re-submits; duplicates are skipped by the log.
+type Proposer struct {
+	node *Node
+	cfg  ProposerConfig
+	in   chan *pending
+	dead chan struct{}
+	err  error
+}
+
+type pending struct {
+	txn  Txn
+	done chan error
+}
+
+type batch struct {
+	ps  []*pending
+	gen int
+	res Result
+	err error
+}
+
+// NewProposer returns a proposer for one source and epoch.
+func NewProposer(n *Node, cfg ProposerConfig) *Proposer {
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 8 << 20
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	return &Proposer{node: n, cfg: cfg, in: make(chan *pending, 4096), dead: make(chan struct{})}
+}
+
+// ErrProposerStopped is returned by Submit after Run has returned.
+var ErrProposerStopped = errors.New("logger: proposer stopped")
+
+// Submit queues one transaction and waits until it is stored (nil), the log
+// rejected it (*RejectedError), or its outcome is unknown (ErrRetry, a
+// context error, ErrProposerStopped). Only nil means the transaction is
+// committed on a majority and applied; only then may it be acknowledged.
+func (p *Proposer) Submit(ctx context.Context, t Txn) error {
+	wait, err := p.Enqueue(ctx, t)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// Enqueue queues one transaction and returns a function that waits for its
+// outcome, as Submit does. Transactions are proposed in the order they were
+// enqueued, so a caller that must keep an order (GTIDs of one domain) calls
+// Enqueue under its own lock and waits outside it.
+func (p *Proposer) Enqueue(ctx context.Context, t Txn) (func(context.Context) error, error) {
+	pd := &pending{txn: t, done: make(chan error, 1)}
+	select {
+	case p.in <- pd:
+	case <-p.dead:
+		return nil, fmt.Errorf("%w: %v", ErrProposerStopped, p.err)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return func(ctx context.Context) error {
+		select {
+		case err := <-pd.done:
+			return err
+		case <-p.dead:
+			select {
+			case err := <-pd.done:
+				return err
+			default:
+				return fmt.Errorf("%w: %v", ErrProposerStopped, p.err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, nil
+}
+
+// Run proposes until ctx ends or an outcome is unknown.
+func (p *Proposer) Run(ctx context.Context) (err error) {
+	r := p.node.Reader()
+	if r == nil {
+		return fmt.Errorf("%w: the log is not open yet", ErrRetry)
+	}
+	tip := r.State().LastGTID
+	gen := 0
+	var queue []*pending
+	inflight := 0
+	done := make(chan *batch, p.cfg.MaxInFlight)
+	failAll := func(e error) {
+		for _, pd := range queue {
+			pd.done <- e
+		}
+		queue = nil
+	}
+	defer func() {
+		p.err = err
+		// NB: wait for proposals in flight, so nothing outlives Run.
+		for ; inflight > 0; inflight-- {
+			b := <-done
+			p.node.metrics.inFlight.Dec()
+			p.finish(b, b.err)
+		}
+		failAll(fmt.Errorf("%w: %v", ErrProposerStopped, err))
+		close(p.dead)
+		for {
+			select {
+			case pd := <-p.in:
+				pd.done <- fmt.Errorf("%w: %v", ErrProposerStopped, err)
+			default:
+				return
+			}
+		}
+	}()
+	for {
+		for inflight < p.cfg.MaxInFlight && len(queue) > 0 {
+			n, size := 0, 0
+			for n < len(queue) && (n == 0 || size+len(queue[n].txn.Events) <= p.cfg.MaxBatchBytes) {
+				size += len(queue[n].txn.Events)
+				n++
+			}
+			b := &batch{ps: queue[:n:n], gen: gen}
+			queue = queue[n:]
+			a := &Append{Epoch: p.cfg.Epoch, Source: p.cfg.Source, Predecessor: tip, FDE: p.cfg.FDE, Txns: make([]Txn, n)}
+			for i, pd := range b.ps {
+				a.Txns[i] = pd.txn
+			}
+			tip = a.Txns[n-1].GTID
+			inflight++
+			p.node.metrics.inFlight.Inc()
+			p.node.metrics.batchTxns.Observe(float64(n))
+			wait, err := p.node.ProposeAsync(a, p.cfg.Timeout)
+			go func() {
+				if err != nil {
+					b.err = err
+				} else {
+					b.res, b.err = wait()
+				}
+				done <- b
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case pd := <-p.in:
+			queue = append(queue, pd)
+		drain:
+			for len(queue) < 65536 {
+				select {
+				case pd := <-p.in:
+					queue = append(queue, pd)
+				default:
+					break drain
+				}
+			}
+		case b := <-done:
+			inflight--
+			p.node.metrics.inFlight.Dec()
+			if b.err != nil {
+				p.finish(b, b.err)
+				return b.err
+			}
+			p.finish(b, nil)
+			if !b.res.Code.Stored() && b.gen == gen {
+				// NB: every later batch in flight names a predecessor that is
+				// not in the log and will be rejected too; resync once.
+				gen++
+				tip = b.res.LastGTID
+			}
+		}
+	}
+}
+
+func (p *Proposer) finish(b *batch, err error) {
+	if err == nil && !b.res.Code.Stored() {
+		err = &RejectedError{Result: b.res}
+	}
+	if err == nil && b.err != nil {
+		err = b.err
+	}
+	for _, pd := range b.ps {
+		pd.done <- err
+	}
+}

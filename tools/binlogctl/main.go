@@ -1,0 +1,176 @@
+// Command binlogctl operates a binlogsvr fleet through a member's admin API.
+//
+//	binlogctl --admin HOST:PORT status [--json]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr"
+)
+
+const usage = `Usage: binlogctl [--admin HOST:PORT] [--timeout D] COMMAND [flags]
+
+Commands:
+  status [--json]   the group: leader, epoch, source, GTID state, files, members
+
+Global flags:
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("binlogctl", pflag.ContinueOnError)
+	fs.SetInterspersed(false)
+	admin := fs.String("admin", envOr("BINLOGCTL_ADMIN", "127.0.0.1:7070"), "admin API address of any member (or $BINLOGCTL_ADMIN)")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the admin API")
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	c := &client{base: "http://" + *admin, http: &http.Client{Timeout: *timeout}}
+	var err error
+	switch cmd, rest := fs.Arg(0), fs.Args()[1:]; cmd {
+	case "status":
+		err = cmdStatus(c, rest, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "binlogctl: unknown command %q\n\n", cmd)
+		fs.Usage()
+		return 2
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(stderr, "binlogctl:", err)
+			return 2
+		}
+		fmt.Fprintln(stderr, "binlogctl:", err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ error }
+
+func envOr(k, d string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return d
+}
+
+type client struct {
+	base string
+	http *http.Client
+}
+
+// get fetches path and decodes its JSON into v. An API error carries the
+// member's own message.
+func (c *client) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the admin API at %s: %v (is binlogsvr running, and is --admin right?)", strings.TrimPrefix(c.base, "http://"), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s: %s", resp.Status, e.Error)
+		}
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return json.Unmarshal(body, v)
+}
+
+func cmdStatus(c *client, args []string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	var st binlogsvr.Status
+	if err := c.get(context.Background(), "/status", &st); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(stdout, st)
+	return nil
+}
+
+func printStatus(w io.Writer, st binlogsvr.Status) {
+	leader := "none (no quorum?)"
+	if st.Leader != 0 {
+		leader = fmt.Sprint(st.Leader)
+	}
+	source := st.Source
+	if source == "" {
+		source = "none yet"
+	} else if st.Flavor != "" {
+		source += " (" + st.Flavor + ")"
+	}
+	fmt.Fprintf(w, "Leader:         %s\n", leader)
+	fmt.Fprintf(w, "Epoch:          %d\n", st.Epoch)
+	fmt.Fprintf(w, "Source:         %s\n", source)
+	if st.SourceError != "" {
+		fmt.Fprintf(w, "Source error:   %s\n", st.SourceError)
+	}
+	fmt.Fprintf(w, "GTID executed:  %s\n", dash(st.GTIDExecuted))
+	fmt.Fprintf(w, "Transactions:   %d\n", st.Transactions)
+	fmt.Fprintf(w, "Files:          %s .. %s, end position %d\n", dash(st.FirstFile), dash(st.LastFile), st.LastPosition)
+	fmt.Fprintf(w, "Asked member:   %d (applied index %d)\n\n", st.ID, st.Applied)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tROLE\tRAFT ADDR\tADMIN ADDR\tLEADER\tAPPLIED\tLAST FILE\tPOSITION\tSTATE")
+	for _, m := range st.Members {
+		state := "ok"
+		if m.Error != "" {
+			state = m.Error
+		}
+		l := ""
+		if m.Leader {
+			l = "*"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", m.ID, m.Role, m.RaftAddr, dash(m.AdminAddr), l, m.Applied, dash(m.LastFile), m.LastPosition, state)
+	}
+	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
