@@ -391,8 +391,8 @@ func (a *applier) applyMeta(c *Meta) Result {
 	return Result{Code: ResultOK}
 }
 
-func (a *applier) put(k, v []byte)   { a.ops = append(a.ops, op{kind: opPut, key: k, val: v}) }
-func (a *applier) del(k []byte)      { a.ops = append(a.ops, op{kind: opDelete, key: k}) }
+func (a *applier) put(k, v []byte) { a.ops = append(a.ops, op{kind: opPut, key: k, val: v}) }
+func (a *applier) del(k []byte)    { a.ops = append(a.ops, op{kind: opDelete, key: k}) }
 func (a *applier) delRange(s, e []byte) {
 	a.ops = append(a.ops, op{kind: opDeleteRange, key: s, end: e})
 }

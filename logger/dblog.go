@@ -50,10 +50,16 @@ func (d *dbLogger) logf(lv slog.Level, format string, args ...interface{}) {
 	d.l.Log(context.Background(), lv, fmt.Sprintf(format, args...))
 }
 
-func (d *dbLogger) Debugf(format string, args ...interface{})   { d.logf(slog.LevelDebug, format, args...) }
-func (d *dbLogger) Infof(format string, args ...interface{})    { d.logf(slog.LevelInfo, format, args...) }
-func (d *dbLogger) Warningf(format string, args ...interface{}) { d.logf(slog.LevelWarn, format, args...) }
-func (d *dbLogger) Errorf(format string, args ...interface{})   { d.logf(slog.LevelError, format, args...) }
+func (d *dbLogger) Debugf(format string, args ...interface{}) {
+	d.logf(slog.LevelDebug, format, args...)
+}
+func (d *dbLogger) Infof(format string, args ...interface{}) { d.logf(slog.LevelInfo, format, args...) }
+func (d *dbLogger) Warningf(format string, args ...interface{}) {
+	d.logf(slog.LevelWarn, format, args...)
+}
+func (d *dbLogger) Errorf(format string, args ...interface{}) {
+	d.logf(slog.LevelError, format, args...)
+}
 func (d *dbLogger) Panicf(format string, args ...interface{}) {
 	msg := fmt.Sprintf(format, args...)
 	d.l.Error(msg)
