@@ -3,6 +3,8 @@ package binlogsvr
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -57,6 +59,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /status", s.handleStatus)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	mux.HandleFunc("GET /binlogs", s.handleBinlogs)
 	if s.cfg.DebugAPI {
 		mux.HandleFunc("POST /debug/append", s.handleDebugAppend)
 		mux.HandleFunc("POST /debug/bench", s.handleDebugBench)
@@ -229,4 +232,56 @@ func queryDuration(req *http.Request, name string, d time.Duration) time.Duratio
 		return x
 	}
 	return d
+}
+
+// FileInfo is one entry of GET /binlogs: a binlog file this member holds.
+type FileInfo struct {
+	Name       string `json:"name"`
+	Size       uint64 `json:"size"`
+	Closed     bool   `json:"closed"`
+	Txns       uint64 `json:"transactions"`
+	Epoch      uint64 `json:"epoch"`
+	Source     string `json:"source"`
+	StartGTIDs string `json:"start_gtids"`
+	SHA256     string `json:"sha256,omitempty"`
+}
+
+// handleBinlogs lists this member's binlog files (its own retention), with
+// each file's SHA-256 when ?hash=1: equal on every member for equal files.
+func (s *Server) handleBinlogs(w http.ResponseWriter, req *http.Request) {
+	r := s.node.Reader()
+	if r == nil {
+		writeError(w, http.StatusServiceUnavailable, "the log is not open yet")
+		return
+	}
+	files, err := r.Files()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	hash := req.URL.Query().Get("hash") != ""
+	out := []FileInfo{}
+	for _, f := range files {
+		fi := FileInfo{Name: f.Name(), Size: f.Size, Closed: f.Closed, Txns: f.Txns, Epoch: f.Epoch, Source: f.Source, StartGTIDs: f.StartGTIDs}
+		if hash {
+			h := sha256.New()
+			var pos uint64
+			for {
+				b, m, err := r.ReadAt(f.Number, pos, 4<<20)
+				if err != nil {
+					writeError(w, http.StatusInternalServerError, "%v", err)
+					return
+				}
+				h.Write(b)
+				pos += uint64(len(b))
+				if len(b) == 0 || pos >= m.Size {
+					fi.Size = m.Size
+					break
+				}
+			}
+			fi.SHA256 = hex.EncodeToString(h.Sum(nil))
+		}
+		out = append(out, fi)
+	}
+	writeJSON(w, http.StatusOK, out)
 }

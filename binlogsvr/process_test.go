@@ -1,0 +1,209 @@
+package binlogsvr_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/tools/fleet"
+	"github.com/binlogsvr/binlogsvr/tools/sandbox"
+	"github.com/binlogsvr/binlogsvr/tools/sandbox/sandboxtest"
+)
+
+const wait = 60 * time.Second
+
+// startFleet starts a real source and three real binlogsvr processes.
+func startFleet(t *testing.T, flavor sandbox.Flavor, extra ...string) (*fleet.Fleet, *sandbox.Server) {
+	t.Helper()
+	src := sandboxtest.Start(t, sandbox.Options{Flavor: flavor, SemiSyncSource: true})
+	user, pass := src.ReplUser()
+	ctx := context.Background()
+	f, err := fleet.Start(ctx, fleet.Options{Dir: t.TempDir(), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass,
+		ExtraArgs: append([]string{"--debug-api", "--snapshot-entries", "20", "--compaction-overhead", "5"}, extra...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.Close()
+		if t.Failed() {
+			for _, m := range f.Members {
+				t.Logf("member %d log: %s", m.ID, m.LogPath)
+			}
+		}
+	})
+	// The leader seeds the log's source from --source.
+	if err := fleet.Poll(ctx, wait, func() error {
+		l, err := f.Leader(ctx, wait)
+		if err != nil {
+			return err
+		}
+		st, err := f.Status(ctx, l, false)
+		if err != nil {
+			return err
+		}
+		if st.Epoch != 1 || st.Source != src.Addr() || st.Flavor != string(flavor) {
+			return fmt.Errorf("epoch %d source %q flavor %q (source error: %s)", st.Epoch, st.Source, st.Flavor, st.SourceError)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the fleet did not seed its source: %v", err)
+	}
+	return f, src
+}
+
+func appendOn(t *testing.T, f *fleet.Fleet, n, size int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	err := fleet.Poll(ctx, wait, func() error {
+		l, err := f.Leader(ctx, wait)
+		if err != nil {
+			return err
+		}
+		return f.Post(ctx, l, fmt.Sprintf("/debug/append?n=%d&size=%d", n, size), nil)
+	})
+	if err != nil {
+		t.Fatalf("appending %d: %v", n, err)
+	}
+}
+
+// converge waits until every running member holds byte-identical files
+// (by SHA-256) and the same GTID state, and returns that state.
+func converge(t *testing.T, f *fleet.Fleet) string {
+	t.Helper()
+	ctx := context.Background()
+	var gtids string
+	err := fleet.Poll(ctx, wait, func() error {
+		var want string
+		for _, m := range f.Members {
+			if !m.Running() {
+				continue
+			}
+			st, err := f.Status(ctx, m.ID, true)
+			if err != nil {
+				return err
+			}
+			files, err := f.Files(ctx, m.ID)
+			if err != nil {
+				return err
+			}
+			got := st.GTIDExecuted + "|"
+			for _, fi := range files {
+				got += fi.Name + "=" + fi.SHA256 + ","
+			}
+			if want == "" {
+				want, gtids = got, st.GTIDExecuted
+			} else if got != want {
+				return fmt.Errorf("member %d holds %s, another %s", m.ID, got, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("members did not converge: %v", err)
+	}
+	return gtids
+}
+
+func TestProcessesAppendStopKillRestart(t *testing.T) {
+	f, src := startFleet(t, sandbox.MariaDB)
+	ctx := context.Background()
+	appendOn(t, f, 100, 200)
+	converge(t, f)
+
+	// A follower stops cleanly; appends go on; it restarts and catches up.
+	l, _ := f.Leader(ctx, wait)
+	follower := uint64(1)
+	if l == 1 {
+		follower = 2
+	}
+	if err := f.Stop(follower); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ { // many entries: the restarted member needs a snapshot
+		appendOn(t, f, 20, 300)
+	}
+	if err := f.Restart(follower); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, f)
+
+	// The leader is killed (-9); the others elect a leader and go on.
+	l, _ = f.Leader(ctx, wait)
+	if err := f.Kill(l); err != nil {
+		t.Fatal(err)
+	}
+	appendOn(t, f, 50, 200)
+	if err := f.Restart(l); err != nil {
+		t.Fatal(err)
+	}
+	gtids := converge(t, f)
+	want := fmt.Sprintf("0-%d-350", srcServerID(t, src))
+	if gtids != want {
+		t.Fatalf("GTID state %q, want %q", gtids, want)
+	}
+	st, err := f.Status(ctx, l, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Members) != 3 || st.Transactions != 350 || st.LastFile == "" || st.LastPosition == 0 {
+		t.Fatalf("status %+v", st)
+	}
+	for _, m := range st.Members {
+		if m.Error != "" || m.Applied == 0 || m.Role != "logger" {
+			t.Fatalf("member %+v", m)
+		}
+	}
+}
+
+func srcServerID(t *testing.T, src *sandbox.Server) uint32 {
+	t.Helper()
+	r, err := src.Exec(context.Background(), "SELECT @@server_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.GetInt(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(n)
+}
+
+func TestProcessRefusesBadSourceCredentials(t *testing.T) {
+	src := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB})
+	user, _ := src.ReplUser()
+	ctx := context.Background()
+	f, err := fleet.Start(ctx, fleet.Options{Dir: t.TempDir(), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: "wrong-password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// The daemon stays up, reports why in /status, and keeps retrying.
+	err = fleet.Poll(ctx, wait, func() error {
+		l, err := f.Leader(ctx, wait)
+		if err != nil {
+			return err
+		}
+		st, err := f.Status(ctx, l, true)
+		if err != nil {
+			return err
+		}
+		if st.SourceError == "" {
+			return fmt.Errorf("no source error reported yet")
+		}
+		if st.Epoch != 0 {
+			return fmt.Errorf("seeded with a wrong password?")
+		}
+		t.Logf("reported: %s", st.SourceError)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range f.Members {
+		if !m.Running() {
+			t.Fatalf("member %d exited on a wrong source password", m.ID)
+		}
+	}
+}

@@ -1,0 +1,181 @@
+// Command bench runs the project's benchmarks against real processes on
+// this machine and writes the results, with the commands that produced
+// them, into docs/BENCHMARKS.md.
+//
+//	bench [--out docs/BENCHMARKS.md] [--duration 5s] [log]
+//
+// "log": appends to a 3-process group (real binlogsvr processes on
+// loopback, a real MariaDB sandbox seeding the source) for 200 B, 4 KiB and
+// 1 MiB transactions, 1 and 64 concurrent proposers, beside this disk's own
+// fsync latency measured in the same run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr"
+	"github.com/binlogsvr/binlogsvr/tools/fleet"
+	"github.com/binlogsvr/binlogsvr/tools/sandbox"
+)
+
+func main() {
+	out := flag.String("out", "", "markdown file to update (the section of each benchmark is replaced)")
+	dur := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
+	flag.Parse()
+	which := flag.Args()
+	if len(which) == 0 {
+		which = []string{"log"}
+	}
+	for _, w := range which {
+		var section string
+		var err error
+		switch w {
+		case "log":
+			section, err = benchLog(*dur)
+		default:
+			err = fmt.Errorf("unknown benchmark %q (known: log)", w)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		fmt.Println(section)
+		if *out != "" {
+			if err := replaceSection(*out, w, section); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				os.Exit(1)
+			}
+		}
+	}
+}
+
+// replaceSection writes section between <!-- bench:NAME --> markers.
+func replaceSection(path, name, section string) error {
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	begin, end := "<!-- bench:"+name+" -->", "<!-- /bench:"+name+" -->"
+	block := begin + "\n" + section + "\n" + end
+	s := string(b)
+	re := regexp.MustCompile(`(?s)` + regexp.QuoteMeta(begin) + `.*?` + regexp.QuoteMeta(end))
+	if re.MatchString(s) {
+		s = re.ReplaceAllLiteralString(s, block)
+	} else {
+		if s == "" {
+			s = "# Benchmarks\n\nEach section is written by `make bench` (tools/bench); the command and machine are given with each.\n"
+		}
+		s += "\n" + block + "\n"
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// fsyncLatency writes 4 KiB and fdatasyncs it n times in dir.
+func fsyncLatency(dir string, n int) (p50, p99 time.Duration, err error) {
+	f, err := os.CreateTemp(dir, "fsync-*")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	var lats []time.Duration
+	for i := 0; i < n; i++ {
+		if _, err := f.Write(buf); err != nil {
+			return 0, 0, err
+		}
+		t0 := time.Now()
+		if err := f.Sync(); err != nil {
+			return 0, 0, err
+		}
+		lats = append(lats, time.Since(t0))
+	}
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	return lats[len(lats)/2], lats[len(lats)*99/100], nil
+}
+
+func benchLog(dur time.Duration) (string, error) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "binlogsvr-bench-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	if err := sandbox.Available(sandbox.MariaDB); err != nil {
+		return "", err
+	}
+	src, err := sandbox.Start(ctx, sandbox.Options{Flavor: sandbox.MariaDB})
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	user, pass := src.ReplUser()
+	f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass,
+		ExtraArgs: []string{"--debug-api", "--log-level", "warn"}})
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var leader uint64
+	if err := fleet.Poll(ctx, 60*time.Second, func() error {
+		l, err := f.Leader(ctx, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		st, err := f.Status(ctx, l, true)
+		if err != nil {
+			return err
+		}
+		if st.Epoch == 0 {
+			return fmt.Errorf("source not seeded: %s", st.SourceError)
+		}
+		leader = l
+		return nil
+	}); err != nil {
+		return "", err
+	}
+	p50, p99, err := fsyncLatency(dir, 300)
+	if err != nil {
+		return "", err
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "## Log appends to a 3-process group\n\n")
+	fmt.Fprintf(&sb, "Run: `make bench` (tools/bench `log`, %v per row), %s, %d cores, Go %s, three `binlogsvr` processes on loopback sharing one disk; each proposer waits for its transaction to be committed on a quorum (fsync'd raft log) and applied on the leader before sending the next.\n\n",
+		dur, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version())
+	fmt.Fprintf(&sb, "Disk fsync latency in the same run (4 KiB write + fdatasync, 300 times): p50 %.2f ms, p99 %.2f ms.\n\n", ms(p50), ms(p99))
+	fmt.Fprintf(&sb, "| txn size | proposers | txn/s | MB/s | p50 commit ms | p99 commit ms | errors |\n|---|---|---|---|---|---|---|\n")
+	for _, size := range []int{200, 4096, 1 << 20} {
+		for _, conc := range []int{1, 64} {
+			var r binlogsvr.BenchResult
+			path := fmt.Sprintf("/debug/bench?concurrency=%d&size=%d&duration=%s", conc, size, dur)
+			if err := f.Post(ctx, leader, path, &r); err != nil {
+				return "", err
+			}
+			fmt.Fprintf(os.Stderr, "bench: size %d, %d proposers: %.0f txn/s, %.1f MB/s, p50 %.2f ms, p99 %.2f ms\n", size, conc, r.TPS, r.MBps, r.P50ms, r.P99ms)
+			fmt.Fprintf(&sb, "| %s | %d | %.0f | %.1f | %.2f | %.2f | %d |\n", human(size), conc, r.TPS, r.MBps, r.P50ms, r.P99ms, r.Errors)
+		}
+	}
+	return sb.String(), nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func human(n int) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}

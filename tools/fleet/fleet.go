@@ -1,0 +1,364 @@
+// Package fleet starts a local fleet of real binlogsvr processes on
+// loopback, for tests, the demo and benchmarks: each member in its own data
+// directory, with its own raft and admin ports, stoppable (SIGTERM),
+// killable (SIGKILL) and restartable.
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr"
+)
+
+// Options configures a fleet.
+type Options struct {
+	// Bin is the binlogsvr binary. Default: $BINLOGSVR_BIN/binlogsvr, else
+	// one built from this module into Dir.
+	Bin     string
+	Dir     string // parent of the members' data dirs; required
+	Members int    // loggers, default 3
+	// Source, SourceUser, SourcePassword seed the log's first source.
+	Source, SourceUser, SourcePassword string
+	ExtraArgs                          []string // passed to every member
+	// Output receives the members' logs (default: a file per member in Dir).
+	Output io.Writer
+}
+
+// Member is one binlogsvr process.
+type Member struct {
+	ID        uint64
+	RaftAddr  string
+	AdminAddr string
+	DumpAddr  string
+	DataDir   string
+	LogPath   string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Fleet is a running local fleet.
+type Fleet struct {
+	opts    Options
+	Members []*Member
+	http    *http.Client
+}
+
+// FreePort returns a free loopback port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func freeAddr() (string, error) {
+	p, err := FreePort()
+	return fmt.Sprintf("127.0.0.1:%d", p), err
+}
+
+// ModuleRoot finds the directory of this module's go.mod, from the
+// working directory up.
+func ModuleRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "", errors.New("fleet: go.mod not found above the working directory")
+		}
+		d = p
+	}
+}
+
+// Binary returns the binlogsvr binary: $BINLOGSVR_BIN/binlogsvr if set,
+// else one freshly built into dir.
+func Binary(dir string) (string, error) {
+	if b := os.Getenv("BINLOGSVR_BIN"); b != "" {
+		p := filepath.Join(b, "binlogsvr")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "binlogsvr")
+	cmd := exec.Command("go", "build", "-o", out, "./binlogsvr/cmd/binlogsvr")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("fleet: building binlogsvr: %v\n%s", err, b)
+	}
+	return out, nil
+}
+
+// Start starts a fleet of loggers with ids 1..n bootstrapping one group.
+func Start(ctx context.Context, o Options) (*Fleet, error) {
+	if o.Dir == "" {
+		return nil, errors.New("fleet: Options.Dir is required")
+	}
+	if o.Members == 0 {
+		o.Members = 3
+	}
+	if o.Bin == "" {
+		b, err := Binary(o.Dir)
+		if err != nil {
+			return nil, err
+		}
+		o.Bin = b
+	}
+	f := &Fleet{opts: o, http: &http.Client{Timeout: 5 * time.Second}}
+	var members []string
+	for id := 1; id <= o.Members; id++ {
+		m := &Member{ID: uint64(id), DataDir: filepath.Join(o.Dir, fmt.Sprintf("member%d", id))}
+		var err error
+		if m.RaftAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		if m.AdminAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		m.LogPath = filepath.Join(o.Dir, fmt.Sprintf("member%d.log", id))
+		f.Members = append(f.Members, m)
+		members = append(members, fmt.Sprintf("%d=%s", id, m.RaftAddr))
+	}
+	for _, m := range f.Members {
+		if err := f.start(m, strings.Join(members, ",")); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+func (f *Fleet) start(m *Member, members string) error {
+	args := []string{"--id", fmt.Sprint(m.ID), "--data-dir", m.DataDir, "--raft-addr", m.RaftAddr,
+		"--members", members, "--admin-addr", m.AdminAddr}
+	if f.opts.Source != "" {
+		args = append(args, "--source", f.opts.Source, "--source-user", f.opts.SourceUser)
+	}
+	args = append(args, f.opts.ExtraArgs...)
+	cmd := exec.Command(f.opts.Bin, args...)
+	cmd.Env = append(os.Environ(), binlogsvr.EnvSourcePassword+"="+f.opts.SourcePassword)
+	var out io.Writer = f.opts.Output
+	if out == nil {
+		lf, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		out = lf
+		defer lf.Close() // NB: the child keeps its own descriptor
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // NB: never outlive the test
+	if runtime.GOOS != "linux" {
+		cmd.SysProcAttr = nil
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("fleet: starting member %d: %w", m.ID, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	m.mu.Lock()
+	m.cmd, m.done = cmd, done
+	m.mu.Unlock()
+	return nil
+}
+
+// Member returns member id.
+func (f *Fleet) Member(id uint64) *Member { return f.Members[id-1] }
+
+// Running reports whether the member's process runs.
+func (m *Member) Running() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.done == nil {
+		return false
+	}
+	select {
+	case <-m.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// PID returns the member's process id (0 if not running).
+func (m *Member) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
+func (m *Member) signal(sig syscall.Signal, wait time.Duration) error {
+	m.mu.Lock()
+	cmd, done := m.cmd, m.done
+	m.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(wait):
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("fleet: member %d did not stop within %v of %v; killed", m.ID, wait, sig)
+	}
+}
+
+// Stop stops member id with SIGTERM (a clean shutdown).
+func (f *Fleet) Stop(id uint64) error { return f.Member(id).signal(syscall.SIGTERM, 15*time.Second) }
+
+// Kill kills member id with SIGKILL.
+func (f *Fleet) Kill(id uint64) error { return f.Member(id).signal(syscall.SIGKILL, 5*time.Second) }
+
+// Restart starts a stopped member again on its data dir and ports.
+func (f *Fleet) Restart(id uint64) error {
+	m := f.Member(id)
+	if m.Running() {
+		return fmt.Errorf("fleet: member %d is running", id)
+	}
+	var members []string
+	for _, o := range f.Members {
+		members = append(members, fmt.Sprintf("%d=%s", o.ID, o.RaftAddr))
+	}
+	return f.start(m, strings.Join(members, ","))
+}
+
+// Close stops every member (SIGTERM, then SIGKILL).
+func (f *Fleet) Close() {
+	var wg sync.WaitGroup
+	for _, m := range f.Members {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = m.signal(syscall.SIGTERM, 10*time.Second) }()
+	}
+	wg.Wait()
+}
+
+// Status fetches GET /status (local=true: the member's own view only).
+func (f *Fleet) Status(ctx context.Context, id uint64, local bool) (binlogsvr.Status, error) {
+	var st binlogsvr.Status
+	path := "/status"
+	if local {
+		path += "?local=1"
+	}
+	err := f.do(ctx, http.MethodGet, f.Member(id).AdminAddr, path, &st)
+	return st, err
+}
+
+// Files fetches GET /binlogs?hash=1 from member id.
+func (f *Fleet) Files(ctx context.Context, id uint64) ([]binlogsvr.FileInfo, error) {
+	var out []binlogsvr.FileInfo
+	err := f.do(ctx, http.MethodGet, f.Member(id).AdminAddr, "/binlogs?hash=1", &out)
+	return out, err
+}
+
+// Post calls a POST endpoint of member id and decodes its JSON answer.
+func (f *Fleet) Post(ctx context.Context, id uint64, path string, v any) error {
+	return f.do(ctx, http.MethodPost, f.Member(id).AdminAddr, path, v)
+}
+
+func (f *Fleet) do(ctx context.Context, method, addr, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	c := f.http
+	if method == http.MethodPost {
+		c = &http.Client{} // NB: benchmarks run for minutes; ctx bounds them
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s on %s: %s: %s", method, path, addr, resp.Status, strings.TrimSpace(string(b)))
+	}
+	if v == nil {
+		return nil
+	}
+	return json.Unmarshal(b, v)
+}
+
+// Leader polls until a running member reports a leader that every running
+// member agrees on, and returns its id.
+func (f *Fleet) Leader(ctx context.Context, d time.Duration) (uint64, error) {
+	var leader uint64
+	err := Poll(ctx, d, func() error {
+		leader = 0
+		for _, m := range f.Members {
+			if !m.Running() {
+				continue
+			}
+			st, err := f.Status(ctx, m.ID, true)
+			if err != nil {
+				return fmt.Errorf("member %d: %v", m.ID, err)
+			}
+			if st.Leader == 0 {
+				return fmt.Errorf("member %d knows no leader", m.ID)
+			}
+			if leader != 0 && st.Leader != leader {
+				return fmt.Errorf("members disagree on the leader (%d, %d)", leader, st.Leader)
+			}
+			leader = st.Leader
+		}
+		if leader == 0 || !f.Member(leader).Running() {
+			return fmt.Errorf("leader %d is not running", leader)
+		}
+		return nil
+	})
+	return leader, err
+}
+
+// Poll calls fn every 50ms until it returns nil, or d passes (returning
+// fn's last error).
+func Poll(ctx context.Context, d time.Duration, fn func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %v: %w", d, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
