@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,6 +64,8 @@ func (s *Server) routes() http.Handler {
 	if s.cfg.DebugAPI {
 		mux.HandleFunc("POST /debug/append", s.handleDebugAppend)
 		mux.HandleFunc("POST /debug/bench", s.handleDebugBench)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	}
 	return mux
 }

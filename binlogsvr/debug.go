@@ -26,6 +26,7 @@ type synth struct {
 	serverID uint32
 	pos      uint32
 	size     int
+	tmpl     []byte // a transaction of size bytes, retagged for each GTID
 }
 
 func newSynth(st logger.State, size int) (*synth, error) {
@@ -64,7 +65,14 @@ func (s *synth) enqueue(ctx context.Context, p *logger.Proposer) (func(context.C
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g := s.prefix + strconv.FormatUint(s.next, 10)
-	raw, end := binlogtest.Txn(s.flav, g, s.serverID, s.pos, s.size)
+	if s.tmpl == nil {
+		s.tmpl, _ = binlogtest.Txn(s.flav, g, s.serverID, 4, s.size)
+	}
+	raw, err := binlogtest.Retag(s.flav, s.tmpl, g)
+	if err != nil {
+		return nil, err
+	}
+	end := s.pos + uint32(len(raw))
 	w, err := p.Enqueue(ctx, logger.Txn{GTID: g, SourceFile: "synthetic.000001", SourceEnd: uint64(end), Events: raw})
 	if err == nil {
 		s.next++
@@ -74,7 +82,7 @@ func (s *synth) enqueue(ctx context.Context, p *logger.Proposer) (func(context.C
 }
 
 // debugRun starts a proposer for synthetic appends on the leader.
-func (s *Server) debugRun(size int) (*synth, *logger.Proposer, func(), error) {
+func (s *Server) debugRun(size, inflight int) (*synth, *logger.Proposer, func(), error) {
 	if !s.node.IsLeader() {
 		id, _ := s.node.LeaderID()
 		return nil, nil, nil, fmt.Errorf("member %d is not the leader (the leader is %d)", s.cfg.Log.ReplicaID, id)
@@ -91,7 +99,7 @@ func (s *Server) debugRun(size int) (*synth, *logger.Proposer, func(), error) {
 	if len(fde) == 0 {
 		fde = binlogtest.FDE(sy.flav, st.Source.ServerID)
 	}
-	p := logger.NewProposer(s.node, logger.ProposerConfig{Epoch: st.Epoch, Source: st.Source.Addr, FDE: fde, MaxInFlight: 4})
+	p := logger.NewProposer(s.node, logger.ProposerConfig{Epoch: st.Epoch, Source: st.Source.Addr, FDE: fde, MaxInFlight: inflight})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()
@@ -107,7 +115,7 @@ func (s *Server) handleDebugAppend(w http.ResponseWriter, req *http.Request) {
 	}
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
-	sy, p, stop, err := s.debugRun(size)
+	sy, p, stop, err := s.debugRun(size, 4)
 	if err != nil {
 		writeError(w, http.StatusConflict, "%v", err)
 		return
@@ -160,7 +168,7 @@ func (s *Server) handleDebugBench(w http.ResponseWriter, req *http.Request) {
 	}
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
-	sy, p, stop, err := s.debugRun(size)
+	sy, p, stop, err := s.debugRun(size, queryInt(req, "inflight", 4))
 	if err != nil {
 		writeError(w, http.StatusConflict, "%v", err)
 		return
@@ -214,12 +222,7 @@ func (s *Server) handleDebugBench(w http.ResponseWriter, req *http.Request) {
 		}
 		return float64(lats[int(q*float64(len(lats)-1))].Microseconds()) / 1000
 	}
-	txnSize := 0
-	if len(lats) > 0 {
-		raw, _ := binlogtest.Txn(sy.flav, sy.prefix+"1", sy.serverID, 4, size)
-		txnSize = len(raw)
-	}
-	bytes = int64(len(lats)) * int64(txnSize)
+	bytes = int64(len(lats)) * int64(len(sy.tmpl))
 	writeJSON(w, http.StatusOK, BenchResult{Concurrency: conc, Size: size, Txns: len(lats), Seconds: el,
 		TPS: float64(len(lats)) / el, MBps: float64(bytes) / el / 1e6, P50ms: pct(0.5), P99ms: pct(0.99),
 		Errors: errs, FirstError: firstErr})

@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/lni/dragonboat/v4"
 	"github.com/lni/dragonboat/v4/config"
+	"github.com/lni/dragonboat/v4/plugin/tan"
 	sm "github.com/lni/dragonboat/v4/statemachine"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
@@ -39,6 +40,10 @@ type Config struct {
 	// Join starts a member that an existing group added (no Members).
 	Join bool
 	Role string
+
+	// LogDB is the raft log's storage: "tan" (dragonboat's log-structured
+	// WAL, the default) or "pebble" (dragonboat's sharded Pebble).
+	LogDB string
 
 	RTTMillisecond     uint64
 	ElectionRTT        uint64
@@ -68,7 +73,7 @@ type Retention struct {
 
 // DefaultConfig returns a Config with the defaults of the flags.
 func DefaultConfig() Config {
-	return Config{ShardID: 1, Role: RoleLogger, RTTMillisecond: 10, ElectionRTT: 30, HeartbeatRTT: 3,
+	return Config{ShardID: 1, Role: RoleLogger, LogDB: "tan", RTTMillisecond: 10, ElectionRTT: 30, HeartbeatRTT: 3,
 		SnapshotEntries: 10000, CompactionOverhead: 5000}
 }
 
@@ -81,6 +86,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.Join, "join", c.Join, "start a member that the group added with binlogctl (no --members)")
 	fs.StringVar(&c.Role, "role", c.Role, "this member's role: logger (votes) or learner (non-voting)")
 	fs.Uint64Var(&c.ShardID, "shard", c.ShardID, "the group's shard id (one per source cluster)")
+	fs.StringVar(&c.LogDB, "raft-logdb", c.LogDB, "raft log storage: tan or pebble (cannot change once a member has data)")
 	fs.Uint64Var(&c.RTTMillisecond, "raft-rtt-ms", c.RTTMillisecond, "round trip time between members in milliseconds; election and heartbeat timeouts are multiples of it")
 	fs.Uint64Var(&c.ElectionRTT, "raft-election-rtt", c.ElectionRTT, "election timeout in RTTs")
 	fs.Uint64Var(&c.HeartbeatRTT, "raft-heartbeat-rtt", c.HeartbeatRTT, "heartbeat interval in RTTs")
@@ -108,6 +114,8 @@ func (c *Config) Validate() error {
 		return errors.New("logger: --join and --members exclude each other: --members bootstraps a new group, --join starts a member an existing group added")
 	case c.ElectionRTT < 2*c.HeartbeatRTT || c.HeartbeatRTT == 0:
 		return fmt.Errorf("logger: --raft-election-rtt (%d) must be at least twice --raft-heartbeat-rtt (%d), which must be positive", c.ElectionRTT, c.HeartbeatRTT)
+	case c.LogDB != "tan" && c.LogDB != "pebble":
+		return fmt.Errorf("logger: --raft-logdb must be tan or pebble, got %q", c.LogDB)
 	case c.RTTMillisecond == 0:
 		return errors.New("logger: --raft-rtt-ms must be positive")
 	}
@@ -230,6 +238,16 @@ func Start(cfg Config) (*Node, error) {
 		RaftAddress:    cfg.RaftAddr,
 		EnableMetrics:  true,
 		Expert:         config.ExpertConfig{FS: cfg.FS, TransportFactory: cfg.TransportFactory},
+	}
+	// NB: one raft shard per process: one LogDB shard and small memtables
+	// keep the resident size low (dragonboat's default reserves gigabytes).
+	nhc.Expert.LogDB = config.GetSmallMemLogDBConfig()
+	nhc.Expert.LogDB.Shards = 1
+	nhc.Expert.Engine = config.GetDefaultEngineConfig()
+	nhc.Expert.Engine.ExecShards, nhc.Expert.Engine.CommitShards, nhc.Expert.Engine.ApplyShards = 2, 2, 2
+	nhc.Expert.Engine.SnapshotShards, nhc.Expert.Engine.CloseShards = 2, 2
+	if cfg.LogDB == "tan" {
+		nhc.Expert.LogDBFactory = tan.Factory
 	}
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,9 +30,17 @@ import (
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
 
+var (
+	profileDir, only string
+	inflight         int
+)
+
 func main() {
 	out := flag.String("out", "", "markdown file to update (the section of each benchmark is replaced)")
 	dur := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
+	flag.StringVar(&profileDir, "profile", "", "save a CPU profile of the leader for each row into this directory")
+	flag.IntVar(&inflight, "inflight", 4, "Append proposals in flight at once (the proposer's MaxInFlight)")
+	flag.StringVar(&only, "only", "", "run only rows matching SIZE/PROPOSERS, e.g. 200/64")
 	flag.Parse()
 	which := flag.Args()
 	if len(which) == 0 {
@@ -156,11 +166,24 @@ func benchLog(dur time.Duration) (string, error) {
 	fmt.Fprintf(&sb, "| txn size | proposers | txn/s | MB/s | p50 commit ms | p99 commit ms | errors |\n|---|---|---|---|---|---|---|\n")
 	for _, size := range []int{200, 4096, 1 << 20} {
 		for _, conc := range []int{1, 64} {
+			if only != "" && only != fmt.Sprintf("%d/%d", size, conc) {
+				continue
+			}
 			var r binlogsvr.BenchResult
-			path := fmt.Sprintf("/debug/bench?concurrency=%d&size=%d&duration=%s", conc, size, dur)
+			path := fmt.Sprintf("/debug/bench?concurrency=%d&size=%d&duration=%s&inflight=%d", conc, size, dur, inflight)
+			pdone := make(chan struct{})
+			if profileDir != "" {
+				go func() {
+					defer close(pdone)
+					saveProfile(f.Member(leader).AdminAddr, dur, filepath.Join(profileDir, fmt.Sprintf("cpu-%d-%d.pprof", size, conc)))
+				}()
+			} else {
+				close(pdone)
+			}
 			if err := f.Post(ctx, leader, path, &r); err != nil {
 				return "", err
 			}
+			<-pdone
 			fmt.Fprintf(os.Stderr, "bench: size %d, %d proposers: %.0f txn/s, %.1f MB/s, p50 %.2f ms, p99 %.2f ms\n", size, conc, r.TPS, r.MBps, r.P50ms, r.P99ms)
 			fmt.Fprintf(&sb, "| %s | %d | %.0f | %.1f | %.2f | %.2f | %d |\n", human(size), conc, r.TPS, r.MBps, r.P50ms, r.P99ms, r.Errors)
 		}
@@ -178,4 +201,27 @@ func human(n int) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// saveProfile fetches a CPU profile of d (less a second) from the admin API.
+func saveProfile(admin string, d time.Duration, path string) {
+	secs := int(d.Seconds()) - 1
+	if secs < 1 {
+		secs = 1
+	}
+	time.Sleep(500 * time.Millisecond)
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	_ = os.MkdirAll(filepath.Dir(path), 0o755)
+	out, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: profile:", err)
+		return
+	}
+	defer out.Close()
+	_, _ = io.Copy(out, resp.Body)
 }

@@ -123,6 +123,9 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 	if o.Members == 0 {
 		o.Members = 3
 	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
 	if o.Bin == "" {
 		b, err := Binary(o.Dir)
 		if err != nil {

@@ -3,6 +3,7 @@ package binlogtest
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -259,4 +260,37 @@ func appendVar(b []byte, v uint64) []byte {
 func appendVarInt(b []byte, v int64) []byte {
 	m := uint64(v >> 63)
 	return appendVar(b, (uint64(v)^m)<<1|m&1)
+}
+
+// Retag returns a copy of a transaction made by Txn whose GTID event names
+// gtid instead (same domain/server or UUID shape; only the sequence number
+// or GNO and the GTID event's checksum change). It is much cheaper than
+// Txn, for load generators.
+func Retag(f binlog.Flavor, raw []byte, gtid string) ([]byte, error) {
+	g, err := f.ParseGTID(gtid)
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), raw...)
+	h, err := binlog.ParseHeader(out)
+	if err != nil {
+		return nil, err
+	}
+	ev := out[:h.EventSize]
+	i := strings.LastIndexAny(g, ":-")
+	n, err := strconv.ParseUint(g[i+1:], 10, 64)
+	if err != nil {
+		return nil, err
+	}
+	off := binlog.HeaderLen // MariaDB GTID_EVENT: seq_no first
+	if f.Name() == "mysql" {
+		off = binlog.HeaderLen + 1 + 16 // MySQL GTID_LOG_EVENT: flags, SID, GNO
+	}
+	binary.LittleEndian.PutUint64(ev[off:], n)
+	c := len(ev) - binlog.ChecksumLen
+	binary.LittleEndian.PutUint32(ev[c:], crc32.ChecksumIEEE(ev[:c]))
+	if got, ok, err := f.GTIDOfEvent(ev, binlog.ChecksumCRC32); err != nil || !ok || got != g {
+		return nil, fmt.Errorf("binlogtest.Retag: made %q (%v), want %q", got, err, g)
+	}
+	return out, nil
 }
