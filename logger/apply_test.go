@@ -3,7 +3,6 @@ package logger
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -49,8 +48,8 @@ func (m memStore) sortedKeys(lo, hi []byte) []string {
 func (m memStore) FileGTIDs(file uint32) ([]string, error) {
 	var out []string
 	for _, k := range m.sortedKeys(txnKey(file, 0), txnKey(file+1, 0)) {
-		var r TxnRecord
-		if err := json.Unmarshal(m[k], &r); err != nil {
+		r, err := decodeTxnRecord(m[k])
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, r.GTID)
@@ -413,10 +412,12 @@ func TestEventsRewrittenOnlyInPosAndChecksum(t *testing.T) {
 	}
 	file := r.store.file(t, 1)
 	for _, tx := range ts {
-		rec := TxnRecord{}
 		fp := r.store[string(gtidKey(tx.GTID))]
 		f, p, _ := decodeFilePos(fp)
-		json.Unmarshal(r.store[string(txnKey(f, p))], &rec)
+		rec, err := decodeTxnRecord(r.store[string(txnKey(f, p))])
+		if err != nil {
+			t.Fatal(err)
+		}
 		stored := file[rec.Pos:rec.End]
 		if len(stored) != len(tx.Events) {
 			t.Fatalf("%s: %d bytes stored, %d sent", tx.GTID, len(stored), len(tx.Events))

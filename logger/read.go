@@ -206,7 +206,7 @@ func txnRecord(db *pebble.DB, f uint32, p uint64) (TxnRecord, error) {
 		return rec, err
 	}
 	defer c.Close()
-	if err := json.Unmarshal(v, &rec); err != nil {
+	if rec, err = decodeTxnRecord(v); err != nil {
 		return rec, fmt.Errorf("%w: transaction record at %s:%d: %v", ErrCorrupted, FileName(f), p, err)
 	}
 	return rec, nil
@@ -222,8 +222,8 @@ func (r *Reader) Txns(n uint32, pos uint64, fn func(TxnRecord) bool) error {
 		it := db.NewIter(&pebble.IterOptions{LowerBound: txnKey(n, pos), UpperBound: txnKey(n+1, 0)})
 		defer it.Close()
 		for it.First(); it.Valid(); it.Next() {
-			var rec TxnRecord
-			if err := json.Unmarshal(it.Value(), &rec); err != nil {
+			rec, err := decodeTxnRecord(it.Value())
+			if err != nil {
 				return fmt.Errorf("%w: transaction record %x: %v", ErrCorrupted, it.Key(), err)
 			}
 			if !fn(rec) {

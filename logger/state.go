@@ -77,6 +77,42 @@ type TxnRecord struct {
 	Epoch      uint64 `json:"epoch"`
 }
 
+// encode is the stored form of a record: compact, as one is written per
+// transaction.
+func (r TxnRecord) encode() []byte {
+	var e enc
+	e.b = make([]byte, 0, 32+len(r.GTID)+len(r.SourceFile))
+	e.b = append(e.b, 1) // version
+	e.str(r.GTID)
+	e.uvarint(uint64(r.File))
+	e.uvarint(r.Pos)
+	e.uvarint(r.End)
+	e.str(r.SourceFile)
+	e.uvarint(r.SourceEnd)
+	e.uvarint(r.Epoch)
+	return e.b
+}
+
+func decodeTxnRecord(b []byte) (TxnRecord, error) {
+	var r TxnRecord
+	if len(b) == 0 || b[0] != 1 {
+		return r, fmt.Errorf("transaction record version %v", b[:min(1, len(b))])
+	}
+	d := dec{b: b[1:]}
+	r.GTID = d.str()
+	f := d.uvarint()
+	r.File = uint32(f)
+	r.Pos = d.uvarint()
+	r.End = d.uvarint()
+	r.SourceFile = d.str()
+	r.SourceEnd = d.uvarint()
+	r.Epoch = d.uvarint()
+	if d.err == nil && (f > 1<<32-1 || len(d.b) != 0) {
+		d.err = fmt.Errorf("bad file number or trailing bytes")
+	}
+	return r, d.err
+}
+
 // Code is the outcome of applying one command. It is carried in the
 // dragonboat result value; it is never an Update error.
 type Code uint64

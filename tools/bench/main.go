@@ -158,11 +158,22 @@ func benchLog(dur time.Duration) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Three writers at once, as the three members share this one disk.
+	type res struct{ p50, p99 time.Duration }
+	rc := make(chan res, 3)
+	for i := 0; i < 3; i++ {
+		go func() { a, b, _ := fsyncLatency(dir, 300); rc <- res{a, b} }()
+	}
+	var c3 res
+	for i := 0; i < 3; i++ {
+		r := <-rc
+		c3.p50, c3.p99 = max(c3.p50, r.p50), max(c3.p99, r.p99)
+	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "## Log appends to a 3-process group\n\n")
 	fmt.Fprintf(&sb, "Run: `make bench` (tools/bench `log`, %v per row), %s, %d cores, Go %s, three `binlogsvr` processes on loopback sharing one disk; each proposer waits for its transaction to be committed on a quorum (fsync'd raft log) and applied on the leader before sending the next.\n\n",
 		dur, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version())
-	fmt.Fprintf(&sb, "Disk fsync latency in the same run (4 KiB write + fdatasync, 300 times): p50 %.2f ms, p99 %.2f ms.\n\n", ms(p50), ms(p99))
+	fmt.Fprintf(&sb, "Disk fsync latency in the same run (4 KiB write + fdatasync, 300 times): p50 %.2f ms, p99 %.2f ms alone; p50 %.2f ms, p99 %.2f ms with three writers at once (the three members share this disk).\n\n", ms(p50), ms(p99), ms(c3.p50), ms(c3.p99))
 	fmt.Fprintf(&sb, "| txn size | proposers | txn/s | MB/s | p50 commit ms | p99 commit ms | errors |\n|---|---|---|---|---|---|---|\n")
 	for _, size := range []int{200, 4096, 1 << 20} {
 		for _, conc := range []int{1, 64} {
@@ -175,6 +186,8 @@ func benchLog(dur time.Duration) (string, error) {
 			if profileDir != "" {
 				go func() {
 					defer close(pdone)
+					follower := leader%3 + 1
+					go saveProfile(f.Member(follower).AdminAddr, dur, filepath.Join(profileDir, fmt.Sprintf("cpu-%d-%d-follower.pprof", size, conc)))
 					saveProfile(f.Member(leader).AdminAddr, dur, filepath.Join(profileDir, fmt.Sprintf("cpu-%d-%d.pprof", size, conc)))
 				}()
 			} else {
