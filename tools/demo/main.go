@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -137,7 +138,7 @@ func binlogctl(admin string, args ...string) error {
 	} else if exe, err := os.Executable(); err == nil {
 		bin = filepath.Join(filepath.Dir(exe), "binlogctl")
 	}
-	fmt.Printf("    $ binlogctl --admin %s %v\n", admin, args)
+	fmt.Printf("    $ binlogctl --admin %s %s\n", admin, strings.Join(args, " "))
 	cmd := exec.Command(bin, append([]string{"--admin", admin}, args...)...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
