@@ -2,7 +2,10 @@ package binlogsvr_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,6 +157,53 @@ func TestProcessesAppendStopKillRestart(t *testing.T) {
 		if m.Error != "" || m.Applied == 0 || m.Role != "logger" {
 			t.Fatalf("member %+v", m)
 		}
+	}
+	checkBinlogctl(t, f, src)
+}
+
+// checkBinlogctl runs the real binlogctl against a member: the JSON names
+// the issue gives, and the table.
+func checkBinlogctl(t *testing.T, f *fleet.Fleet, src *sandbox.Server) {
+	t.Helper()
+	bin, err := fleet.Tool(t.TempDir(), "binlogctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "--admin", f.Member(2).AdminAddr, "status", "--json").Output()
+	if err != nil {
+		t.Fatalf("binlogctl status --json: %v", err)
+	}
+	var js map[string]any
+	if err := json.Unmarshal(out, &js); err != nil {
+		t.Fatalf("binlogctl status --json is not one JSON object: %v\n%s", err, out)
+	}
+	for _, k := range []string{"leader", "epoch", "source", "gtid_executed", "last_file", "last_position", "members"} {
+		if _, ok := js[k]; !ok {
+			t.Fatalf("binlogctl status --json lacks %q:\n%s", k, out)
+		}
+	}
+	if js["source"] != src.Addr() || js["epoch"].(float64) != 1 {
+		t.Fatalf("source %v epoch %v", js["source"], js["epoch"])
+	}
+	for _, m := range js["members"].([]any) {
+		mm := m.(map[string]any)
+		for _, k := range []string{"id", "role", "raft_addr", "applied"} {
+			if _, ok := mm[k]; !ok {
+				t.Fatalf("member lacks %q: %v", k, mm)
+			}
+		}
+	}
+	table, err := exec.Command(bin, "--admin", f.Member(2).AdminAddr, "status").Output()
+	if err != nil {
+		t.Fatalf("binlogctl status: %v", err)
+	}
+	if !strings.Contains(string(table), "GTID executed:") || strings.Count(string(table), " logger ") != 3 {
+		t.Fatalf("binlogctl status table:\n%s", table)
+	}
+	// A dead admin address gets a message that says what to check.
+	out, err = exec.Command(bin, "--admin", "127.0.0.1:1", "status").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is binlogsvr running") {
+		t.Fatalf("binlogctl against nothing: %v: %s", err, out)
 	}
 }
 

@@ -430,14 +430,15 @@ func (n *Node) retentionLoop() {
 			return
 		case <-t.C:
 		}
-		if err := n.applyRetention(time.Now()); err != nil {
+		if err := n.EnforceRetention(time.Now()); err != nil {
 			n.log.Warn("retention: local purge failed", "err", err)
 		}
 	}
 }
 
-// applyRetention removes this member's copy of files beyond its retention.
-func (n *Node) applyRetention(now time.Time) error {
+// EnforceRetention removes this member's copy of the files beyond its own
+// retention now (the member also does so every few seconds).
+func (n *Node) EnforceRetention(now time.Time) error {
 	s := n.SM()
 	if s == nil {
 		return nil

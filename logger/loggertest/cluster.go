@@ -30,6 +30,8 @@ type Options struct {
 	SnapshotEntries    uint64
 	CompactionOverhead uint64
 	Retention          logger.Retention
+	// RetentionFor overrides Retention for some members.
+	RetentionFor map[uint64]logger.Retention
 }
 
 // Cluster is an in-process group of members.
@@ -86,6 +88,9 @@ func (c *Cluster) config(id uint64) logger.Config {
 	cfg.SnapshotEntries = c.opts.SnapshotEntries
 	cfg.CompactionOverhead = c.opts.CompactionOverhead
 	cfg.Retention = c.opts.Retention
+	if r, ok := c.opts.RetentionFor[id]; ok {
+		cfg.Retention = r
+	}
 	cfg.Logger = c.log
 	cfg.FS = c.fs[id]
 	cfg.PebbleFS = c.pfs[id]

@@ -95,9 +95,13 @@ func ModuleRoot() (string, error) {
 
 // Binary returns the binlogsvr binary: $BINLOGSVR_BIN/binlogsvr if set,
 // else one freshly built into dir.
-func Binary(dir string) (string, error) {
+func Binary(dir string) (string, error) { return Tool(dir, "binlogsvr") }
+
+// Tool returns one of the project's binaries (binlogsvr, binlogctl, ...):
+// $BINLOGSVR_BIN/NAME if it exists, else one freshly built into dir.
+func Tool(dir, name string) (string, error) {
 	if b := os.Getenv("BINLOGSVR_BIN"); b != "" {
-		p := filepath.Join(b, "binlogsvr")
+		p := filepath.Join(b, name)
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
@@ -106,11 +110,15 @@ func Binary(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "binlogsvr")
-	cmd := exec.Command("go", "build", "-o", out, "./binlogsvr/cmd/binlogsvr")
+	pkg := "./tools/" + name
+	if name == "binlogsvr" {
+		pkg = "./binlogsvr/cmd/binlogsvr"
+	}
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("fleet: building binlogsvr: %v\n%s", err, b)
+		return "", fmt.Errorf("fleet: building %s: %v\n%s", name, err, b)
 	}
 	return out, nil
 }
