@@ -61,7 +61,7 @@ func newSynth(st logger.State, size int) (*synth, error) {
 
 // enqueue makes the next transaction and queues it, under the lock, so
 // GTIDs reach the proposer in order.
-func (s *synth) enqueue(ctx context.Context, p *logger.Proposer) (func(context.Context) error, error) {
+func (s *synth) enqueue(ctx context.Context, p *logger.Proposer) (*logger.Ticket, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g := s.prefix + strconv.FormatUint(s.next, 10)
@@ -123,7 +123,7 @@ func (s *Server) handleDebugAppend(w http.ResponseWriter, req *http.Request) {
 	defer stop()
 	ctx, cancel := context.WithTimeout(req.Context(), 60*time.Second)
 	defer cancel()
-	var waits []func(context.Context) error
+	var waits []*logger.Ticket
 	for i := 0; i < n; i++ {
 		wt, err := sy.enqueue(ctx, p)
 		if err != nil {
@@ -133,7 +133,7 @@ func (s *Server) handleDebugAppend(w http.ResponseWriter, req *http.Request) {
 		waits = append(waits, wt)
 	}
 	for i, wt := range waits {
-		if err := wt(ctx); err != nil {
+		if err := wt.Wait(ctx); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "transaction %d of %d: %v", i+1, n, err)
 			return
 		}
@@ -192,7 +192,7 @@ func (s *Server) handleDebugBench(w http.ResponseWriter, req *http.Request) {
 				ctx, cancel := context.WithTimeout(req.Context(), 30*time.Second)
 				wt, err := sy.enqueue(ctx, p)
 				if err == nil {
-					err = wt(ctx)
+					err = wt.Wait(ctx)
 				}
 				cancel()
 				if err != nil {

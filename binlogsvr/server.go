@@ -179,7 +179,7 @@ func (s *Server) seedLoop(ctx context.Context) {
 			backoff = min(2*backoff, 30*time.Second)
 			return false
 		}
-		res, err := s.node.Propose(pctx, &logger.SetSource{ExpectedEpoch: 0, NewEpoch: 1, Source: info.Source})
+		res, err := s.node.Propose(pctx, &logger.SetSource{ExpectedEpoch: 0, NewEpoch: 1, Source: info.Source, StartGTIDs: info.GTIDs})
 		if err != nil {
 			s.log.Warn("proposing the first source", "err", err)
 			return false

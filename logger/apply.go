@@ -64,7 +64,7 @@ func newApplier(st State) (*applier, error) {
 // apply applies one command. On a rejection the state and the pending writes
 // are left exactly as they were.
 func (a *applier) apply(c Command, v View) Result {
-	saved, savedSet, savedOps := a.st, a.set, len(a.ops)
+	saved, savedSet, savedFlav, savedOps := a.st, a.set, a.flav, len(a.ops)
 	if a.set != nil {
 		a.set = a.set.Clone()
 	}
@@ -87,7 +87,7 @@ func (a *applier) apply(c Command, v View) Result {
 		r = Result{Code: ResultMalformed, Message: fmt.Sprintf("unknown command %T", c)}
 	}
 	if !r.Code.Stored() {
-		a.st, a.set, a.ops = saved, savedSet, a.ops[:savedOps]
+		a.st, a.set, a.flav, a.ops = saved, savedSet, savedFlav, a.ops[:savedOps]
 	} else {
 		if a.set != nil {
 			a.st.GTIDs = a.set.String()
@@ -335,6 +335,13 @@ func (a *applier) applySetSource(c *SetSource) Result {
 	if a.flav == nil {
 		a.flav, a.set = f, f.EmptySet()
 		a.st.Flavor = f.Name()
+	}
+	if c.StartGTIDs != "" && a.st.Txns == 0 && a.st.File == 0 && a.set.String() == "" {
+		set, err := f.ParseSet(c.StartGTIDs)
+		if err != nil {
+			return reject(ResultMalformed, "set-source: start GTIDs: %v", err)
+		}
+		a.set = set
 	}
 	a.st.Epoch = c.NewEpoch
 	a.st.Source = c.Source

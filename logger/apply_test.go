@@ -476,3 +476,44 @@ func FuzzDecode(f *testing.F) {
 		a.apply(c, memStore{})
 	})
 }
+
+func TestSetSourceStartGTIDs(t *testing.T) {
+	for _, c := range []struct{ flavor, start, first string }{
+		{"mariadb", "0-1-10,7-3-4", "0-1-11"},
+		{"mysql", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-10", "3e11fa47-71ca-11e1-9e33-c80aa9429562:11"},
+	} {
+		t.Run(c.flavor, func(t *testing.T) {
+			r := newRig(t, c.flavor)
+			bad := r.apply(&SetSource{NewEpoch: 1, Source: r.src, StartGTIDs: "garbage"})
+			if bad.Code != ResultMalformed || r.a.flav != nil || r.a.st.Flavor != "" {
+				t.Fatalf("bad start GTIDs: %+v, flavor left %v", bad, r.a.flav)
+			}
+			if res := r.apply(&SetSource{NewEpoch: 1, Source: r.src, StartGTIDs: c.start}); res.Code != ResultOK {
+				t.Fatal(res)
+			}
+			if r.a.st.GTIDs != c.start {
+				t.Fatalf("log starts at %q, want %q", r.a.st.GTIDs, c.start)
+			}
+			// An already-covered GTID is a duplicate; the next one is stored.
+			r.pos = 4
+			if res := r.appendTxns(1, "", r.txns(10, 10, 50)); res.Code != ResultDuplicate {
+				t.Fatalf("a GTID inside the start state: %s", res.Code)
+			}
+			if res := r.appendTxns(1, "", r.txns(11, 11, 50)); res.Code != ResultOK {
+				t.Fatalf("%s: %s", res.Code, res.Message)
+			}
+			// The first file's header event names the start state.
+			evs, _ := binlog.SplitEvents(r.store.file(t, 1)[4:])
+			set, err := r.flav.FileHeaderSet(evs[1], binlog.ChecksumCRC32)
+			if err != nil || set.String() != c.start {
+				t.Fatalf("file header set %v, %v", set, err)
+			}
+			// A later SetSource does not move a log that has a state.
+			s2 := r.src
+			s2.Addr = "b:1"
+			if res := r.apply(&SetSource{ExpectedEpoch: 1, NewEpoch: 2, Source: s2, StartGTIDs: c.start}); res.Code != ResultOK || r.a.st.LastGTID != c.first {
+				t.Fatalf("%+v last %s", res, r.a.st.LastGTID)
+			}
+		})
+	}
+}

@@ -57,7 +57,7 @@ func appendN(t *testing.T, c *loggertest.Cluster, f *feeder, n, size int) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx) }()
-		var waits []func(context.Context) error
+		var waits []*logger.Ticket
 		for f.next < target {
 			w, err := p.Enqueue(ctx, f.txn(size))
 			if err != nil {
@@ -68,7 +68,7 @@ func appendN(t *testing.T, c *loggertest.Cluster, f *feeder, n, size int) {
 		ok := true
 		for _, w := range waits {
 			wctx, wc := context.WithTimeout(context.Background(), wait)
-			if err := w(wctx); err != nil {
+			if err := w.Wait(wctx); err != nil {
 				if errors.Is(err, logger.ErrRejected) {
 					t.Fatalf("append rejected: %v", err)
 				}

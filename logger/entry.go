@@ -78,6 +78,11 @@ type SetSource struct {
 	ExpectedEpoch uint64
 	NewEpoch      uint64
 	Source        Source
+	// StartGTIDs is where an empty log begins: the source's executed GTID
+	// state when the fleet first met it. What came before is not in the log
+	// (as if purged), so a dump client asking for it gets an error instead
+	// of silently missing it. Ignored once the log holds a GTID state.
+	StartGTIDs string
 }
 
 // Purge removes every file numbered below UpTo from all members.
@@ -134,6 +139,7 @@ func Encode(c Command) []byte {
 		e.uvarint(c.ExpectedEpoch)
 		e.uvarint(c.NewEpoch)
 		e.source(c.Source)
+		e.str(c.StartGTIDs)
 	case *Purge:
 		e.uvarint(uint64(c.UpTo))
 	case *Rotate:
@@ -180,6 +186,7 @@ func Decode(b []byte) (Command, error) {
 		s.ExpectedEpoch = d.uvarint()
 		s.NewEpoch = d.uvarint()
 		s.Source = d.source()
+		s.StartGTIDs = d.str()
 		c = s
 	case KindPurge:
 		p := &Purge{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -72,18 +73,62 @@ var ErrProposerStopped = errors.New("logger: proposer stopped")
 // context error, ErrProposerStopped). Only nil means the transaction is
 // committed on a majority and applied; only then may it be acknowledged.
 func (p *Proposer) Submit(ctx context.Context, t Txn) error {
-	wait, err := p.Enqueue(ctx, t)
+	tk, err := p.Enqueue(ctx, t)
 	if err != nil {
 		return err
 	}
-	return wait(ctx)
+	return tk.Wait(ctx)
 }
 
-// Enqueue queues one transaction and returns a function that waits for its
-// outcome, as Submit does. Transactions are proposed in the order they were
-// enqueued, so a caller that must keep an order (GTIDs of one domain) calls
-// Enqueue under its own lock and waits outside it.
-func (p *Proposer) Enqueue(ctx context.Context, t Txn) (func(context.Context) error, error) {
+// Ticket is one enqueued transaction's outcome.
+type Ticket struct {
+	p    *Proposer
+	pd   *pending
+	once sync.Once
+	err  error
+	done chan struct{}
+}
+
+// Done is closed when the outcome is known (then Err returns it).
+func (t *Ticket) Done() <-chan struct{} {
+	t.once.Do(func() {
+		go func() {
+			select {
+			case t.err = <-t.pd.done:
+			case <-t.p.dead:
+				select {
+				case t.err = <-t.pd.done:
+				default:
+					t.err = fmt.Errorf("%w: %v", ErrProposerStopped, t.p.err)
+				}
+			}
+			close(t.done)
+		}()
+	})
+	return t.done
+}
+
+// Err returns the outcome once Done is closed: nil means stored.
+func (t *Ticket) Err() error {
+	<-t.Done()
+	return t.err
+}
+
+// Wait waits for the outcome, or ctx.
+func (t *Ticket) Wait(ctx context.Context) error {
+	select {
+	case <-t.Done():
+		return t.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Enqueue queues one transaction and returns its Ticket. Transactions are
+// proposed in the order they were enqueued, so a caller that must keep an
+// order (GTIDs of one domain) calls Enqueue from one goroutine, or under its
+// own lock, and waits outside it.
+func (p *Proposer) Enqueue(ctx context.Context, t Txn) (*Ticket, error) {
 	pd := &pending{txn: t, done: make(chan error, 1)}
 	select {
 	case p.in <- pd:
@@ -92,21 +137,7 @@ func (p *Proposer) Enqueue(ctx context.Context, t Txn) (func(context.Context) er
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return func(ctx context.Context) error {
-		select {
-		case err := <-pd.done:
-			return err
-		case <-p.dead:
-			select {
-			case err := <-pd.done:
-				return err
-			default:
-				return fmt.Errorf("%w: %v", ErrProposerStopped, p.err)
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}, nil
+	return &Ticket{p: p, pd: pd, done: make(chan struct{})}, nil
 }
 
 // Run proposes until ctx ends or an outcome is unknown.
