@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/semisync"
 )
 
 // Status is the JSON of GET /status: the group as this member sees it.
@@ -37,7 +38,9 @@ type Status struct {
 	Applied      uint64         `json:"applied"`
 	Transactions uint64         `json:"transactions"`
 	SourceError  string         `json:"source_error,omitempty"`
-	Members      []MemberStatus `json:"members"`
+	// Ingest is the leader's pull from the source (on other members: idle).
+	Ingest  *semisync.Status `json:"ingest,omitempty"`
+	Members []MemberStatus   `json:"members"`
 }
 
 // MemberStatus is one member in Status.Members. The fields after Leader are
@@ -61,6 +64,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("GET /binlogs", s.handleBinlogs)
+	mux.HandleFunc("GET /binlogs/{name}", s.handleBinlogFile)
 	if s.cfg.DebugAPI {
 		mux.HandleFunc("POST /debug/append", s.handleDebugAppend)
 		mux.HandleFunc("POST /debug/bench", s.handleDebugBench)
@@ -94,6 +98,8 @@ func (s *Server) localStatus() (Status, error) {
 	st.Epoch, st.Source, st.Flavor = ls.Epoch, ls.Source.Addr, ls.Flavor
 	st.GTIDExecuted, st.LastGTID, st.Transactions = ls.GTIDs, ls.LastGTID, ls.Txns
 	st.Applied = r.Applied()
+	ing := s.ing.Status()
+	st.Ingest = &ing
 	if ls.File > 0 {
 		st.LastFile, st.LastPosition = logger.FileName(ls.File), ls.Pos
 		files, err := r.Files()
@@ -124,13 +130,18 @@ func (s *Server) handleStatus(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "reading the group's membership (is there a quorum?): %v", err)
 		return
 	}
-	st.Members = s.memberStatuses(ctx, m, st)
+	var leaderIngest *semisync.Status
+	st.Members, leaderIngest = s.memberStatuses(ctx, m, st)
+	if leaderIngest != nil {
+		st.Ingest = leaderIngest // NB: the leader's is the one that matters
+	}
 	writeJSON(w, http.StatusOK, st)
 }
 
 // memberStatuses asks every member for its own status, in parallel.
-func (s *Server) memberStatuses(ctx context.Context, m logger.Membership, self Status) []MemberStatus {
+func (s *Server) memberStatuses(ctx context.Context, m logger.Membership, self Status) ([]MemberStatus, *semisync.Status) {
 	var out []MemberStatus
+	var leaderIngest *semisync.Status
 	add := func(ids map[uint64]string, role string) {
 		for id, addr := range ids {
 			out = append(out, MemberStatus{ID: id, Role: role, RaftAddr: addr, Leader: id == self.Leader})
@@ -163,10 +174,13 @@ func (s *Server) memberStatuses(ctx context.Context, m logger.Membership, self S
 				return
 			}
 			ms.Applied, ms.GTIDExecuted, ms.LastFile, ms.LastPosition = peer.Applied, peer.GTIDExecuted, peer.LastFile, peer.LastPosition
+			if ms.Leader {
+				leaderIngest = peer.Ingest
+			}
 		}()
 	}
 	wg.Wait()
-	return out
+	return out, leaderIngest
 }
 
 func (s *Server) getJSON(ctx context.Context, url string, v any) error {
@@ -287,4 +301,37 @@ func (s *Server) handleBinlogs(w http.ResponseWriter, req *http.Request) {
 		out = append(out, fi)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// handleBinlogFile streams one binlog file this member holds, as it is on
+// every member: for backups, PITR and byte-for-byte checks.
+func (s *Server) handleBinlogFile(w http.ResponseWriter, req *http.Request) {
+	r := s.node.Reader()
+	if r == nil {
+		writeError(w, http.StatusServiceUnavailable, "the log is not open yet")
+		return
+	}
+	n, err := logger.ParseFileName(req.PathValue("name"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	m, err := r.File(n)
+	if err != nil {
+		writeError(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatUint(m.Size, 10))
+	var pos uint64
+	for pos < m.Size {
+		b, _, err := r.ReadAt(n, pos, 4<<20)
+		if err != nil || len(b) == 0 {
+			return // NB: the length header tells the client the file is short
+		}
+		if _, err := w.Write(b); err != nil {
+			return
+		}
+		pos += uint64(len(b))
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/semisync"
 )
 
 // Environment variables that carry secrets, so they never appear in the
@@ -21,7 +22,8 @@ const (
 
 // Config is the daemon's configuration.
 type Config struct {
-	Log logger.Config
+	Log    logger.Config
+	Ingest semisync.Config
 
 	Source             string
 	SourceUser         string
@@ -43,12 +45,13 @@ type Config struct {
 
 // DefaultConfig returns the flags' defaults.
 func DefaultConfig() Config {
-	return Config{Log: logger.DefaultConfig(), SourceUser: "repl", DumpUser: "repl", AdminAddr: "127.0.0.1:7070", LogLevel: "info"}
+	return Config{Log: logger.DefaultConfig(), Ingest: semisync.DefaultConfig(), SourceUser: "repl", DumpUser: "repl", AdminAddr: "127.0.0.1:7070", LogLevel: "info"}
 }
 
 // RegisterFlags registers the daemon's flags.
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.Log.RegisterFlags(fs)
+	c.Ingest.RegisterFlags(fs)
 	fs.StringVar(&c.Source, "source", c.Source, "host:port of the MySQL/MariaDB source; seeds the log's first source only (afterwards the log's own record wins)")
 	fs.StringVar(&c.SourceUser, "source-user", c.SourceUser, "replication account on the source (password from $"+EnvSourcePassword+" or --source-password-file)")
 	fs.StringVar(&c.SourcePasswordFile, "source-password-file", c.SourcePasswordFile, "file holding the source account's password")
@@ -59,6 +62,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "host:port of the admin HTTP API (/status, /metrics, /healthz)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&c.DebugAPI, "debug-api", c.DebugAPI, "enable /debug/append and /debug/bench (synthetic appends for tests and benchmarks; never in production)")
+	fs.DurationVar(&c.Ingest.DebugCommitDelay, "debug-commit-delay", 0, "with --debug-api: delay every ingested transaction before it is proposed (tests: the ACK waits for the commit)")
 }
 
 // LoadSecrets reads the passwords from the environment or the files.
@@ -97,6 +101,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("binlogsvr: %s %q: %v", flag, addr, err)
 		}
+	}
+	if c.Ingest.DebugCommitDelay != 0 && !c.DebugAPI {
+		return errors.New("binlogsvr: --debug-commit-delay needs --debug-api (it is for tests only)")
 	}
 	if c.Source != "" && c.SourceUser == "" {
 		return errors.New("binlogsvr: --source needs --source-user")

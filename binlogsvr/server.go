@@ -28,6 +28,7 @@ type Server struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 	node *logger.Node
+	ing  *semisync.Ingester
 
 	adminLn net.Listener
 	admin   *http.Server
@@ -62,6 +63,16 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.node = n
+	ic := cfg.Ingest
+	ic.User, ic.Password, ic.ServerID = cfg.SourceUser, cfg.SourcePassword, cfg.ServerID
+	if cfg.DumpAddr != "" {
+		ic.ReportHost, ic.ReportPort = splitHostPort(cfg.DumpAddr)
+	}
+	if s.ing, err = semisync.New(ic, n, log, s.reg); err != nil {
+		n.Close()
+		ln.Close()
+		return nil, err
+	}
 	s.admin = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }
@@ -86,9 +97,10 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	lctx, cancel := context.WithCancel(ctx)
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.registerLoop(lctx) }()
 	go func() { defer wg.Done(); s.seedLoop(lctx) }()
+	go func() { defer wg.Done(); _ = s.ing.Run(lctx) }()
 	var err error
 	select {
 	case <-ctx.Done():
@@ -200,6 +212,15 @@ func (s *Server) getSeedErr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.seedErr
+}
+
+func splitHostPort(addr string) (string, uint16) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0
+	}
+	n, _ := strconv.ParseUint(p, 10, 16)
+	return h, uint16(n)
 }
 
 func atoiDefault(s string, d int) int {

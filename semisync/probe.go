@@ -70,7 +70,8 @@ func Probe(ctx context.Context, addr, user, password string) (SourceInfo, error)
 		if r.RowNumber() == 0 {
 			return "", nil
 		}
-		return r.GetString(0, 0)
+		v, err := r.GetString(0, 0)
+		return strings.Clone(v), err // NB: go-mysql's strings alias its read buffer
 	}
 	if info.Version, err = one("SELECT VERSION()"); err != nil {
 		return info, err

@@ -1,0 +1,383 @@
+package semisync
+
+import (
+	"context"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/binlog"
+)
+
+// Config configures the ingest. User and Password come from the daemon's
+// --source-user and $BINLOGSVR_SOURCE_PASSWORD; ServerID from --server-id.
+type Config struct {
+	User, Password string
+	ServerID       uint32
+	// ReplicaUUID is this member's @replica_uuid toward a MySQL source
+	// (default: derived from ServerID, stable across restarts).
+	ReplicaUUID string
+	ReportHost  string
+	ReportPort  uint16
+	Heartbeat   time.Duration
+	MaxInFlight int
+	// StatusInterval is how often the source's semi-sync status is read.
+	StatusInterval time.Duration
+	// DebugCommitDelay delays every transaction before it is proposed, to
+	// show in tests that the ACK waits for the commit. Never in production.
+	DebugCommitDelay time.Duration
+}
+
+// DefaultConfig returns the flags' defaults.
+func DefaultConfig() Config {
+	return Config{Heartbeat: time.Second, MaxInFlight: 4, StatusInterval: 2 * time.Second}
+}
+
+// RegisterFlags registers the ingest's own flags.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	fs.DurationVar(&c.Heartbeat, "source-heartbeat", c.Heartbeat, "heartbeat period asked of the source; a silent source is given up after 3 periods + 5s")
+	fs.IntVar(&c.MaxInFlight, "max-proposals-in-flight", c.MaxInFlight, "Append proposals awaiting commit at once (group commit pipeline depth)")
+	fs.DurationVar(&c.StatusInterval, "source-status-interval", c.StatusInterval, "how often the source's semi-sync status is read")
+}
+
+// Validate checks the Config.
+func (c *Config) Validate() error {
+	switch {
+	case c.ServerID == 0:
+		return errors.New("semisync: --server-id must be positive")
+	case c.Heartbeat < 100*time.Millisecond:
+		return errors.New("semisync: --source-heartbeat must be at least 100ms")
+	case c.MaxInFlight < 1:
+		return errors.New("semisync: --max-proposals-in-flight must be at least 1")
+	}
+	return nil
+}
+
+// Ingest states, as /status shows them.
+const (
+	StateIdle       = "idle"       // not the leader: another member ingests
+	StateNoSource   = "no source"  // the log has no source yet
+	StateConnecting = "connecting" // connecting / checking / registering
+	StateStreaming  = "streaming"  // receiving events, proposing, ACKing
+	StateRetrying   = "retrying"   // the last session failed; waiting to reconnect
+)
+
+// SemiSyncStatus is the source's semi-sync state as last read.
+type SemiSyncStatus struct {
+	Enabled bool   `json:"enabled"` // rpl_semi_sync_{master,source}_enabled
+	Status  bool   `json:"status"`  // Rpl_semi_sync_*_status: false = fallen back to async
+	Clients int64  `json:"clients"`
+	YesTx   int64  `json:"yes_tx"`
+	NoTx    int64  `json:"no_tx"`
+	Error   string `json:"error,omitempty"`
+	// Degraded: the source commits without waiting for the fleet: commits
+	// are NOT protected.
+	Degraded bool `json:"degraded"`
+}
+
+// Status is the ingest's state for /status and binlogctl.
+type Status struct {
+	State        string         `json:"state"`
+	Source       string         `json:"source"`
+	LastError    string         `json:"last_error,omitempty"`
+	SemiSync     SemiSyncStatus `json:"semi_sync"`
+	LastAckFile  string         `json:"last_ack_file,omitempty"`
+	LastAckPos   uint64         `json:"last_ack_position,omitempty"`
+	LastAckGTID  string         `json:"last_ack_gtid,omitempty"`
+	LastAckTime  time.Time      `json:"last_ack_time,omitzero"`
+	SourceFile   string         `json:"source_file,omitempty"`
+	SourcePos    uint64         `json:"source_position,omitempty"`
+	LagSeconds   float64        `json:"lag_seconds"`
+	LagBytes     uint64         `json:"lag_bytes"`
+	Version      string         `json:"source_version,omitempty"`
+	SessionStart time.Time      `json:"session_start,omitzero"`
+}
+
+// Ingester pulls the source's binlog into the log while this member leads.
+// Run owns every goroutine; it reconnects with backoff and follows
+// leadership.
+type Ingester struct {
+	cfg     Config
+	node    *logger.Node
+	log     *slog.Logger
+	metrics *metrics
+
+	mu     sync.Mutex
+	status Status
+	lastTS uint32 // header timestamp of the newest event
+}
+
+// New returns an Ingester for a member's log node.
+func New(cfg Config, node *logger.Node, log *slog.Logger, reg prometheus.Registerer) (*Ingester, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ReplicaUUID == "" {
+		cfg.ReplicaUUID = replicaUUID(cfg.ServerID)
+	}
+	in := &Ingester{cfg: cfg, node: node, log: log.With("component", "semisync"), status: Status{State: StateIdle}}
+	m, err := newMetrics(reg, in)
+	if err != nil {
+		return nil, err
+	}
+	in.metrics = m
+	return in, nil
+}
+
+// replicaUUID derives a stable UUID (version 5 shape) from the server id.
+func replicaUUID(serverID uint32) string {
+	h := sha1.Sum([]byte("binlogsvr-replica-" + strconv.FormatUint(uint64(serverID), 10)))
+	h[6] = h[6]&0x0f | 0x50
+	h[8] = h[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// Status returns the ingest's current status.
+func (in *Ingester) Status() Status {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	st := in.status
+	if in.lastTS > 0 && st.State == StateStreaming {
+		st.LagSeconds = max(0, time.Since(time.Unix(int64(in.lastTS), 0)).Seconds())
+	}
+	if st.SourceFile != "" && st.SourceFile == st.LastAckFile && st.SourcePos > st.LastAckPos {
+		st.LagBytes = st.SourcePos - st.LastAckPos
+	}
+	return st
+}
+
+func (in *Ingester) setState(state, lastErr string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.status.State = state
+	if lastErr != "" || state == StateStreaming {
+		in.status.LastError = lastErr
+	}
+	if state == StateStreaming {
+		in.status.SessionStart = time.Now()
+	}
+}
+
+func (in *Ingester) setSourceInfo(info SourceInfo) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.status.Version = info.Version
+}
+
+func (in *Ingester) setSemiSync(s SemiSyncStatus) {
+	in.mu.Lock()
+	in.status.SemiSync = s
+	in.mu.Unlock()
+	v := 1.0
+	if s.Degraded || !s.Enabled {
+		v = 0
+	}
+	in.metrics.sourceSemiSync.Set(v)
+}
+
+func (in *Ingester) setLastAck(file string, pos uint64, gtid string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.status.LastAckFile, in.status.LastAckPos, in.status.LastAckGTID, in.status.LastAckTime = file, pos, gtid, time.Now()
+}
+
+// observeEvent records the source's position and clock from each event
+// (heartbeats included) for the lag figures.
+func (in *Ingester) observeEvent(ev []byte, file string) {
+	h, err := binlog.ParseHeader(ev)
+	if err != nil {
+		return
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if h.LogPos > 0 {
+		in.status.SourcePos = uint64(h.LogPos)
+		if h.Type == binlog.TypeHeartbeat || file == "" {
+			if name, err := rotateNameOfHeartbeat(ev); err == nil && name != "" {
+				file = name
+			}
+		}
+		in.status.SourceFile = file
+	}
+	if h.Timestamp > 0 && h.Type != binlog.TypeHeartbeat && h.Type != binlog.TypeRotate && h.Type != binlog.TypeFDE {
+		in.lastTS = h.Timestamp
+	} else if h.Type == binlog.TypeHeartbeat && in.status.LastAckPos >= uint64(h.LogPos) {
+		in.lastTS = uint32(time.Now().Unix()) // idle and caught up: no lag
+	}
+}
+
+// rotateNameOfHeartbeat: a v1 heartbeat's body is the source's file name.
+func rotateNameOfHeartbeat(ev []byte) (string, error) {
+	if len(ev) <= binlog.HeaderLen {
+		return "", nil
+	}
+	b := ev[binlog.HeaderLen:]
+	for i, ch := range b {
+		if ch < 0x20 || ch > 0x7e {
+			b = b[:i]
+			break
+		}
+	}
+	return string(b), nil
+}
+
+// Run ingests while this member leads, until ctx ends.
+func (in *Ingester) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil
+		}
+		r := in.node.Reader()
+		switch {
+		case r == nil || !in.node.IsLeader():
+			in.setState(StateIdle, "")
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		case r.State().Epoch == 0:
+			in.setState(StateNoSource, "")
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		st := r.State()
+		in.mu.Lock()
+		in.status.Source = st.Source.Addr
+		in.mu.Unlock()
+		in.setState(StateConnecting, "")
+		sctx, cancel := context.WithCancelCause(ctx)
+		go in.followLeadership(sctx, cancel)
+		start := time.Now()
+		s := &session{in: in, st: st, start: start}
+		err := s.run(sctx)
+		cancel(nil)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errLostLeadership) {
+			in.log.Info("stopped ingesting: leadership moved", "source", st.Source.Addr)
+			continue
+		}
+		if time.Since(start) > 30*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		wait := backoff
+		if errors.Is(err, ErrSourceUnfit) || errors.Is(err, ErrWrongSource) {
+			wait = max(wait, 5*time.Second) // NB: the operator must change something
+		}
+		in.metrics.sessionErrors.Inc()
+		in.setState(StateRetrying, errString(err))
+		in.log.Error("ingest session ended; reconnecting", "source", st.Source.Addr, "err", err, "retry_in", wait)
+		sleep(ctx, wait)
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "the source closed the connection"
+	}
+	return err.Error()
+}
+
+func (in *Ingester) followLeadership(ctx context.Context, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if !in.node.IsLeader() {
+				cancel(errLostLeadership)
+				return
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// watchSource reads the source's semi-sync status on its own connection
+// every StatusInterval while a session streams. A source that has fallen
+// back to asynchronous commits (its timeout passed), or whose no_tx grows,
+// is reported loudly: from then on its commits are not protected. If the
+// source's semi-sync setting changes, the session restarts to follow it.
+func (in *Ingester) watchSource(ctx context.Context, d dialect, addr string, sessionSemi bool, cancel context.CancelCauseFunc) {
+	c, err := Dial(ctx, addr, in.cfg.User, in.cfg.Password)
+	if err != nil {
+		in.log.Warn("cannot read the source's semi-sync status", "source", addr, "err", err)
+		return
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Conn.Conn.SetDeadline(time.Now()) })
+	defer stop()
+	var lastNo int64 = -1
+	var wasDegraded bool
+	for {
+		st := SemiSyncStatus{}
+		if r, err := c.Execute(d.semiSyncEnabledQuery()); err == nil {
+			v, _ := r.GetString(0, 0)
+			st.Enabled = isOn(v)
+			r.Close()
+		} else {
+			st.Error = err.Error()
+		}
+		if r, err := c.Execute("SHOW GLOBAL STATUS LIKE '" + d.statusPrefix() + "%'"); err == nil {
+			for i := 0; i < r.RowNumber(); i++ {
+				k, _ := r.GetString(i, 0)
+				v, _ := r.GetString(i, 1)
+				k, v = strings.Clone(k), strings.Clone(v)
+				n, _ := strconv.ParseInt(v, 10, 64)
+				switch strings.TrimPrefix(strings.ToLower(k), strings.ToLower(d.statusPrefix())) {
+				case "status":
+					st.Status = isOn(v)
+				case "clients":
+					st.Clients = n
+				case "yes_tx":
+					st.YesTx = n
+				case "no_tx":
+					st.NoTx = n
+				}
+			}
+			r.Close()
+		} else if ctx.Err() == nil {
+			in.log.Warn("reading the source's semi-sync status", "source", addr, "err", err)
+		}
+		st.Degraded = st.Enabled && (!st.Status || (lastNo >= 0 && st.NoTx > lastNo))
+		if st.Degraded && !wasDegraded {
+			in.log.Error("THE SOURCE HAS FALLEN BACK TO ASYNCHRONOUS COMMITS: its commits are not protected by the fleet until it switches back",
+				"source", addr, "semi_sync_status", st.Status, "no_tx", st.NoTx, "yes_tx", st.YesTx,
+				"fix", "raise rpl_semi_sync_{master,source}_timeout so the source waits instead (docs/SOURCE.md)")
+		} else if !st.Degraded && wasDegraded {
+			in.log.Info("the source is back to semi-synchronous commits", "source", addr)
+		}
+		wasDegraded = st.Degraded
+		if st.Enabled || st.Error == "" {
+			lastNo = st.NoTx
+		}
+		in.setSemiSync(st)
+		if st.Error == "" && st.Enabled != sessionSemi {
+			cancel(fmt.Errorf("semisync: the source's semi-sync setting changed (now enabled=%v); reconnecting to follow it", st.Enabled))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(in.cfg.StatusInterval):
+		}
+	}
+}

@@ -1,0 +1,303 @@
+package semisync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/binlog"
+)
+
+// ErrWrongSource: the server at the log's source address is not the log's
+// source (another server_uuid / server_id). Nothing from it is stored.
+var ErrWrongSource = errors.New("semisync: the server at the source address is not the log's source")
+
+// errSessionEnded cancels a session's goroutines when it returns.
+var errSessionEnded = errors.New("semisync: session ended")
+
+// errLostLeadership ends a session when this member stops leading.
+var errLostLeadership = errors.New("semisync: this member no longer leads the group")
+
+// session is one connection to the source: it lives until an error, a
+// leadership change or ctx's end. Its caller reconnects.
+type session struct {
+	in    *Ingester
+	st    logger.State
+	d     dialect
+	start time.Time
+
+	conn *client.Conn
+	raw  net.Conn
+
+	wmu sync.Mutex // guards writes to raw after the dump started (ACKs)
+}
+
+// ackItem is one transaction on its way to the log, in stream order.
+type ackItem struct {
+	tk       *logger.Ticket
+	cut      *cut
+	received time.Time
+}
+
+func (s *session) run(ctx context.Context) error {
+	in := s.in
+	d, err := dialectFor(s.st.Flavor)
+	if err != nil {
+		return err
+	}
+	s.d = d
+	addr := s.st.Source.Addr
+	info, err := Probe(ctx, addr, in.cfg.User, in.cfg.Password)
+	if err != nil {
+		return err
+	}
+	in.setSourceInfo(info)
+	if err := checkIdentity(s.st.Source, info.Source); err != nil {
+		return err
+	}
+	conn, err := Dial(ctx, addr, in.cfg.User, in.cfg.Password)
+	if err != nil {
+		return fmt.Errorf("semisync: connecting to source %s: %w", addr, err)
+	}
+	s.conn, s.raw = conn, conn.Conn.Conn
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = s.raw.SetDeadline(time.Now()) })
+	defer stop()
+
+	for _, q := range d.setup(s.st.GTIDs, in.cfg.Heartbeat, in.cfg.ReplicaUUID) {
+		if _, err := conn.Execute(q); err != nil {
+			return fmt.Errorf("semisync: source %s: %s: %w", addr, q, err)
+		}
+	}
+	if err := s.command(registerPacket(in.cfg.ServerID, in.cfg.ReportHost, in.cfg.ReportPort)); err != nil {
+		return fmt.Errorf("semisync: registering as replica %d with source %s: %w", in.cfg.ServerID, addr, err)
+	}
+	semi, err := s.enableSemiSync()
+	if err != nil {
+		return err
+	}
+	dumpCmd, err := d.dump(in.cfg.ServerID, s.st.GTIDs)
+	if err != nil {
+		return err
+	}
+	conn.ResetSequence()
+	if err := conn.WritePacket(append(make([]byte, 4), dumpCmd...)); err != nil {
+		return fmt.Errorf("semisync: asking source %s for its binlog: %w", addr, err)
+	}
+	in.log.Info("streaming from the source", "source", addr, "flavor", s.st.Flavor, "from_gtids", s.st.GTIDs,
+		"semi_sync", semi, "epoch", s.st.Epoch, "server_id", in.cfg.ServerID)
+	in.setState(StateStreaming, "")
+	return s.stream(ctx, semi, info)
+}
+
+// checkIdentity refuses a server that is not the log's recorded source.
+func checkIdentity(want, got logger.Source) error {
+	if want.Flavor == "mysql" && want.UUID != "" && got.UUID != want.UUID {
+		return fmt.Errorf("%w: %s has server_uuid %s, the log's source is %s (a failover outside the fleet? use the fleet's promote)", ErrWrongSource, want.Addr, got.UUID, want.UUID)
+	}
+	if want.ServerID != 0 && got.ServerID != want.ServerID {
+		return fmt.Errorf("%w: %s has server_id %d, the log's source has %d (a failover outside the fleet? use the fleet's promote)", ErrWrongSource, want.Addr, got.ServerID, want.ServerID)
+	}
+	return nil
+}
+
+// command sends one command packet and reads its OK.
+func (s *session) command(payload []byte) error {
+	s.conn.ResetSequence()
+	if err := s.conn.WritePacket(append(make([]byte, 4), payload...)); err != nil {
+		return err
+	}
+	p, err := s.conn.ReadPacket()
+	if err != nil {
+		return err
+	}
+	if len(p) > 0 && p[0] == 0xFF {
+		return parseErr(p)
+	}
+	return nil
+}
+
+// enableSemiSync turns semi-sync on for this session if the source has it
+// on. Without it the fleet still stores everything, but commits on the
+// source are not protected: that is reported loudly.
+func (s *session) enableSemiSync() (bool, error) {
+	r, err := s.conn.Execute(s.d.semiSyncEnabledQuery())
+	if err != nil {
+		s.in.log.Error("the source has no semi-sync plugin: its commits are NOT protected by the fleet; load and enable it (see docs/SOURCE.md)",
+			"source", s.st.Source.Addr, "err", err)
+		s.in.setSemiSync(SemiSyncStatus{Enabled: false, Error: err.Error()})
+		return false, nil
+	}
+	v, _ := r.GetString(0, 0)
+	r.Close()
+	if !isOn(v) {
+		s.in.log.Error("semi-sync is off on the source: its commits are NOT protected by the fleet; set rpl_semi_sync_*_enabled=ON (see docs/SOURCE.md)",
+			"source", s.st.Source.Addr)
+		s.in.setSemiSync(SemiSyncStatus{Enabled: false})
+		return false, nil
+	}
+	if _, err := s.conn.Execute(s.d.semiSyncOn()); err != nil {
+		return false, fmt.Errorf("semisync: turning semi-sync on for the session: %w", err)
+	}
+	return true, nil
+}
+
+func isOn(v string) bool { return strings.EqualFold(v, "ON") || v == "1" }
+
+// stream reads events, cuts transactions, proposes them and ACKs.
+func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error {
+	in := s.in
+	alg := binlog.ChecksumNone
+	if strings.EqualFold(info.Checksum, "CRC32") {
+		alg = binlog.ChecksumCRC32
+	}
+	c := &cutter{flav: s.d.flavor(), alg: alg}
+	ctx, cancel := context.WithCancelCause(ctx)
+	var prop *logger.Proposer
+	var wg sync.WaitGroup
+	acks := make(chan ackItem, 65536)
+	defer func() {
+		cancel(errSessionEnded)
+		close(acks)
+		wg.Wait()
+	}()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.acker(ctx, cancel, acks) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); in.watchSource(ctx, s.d, s.st.Source.Addr, semi, cancel) }()
+
+	pr := newPacketReader(s.raw)
+	readTimeout := 3*in.cfg.Heartbeat + 5*time.Second
+	for {
+		if err := context.Cause(ctx); err != nil {
+			return err
+		}
+		_ = s.raw.SetReadDeadline(time.Now().Add(readTimeout))
+		p, err := pr.next()
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil {
+				return cause
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return fmt.Errorf("semisync: no event or heartbeat from source %s for %v: %w", s.st.Source.Addr, readTimeout, err)
+			}
+			return fmt.Errorf("semisync: reading from source %s: %w", s.st.Source.Addr, err)
+		}
+		received := time.Now()
+		ev, needAck, err := eventOf(p, semi)
+		if err != nil {
+			var se *SourceError
+			if errors.As(err, &se) && se.Code == 1236 {
+				in.log.Error("the source cannot continue the log's GTID state: it lacks transactions the log holds, or has purged what the log needs",
+					"source", s.st.Source.Addr, "log_gtids", s.st.GTIDs, "err", err)
+			}
+			return err
+		}
+		in.observeEvent(ev, c.file)
+		t, err := c.feed(ev, needAck)
+		if err != nil {
+			return err
+		}
+		if t == nil {
+			continue
+		}
+		if prop == nil {
+			// NB: the proposer needs the source's FDE, which the stream sends
+			// after the fake rotate; it starts with the first transaction.
+			prop = logger.NewProposer(in.node, logger.ProposerConfig{Epoch: s.st.Epoch, Source: s.st.Source.Addr, FDE: c.fde,
+				MaxInFlight: in.cfg.MaxInFlight})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := prop.Run(ctx); err != nil && context.Cause(ctx) == nil {
+					cancel(err)
+				}
+			}()
+		}
+		if in.cfg.DebugCommitDelay > 0 {
+			time.Sleep(in.cfg.DebugCommitDelay)
+		}
+		tk, err := prop.Enqueue(ctx, t.txn)
+		if err != nil {
+			return err
+		}
+		in.metrics.received.Inc()
+		select {
+		case acks <- ackItem{tk: tk, cut: t, received: received}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// acker waits for each transaction's outcome in stream order and ACKs the
+// latest stored one that asked for it. Rule 1 of DESIGN.md: a transaction
+// is ACKed only after its Ticket reports it committed and applied.
+func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, items <-chan ackItem) {
+	in := s.in
+	var pendingAck *ackItem
+	flush := func() {
+		if pendingAck == nil {
+			return
+		}
+		a := pendingAck
+		pendingAck = nil
+		s.wmu.Lock()
+		_ = s.raw.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_, err := s.raw.Write(ackPacket(a.cut.txn.SourceFile, a.cut.txn.SourceEnd))
+		s.wmu.Unlock()
+		if err != nil {
+			cancel(fmt.Errorf("semisync: sending the ACK to source %s: %w", s.st.Source.Addr, err))
+			return
+		}
+		in.metrics.ackLatency.Observe(time.Since(a.received).Seconds())
+		in.metrics.acks.Inc()
+		in.setLastAck(a.cut.txn.SourceFile, a.cut.txn.SourceEnd, a.cut.txn.GTID)
+	}
+	for {
+		var it ackItem
+		var ok bool
+		select {
+		case it, ok = <-items:
+		default:
+			flush() // NB: nothing more is ready: ACK what is stored now
+			select {
+			case it, ok = <-items:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if !ok {
+			return
+		}
+		select {
+		case <-it.tk.Done():
+		default:
+			flush()
+			select {
+			case <-it.tk.Done():
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err := it.tk.Err(); err != nil {
+			// Not stored: never ACKed. The session ends; the next one resumes
+			// from the log's state.
+			cancel(fmt.Errorf("semisync: transaction %s not stored: %w", it.cut.txn.GTID, err))
+			return
+		}
+		in.metrics.stored.Inc()
+		if it.cut.needAck {
+			pendingAck = &it
+		}
+	}
+}
+
