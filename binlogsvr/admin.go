@@ -24,20 +24,20 @@ import (
 
 // Status is the JSON of GET /status: the group as this member sees it.
 type Status struct {
-	ID           uint64         `json:"id"`
-	Role         string         `json:"role"`
-	Leader       uint64         `json:"leader"`
-	Epoch        uint64         `json:"epoch"`
-	Source       string         `json:"source"`
-	Flavor       string         `json:"flavor"`
-	GTIDExecuted string         `json:"gtid_executed"`
-	LastGTID     string         `json:"last_gtid"`
-	FirstFile    string         `json:"first_file"`
-	LastFile     string         `json:"last_file"`
-	LastPosition uint64         `json:"last_position"`
-	Applied      uint64         `json:"applied"`
-	Transactions uint64         `json:"transactions"`
-	SourceError  string         `json:"source_error,omitempty"`
+	ID           uint64 `json:"id"`
+	Role         string `json:"role"`
+	Leader       uint64 `json:"leader"`
+	Epoch        uint64 `json:"epoch"`
+	Source       string `json:"source"`
+	Flavor       string `json:"flavor"`
+	GTIDExecuted string `json:"gtid_executed"`
+	LastGTID     string `json:"last_gtid"`
+	FirstFile    string `json:"first_file"`
+	LastFile     string `json:"last_file"`
+	LastPosition uint64 `json:"last_position"`
+	Applied      uint64 `json:"applied"`
+	Transactions uint64 `json:"transactions"`
+	SourceError  string `json:"source_error,omitempty"`
 	// Ingest is the leader's pull from the source (on other members: idle).
 	Ingest  *semisync.Status `json:"ingest,omitempty"`
 	Members []MemberStatus   `json:"members"`

@@ -300,4 +300,3 @@ func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, ite
 		}
 	}
 }
-
