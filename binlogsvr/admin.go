@@ -18,6 +18,7 @@ import (
 	"github.com/lni/dragonboat/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/binlogsvr/binlogsvr/dump"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/semisync"
 )
@@ -39,8 +40,12 @@ type Status struct {
 	Transactions uint64 `json:"transactions"`
 	SourceError  string `json:"source_error,omitempty"`
 	// Ingest is the leader's pull from the source (on other members: idle).
-	Ingest  *semisync.Status `json:"ingest,omitempty"`
-	Members []MemberStatus   `json:"members"`
+	Ingest *semisync.Status `json:"ingest,omitempty"`
+	// DumpAddr and DumpClients: this member's serving of replicas and CDC
+	// subscribers (empty when it does not serve).
+	DumpAddr    string              `json:"dump_addr,omitempty"`
+	DumpClients []dump.ClientStatus `json:"dump_clients,omitempty"`
+	Members     []MemberStatus      `json:"members"`
 }
 
 // MemberStatus is one member in Status.Members. The fields after Leader are
@@ -100,6 +105,10 @@ func (s *Server) localStatus() (Status, error) {
 	st.Applied = r.Applied()
 	ing := s.ing.Status()
 	st.Ingest = &ing
+	if s.dump != nil {
+		st.DumpAddr = s.dump.Addr()
+		st.DumpClients = s.dump.Clients()
+	}
 	if ls.File > 0 {
 		st.LastFile, st.LastPosition = logger.FileName(ls.File), ls.Pos
 		files, err := r.Files()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/binlogsvr/binlogsvr/dump"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/semisync"
 )
@@ -24,6 +25,7 @@ const (
 type Config struct {
 	Log    logger.Config
 	Ingest semisync.Config
+	Dump   dump.Config
 
 	Source             string
 	SourceUser         string
@@ -45,13 +47,14 @@ type Config struct {
 
 // DefaultConfig returns the flags' defaults.
 func DefaultConfig() Config {
-	return Config{Log: logger.DefaultConfig(), Ingest: semisync.DefaultConfig(), SourceUser: "repl", DumpUser: "repl", AdminAddr: "127.0.0.1:7070", LogLevel: "info"}
+	return Config{Log: logger.DefaultConfig(), Ingest: semisync.DefaultConfig(), Dump: dump.DefaultConfig(), SourceUser: "repl", DumpUser: "repl", AdminAddr: "127.0.0.1:7070", LogLevel: "info"}
 }
 
 // RegisterFlags registers the daemon's flags.
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.Log.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
+	c.Dump.RegisterFlags(fs)
 	fs.StringVar(&c.Source, "source", c.Source, "host:port of the MySQL/MariaDB source; seeds the log's first source only (afterwards the log's own record wins)")
 	fs.StringVar(&c.SourceUser, "source-user", c.SourceUser, "replication account on the source (password from $"+EnvSourcePassword+" or --source-password-file)")
 	fs.StringVar(&c.SourcePasswordFile, "source-password-file", c.SourcePasswordFile, "file holding the source account's password")

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/binlogsvr/binlogsvr/dump"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/semisync"
 )
@@ -29,6 +30,7 @@ type Server struct {
 	reg  *prometheus.Registry
 	node *logger.Node
 	ing  *semisync.Ingester
+	dump *dump.Server
 
 	adminLn net.Listener
 	admin   *http.Server
@@ -73,6 +75,20 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
+	if cfg.DumpAddr != "" {
+		dc := cfg.Dump
+		dc.Addr, dc.User, dc.Password = cfg.DumpAddr, cfg.DumpUser, cfg.DumpPassword
+		if err := dc.Validate(); err != nil {
+			n.Close()
+			ln.Close()
+			return nil, err
+		}
+		if s.dump, err = dump.New(dc, n, log, s.reg); err != nil {
+			n.Close()
+			ln.Close()
+			return nil, err
+		}
+	}
 	s.admin = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }
@@ -101,6 +117,18 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.registerLoop(lctx) }()
 	go func() { defer wg.Done(); s.seedLoop(lctx) }()
 	go func() { defer wg.Done(); _ = s.ing.Run(lctx) }()
+	if s.dump != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.dump.Run(lctx); err != nil {
+				select {
+				case errc <- fmt.Errorf("binlogsvr: serving dumps on %s: %w", s.cfg.DumpAddr, err):
+				default:
+				}
+			}
+		}()
+	}
 	var err error
 	select {
 	case <-ctx.Done():

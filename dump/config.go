@@ -47,8 +47,15 @@ type Config struct {
 	// a client (a client that stops reading is dropped after it).
 	HandshakeTimeout time.Duration
 	WriteTimeout     time.Duration
-	// ReadBufferBytes is how much of the log one read fetches (0: 1 MiB).
+	// ReadBufferBytes is how much of the log one read fetches (0: 256 KiB).
 	ReadBufferBytes int
+	// CacheBytes bounds the chunks of the log kept for all dumps to share
+	// (0: 64 MiB; negative: no cache).
+	CacheBytes int64
+
+	// Flavor ("mysql" or "mariadb") is assumed before the log records its
+	// source's flavor; the log's own flavor wins once known.
+	Flavor string
 
 	// Variables overrides or adds answers to SHOW VARIABLES and
 	// SELECT @@name, e.g. {"binlog_row_image": "MINIMAL"} when the source
@@ -61,7 +68,7 @@ func DefaultConfig() Config {
 	return Config{
 		Addr: "127.0.0.1:3307", User: "repl", ServerID: DefaultServerID,
 		MaxClients: 1000, HandshakeTimeout: 10 * time.Second, WriteTimeout: 60 * time.Second,
-		ReadBufferBytes: 1 << 20,
+		ReadBufferBytes: 256 << 10, CacheBytes: 64 << 20,
 	}
 }
 
@@ -74,6 +81,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "dump-tls-cert", c.TLSCert, "PEM certificate file for TLS to dump clients (with --dump-tls-key)")
 	fs.StringVar(&c.TLSKey, "dump-tls-key", c.TLSKey, "PEM private key file for TLS to dump clients (with --dump-tls-cert)")
 	fs.IntVar(&c.MaxClients, "dump-max-clients", c.MaxClients, "most concurrent connections to the dump server")
+	fs.Int64Var(&c.CacheBytes, "dump-cache-bytes", c.CacheBytes, "memory for chunks of the log shared by all dump clients (negative: none)")
 	fs.DurationVar(&c.WriteTimeout, "dump-write-timeout", c.WriteTimeout, "drop a dump client that accepts no data for this long")
 }
 
@@ -96,12 +104,15 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("dump: --dump-tls-cert and --dump-tls-key go together")
 	}
+	if c.Flavor != "" && c.Flavor != "mysql" && c.Flavor != "mariadb" {
+		return fmt.Errorf("dump: flavor %q: want mysql or mariadb", c.Flavor)
+	}
 	if c.SchemaEndpoint != "" {
 		if _, err := parseEndpoint(c.SchemaEndpoint); err != nil {
 			return fmt.Errorf("dump: --dump-schema-endpoint: %v", err)
 		}
 	}
-	if c.MaxClients < 0 || c.HandshakeTimeout < 0 || c.WriteTimeout < 0 || c.ReadBufferBytes < 0 {
+	if c.MaxClients < 0 || c.HandshakeTimeout < 0 || c.WriteTimeout < 0 || c.ReadBufferBytes < 0 || (c.ReadBufferBytes > 0 && c.ReadBufferBytes < 4096) {
 		return errors.New("dump: --dump-max-clients and the timeouts must not be negative")
 	}
 	return nil
@@ -121,6 +132,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReadBufferBytes == 0 {
 		c.ReadBufferBytes = d.ReadBufferBytes
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = d.CacheBytes
 	}
 	if c.ServerUUID == "" {
 		c.ServerUUID = DeriveUUID(c.ServerID)

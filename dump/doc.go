@@ -1,8 +1,53 @@
 // Package dump is the fleet as a source to replicas and CDC subscribers: a
 // MySQL-protocol server on every serving member that answers the probe SQL
-// real clients send and serves COM_BINLOG_DUMP, COM_BINLOG_DUMP_GTID and
-// MariaDB GTID dumps from committed log entries only.
+// real clients send and serves COM_BINLOG_DUMP (file/position),
+// COM_BINLOG_DUMP_GTID (MySQL GTID sets) and MariaDB GTID dumps
+// (@slave_connect_state) from committed log entries only.
 //
-// Not built yet: this is the work of the dump issue. The log it will read
-// is logger.Reader (files, positions, GTID index, committed bytes).
+// Layout, a pure core in a thin I/O shell:
+//
+//   - request.go: decoding of COM_BINLOG_DUMP, COM_BINLOG_DUMP_GTID and
+//     COM_REGISTER_SLAVE (pure);
+//   - sqllex.go, query.go, vars.go: the SQL the fleet answers itself, from
+//     a queryEnv (pure given it): SET of user variables, SELECT of variables
+//     and known functions, SHOW MASTER/BINARY LOG STATUS, SHOW BINARY LOGS,
+//     SHOW BINLOG EVENTS, SHOW VARIABLES, SHOW SLAVE HOSTS/REPLICAS, KILL.
+//     Schema SQL is passed to Config.SchemaEndpoint; anything else gets an
+//     error naming the statement;
+//   - start.go: where a dump starts (file/position, MariaDB GTID state,
+//     MySQL GTID set) and which groups it skips, with MySQL's and MariaDB's
+//     error texts (1236) for purged files and GTIDs not in the log;
+//   - stream.go: the event sequence a source sends (fake ROTATE, FDE with
+//     created/log_pos zeroed as a source does, file header event, the
+//     artificial GTID_LIST of MariaDB GTID dumps, real and fake ROTATE at a
+//     file switch, HEARTBEAT v1 or MySQL v2 when idle, EOF for
+//     non-blocking dumps); wire.go frames it (events over 16 MiB span
+//     several packets);
+//   - server.go, session.go, env.go, schema.go: the shell. go-mysql's
+//     server package does the handshake and authentication
+//     (mysql_native_password for a MariaDB log, caching_sha2_password for a
+//     MySQL log, TLS with a configured or self-signed certificate); the
+//     session then owns the connection: its own command loop, and during a
+//     dump its own packet sequence and a reader goroutine that notices a
+//     client that leaves. Prepared statements are emulated (zongji reads
+//     table metadata that way) by inlining parameters;
+//   - status.go: ClientStatus and the binlogsvr_dump_* metrics.
+//
+// Semi-sync is not offered: probes get no row (MariaDB) or 0 (MySQL), so
+// replicas run asynchronously from the fleet. The fleet's server_id and
+// server_uuid are Config's, the same on every member.
+//
+// The caller's duties:
+//
+//  1. Fill Config (Addr, User, Password from the daemon's --dump-addr,
+//     --dump-user and $BINLOGSVR_DUMP_PASSWORD; the rest from
+//     RegisterFlags) and call New with a ReaderSource (a *logger.Node), a
+//     logger and a registry. New listens at once, so Addr is known.
+//  2. Call Run(ctx) exactly once; it serves until ctx ends, then closes
+//     every connection and returns after all goroutines have ended.
+//  3. Report Clients() in /status (and binlogctl status).
+//
+// dumptest holds the test support (a feeder that fills a log from a real
+// source, synthetic transactions, a raw dump client, replica helpers);
+// dumpbench is the benchmark tools/bench runs.
 package dump

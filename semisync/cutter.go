@@ -85,6 +85,15 @@ func (c *cutter) feed(ev []byte, needAck bool) (*cut, error) {
 		}
 		c.cur, c.gtid, c.inBegin = append([]byte(nil), ev...), g, false
 		c.lastPos = h.LogPos
+		if h.Type == binlog.TypeMariaDBGTID {
+			// NB: MariaDB writes no BEGIN: a GTID event without FL_STANDALONE
+			// opens a transaction; a standalone one is one statement (DDL).
+			p, err := payload(ev, c.alg)
+			if err != nil || len(p) < 13 {
+				return nil, fmt.Errorf("%w: MariaDB GTID event of %d bytes", ErrMalformedPacket, len(ev))
+			}
+			c.inBegin = p[12]&0x01 == 0
+		}
 		return nil, nil
 	}
 	if c.cur == nil {

@@ -58,7 +58,11 @@ func Probe(ctx context.Context, addr, user, password string) (SourceInfo, error)
 	var info SourceInfo
 	c, err := Dial(ctx, addr, user, password)
 	if err != nil {
-		return info, fmt.Errorf("semisync: connecting to source %s as %q: %w", addr, user, err)
+		hint := ""
+		if strings.Contains(err.Error(), "1045") {
+			hint = " (check --source-user and $BINLOGSVR_SOURCE_PASSWORD; the account needs REPLICATION SLAVE and REPLICATION CLIENT)"
+		}
+		return info, fmt.Errorf("semisync: connecting to source %s as %q: %w%s", addr, user, err, hint)
 	}
 	defer c.Close()
 	one := func(q string) (string, error) {

@@ -19,6 +19,10 @@ import (
 // source (another server_uuid / server_id). Nothing from it is stored.
 var ErrWrongSource = errors.New("semisync: the server at the source address is not the log's source")
 
+// proposalTimeout bounds one Append proposal (a 64 MiB transaction
+// included).
+const proposalTimeout = 30 * time.Second
+
 // errSessionEnded cancels a session's goroutines when it returns.
 var errSessionEnded = errors.New("semisync: session ended")
 
@@ -77,7 +81,7 @@ func (s *session) run(ctx context.Context) error {
 		}
 	}
 	if err := s.command(registerPacket(in.cfg.ServerID, in.cfg.ReportHost, in.cfg.ReportPort)); err != nil {
-		return fmt.Errorf("semisync: registering as replica %d with source %s: %w", in.cfg.ServerID, addr, err)
+		return fmt.Errorf("semisync: registering as replica %d with source %s: %w%s", in.cfg.ServerID, addr, err, grantHint(err))
 	}
 	semi, err := s.enableSemiSync()
 	if err != nil {
@@ -195,6 +199,9 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 		ev, needAck, err := eventOf(p, semi)
 		if err != nil {
 			var se *SourceError
+			if errors.As(err, &se) && (se.Code == 1227 || se.Code == 1045) {
+				return fmt.Errorf("%w%s", err, grantHint(err))
+			}
 			if errors.As(err, &se) && se.Code == 1236 {
 				in.log.Error("the source cannot continue the log's GTID state: it lacks transactions the log holds, or has purged what the log needs",
 					"source", s.st.Source.Addr, "log_gtids", s.st.GTIDs, "err", err)
@@ -213,7 +220,7 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 			// NB: the proposer needs the source's FDE, which the stream sends
 			// after the fake rotate; it starts with the first transaction.
 			prop = logger.NewProposer(in.node, logger.ProposerConfig{Epoch: s.st.Epoch, Source: s.st.Source.Addr, FDE: c.fde,
-				MaxInFlight: in.cfg.MaxInFlight})
+				MaxInFlight: in.cfg.MaxInFlight, Timeout: proposalTimeout})
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -286,6 +293,12 @@ func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, ite
 			case <-it.tk.Done():
 			case <-ctx.Done():
 				return
+			case <-time.After(3 * proposalTimeout):
+				// NB: a safety net: the proposer reports every outcome within
+				// its timeout; if it does not, restart from the log's state
+				// rather than hold the source's commits forever.
+				cancel(fmt.Errorf("semisync: no outcome for transaction %s after %v; restarting the session", it.cut.txn.GTID, 3*proposalTimeout))
+				return
 			}
 		}
 		if err := it.tk.Err(); err != nil {
@@ -299,4 +312,13 @@ func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, ite
 			pendingAck = &it
 		}
 	}
+}
+
+// grantHint names the fix for a privilege error.
+func grantHint(err error) string {
+	var se *SourceError
+	if errors.As(err, &se) && (se.Code == 1227 || se.Code == 1045) {
+		return " (the fleet's source account needs: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO it)"
+	}
+	return ""
 }

@@ -151,6 +151,27 @@ func printStatus(w io.Writer, st binlogsvr.Status) {
 	fmt.Fprintf(w, "GTID executed:  %s\n", dash(st.GTIDExecuted))
 	fmt.Fprintf(w, "Transactions:   %d\n", st.Transactions)
 	fmt.Fprintf(w, "Files:          %s .. %s, end position %d\n", dash(st.FirstFile), dash(st.LastFile), st.LastPosition)
+	if in := st.Ingest; in != nil {
+		fmt.Fprintf(w, "Ingest:         %s", in.State)
+		if in.LastAckFile != "" {
+			fmt.Fprintf(w, ", last ACK %s:%d (%s)", in.LastAckFile, in.LastAckPos, in.LastAckGTID)
+		}
+		fmt.Fprintf(w, ", lag %.1fs / %d bytes\n", in.LagSeconds, in.LagBytes)
+		if in.LastError != "" {
+			fmt.Fprintf(w, "Ingest error:   %s\n", in.LastError)
+		}
+		ss := in.SemiSync
+		switch {
+		case ss.Error != "" && !ss.Enabled:
+			fmt.Fprintf(w, "Source semi-sync: NOT AVAILABLE (%s): commits are NOT protected\n", ss.Error)
+		case !ss.Enabled && in.State == "streaming":
+			fmt.Fprintf(w, "Source semi-sync: OFF: commits are NOT protected\n")
+		case ss.Degraded:
+			fmt.Fprintf(w, "Source semi-sync: FELL BACK TO ASYNC (status %v, no_tx %d): commits are NOT protected\n", ss.Status, ss.NoTx)
+		case ss.Enabled:
+			fmt.Fprintf(w, "Source semi-sync: on (clients %d, yes_tx %d, no_tx %d)\n", ss.Clients, ss.YesTx, ss.NoTx)
+		}
+	}
 	fmt.Fprintf(w, "Asked member:   %d (applied index %d)\n\n", st.ID, st.Applied)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tROLE\tRAFT ADDR\tADMIN ADDR\tLEADER\tAPPLIED\tLAST FILE\tPOSITION\tSTATE")
@@ -166,6 +187,23 @@ func printStatus(w io.Writer, st binlogsvr.Status) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", m.ID, m.Role, m.RaftAddr, dash(m.AdminAddr), l, m.Applied, dash(m.LastFile), m.LastPosition, state)
 	}
 	tw.Flush()
+	if st.DumpAddr != "" {
+		fmt.Fprintf(w, "\nDump clients of member %d (serving on %s): %d\n", st.ID, st.DumpAddr, len(st.DumpClients))
+		if len(st.DumpClients) > 0 {
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "CONN\tREMOTE\tSERVER ID\tMODE\tPOSITION\tLAG\tSTATE")
+			for _, c := range st.DumpClients {
+				state := "idle"
+				if c.Dumping && c.CaughtUp {
+					state = "caught up"
+				} else if c.Dumping {
+					state = "catching up"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s:%d\t%.1fs\t%s\n", c.ID, c.Remote, c.ServerID, dash(c.Mode), dash(c.File), c.Pos, c.LagSeconds, state)
+			}
+			tw.Flush()
+		}
+	}
 }
 
 func dash(s string) string {

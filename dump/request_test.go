@@ -1,0 +1,139 @@
+package dump
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+func dumpPayload(pos uint32, flags uint16, id uint32, name string) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, pos)
+	b = binary.LittleEndian.AppendUint16(b, flags)
+	b = binary.LittleEndian.AppendUint32(b, id)
+	return append(b, name...)
+}
+
+func TestParseDump(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want Request
+		err  bool
+	}{
+		{"replica", dumpPayload(1821, 2, 2, "binlog.000001"), Request{Pos: 1821, Flags: 2, ServerID: 2, File: "binlog.000001"}, false},
+		{"zongji trailing NUL", dumpPayload(4, 0, 2001, "binlog.000002\x00"), Request{Pos: 4, ServerID: 2001, File: "binlog.000002"}, false},
+		{"empty name", dumpPayload(4, 3, 0, ""), Request{Pos: 4, Flags: 3}, false},
+		{"short", []byte{1, 2, 3}, Request{}, true},
+		{"control byte", dumpPayload(4, 0, 0, "bin\x01"), Request{}, true},
+		{"slash", dumpPayload(4, 0, 0, "../etc"), Request{}, true},
+	} {
+		got, err := parseDump(tc.in)
+		if (err != nil) != tc.err || (err == nil && !equalReq(got, tc.want)) {
+			t.Errorf("%s: got %+v, %v; want %+v, err %v", tc.name, got, err, tc.want, tc.err)
+		}
+		if err != nil && !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: error %v is not ErrMalformed", tc.name, err)
+		}
+	}
+}
+
+func equalReq(a, b Request) bool {
+	return a.GTID == b.GTID && a.Flags == b.Flags && a.ServerID == b.ServerID && a.File == b.File && a.Pos == b.Pos && bytes.Equal(a.GTIDSet, b.GTIDSet)
+}
+
+func TestParseDumpGTID(t *testing.T) {
+	mk := func(flags uint16, name string, pos uint64, set []byte, withSet bool) []byte {
+		b := binary.LittleEndian.AppendUint16(nil, flags)
+		b = binary.LittleEndian.AppendUint32(b, 9)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(name)))
+		b = append(b, name...)
+		b = binary.LittleEndian.AppendUint64(b, pos)
+		if withSet {
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(set)))
+			b = append(b, set...)
+		}
+		return b
+	}
+	set := bytes.Repeat([]byte{7}, 8)
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want Request
+		err  bool
+	}{
+		{"mysql replica", mk(6, "", 4, set, true), Request{GTID: true, Flags: 6, ServerID: 9, Pos: 4, GTIDSet: set}, false},
+		{"go-mysql flags 0 with set", mk(0, "", 4, set, true), Request{GTID: true, ServerID: 9, Pos: 4, GTIDSet: set}, false},
+		{"no set", mk(0, "binlog.000001", 4, nil, false), Request{GTID: true, ServerID: 9, Pos: 4, File: "binlog.000001"}, false},
+		{"set announced, absent", mk(4, "", 4, nil, false), Request{}, true},
+		{"set length lies", append(mk(4, "", 4, set, true), 1), Request{}, true},
+		{"name length lies", mk(0, "", 4, nil, false)[:10], Request{}, true},
+		{"huge name length", append(binary.LittleEndian.AppendUint32([]byte{0, 0, 0, 0, 0, 0}, 1<<31), make([]byte, 12)...), Request{}, true},
+	} {
+		got, err := parseDumpGTID(tc.in)
+		if (err != nil) != tc.err || (err == nil && !equalReq(got, tc.want)) {
+			t.Errorf("%s: got %+v, %v; want %+v, err %v", tc.name, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestParseRegister(t *testing.T) {
+	p := binary.LittleEndian.AppendUint32(nil, 2)
+	p = append(p, 2, 'h', '1', 1, 'u', 0)
+	p = binary.LittleEndian.AppendUint16(p, 3322)
+	p = append(p, 0, 0, 0, 0, 1, 0, 0, 0)
+	r, err := parseRegister(p)
+	if err != nil || r.ServerID != 2 || r.Host != "h1" || r.User != "u" || r.Port != 3322 || r.MasterID != 1 {
+		t.Errorf("got %+v, %v", r, err)
+	}
+	for i := 0; i < len(p)-8; i++ {
+		if _, err := parseRegister(p[:i]); err == nil && i < 12 {
+			t.Errorf("truncated at %d: no error", i)
+		}
+	}
+}
+
+// TestPacketFraming: payloads of every size around the 16 MiB boundary
+// are split as MySQL does (an exact multiple ends with an empty packet),
+// and the reader joins them back.
+func TestPacketFraming(t *testing.T) {
+	for _, n := range []int{0, 1, maxPayload - 1, maxPayload - 2, maxPayload, maxPayload + 1, 2 * maxPayload} {
+		a, b := net.Pipe()
+		payload := bytes.Repeat([]byte{0xab}, n)
+		go func() {
+			w := newPacketWriter(a, time.Minute, 64<<10)
+			w.seq = 5
+			w.write([]byte{0}, payload)
+			w.flush()
+			a.Close()
+		}()
+		raw, _ := io.ReadAll(b)
+		r := newPacketReader(bytes.NewReader(raw), 1<<30)
+		got, seq, err := r.read()
+		if err != nil || seq != 5 || len(got) != n+1 || (n > 0 && got[n] != 0xab) {
+			t.Errorf("size %d: got %d bytes seq %d err %v", n, len(got), seq, err)
+		}
+		wantPackets := (n+1)/maxPayload + 1
+		if len(raw) != n+1+4*wantPackets {
+			t.Errorf("size %d: %d bytes on the wire, want %d packets", n, len(raw), wantPackets)
+		}
+	}
+	// A reader refuses a command over its bound.
+	raw := []byte{0xff, 0xff, 0xff, 0}
+	if _, _, err := newPacketReader(bytes.NewReader(raw), 1000).read(); !errors.Is(err, ErrMalformed) {
+		t.Errorf("oversized command: %v", err)
+	}
+}
+
+func FuzzParseDump(f *testing.F) {
+	f.Add(dumpPayload(4, 1, 2, "binlog.000001"))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parseDump(b)
+		parseDumpGTID(b)
+		parseRegister(b)
+	})
+}

@@ -1,0 +1,292 @@
+package dump
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	gmysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/server"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/binlog"
+)
+
+// ReaderSource gives the member's committed log; *logger.Node satisfies
+// it. Reader returns nil until the log is open, and the Server answers
+// "not ready" until then.
+type ReaderSource interface{ Reader() *logger.Reader }
+
+// Server is the dump server of one member.
+type Server struct {
+	cfg Config
+	src ReaderSource
+	log *slog.Logger
+	m   *metrics
+	ln  net.Listener
+
+	rsaKey *rsa.PrivateKey
+	tls    *tls.Config
+	decoy  string // password of every unknown user
+	cache  *chunkCache
+
+	mu       sync.Mutex
+	confs    map[string]*server.Server // go-mysql server settings by greeting version
+	sessions map[uint32]*session
+	dumpers  map[uint32]*session // by client server id
+	wg       sync.WaitGroup
+	closed   bool
+}
+
+// New validates cfg, listens on cfg.Addr and returns a Server; Run serves.
+// The caller must call Run (which closes the listener when it returns).
+func New(cfg Config, src ReaderSource, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, errors.New("dump: no log source")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{cfg: cfg, src: src, log: log.With("component", "dump"), confs: map[string]*server.Server{},
+		sessions: map[uint32]*session{}, dumpers: map[uint32]*session{}}
+	s.decoy = rand.Text()
+	s.cache = newChunkCache(cfg.ReadBufferBytes, cfg.CacheBytes)
+	var err error
+	if s.rsaKey, s.tls, err = loadKeys(cfg); err != nil {
+		return nil, err
+	}
+	if s.m, err = newMetrics(reg, s); err != nil {
+		return nil, fmt.Errorf("dump: registering metrics: %w", err)
+	}
+	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return nil, fmt.Errorf("dump: listening on --dump-addr %s: %w", cfg.Addr, err)
+	}
+	return s, nil
+}
+
+// loadKeys loads the TLS certificate, or makes a self-signed one as MySQL
+// does at first start; its RSA key also serves caching_sha2_password's
+// password exchange over plain TCP.
+func loadKeys(cfg Config) (*rsa.PrivateKey, *tls.Config, error) {
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dump: --dump-tls-cert/--dump-tls-key: %w", err)
+		}
+		key, ok := cert.PrivateKey.(*rsa.PrivateKey)
+		if !ok {
+			if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+				return nil, nil, err
+			}
+		}
+		return key, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dump: generating an RSA key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "binlogsvr_dump_auto_generated_certificate"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(10, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dump: making a self-signed certificate: %w", err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return key, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Run accepts connections until ctx ends, then closes every connection and
+// returns once all of its goroutines are done.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
+	defer stop()
+	s.log.Info("serving replicas and CDC clients", "addr", s.Addr(), "server_id", s.cfg.ServerID, "server_uuid", s.cfg.ServerUUID)
+	var err error
+	for {
+		c, aerr := s.ln.Accept()
+		if aerr != nil {
+			if ctx.Err() == nil {
+				var ne net.Error
+				if errors.As(aerr, &ne) && ne.Timeout() {
+					continue
+				}
+				err = fmt.Errorf("dump: accept: %w", aerr)
+			}
+			break
+		}
+		s.m.connections.Inc()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(ctx, c)
+		}()
+	}
+	s.ln.Close()
+	s.mu.Lock()
+	s.closed = true
+	for _, ss := range s.sessions {
+		ss.kill(ErrKilled)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+// Clients lists the connections, oldest first.
+func (s *Server) Clients() []ClientStatus {
+	now := time.Now()
+	var out []ClientStatus
+	for _, ss := range s.sessionList() {
+		out = append(out, ss.status(now))
+	}
+	return out
+}
+
+func (s *Server) sessionList() []*session {
+	s.mu.Lock()
+	out := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		out = append(out, ss)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// reader returns the log, or nil before it is open.
+func (s *Server) reader() Log {
+	if r := s.src.Reader(); r != nil {
+		return r
+	}
+	return nil
+}
+
+// identity returns the flavor and greeting/VERSION() strings from the
+// log's source FDE (or the defaults before the log knows its source).
+func (s *Server) identity() (binlog.Flavor, string) {
+	flav, ver := binlog.Flavor(nil), ""
+	if lg := s.reader(); lg != nil {
+		st := lg.State()
+		if f, err := binlog.FlavorByName(st.Flavor); err == nil {
+			flav = f
+		}
+		if len(st.FDE) > 0 {
+			ver = binlog.ServerVersion(st.FDE)
+		}
+	}
+	if flav == nil {
+		if f, err := binlog.FlavorByName(s.cfg.Flavor); err == nil {
+			flav = f
+		} else {
+			flav = binlog.MariaDB()
+		}
+	}
+	if flav.Name() == "mariadb" {
+		if !strings.Contains(ver, "MariaDB") {
+			ver = "10.11.0-MariaDB-binlogsvr"
+		}
+	} else if ver == "" || strings.Contains(ver, "MariaDB") {
+		ver = "8.4.0-binlogsvr"
+	}
+	return flav, ver
+}
+
+// conf returns go-mysql server settings for a flavor and version: MariaDB
+// clients get mysql_native_password and a "5.5.5-" greeting (a MariaDB
+// replica falls back to file/position unless it reads "MariaDB" there);
+// MySQL clients get caching_sha2_password.
+func (s *Server) conf(flav binlog.Flavor, ver string) (*server.Server, string) {
+	greet, method := ver, gmysql.AUTH_CACHING_SHA2_PASSWORD
+	if flav.Name() == "mariadb" {
+		greet, method = "5.5.5-"+ver, gmysql.AUTH_NATIVE_PASSWORD
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.confs[greet]
+	if !ok {
+		c = server.NewServer(greet, gmysql.DEFAULT_COLLATION_ID, method, s.rsaKey, s.tls)
+		s.confs[greet] = c
+	}
+	return c, method
+}
+
+// register adds a session; false if the server is stopping or full.
+func (s *Server) register(ss *session) (ok, full bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, false
+	}
+	if len(s.sessions) >= s.cfg.MaxClients {
+		return false, true
+	}
+	s.sessions[ss.id] = ss
+	return true, false
+}
+
+func (s *Server) unregister(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, ss.id)
+	for id, d := range s.dumpers {
+		if d == ss {
+			delete(s.dumpers, id)
+		}
+	}
+}
+
+// claimServerID makes ss the one dump of a client server id, replacing
+// (and waiting a little for) an older dump with the same id, as MySQL and
+// MariaDB do. Server id 0 is not tracked.
+func (s *Server) claimServerID(ss *session, id uint32) {
+	if id == 0 {
+		return
+	}
+	s.mu.Lock()
+	old := s.dumpers[id]
+	s.dumpers[id] = ss
+	s.mu.Unlock()
+	if old != nil && old != ss {
+		s.log.Info("a new dump replaces the dump of the same server id", "server_id", id, "old_conn", old.id, "new_conn", ss.id)
+		old.stopDump(ErrReplaced)
+		select {
+		case <-old.done:
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// find returns a session by connection id.
+func (s *Server) find(id uint32) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[id]
+}

@@ -1,0 +1,318 @@
+package dump
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/binlog"
+)
+
+// FDE body offsets (binlog v4).
+const (
+	offLogPos     = 13
+	offFDECreated = binlog.HeaderLen + 2 + 50
+)
+
+// streamOpts are the per-dump choices made from the request and the
+// session's variables.
+type streamOpts struct {
+	flavor   binlog.Flavor
+	serverID uint32 // the fleet's, in synthesized events
+	// clientCRC: the client declared itself checksum-aware with CRC32
+	// (@master_binlog_checksum); only the first fake ROTATE depends on it.
+	clientCRC bool
+	heartbeat time.Duration // 0: none
+	hbV2      bool          // MySQL HEARTBEAT_LOG_EVENT_V2
+	annotate  bool          // MariaDB: send ANNOTATE_ROWS events
+	nonBlock  bool
+	gtid      bool // a GTID dump (FDE created=0)
+	readSize  int
+}
+
+// errEOFSent ends a non-blocking dump that reached the end of the log.
+var errEOFSent = errors.New("dump: end of log sent")
+
+// streamer sends the log from a start point to one client. It runs on the
+// session's goroutine; the only concurrency is Log's and the stats' atomics.
+type streamer struct {
+	lg    Log
+	sp    startPoint
+	o     streamOpts
+	pw    *packetWriter
+	stats *clientStats
+	cache *chunkCache // shared by the server's dumps; nil: none
+
+	file     uint32
+	alg      binlog.ChecksumAlg
+	lastSend time.Time
+	skipping bool // the current group is left out
+	fakeList binlog.Set
+}
+
+var okByte = []byte{0}
+
+// send writes one event as a packet.
+func (s *streamer) send(ev []byte, pos uint64) error {
+	if err := s.pw.write(okByte, ev); err != nil {
+		return fmt.Errorf("%w: %v", ErrClientGone, err)
+	}
+	s.lastSend = time.Now()
+	s.stats.sent(s.file, pos, ev)
+	return nil
+}
+
+// run streams until ctx ends, the client goes, or (non-blocking) the end.
+func (s *streamer) run(ctx context.Context) error {
+	s.file, s.fakeList = s.sp.File, s.sp.FakeList
+	pos, err := s.openFile(s.sp.Pos, true)
+	if err != nil {
+		return err
+	}
+	var buf []byte // bytes of the file from pos that do not yet form an event
+	var hb *time.Timer
+	defer func() {
+		if hb != nil {
+			hb.Stop()
+		}
+	}()
+	for {
+		s.pw.arm()
+		changed := s.lg.Changed()
+		want := s.o.readSize
+		if len(buf) >= binlog.HeaderLen {
+			if size := int(binary.LittleEndian.Uint32(buf[9:])); size-len(buf) > want {
+				want = size - len(buf)
+			}
+		}
+		data, meta, err := s.cache.readAt(s.lg, s.file, pos+uint64(len(buf)), want)
+		if err != nil {
+			return readError(err)
+		}
+		if len(data) > 0 {
+			work := data
+			if len(buf) > 0 {
+				buf = append(buf, data...)
+				work = buf
+			}
+			rest, n, err := s.events(work, pos)
+			if err != nil {
+				return err
+			}
+			pos += uint64(n)
+			buf = append(buf[:0:0], rest...)
+			continue
+		}
+		if len(buf) > 0 && meta.Closed {
+			return fmt.Errorf("%w: %s ends inside an event at %d", logger.ErrCorrupted, meta.Name(), pos)
+		}
+		if meta.Closed {
+			s.file++
+			if pos, err = s.openFile(uint64(len(binlog.Magic)), false); err != nil {
+				return err
+			}
+			continue
+		}
+		// Caught up with the committed log.
+		if s.fakeList != nil {
+			if err := s.sendFakeList(pos); err != nil {
+				return err
+			}
+		}
+		s.stats.caughtUp(true)
+		if err := s.pw.flush(); err != nil {
+			return fmt.Errorf("%w: %v", ErrClientGone, err)
+		}
+		if s.o.nonBlock {
+			return errEOFSent
+		}
+		var hbC <-chan time.Time
+		if s.o.heartbeat > 0 {
+			d := s.o.heartbeat - time.Since(s.lastSend)
+			if d < time.Millisecond {
+				d = time.Millisecond
+			}
+			if hb == nil {
+				hb = time.NewTimer(d)
+			} else {
+				hb.Reset(d)
+			}
+			hbC = hb.C
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-changed:
+			s.stats.caughtUp(false)
+		case <-hbC:
+			s.pw.arm()
+			if err := s.heartbeat(pos); err != nil {
+				return err
+			}
+			if err := s.pw.flush(); err != nil {
+				return fmt.Errorf("%w: %v", ErrClientGone, err)
+			}
+		}
+		if hb != nil && !hb.Stop() {
+			select {
+			case <-hb.C:
+			default:
+			}
+		}
+	}
+}
+
+// readError turns a log read error into what the client is told.
+func readError(err error) error {
+	if errors.Is(err, logger.ErrPurged) || errors.Is(err, logger.ErrNoFile) {
+		return startError("binlogsvr: the binlog file being read is gone from this member: %v", err)
+	}
+	return err
+}
+
+// events sends the whole events at the start of b, which starts at file
+// position pos; it returns the incomplete tail and the bytes consumed.
+func (s *streamer) events(b []byte, pos uint64) ([]byte, int, error) {
+	n := 0
+	for len(b)-n >= binlog.HeaderLen {
+		size := int(binary.LittleEndian.Uint32(b[n+9:]))
+		if size < binlog.HeaderLen {
+			return nil, 0, fmt.Errorf("%w: event of size %d at %s:%d", logger.ErrCorrupted, size, logger.FileName(s.file), pos+uint64(n))
+		}
+		if len(b)-n < size {
+			break
+		}
+		ev := b[n : n+size]
+		if err := s.event(ev, pos+uint64(n)); err != nil {
+			return nil, 0, err
+		}
+		n += size
+	}
+	return b[n:], n, nil
+}
+
+// event sends or leaves out one event of the log at position at.
+func (s *streamer) event(ev []byte, at uint64) error {
+	typ := ev[4]
+	switch typ {
+	case binlog.TypeGTID, binlog.TypeGTIDTagged, binlog.TypeMariaDBGTID:
+		s.skipping = false
+		if s.sp.Skip != nil {
+			g, ok, err := s.o.flavor.GTIDOfEvent(ev, s.alg)
+			if err != nil {
+				return fmt.Errorf("%w: GTID event at %s:%d: %v", logger.ErrCorrupted, logger.FileName(s.file), at, err)
+			}
+			s.skipping = ok && s.sp.Skip.skip(g)
+		}
+		if s.skipping {
+			return nil
+		}
+		if s.fakeList != nil {
+			if err := s.sendFakeList(at); err != nil {
+				return err
+			}
+		}
+	case binlog.TypeRotate, binlog.TypeFDE, binlog.TypeMariaDBGTIDList, binlog.TypePreviousGTIDs, binlog.TypeCheckpoint:
+		s.skipping = false
+	case binlog.TypeAnnotateRows:
+		if !s.o.annotate {
+			return nil
+		}
+	}
+	if s.skipping {
+		return nil
+	}
+	return s.send(ev, at+uint64(len(ev)))
+}
+
+// sendFakeList sends MariaDB's artificial GTID_LIST: where the client's
+// state ends, at the position of the next event.
+func (s *streamer) sendFakeList(at uint64) error {
+	ev, err := binlog.GTIDListEvent(s.fakeList, 0, s.o.serverID, uint32(at), binlog.FlagArtificial, s.alg)
+	s.fakeList = nil
+	if err != nil {
+		return err
+	}
+	return s.send(ev, at)
+}
+
+// heartbeat sends a HEARTBEAT event naming the current file and position.
+func (s *streamer) heartbeat(pos uint64) error {
+	name := logger.FileName(s.file)
+	var ev []byte
+	if s.o.hbV2 {
+		ev = binlog.HeartbeatV2Event(s.o.serverID, name, pos, s.alg)
+	} else {
+		ev = binlog.HeartbeatEvent(s.o.serverID, uint32(pos), name, s.alg)
+	}
+	if err := s.pw.write(okByte, ev); err != nil {
+		return fmt.Errorf("%w: %v", ErrClientGone, err)
+	}
+	s.lastSend = time.Now()
+	s.stats.heartbeat()
+	return nil
+}
+
+// openFile sends the fake ROTATE and the FDE that open file s.file and
+// returns the position to stream from: pos, or just past the FDE.
+func (s *streamer) openFile(pos uint64, first bool) (uint64, error) {
+	m, err := s.lg.File(s.file)
+	if err != nil {
+		return 0, readError(err)
+	}
+	s.alg = binlog.ChecksumAlg(m.ChecksumAlg)
+	rotAlg := s.alg
+	if first && !s.o.clientCRC {
+		rotAlg = binlog.ChecksumNone
+	}
+	name := m.Name()
+	if err := s.send(binlog.RotateEvent(0, s.o.serverID, 0, binlog.FlagArtificial, name, pos, rotAlg), pos); err != nil {
+		return 0, err
+	}
+	hdr, _, err := s.lg.ReadAt(s.file, uint64(len(binlog.Magic)), binlog.HeaderLen)
+	if err != nil {
+		return 0, readError(err)
+	}
+	h, err := binlog.ParseHeader(hdr)
+	if err != nil || h.Type != binlog.TypeFDE {
+		return 0, fmt.Errorf("%w: %s does not start with a format description event", logger.ErrCorrupted, name)
+	}
+	fde, _, err := s.lg.ReadAt(s.file, uint64(len(binlog.Magic)), int(h.EventSize))
+	if err != nil {
+		return 0, readError(err)
+	}
+	if len(fde) != int(h.EventSize) {
+		return 0, fmt.Errorf("%w: %s: truncated format description event", logger.ErrCorrupted, name)
+	}
+	past := uint64(len(binlog.Magic)) + uint64(len(fde))
+	fde = fixFDE(fde, s.alg, !first || s.o.gtid || pos > uint64(len(binlog.Magic)), first && pos > uint64(len(binlog.Magic)))
+	if err := s.send(fde, past); err != nil {
+		return 0, err
+	}
+	if pos <= uint64(len(binlog.Magic)) {
+		return past, nil
+	}
+	return pos, nil
+}
+
+// fixFDE returns a copy of a file's FDE with created (and log_pos) zeroed
+// as a source does when a dump does not start at the file's beginning, and
+// its checksum recomputed.
+func fixFDE(fde []byte, alg binlog.ChecksumAlg, zeroCreated, zeroLogPos bool) []byte {
+	out := append([]byte(nil), fde...)
+	if zeroCreated && len(out) >= offFDECreated+4 {
+		binary.LittleEndian.PutUint32(out[offFDECreated:], 0)
+	}
+	if zeroLogPos {
+		binary.LittleEndian.PutUint32(out[offLogPos:], 0)
+	}
+	if alg == binlog.ChecksumCRC32 && len(out) > binlog.HeaderLen+binlog.ChecksumLen {
+		n := len(out) - binlog.ChecksumLen
+		binary.LittleEndian.PutUint32(out[n:], crc32.ChecksumIEEE(out[:n]))
+	}
+	return out
+}
