@@ -39,7 +39,10 @@ func TestEventOf(t *testing.T) {
 			}
 		})
 	}
-	err := func() error { _, _, err := eventOf([]byte("\xff\xe4\x04#HY000Could not find GTID state"), false); return err }()
+	err := func() error {
+		_, _, err := eventOf([]byte("\xff\xe4\x04#HY000Could not find GTID state"), false)
+		return err
+	}()
 	var se *SourceError
 	if !errors.As(err, &se) || se.Code == 0 || se.State != "HY000" || se.Message != "Could not find GTID state" {
 		t.Fatalf("ERR packet: %#v", err)
