@@ -70,6 +70,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("GET /binlogs", s.handleBinlogs)
 	mux.HandleFunc("GET /binlogs/{name}", s.handleBinlogFile)
+	s.membersRoutes(mux)  // members.go (learners, membership)
+	s.failoverRoutes(mux) // failover.go (lease, failover, switchover, rejoin)
 	if s.cfg.DebugAPI {
 		mux.HandleFunc("POST /debug/append", s.handleDebugAppend)
 		mux.HandleFunc("POST /debug/bench", s.handleDebugBench)

@@ -55,6 +55,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.Log.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
 	c.Dump.RegisterFlags(fs)
+	c.registerMembersFlags(fs)  // members.go
+	c.registerFailoverFlags(fs) // failover.go
 	fs.StringVar(&c.Source, "source", c.Source, "host:port of the MySQL/MariaDB source; seeds the log's first source only (afterwards the log's own record wins)")
 	fs.StringVar(&c.SourceUser, "source-user", c.SourceUser, "replication account on the source (password from $"+EnvSourcePassword+" or --source-password-file)")
 	fs.StringVar(&c.SourcePasswordFile, "source-password-file", c.SourcePasswordFile, "file holding the source account's password")
@@ -104,6 +106,12 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("binlogsvr: %s %q: %v", flag, addr, err)
 		}
+	}
+	if err := c.validateMembers(); err != nil {
+		return err
+	}
+	if err := c.validateFailover(); err != nil {
+		return err
 	}
 	if c.Ingest.DebugCommitDelay != 0 && !c.DebugAPI {
 		return errors.New("binlogsvr: --debug-commit-delay needs --debug-api (it is for tests only)")

@@ -89,6 +89,16 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
+	if err := s.initMembers(); err != nil { // members.go
+		n.Close()
+		ln.Close()
+		return nil, err
+	}
+	if err := s.initFailover(); err != nil { // failover.go
+		n.Close()
+		ln.Close()
+		return nil, err
+	}
 	s.admin = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }
@@ -117,6 +127,9 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.registerLoop(lctx) }()
 	go func() { defer wg.Done(); s.seedLoop(lctx) }()
 	go func() { defer wg.Done(); _ = s.ing.Run(lctx) }()
+	wg.Add(2)
+	go func() { defer wg.Done(); s.runMembers(lctx) }()  // members.go
+	go func() { defer wg.Done(); s.runFailover(lctx) }() // failover.go
 	if s.dump != nil {
 		wg.Add(1)
 		go func() {

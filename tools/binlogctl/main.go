@@ -51,14 +51,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	c := &client{base: "http://" + *admin, http: &http.Client{Timeout: *timeout}}
 	var err error
-	switch cmd, rest := fs.Arg(0), fs.Args()[1:]; cmd {
-	case "status":
-		err = cmdStatus(c, rest, stdout, stderr)
-	default:
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	f, ok := commands()[cmd]
+	if !ok {
 		fmt.Fprintf(stderr, "binlogctl: unknown command %q\n\n", cmd)
 		fs.Usage()
 		return 2
 	}
+	err = f(c, rest, stdout, stderr)
 	if err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -72,6 +72,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 type usageError struct{ error }
+
+// command runs one binlogctl command.
+type command func(c *client, args []string, stdout, stderr io.Writer) error
+
+// commands maps command names to their functions: status here, membership
+// commands in members.go, failover commands in failover.go.
+func commands() map[string]command {
+	m := map[string]command{"status": cmdStatus}
+	for k, v := range membersCommands() {
+		m[k] = v
+	}
+	for k, v := range failoverCommands() {
+		m[k] = v
+	}
+	return m
+}
 
 func envOr(k, d string) string {
 	if v := os.Getenv(k); v != "" {
