@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/binlogsvr/binlogsvr/dump"
+	"github.com/binlogsvr/binlogsvr/learner"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/semisync"
 )
@@ -40,6 +41,7 @@ type Config struct {
 
 	AdminAddr string
 	LogLevel  string
+	Members   learner.Config // members.go
 	// DebugAPI enables /debug/append and /debug/bench, which append
 	// synthetic transactions for tests and benchmarks. Never in production.
 	DebugAPI bool

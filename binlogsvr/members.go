@@ -2,25 +2,278 @@ package binlogsvr
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
+
+	"github.com/binlogsvr/binlogsvr/dump"
+	"github.com/binlogsvr/binlogsvr/learner"
+	"github.com/binlogsvr/binlogsvr/logger"
 )
 
-// Membership: learners, roles, weights, retention holds (issue 5).
-// The hooks below are called by config.go, server.go and admin.go.
+// Membership: learners, roles, weights, retention holds (issue 5). The
+// policy and the dragonboat calls are in learner/; this file wires them to
+// the daemon's flags, admin API and goroutines.
 
 // registerMembersFlags registers the membership flags.
-func (c *Config) registerMembersFlags(fs *pflag.FlagSet) {}
+func (c *Config) registerMembersFlags(fs *pflag.FlagSet) {
+	c.defaultMembers()
+	c.Members.RegisterFlags(fs)
+}
 
 // validateMembers checks the membership flags.
-func (c *Config) validateMembers() error { return nil }
+func (c *Config) validateMembers() error {
+	c.defaultMembers()
+	return c.Members.Validate()
+}
+
+func (c *Config) defaultMembers() {
+	if c.Members == (learner.Config{}) {
+		c.Members = learner.DefaultConfig()
+	}
+}
 
 // initMembers is called by New once the log node is started.
-func (s *Server) initMembers() error { return nil }
+func (s *Server) initMembers() error {
+	mg, err := learner.New(s.cfg.Members, learner.Deps{Node: s.node, Fetch: s.fetchReport, Replicas: s.dumpReplicas,
+		DumpAddr: s.cfg.DumpAddr, Log: s.log, Registry: s.reg})
+	if err != nil {
+		return err
+	}
+	s.mem = mg
+	if s.dump != nil && !mg.Gate().Open() {
+		if err := s.gateDumps(); err != nil {
+			mg.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// gateDumps rebuilds the dump server over the Manager's gate, so that a
+// member that starts as a learner serves only once it has caught up.
+//
+// NB: New built s.dump over the node before initMembers could give it the
+// gate. The old server has served nothing yet: running it with a cancelled
+// context closes its listener; its metrics are replaced by the new one's.
+// A one-line change in New (dump.New(dc, s.mem.Gate(), ...), with
+// initMembers before it) would make this unnecessary.
+func (s *Server) gateDumps() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.dump.Run(ctx)
+	dc := s.cfg.Dump
+	dc.Addr, dc.User, dc.Password = s.cfg.DumpAddr, s.cfg.DumpUser, s.cfg.DumpPassword
+	d, err := dump.New(dc, s.mem.Gate(), s.log, replacingRegisterer{s.reg})
+	if err != nil {
+		return err
+	}
+	s.dump = d
+	return nil
+}
+
+// replacingRegisterer registers a collector in place of an equal one.
+type replacingRegisterer struct{ prometheus.Registerer }
+
+func (r replacingRegisterer) Register(c prometheus.Collector) error {
+	r.Registerer.Unregister(c)
+	return r.Registerer.Register(c)
+}
+
+func (r replacingRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// dumpReplicas lists this member's dump clients and the files they read.
+func (s *Server) dumpReplicas() []learner.Replica {
+	if s.dump == nil {
+		return nil
+	}
+	var out []learner.Replica
+	for _, c := range s.dump.Clients() {
+		if c.File == "" || (!c.Dumping && !c.Registered) {
+			continue
+		}
+		n, err := logger.ParseFileName(c.File)
+		if err != nil {
+			continue
+		}
+		out = append(out, learner.Replica{ServerID: c.ServerID, Remote: c.Remote, Registered: c.Registered, File: n, Pos: c.Pos})
+	}
+	return out
+}
+
+func (s *Server) fetchReport(ctx context.Context, addr string, files bool) (learner.Report, error) {
+	var r learner.Report
+	path := "/members/self"
+	if files {
+		path += "?files=1"
+	}
+	err := s.getJSON(ctx, "http://"+addr+path, &r)
+	return r, err
+}
+
+// MembersStatus is the JSON of GET /members.
+type MembersStatus struct {
+	// AskedMember is the member that answered.
+	AskedMember uint64 `json:"asked_member"`
+	learner.View
+}
 
 // membersRoutes registers the membership endpoints of the admin API.
-func (s *Server) membersRoutes(mux *http.ServeMux) {}
+func (s *Server) membersRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /members", s.handleMembers)
+	mux.HandleFunc("GET /members/self", func(w http.ResponseWriter, req *http.Request) {
+		writeJSON(w, http.StatusOK, s.mem.SelfReport(req.URL.Query().Get("files") != ""))
+	})
+	mux.HandleFunc("POST /members", func(w http.ResponseWriter, req *http.Request) {
+		id, err := formID(req, "id")
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		s.change(w, req, learner.Change{Op: learner.OpAddLearner, ID: id, Addr: strings.TrimSpace(req.FormValue("addr"))})
+	})
+	mux.HandleFunc("POST /members/{id}/promote", s.memberOp(learner.OpPromote))
+	mux.HandleFunc("POST /members/{id}/demote", s.memberOp(learner.OpDemote))
+	mux.HandleFunc("DELETE /members/{id}", s.memberOp(learner.OpRemove))
+	mux.HandleFunc("POST /members/{id}/weight", s.memberOp(learner.OpWeight))
+	mux.HandleFunc("POST /transfer-leader", func(w http.ResponseWriter, req *http.Request) {
+		id, err := formID(req, "to")
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		s.change(w, req, learner.Change{Op: learner.OpTransferLeader, ID: id})
+	})
+	mux.HandleFunc("POST /purge", s.handlePurge)
+}
+
+func (s *Server) handleMembers(w http.ResponseWriter, req *http.Request) {
+	v := s.mem.View()
+	if req.URL.Query().Get("refresh") != "" || v.At.IsZero() {
+		var err error
+		if v, err = s.mem.Refresh(req.Context()); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "reading the group's membership (is there a quorum?): %v", err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, MembersStatus{AskedMember: s.cfg.Log.ReplicaID, View: v})
+}
+
+// memberOp handles the operations on /members/{id}.
+func (s *Server) memberOp(op string) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		id, err := parseID(req.PathValue("id"), "member id")
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		c := learner.Change{Op: op, ID: id}
+		switch op {
+		case learner.OpDemote:
+			if v := req.FormValue("new_id"); v != "" {
+				if c.NewID, err = parseID(v, "new_id"); err != nil {
+					writeError(w, http.StatusBadRequest, "%v", err)
+					return
+				}
+			}
+			c.Addr = strings.TrimSpace(req.FormValue("addr"))
+			if c.Addr != "" {
+				if err := learner.ValidateAddr(c.Addr); err != nil {
+					writeError(w, http.StatusBadRequest, "%v", err)
+					return
+				}
+			}
+		case learner.OpWeight:
+			v := strings.TrimSpace(req.FormValue("weight"))
+			if c.Weight, err = strconv.Atoi(v); err != nil {
+				writeError(w, http.StatusBadRequest, "weight %q is not an integer", v)
+				return
+			}
+		}
+		s.change(w, req, c)
+	}
+}
+
+func (s *Server) change(w http.ResponseWriter, req *http.Request, c learner.Change) {
+	out, err := s.mem.Apply(req.Context(), c)
+	if err != nil {
+		writeError(w, membersErrorCode(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handlePurge(w http.ResponseWriter, req *http.Request) {
+	to := strings.TrimSpace(req.FormValue("to"))
+	n, err := logger.ParseFileName(to)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "to: %v", err)
+		return
+	}
+	force, dry := formBool(req, "force"), formBool(req, "dry_run")
+	p, err := s.mem.Purge(req.Context(), n, force, dry)
+	if err != nil {
+		code := membersErrorCode(err)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(struct {
+			Error string `json:"error"`
+			learner.PurgePlan
+		}{err.Error(), p})
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// membersErrorCode maps the learner package's errors to HTTP statuses.
+func membersErrorCode(err error) int {
+	switch {
+	case errors.Is(err, learner.ErrBadInput):
+		return http.StatusBadRequest
+	case errors.Is(err, learner.ErrUnknownMember):
+		return http.StatusNotFound
+	case errors.Is(err, learner.ErrUnsafe), errors.Is(err, learner.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, learner.ErrRetry), errors.Is(err, learner.ErrStopped):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func formID(req *http.Request, name string) (uint64, error) {
+	return parseID(req.FormValue(name), name)
+}
+
+func parseID(v, name string) (uint64, error) {
+	v = strings.TrimSpace(v)
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%s %q is not a positive integer", name, v)
+	}
+	return n, nil
+}
+
+func formBool(req *http.Request, name string) bool {
+	switch strings.ToLower(strings.TrimSpace(req.FormValue(name))) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
+}
 
 // runMembers runs the membership goroutines until ctx ends.
-func (s *Server) runMembers(ctx context.Context) {}
+func (s *Server) runMembers(ctx context.Context) {
+	_ = s.mem.Run(ctx)
+}

@@ -3,6 +3,7 @@ package binlogsvr_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -169,7 +170,18 @@ func checkBinlogctl(t *testing.T, f *fleet.Fleet, src *sandbox.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, "--admin", f.Member(2).AdminAddr, "status", "--json").Output()
+	// NB: during an election status answers 503 with the reason; an
+	// operator retries, and so does this test, briefly.
+	var out []byte
+	err = fleet.Poll(context.Background(), 15*time.Second, func() error {
+		var err error
+		out, err = exec.Command(bin, "--admin", f.Member(2).AdminAddr, "status", "--json").Output()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Logf("binlogctl status --json: %v: %s", err, ee.Stderr)
+		}
+		return err
+	})
 	if err != nil {
 		t.Fatalf("binlogctl status --json: %v", err)
 	}

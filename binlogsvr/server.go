@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/binlogsvr/binlogsvr/dump"
+	"github.com/binlogsvr/binlogsvr/learner"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/semisync"
 )
@@ -31,6 +32,7 @@ type Server struct {
 	node *logger.Node
 	ing  *semisync.Ingester
 	dump *dump.Server
+	mem  *learner.Manager // members.go
 
 	adminLn net.Listener
 	admin   *http.Server

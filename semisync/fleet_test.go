@@ -554,6 +554,9 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 				t.Fatal(out.err)
 			}
 			t.Logf("%d commits acknowledged; the longest commit took %v", out.n, out.pause.Round(time.Millisecond))
+			if out.pause > 20*time.Second {
+				t.Fatalf("a commit waited %v: the new leader did not resume ACKing (the source's timeout is what released it)", out.pause)
+			}
 			if no := r.semiStatus("no_tx"); no != 0 {
 				t.Fatalf("no_tx %d: commits went without the fleet's ACK", no)
 			}

@@ -179,6 +179,12 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 
 	pr := newPacketReader(s.raw)
 	readTimeout := 3*in.cfg.Heartbeat + 5*time.Second
+	// NB: a previous leader may have stored transactions and died before
+	// ACKing them; the source will not send them again (the dump starts
+	// after them), so their commits would wait for the source's timeout.
+	// They are committed in the log: ACK the last one now, once the dump
+	// thread runs (after the first event).
+	catchUpAck := s.storedAck(semi)
 	for {
 		if err := context.Cause(ctx); err != nil {
 			return err
@@ -196,6 +202,18 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 			return fmt.Errorf("semisync: reading from source %s: %w", s.st.Source.Addr, err)
 		}
 		received := time.Now()
+		if catchUpAck != nil {
+			s.wmu.Lock()
+			_ = s.raw.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			_, err := s.raw.Write(ackPacket(catchUpAck.SourceFile, catchUpAck.SourceEnd))
+			s.wmu.Unlock()
+			if err != nil {
+				return fmt.Errorf("semisync: sending the ACK of stored %s to source %s: %w", catchUpAck.GTID, s.st.Source.Addr, err)
+			}
+			in.log.Info("acknowledged what the log already holds", "gtid", catchUpAck.GTID, "source_file", catchUpAck.SourceFile, "source_pos", catchUpAck.SourceEnd)
+			in.setLastAck(catchUpAck.SourceFile, catchUpAck.SourceEnd, catchUpAck.GTID)
+			catchUpAck = nil
+		}
 		ev, needAck, err := eventOf(p, semi)
 		if err != nil {
 			var se *SourceError
@@ -243,6 +261,20 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// storedAck returns the log's last transaction if it came from the current
+// source (its epoch): the position to ACK at the start of a session.
+func (s *session) storedAck(semi bool) *logger.TxnRecord {
+	r := s.in.node.Reader()
+	if !semi || r == nil || s.st.LastGTID == "" {
+		return nil
+	}
+	rec, err := r.FindGTID(s.st.LastGTID)
+	if err != nil || rec.Epoch != s.st.Epoch || rec.SourceFile == "" {
+		return nil
+	}
+	return &rec
 }
 
 // acker waits for each transaction's outcome in stream order and ACKs the

@@ -44,7 +44,7 @@ func main() {
 	flag.Parse()
 	which := flag.Args()
 	if len(which) == 0 {
-		which = []string{"log"}
+		which = []string{"log", "semisync"}
 	}
 	for _, w := range which {
 		var section string
@@ -52,8 +52,10 @@ func main() {
 		switch w {
 		case "log":
 			section, err = benchLog(*dur)
+		case "semisync":
+			section, err = benchSemisync(max(*dur, 10*time.Second))
 		default:
-			err = fmt.Errorf("unknown benchmark %q (known: log)", w)
+			err = fmt.Errorf("unknown benchmark %q (known: log, semisync)", w)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
