@@ -71,6 +71,12 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	step("writing 1,000 transactions to the source from 8 clients; each commit waits for the fleet's quorum ACK")
+	t0 := time.Now()
+	if err := writes(ctx, src, 8, 1000); err != nil {
+		return err
+	}
+	fmt.Printf("    1,000 semi-sync commits in %v\n", time.Since(t0).Round(time.Millisecond))
 	step("binlogctl status (the leader is member %d)", leader)
 	if err := binlogctl(f.Member(leader).AdminAddr, "status"); err != nil {
 		return err
@@ -84,7 +90,7 @@ func run(ctx context.Context) error {
 	if leader == 1 {
 		other = 2
 	}
-	t0 := time.Now()
+	t0 = time.Now()
 	newLeader, err := f.Leader(ctx, 30*time.Second)
 	if err != nil {
 		return err
@@ -107,7 +113,14 @@ func run(ctx context.Context) error {
 	if err := binlogctl(f.Member(other).AdminAddr, "status"); err != nil {
 		return err
 	}
-	fmt.Println("\nNot shown yet: transactions flowing from the source into the log (semisync), replicas fed by the fleet (dump), failover.")
+	step("writing 1,000 more; the new leader ingests and ACKs them")
+	if err := writes(ctx, src, 8, 1000); err != nil {
+		return err
+	}
+	if err := binlogctl(f.Member(other).AdminAddr, "status"); err != nil {
+		return err
+	}
+	fmt.Println("\nNot shown yet: replicas fed by the fleet and the source's failover.")
 	return nil
 }
 
@@ -149,4 +162,37 @@ func envOr(k, d string) string {
 		return v
 	}
 	return d
+}
+
+// writes runs n autocommit inserts on the source from c clients.
+func writes(ctx context.Context, src *sandbox.Server, clients, n int) error {
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS demo", "CREATE TABLE IF NOT EXISTS demo.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(32))"} {
+		if _, err := src.Exec(ctx, q); err != nil {
+			return err
+		}
+	}
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		go func() {
+			c, err := src.Conn(ctx)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			for j := i; j < n; j += clients {
+				if _, err := c.Execute("INSERT INTO demo.t (v) VALUES ('demo')"); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < clients; i++ {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	return nil
 }
