@@ -701,3 +701,45 @@ func TestLargeAndDDLTransactions(t *testing.T) {
 		})
 	}
 }
+
+// TestReportsAsyncFallback: when the source gives up waiting (its timeout
+// is shorter than the commit path, forced here by a delay) and falls back
+// to asynchronous commits, the fleet says so in /status.
+func TestReportsAsyncFallback(t *testing.T) {
+	src := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB, SemiSyncSource: true, SemiSyncTimeout: 300 * time.Millisecond})
+	user, pass := src.ReplUser()
+	f, err := fleet.Start(context.Background(), fleet.Options{Dir: t.TempDir(), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass,
+		ExtraArgs: []string{"--debug-api", "--debug-commit-delay", "1s", "--source-status-interval", "300ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := &rig{t: t, src: src, f: f}
+	r.waitStreaming()
+	r.writes("fb", 1, 3) // each waits 300ms, then the source commits without the ACK
+	if r.semiStatus("no_tx") == 0 {
+		t.Fatal("the source did not fall back; the test proves nothing")
+	}
+	err = fleet.Poll(context.Background(), wait, func() error {
+		st, err := r.leaderStatus()
+		if err != nil {
+			return err
+		}
+		if st.Ingest == nil || !st.Ingest.SemiSync.Degraded {
+			return fmt.Errorf("semi-sync status %+v", st.Ingest)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := http.Get("http://" + f.Member(1).AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Body.Close()
+	m, _ := io.ReadAll(b.Body)
+	if !strings.Contains(string(m), "binlogsvr_semisync_source_protected") {
+		t.Fatal("no binlogsvr_semisync_source_protected metric")
+	}
+}

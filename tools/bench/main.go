@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/binlogsvr/binlogsvr/binlogsvr"
+	"github.com/binlogsvr/binlogsvr/dump/dumpbench"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
@@ -44,7 +45,7 @@ func main() {
 	flag.Parse()
 	which := flag.Args()
 	if len(which) == 0 {
-		which = []string{"log", "semisync"}
+		which = []string{"log", "semisync", "dump"}
 	}
 	for _, w := range which {
 		var section string
@@ -54,8 +55,13 @@ func main() {
 			section, err = benchLog(*dur)
 		case "semisync":
 			section, err = benchSemisync(max(*dur, 10*time.Second))
+		case "dump":
+			var res dumpbench.Result
+			res, err = dumpbench.Run(context.Background(), dumpbench.Options{Flavor: sandbox.MariaDB})
+			section = "## Dump: clients reading the whole log, fleet member beside the source\n\nRun: `make bench` (tools/bench `dump`, dump/dumpbench), " +
+				time.Now().UTC().Format("2006-01-02") + ", 2 cores. The fleet member and its clients run in the benchmark's process (its RSS includes the clients).\n\n" + res.Markdown()
 		default:
-			err = fmt.Errorf("unknown benchmark %q (known: log, semisync)", w)
+			err = fmt.Errorf("unknown benchmark %q (known: log, semisync, dump)", w)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
