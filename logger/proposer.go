@@ -85,24 +85,58 @@ type Ticket struct {
 	p    *Proposer
 	pd   *pending
 	once sync.Once
-	err  error
 	done chan struct{}
+
+	mu  sync.Mutex
+	got bool
+	err error
+}
+
+func (t *Ticket) set(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.got {
+		t.got, t.err = true, err
+	}
+}
+
+// TryResult returns the outcome if it is known now, without waiting: the
+// cheap check a caller makes before blocking (e.g. to ACK a whole batch at
+// once).
+func (t *Ticket) TryResult() (error, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.got {
+		return t.err, true
+	}
+	select {
+	case e := <-t.pd.done:
+		t.got, t.err = true, e
+		return e, true
+	default:
+		return nil, false
+	}
 }
 
 // Done is closed when the outcome is known (then Err returns it).
 func (t *Ticket) Done() <-chan struct{} {
 	t.once.Do(func() {
 		go func() {
+			defer close(t.done)
+			if _, ok := t.TryResult(); ok {
+				return
+			}
 			select {
-			case t.err = <-t.pd.done:
+			case e := <-t.pd.done:
+				t.set(e)
 			case <-t.p.dead:
 				select {
-				case t.err = <-t.pd.done:
+				case e := <-t.pd.done:
+					t.set(e)
 				default:
-					t.err = fmt.Errorf("%w: %v", ErrProposerStopped, t.p.err)
+					t.set(fmt.Errorf("%w: %v", ErrProposerStopped, t.p.err))
 				}
 			}
-			close(t.done)
 		}()
 	})
 	return t.done
@@ -111,6 +145,8 @@ func (t *Ticket) Done() <-chan struct{} {
 // Err returns the outcome once Done is closed: nil means stored.
 func (t *Ticket) Err() error {
 	<-t.Done()
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	return t.err
 }
 
@@ -118,7 +154,7 @@ func (t *Ticket) Err() error {
 func (t *Ticket) Wait(ctx context.Context) error {
 	select {
 	case <-t.Done():
-		return t.err
+		return t.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}

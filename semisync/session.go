@@ -317,9 +317,7 @@ func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, ite
 		if !ok {
 			return
 		}
-		select {
-		case <-it.tk.Done():
-		default:
+		if _, ok := it.tk.TryResult(); !ok {
 			flush()
 			select {
 			case <-it.tk.Done():

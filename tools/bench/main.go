@@ -32,8 +32,9 @@ import (
 )
 
 var (
-	profileDir, only string
-	inflight         int
+	profileDir, only   string
+	onlySetup, onlyRow string
+	inflight           int
 )
 
 func main() {
@@ -41,6 +42,8 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
 	flag.StringVar(&profileDir, "profile", "", "save a CPU profile of the leader for each row into this directory")
 	flag.IntVar(&inflight, "inflight", 4, "Append proposals in flight at once (the proposer's MaxInFlight)")
+	flag.StringVar(&onlySetup, "setup", "", "semisync: run only the setups whose name contains this (async, stock, fleet)")
+	flag.StringVar(&onlyRow, "row", "", "semisync: run only WORKLOAD/THREADS, e.g. oltp_insert/32")
 	flag.StringVar(&only, "only", "", "run only rows matching SIZE/PROPOSERS, e.g. 200/64")
 	flag.Parse()
 	which := flag.Args()

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,6 +93,36 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// fleetAckStats is what the fleet's leader measured of its own ACK path.
+var fleetAckStats string
+
+// ackStats reads the leader's ACK latency and batch size from /metrics.
+func ackStats(admin string) string {
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	vals := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, k := range []string{"binlogsvr_semisync_ack_latency_seconds_sum", "binlogsvr_semisync_ack_latency_seconds_count",
+			"binlogsvr_semisync_acks_total", "binlogsvr_semisync_transactions_stored_total",
+			"binlogsvr_logger_batch_transactions_sum", "binlogsvr_logger_batch_transactions_count"} {
+			if strings.HasPrefix(line, k+" ") {
+				vals[k], _ = strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, k)), 64)
+			}
+		}
+	}
+	if vals["binlogsvr_semisync_ack_latency_seconds_count"] == 0 {
+		return ""
+	}
+	return fmt.Sprintf("Measured inside the fleet's leader over the whole run: mean ACK latency (last event of a transaction received → ACK sent, i.e. the quorum commit) %.2f ms over %.0f ACKs for %.0f stored transactions; %.1f transactions per raft entry on average.",
+		1000*vals["binlogsvr_semisync_ack_latency_seconds_sum"]/vals["binlogsvr_semisync_ack_latency_seconds_count"],
+		vals["binlogsvr_semisync_acks_total"], vals["binlogsvr_semisync_transactions_stored_total"],
+		vals["binlogsvr_logger_batch_transactions_sum"]/max(1, vals["binlogsvr_logger_batch_transactions_count"]))
+}
+
 // setup is one of the three configurations compared side by side.
 type setup struct {
 	name  string
@@ -159,12 +191,26 @@ var setups = []setup{
 		}
 		user, pass := src.ReplUser()
 		f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass,
-			ExtraArgs: []string{"--log-level", "warn"}})
+			ExtraArgs: []string{"--log-level", "warn", "--debug-api"}})
 		if err != nil {
 			src.Close()
 			return nil, nil, err
 		}
-		cleanup := func() { f.Close(); src.Close() }
+		if profileDir != "" {
+			go func() {
+				time.Sleep(20 * time.Second) // NB: into the first run, after the prepare
+				if l, err := f.Leader(ctx, 5*time.Second); err == nil {
+					saveProfile(f.Member(l).AdminAddr, 8*time.Second, filepath.Join(profileDir, "cpu-fleet-leader.pprof"))
+				}
+			}()
+		}
+		cleanup := func() {
+			if l, err := f.Leader(ctx, 5*time.Second); err == nil {
+				fleetAckStats = ackStats(f.Member(l).AdminAddr)
+			}
+			f.Close()
+			src.Close()
+		}
 		if err := waitSemiClients(ctx, src); err != nil {
 			cleanup()
 			return nil, nil, err
@@ -187,9 +233,17 @@ func benchSemisync(dur time.Duration) (string, error) {
 	defer os.RemoveAll(dir)
 	workloads := []string{"oltp_write_only", "oltp_insert"}
 	threads := []int{1, 8, 32}
+	if onlyRow != "" { // e.g. oltp_insert/32
+		w, th, _ := strings.Cut(onlyRow, "/")
+		n, _ := strconv.Atoi(th)
+		workloads, threads = []string{w}, []int{n}
+	}
 	results := map[string]map[string]sbResult{} // setup → "workload/threads"
 	for _, s := range setups {
 		results[s.name] = map[string]sbResult{}
+		if onlySetup != "" && !strings.Contains(s.name, onlySetup) {
+			continue
+		}
 		src, cleanup, err := s.start(ctx, dir)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", s.name, err)
@@ -237,6 +291,9 @@ func benchSemisync(dur time.Duration) (string, error) {
 				fmt.Fprintf(&sb, "| %s | %d | %s | %.0f | %.2f | %.2f | %s |\n", w, th, s.name, r.tps, r.p95, r.p99, ratio)
 			}
 		}
+	}
+	if fleetAckStats != "" {
+		fmt.Fprintf(&sb, "\n%s\n", fleetAckStats)
 	}
 	return sb.String(), nil
 }
