@@ -111,9 +111,11 @@ type Ingester struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	mu     sync.Mutex
-	status Status
-	lastTS uint32 // header timestamp of the newest event
+	mu         sync.Mutex
+	status     Status
+	recvTS     uint32 // header timestamp of the newest transaction received
+	recvGTID   string // the newest transaction received
+	storedGTID string // the newest transaction stored in the log
 }
 
 // New returns an Ingester for a member's log node.
@@ -146,8 +148,10 @@ func (in *Ingester) Status() Status {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	st := in.status
-	if in.lastTS > 0 && st.State == StateStreaming {
-		st.LagSeconds = max(0, time.Since(time.Unix(int64(in.lastTS), 0)).Seconds())
+	// NB: lag is the age of the newest received transaction while it is not
+	// stored yet; a caught-up ingest has no lag, however idle the source.
+	if in.recvTS > 0 && st.State == StateStreaming && in.recvGTID != in.storedGTID {
+		st.LagSeconds = max(0, time.Since(time.Unix(int64(in.recvTS), 0)).Seconds())
 	}
 	if st.SourceFile != "" && st.SourceFile == st.LastAckFile && st.SourcePos > st.LastAckPos {
 		st.LagBytes = st.SourcePos - st.LastAckPos
@@ -208,11 +212,20 @@ func (in *Ingester) observeEvent(ev []byte, file string) {
 		}
 		in.status.SourceFile = file
 	}
-	if h.Timestamp > 0 && h.Type != binlog.TypeHeartbeat && h.Type != binlog.TypeRotate && h.Type != binlog.TypeFDE {
-		in.lastTS = h.Timestamp
-	} else if h.Type == binlog.TypeHeartbeat && in.status.LastAckPos >= uint64(h.LogPos) {
-		in.lastTS = uint32(time.Now().Unix()) // idle and caught up: no lag
-	}
+}
+
+// noteReceived records a whole transaction received from the source.
+func (in *Ingester) noteReceived(gtid string, ts uint32) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.recvGTID, in.recvTS = gtid, ts
+}
+
+// noteStored records a transaction the log reported stored.
+func (in *Ingester) noteStored(gtid string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.storedGTID = gtid
 }
 
 // rotateNameOfHeartbeat: a v1 heartbeat's body is the source's file name.

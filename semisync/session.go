@@ -255,6 +255,9 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 			return err
 		}
 		in.metrics.received.Inc()
+		if h, err := binlog.ParseHeader(ev); err == nil {
+			in.noteReceived(t.txn.GTID, h.Timestamp)
+		}
 		select {
 		case acks <- ackItem{tk: tk, cut: t, received: received}:
 		case <-ctx.Done():
@@ -338,6 +341,7 @@ func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, ite
 			return
 		}
 		in.metrics.stored.Inc()
+		in.noteStored(it.cut.txn.GTID)
 		if it.cut.needAck {
 			pendingAck = &it
 		}
