@@ -187,14 +187,14 @@ func (s *Server) handleDebugBench(w http.ResponseWriter, req *http.Request) {
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
+			ctx, cancel := context.WithTimeout(req.Context(), dur+30*time.Second)
+			defer cancel()
 			for time.Now().Before(end) {
 				t0 := time.Now()
-				ctx, cancel := context.WithTimeout(req.Context(), 30*time.Second)
 				wt, err := sy.enqueue(ctx, p)
 				if err == nil {
 					err = wt.Wait(ctx)
 				}
-				cancel()
 				if err != nil {
 					mu.Lock()
 					if errs++; firstErr == "" {

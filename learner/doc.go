@@ -1,7 +1,38 @@
-// Package learner manages the fleet's members: non-voting learners that
-// follow the committed log and serve dumps, and the promotion, demotion and
-// removal of members.
+// Package learner manages the fleet's members: loggers (voting: they store
+// every entry and count toward the ACK quorum) and learners (non-voting:
+// they follow the committed log and serve dumps), and their lifecycle: add
+// a learner, let it catch up (snapshot, then log), serve from it once it is
+// caught up, promote it to logger, demote a logger, remove either, transfer
+// leadership, and hand leadership to the heaviest caught-up logger.
 //
-// Not built yet: this is the work of the loggers-and-learners issue. A
-// member already starts as a learner with --role learner --join.
+// The package is a pure core and a thin shell:
+//
+//   - view.go: a member's Report of itself and the View of the group built
+//     from the reports (lag in entries and bytes, caught up or not). Pure.
+//   - policy.go: Check (is a change safe? refusals carry their reason) and
+//     Handoff (who should lead, by weight, among caught-up loggers). Pure.
+//   - progress.go: catch-up progress (percent, bytes, rate, ETA). Pure.
+//   - ops.go: PlanPurge (what a group purge must keep, and why; pure) and
+//     the Manager's operations.
+//   - changes.go: the dragonboat calls (ordered configuration changes,
+//     leader transfer), every dragonboat error classified in one place.
+//   - manager.go: the Manager, whose Run polls the members, logs progress,
+//     opens the dump serving gate, and hands leadership off.
+//
+// Dragonboat never reuses a replica id and cannot turn a voter into a
+// non-voter: a demoted logger leaves the group and rejoins as a learner
+// under a new id (Check insists on it).
+//
+// The caller's duties:
+//
+//  1. Build a Config (RegisterFlags, Validate) and Deps; call New after the
+//     log node started; give the dump server Manager.Gate() as its log, so
+//     that a new learner serves only once it is caught up.
+//  2. Serve SelfReport on the admin API (GET /members/self, ?files=1 adds
+//     the file sizes) and make Deps.Fetch read it from the other members.
+//  3. Run the Manager's Run(ctx) in a goroutine owned by the daemon's Run,
+//     and join it; call Close when done.
+//  4. Route admin requests to Apply and Purge; map refusals (IsRefusal,
+//     ErrBadInput, ErrUnknownMember, ErrUnsafe) to client errors: they
+//     changed nothing.
 package learner

@@ -84,12 +84,12 @@ func (p *Proposer) Submit(ctx context.Context, t Txn) error {
 type Ticket struct {
 	p    *Proposer
 	pd   *pending
-	once sync.Once
 	done chan struct{}
 
-	mu  sync.Mutex
-	got bool
-	err error
+	mu      sync.Mutex
+	started bool // Done's goroutine owns the receive of the outcome
+	got     bool
+	err     error
 }
 
 func (t *Ticket) set(err error) {
@@ -118,28 +118,34 @@ func (t *Ticket) TryResult() (error, bool) {
 	}
 }
 
-// Done is closed when the outcome is known (then Err returns it).
+// Done is closed when the outcome is known (then Err returns it). A caller
+// uses either Done/Err or Wait on a ticket, not both.
 func (t *Ticket) Done() <-chan struct{} {
-	t.once.Do(func() {
-		go func() {
-			defer close(t.done)
-			if _, ok := t.TryResult(); ok {
-				return
-			}
-			select {
-			case e := <-t.pd.done:
-				t.set(e)
-			case <-t.p.dead:
-				select {
-				case e := <-t.pd.done:
-					t.set(e)
-				default:
-					t.set(fmt.Errorf("%w: %v", ErrProposerStopped, t.p.err))
-				}
-			}
-		}()
-	})
+	t.mu.Lock()
+	if !t.started {
+		t.started = true
+		go t.await()
+	}
+	t.mu.Unlock()
 	return t.done
+}
+
+func (t *Ticket) await() {
+	defer close(t.done)
+	if _, ok := t.TryResult(); ok {
+		return
+	}
+	select {
+	case e := <-t.pd.done:
+		t.set(e)
+	case <-t.p.dead:
+		select {
+		case e := <-t.pd.done:
+			t.set(e)
+		default:
+			t.set(fmt.Errorf("%w: %v", ErrProposerStopped, t.p.err))
+		}
+	}
 }
 
 // Err returns the outcome once Done is closed: nil means stored.
@@ -152,9 +158,29 @@ func (t *Ticket) Err() error {
 
 // Wait waits for the outcome, or ctx.
 func (t *Ticket) Wait(ctx context.Context) error {
+	if err, ok := t.TryResult(); ok {
+		return err
+	}
+	t.mu.Lock()
+	started := t.started
+	t.mu.Unlock()
+	if started {
+		select {
+		case <-t.Done():
+			return t.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	select {
-	case <-t.Done():
-		return t.Err()
+	case e := <-t.pd.done:
+		t.set(e)
+		return e
+	case <-t.p.dead:
+		if err, ok := t.TryResult(); ok {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrProposerStopped, t.p.err)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -197,9 +223,8 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 		p.err = err
 		// NB: wait for proposals in flight, so nothing outlives Run.
 		for ; inflight > 0; inflight-- {
-			b := <-done
+			<-done
 			p.node.metrics.inFlight.Dec()
-			p.finish(b, b.err)
 		}
 		failAll(fmt.Errorf("%w: %v", ErrProposerStopped, err))
 		close(p.dead)
@@ -236,6 +261,9 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 				} else {
 					b.res, b.err = wait()
 				}
+				// NB: release the waiting submitters from here, one hop
+				// sooner than through Run's loop; Run only keeps count.
+				p.finish(b, b.err)
 				done <- b
 			}()
 		}
@@ -257,10 +285,8 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 			inflight--
 			p.node.metrics.inFlight.Dec()
 			if b.err != nil {
-				p.finish(b, b.err)
 				return b.err
 			}
-			p.finish(b, nil)
 			if !b.res.Code.Stored() && b.gen == gen {
 				// NB: every later batch in flight names a predecessor that is
 				// not in the log and will be rejected too; resync once.

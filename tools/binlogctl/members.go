@@ -1,17 +1,356 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr"
+	"github.com/binlogsvr/binlogsvr/learner"
+	"github.com/binlogsvr/binlogsvr/logger"
 )
 
 // membersCommands returns the membership commands (issue 5): members,
 // add-learner, demote, remove, transfer-leader, weight, purge. "promote"
 // is registered in failover.go: with --to it is a switchover, otherwise it
 // calls cmdPromoteMember.
-func membersCommands() map[string]command { return map[string]command{} }
+func membersCommands() map[string]command {
+	return map[string]command{
+		"members":         cmdMembers,
+		"add-learner":     cmdAddLearner,
+		"demote":          cmdDemote,
+		"remove":          cmdRemove,
+		"transfer-leader": cmdTransferLeader,
+		"weight":          cmdWeight,
+		"purge":           cmdPurge,
+	}
+}
+
+// changeTimeout bounds a membership change: it waits for the group.
+const changeTimeout = 90 * time.Second
+
+// send calls a mutating endpoint and decodes its JSON answer into v. An
+// API error carries the member's own message.
+func (c *client) send(ctx context.Context, method, path string, form url.Values, v any) error {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	hc := &http.Client{Timeout: max(c.http.Timeout, changeTimeout)}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the admin API at %s: %v (is binlogsvr running, and is --admin right?)", strings.TrimPrefix(c.base, "http://"), err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			// NB: decode the rest too (a refused purge says what is held).
+			if v != nil {
+				_ = json.Unmarshal(b, v)
+			}
+			return fmt.Errorf("%s: %s", resp.Status, e.Error)
+		}
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	if v == nil {
+		return nil
+	}
+	return json.Unmarshal(b, v)
+}
+
+func (c *client) post(ctx context.Context, path string, form url.Values, v any) error {
+	return c.send(ctx, http.MethodPost, path, form, v)
+}
+
+func (c *client) del(ctx context.Context, path string, v any) error {
+	return c.send(ctx, http.MethodDelete, path, nil, v)
+}
+
+func newFlags(name string, stderr io.Writer) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// oneID parses the single member-id argument.
+func oneID(fs *pflag.FlagSet, usage string) (uint64, error) {
+	if fs.NArg() != 1 {
+		return 0, usageError{fmt.Errorf("usage: binlogctl %s", usage)}
+	}
+	n, err := strconv.ParseUint(fs.Arg(0), 10, 64)
+	if err != nil || n == 0 {
+		return 0, usageError{fmt.Errorf("member id %q is not a positive integer", fs.Arg(0))}
+	}
+	return n, nil
+}
+
+func printOutcome(w io.Writer, asJSON bool, out learner.Outcome) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	fmt.Fprintln(w, out.Message)
+	return nil
+}
+
+func cmdMembers(c *client, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("members", stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	var st binlogsvr.MembersStatus
+	if err := c.get(context.Background(), "/members?refresh=1", &st); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printMembers(stdout, st, time.Now())
+	return nil
+}
+
+func printMembers(w io.Writer, st binlogsvr.MembersStatus, now time.Time) {
+	leader := "none (no quorum?)"
+	if st.Leader != 0 {
+		leader = fmt.Sprint(st.Leader)
+	}
+	fmt.Fprintf(w, "Leader: %s   (asked member %d)\n\n", leader, st.AskedMember)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tROLE\tLEADER\tWEIGHT\tRAFT ADDR\tAPPLIED\tLAG ENTRIES\tLAG BYTES\tLAST CONTACT\tSERVING\tRETENTION\tFILES\tSTATE")
+	for _, m := range st.Members {
+		l := ""
+		if m.Leader {
+			l = "*"
+		}
+		contact := "never"
+		if !m.LastContact.IsZero() {
+			contact = now.Sub(m.LastContact).Round(100*time.Millisecond).String() + " ago"
+		}
+		serving := "no"
+		if m.Serving {
+			serving = "yes " + m.DumpAddr
+		} else if m.DumpAddr != "" {
+			serving = "not yet (catching up)"
+		}
+		files := "-"
+		if m.File > 0 {
+			files = fmt.Sprintf("%s..%s", logger.FileName(max(m.FirstFile, 1)), logger.FileName(m.File))
+		}
+		state := "caught up"
+		switch {
+		case m.Error != "" && !m.Reachable:
+			state = "unreachable: " + m.Error
+		case !m.Reachable:
+			state = "unreachable"
+		case m.Progress != nil:
+			state = "catching up, " + m.Progress.String()
+		case !st.Complete:
+			state = "unknown (leader not answering)"
+		case !m.CaughtUp:
+			state = "behind"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Role, l, m.Weight, m.RaftAddr, m.Applied,
+			m.LagEntries, learner.Bytes(m.LagBytes), contact, serving, retention(m), files, state)
+	}
+	tw.Flush()
+	if len(st.Removed) > 0 {
+		fmt.Fprintf(w, "\nRemoved ids (never reused): %v\n", st.Removed)
+	}
+}
+
+func retention(m learner.Member) string {
+	r := m.Retention
+	if !r.Limited() {
+		return m.Profile + ", keeps all"
+	}
+	var parts []string
+	if r.Files > 0 {
+		parts = append(parts, fmt.Sprintf("%d files", r.Files))
+	}
+	if r.Bytes > 0 {
+		parts = append(parts, learner.Bytes(r.Bytes))
+	}
+	if r.AgeSeconds > 0 {
+		parts = append(parts, (time.Duration(r.AgeSeconds) * time.Second).String())
+	}
+	return m.Profile + ", " + strings.Join(parts, "/")
+}
+
+func cmdAddLearner(c *client, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("add-learner", stderr)
+	addr := fs.String("raft-addr", "", "the new learner's raft address, host:port (required)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	id, err := oneID(fs, "add-learner ID --raft-addr HOST:PORT")
+	if err != nil {
+		return err
+	}
+	if *addr == "" {
+		return usageError{errors.New("add-learner needs --raft-addr HOST:PORT (where the new member's raft transport listens)")}
+	}
+	var out learner.Outcome
+	if err := c.post(context.Background(), "/members", url.Values{"id": {fmt.Sprint(id)}, "addr": {*addr}}, &out); err != nil {
+		return err
+	}
+	return printOutcome(stdout, *asJSON, out)
+}
 
 // cmdPromoteMember promotes a learner to a voting logger.
 func cmdPromoteMember(c *client, args []string, stdout, stderr io.Writer) error {
-	return errors.New("promote of a learner is not built yet")
+	fs := newFlags("promote", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	id, err := oneID(fs, "promote ID   (a caught-up learner becomes a logger)")
+	if err != nil {
+		return err
+	}
+	var out learner.Outcome
+	if err := c.post(context.Background(), fmt.Sprintf("/members/%d/promote", id), nil, &out); err != nil {
+		return err
+	}
+	return printOutcome(stdout, *asJSON, out)
+}
+
+func cmdDemote(c *client, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demote", stderr)
+	newID := fs.Uint64("new-id", 0, "the id it rejoins with as a learner (default: the next free id)")
+	addr := fs.String("raft-addr", "", "the learner's raft address (default: the logger's)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	id, err := oneID(fs, "demote ID [--new-id N] [--raft-addr HOST:PORT]")
+	if err != nil {
+		return err
+	}
+	form := url.Values{}
+	if *newID != 0 {
+		form.Set("new_id", fmt.Sprint(*newID))
+	}
+	if *addr != "" {
+		form.Set("addr", *addr)
+	}
+	var out learner.Outcome
+	if err := c.post(context.Background(), fmt.Sprintf("/members/%d/demote", id), form, &out); err != nil {
+		return err
+	}
+	return printOutcome(stdout, *asJSON, out)
+}
+
+func cmdRemove(c *client, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("remove", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	id, err := oneID(fs, "remove ID")
+	if err != nil {
+		return err
+	}
+	var out learner.Outcome
+	if err := c.del(context.Background(), fmt.Sprintf("/members/%d", id), &out); err != nil {
+		return err
+	}
+	return printOutcome(stdout, *asJSON, out)
+}
+
+func cmdTransferLeader(c *client, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("transfer-leader", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	id, err := oneID(fs, "transfer-leader ID")
+	if err != nil {
+		return err
+	}
+	var out learner.Outcome
+	if err := c.post(context.Background(), "/transfer-leader", url.Values{"to": {fmt.Sprint(id)}}, &out); err != nil {
+		return err
+	}
+	return printOutcome(stdout, *asJSON, out)
+}
+
+func cmdWeight(c *client, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("weight", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() != 2 {
+		return usageError{errors.New("usage: binlogctl weight ID WEIGHT   (0..1000; the leader hands off to the heaviest caught-up logger)")}
+	}
+	id, err := strconv.ParseUint(fs.Arg(0), 10, 64)
+	if err != nil || id == 0 {
+		return usageError{fmt.Errorf("member id %q is not a positive integer", fs.Arg(0))}
+	}
+	var out learner.Outcome
+	if err := c.post(context.Background(), fmt.Sprintf("/members/%d/weight", id), url.Values{"weight": {fs.Arg(1)}}, &out); err != nil {
+		return err
+	}
+	return printOutcome(stdout, *asJSON, out)
+}
+
+func cmdPurge(c *client, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("purge", stderr)
+	force := fs.Bool("force", false, "purge even files a learner or a registered replica still needs")
+	dry := fs.Bool("dry-run", false, "only say what would be purged and what is held")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() != 1 {
+		return usageError{errors.New("usage: binlogctl purge binlog.NNNNNN [--force] [--dry-run]   (removes the files before it from every member)")}
+	}
+	form := url.Values{"to": {fs.Arg(0)}}
+	if *force {
+		form.Set("force", "1")
+	}
+	if *dry {
+		form.Set("dry_run", "1")
+	}
+	var p learner.PurgePlan
+	err := c.post(context.Background(), "/purge", form, &p)
+	if *asJSON && err == nil {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(p)
+	}
+	if p.Message != "" {
+		fmt.Fprintln(stdout, p.Message)
+	}
+	for _, h := range p.Holds {
+		fmt.Fprintf(stdout, "  held: %s by %s: %s\n", h.Name, h.By, h.Why)
+	}
+	return err
 }

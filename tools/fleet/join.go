@@ -1,0 +1,157 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr"
+)
+
+// Serving and joining members: per-member flags, a dump address, members
+// added to a running group (learners started with --join).
+
+// MemberSpec is one initial logger's extra setup for StartEach.
+type MemberSpec struct {
+	Serve bool     // give it a --dump-addr on a free port
+	Args  []string // extra flags for this member only
+}
+
+// StartEach starts a fleet like Start, with each initial logger's own
+// flags and, when spec.Serve, a dump address (Member.DumpAddr).
+func StartEach(ctx context.Context, o Options, spec func(id uint64) MemberSpec) (*Fleet, error) {
+	if o.Dir == "" {
+		return nil, errors.New("fleet: Options.Dir is required")
+	}
+	if o.Members == 0 {
+		o.Members = 3
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	if o.Bin == "" {
+		b, err := Binary(o.Dir)
+		if err != nil {
+			return nil, err
+		}
+		o.Bin = b
+	}
+	f := &Fleet{opts: o, http: &http.Client{Timeout: 5 * time.Second}}
+	specs := map[uint64]MemberSpec{}
+	for id := 1; id <= o.Members; id++ {
+		sp := spec(uint64(id))
+		specs[uint64(id)] = sp
+		if _, err := f.NewMember(sp.Serve); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range f.Members {
+		if err := f.Launch(m, false, specs[m.ID].Args...); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// NewMember reserves the next member id (one more than the last), with
+// free raft and admin ports (and a dump port when serve) and a data
+// directory. It does not start it: add it to the group (binlogctl
+// add-learner), then Launch it with join.
+func (f *Fleet) NewMember(serve bool) (*Member, error) {
+	id := uint64(len(f.Members) + 1)
+	m := &Member{ID: id, DataDir: filepath.Join(f.opts.Dir, fmt.Sprintf("member%d", id)),
+		LogPath: filepath.Join(f.opts.Dir, fmt.Sprintf("member%d.log", id))}
+	var err error
+	if m.RaftAddr, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	if m.AdminAddr, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	if serve {
+		if m.DumpAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	f.Members = append(f.Members, m)
+	return m, nil
+}
+
+// Launch starts member m's process (again): the fleet's flags, its dump
+// address if it has one, then --join (a member the group added) or
+// --members (an initial logger), then extra. Stop, Kill and Close work on
+// it as on any member.
+func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
+	if m.Running() {
+		return fmt.Errorf("fleet: member %d is running", m.ID)
+	}
+	args := []string{"--id", fmt.Sprint(m.ID), "--data-dir", m.DataDir, "--raft-addr", m.RaftAddr, "--admin-addr", m.AdminAddr}
+	if join {
+		args = append(args, "--join")
+	} else {
+		var members []string
+		for _, o := range f.Members[:min(f.opts.Members, len(f.Members))] {
+			members = append(members, fmt.Sprintf("%d=%s", o.ID, o.RaftAddr))
+		}
+		args = append(args, "--members", strings.Join(members, ","))
+	}
+	if m.DumpAddr != "" {
+		args = append(args, "--dump-addr", m.DumpAddr)
+	}
+	if f.opts.Source != "" {
+		args = append(args, "--source", f.opts.Source, "--source-user", f.opts.SourceUser)
+	}
+	args = append(args, f.opts.ExtraArgs...)
+	args = append(args, extra...)
+	cmd := exec.Command(f.opts.Bin, args...)
+	cmd.Env = append(os.Environ(), binlogsvr.EnvSourcePassword+"="+f.opts.SourcePassword,
+		binlogsvr.EnvDumpPassword+"="+DumpPassword)
+	var out io.Writer = f.opts.Output
+	if out == nil {
+		lf, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		out = lf
+		defer lf.Close() // NB: the child keeps its own descriptor
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // NB: never outlive the test
+	if runtime.GOOS != "linux" {
+		cmd.SysProcAttr = nil
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("fleet: starting member %d: %w", m.ID, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	m.mu.Lock()
+	m.cmd, m.done = cmd, done
+	m.mu.Unlock()
+	return nil
+}
+
+// DumpPassword is the password of the dump account (--dump-user, "repl"
+// by default) of members started by StartEach and Launch: the one
+// dump/dumptest's PointReplica logs in with.
+const DumpPassword = "dump-secret"
+
+// Delete calls a DELETE endpoint of member id and decodes its JSON answer.
+func (f *Fleet) Delete(ctx context.Context, id uint64, path string, v any) error {
+	return f.do(ctx, "DELETE", f.Member(id).AdminAddr, path, v)
+}
+
+// Get calls a GET endpoint of member id and decodes its JSON answer.
+func (f *Fleet) Get(ctx context.Context, id uint64, path string, v any) error {
+	return f.do(ctx, "GET", f.Member(id).AdminAddr, path, v)
+}
