@@ -42,6 +42,7 @@ type Config struct {
 	AdminAddr string
 	LogLevel  string
 	Members   learner.Config // members.go
+	Failover  failoverConfig // failover.go
 	// DebugAPI enables /debug/append and /debug/bench, which append
 	// synthetic transactions for tests and benchmarks. Never in production.
 	DebugAPI bool

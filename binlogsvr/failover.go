@@ -2,25 +2,242 @@ package binlogsvr
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/binlogsvr/binlogsvr/failover"
+	"github.com/binlogsvr/binlogsvr/semisync"
 )
 
 // Failover: the source's lease, fencing, promotion, switchover, rejoin (issue 6).
-// The hooks below are called by config.go, server.go and admin.go.
+// The policy and the steps are in failover/; this file wires them to the
+// daemon's flags, admin API and goroutines.
+
+// failoverConfig is Config.Failover's type (an alias, so that config.go
+// needs no import of its own).
+type failoverConfig = failover.Config
+
+// failoverState is the daemon's failover part.
+type failoverState struct {
+	mgr *failover.Manager
+}
 
 // registerFailoverFlags registers the failover flags.
-func (c *Config) registerFailoverFlags(fs *pflag.FlagSet) {}
+func (c *Config) registerFailoverFlags(fs *pflag.FlagSet) {
+	c.defaultFailover()
+	c.Failover.RegisterFlags(fs)
+}
 
 // validateFailover checks the failover flags.
-func (c *Config) validateFailover() error { return nil }
+func (c *Config) validateFailover() error {
+	c.defaultFailover()
+	return c.Failover.Validate()
+}
+
+func (c *Config) defaultFailover() {
+	if c.Failover.Lease == 0 {
+		cands := c.Failover.Candidates
+		c.Failover = failover.DefaultConfig()
+		c.Failover.Candidates = cands
+	}
+}
 
 // initFailover is called by New once the log node is started.
-func (s *Server) initFailover() error { return nil }
-
-// failoverRoutes registers the failover endpoints of the admin API.
-func (s *Server) failoverRoutes(mux *http.ServeMux) {}
+func (s *Server) initFailover() error {
+	fc := s.cfg.Failover
+	if fc.AdminPassword == "" {
+		p, err := secret(os.Getenv(failover.EnvAdminPassword), fc.AdminPasswordFile, "--failover-admin-password-file")
+		if err != nil {
+			return err
+		}
+		fc.AdminPassword = p
+	}
+	fleetAddr := fc.FleetAddr
+	if fleetAddr == "" && s.dump != nil {
+		fleetAddr = s.dump.Addr()
+	}
+	mgr, err := failover.New(fc, failover.Deps{
+		Log:        failover.NodeLog(s.node),
+		Connect:    failover.SQLConnector(semisync.Dial),
+		SourceCred: failover.Credentials{User: s.cfg.SourceUser, Password: s.cfg.SourcePassword},
+		FleetAddr:  fleetAddr,
+		FleetCred:  failover.Credentials{User: s.cfg.DumpUser, Password: s.cfg.DumpPassword},
+		Ingest: func() failover.IngestView {
+			st := s.ing.Status()
+			return failover.IngestView{Streaming: st.State == semisync.StateStreaming, Source: st.Source, LastAck: st.LastAckTime, LastError: st.LastError}
+		},
+		Logger: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.fo = &failoverState{mgr: mgr}
+	return nil
+}
 
 // runFailover runs the failover goroutines until ctx ends.
-func (s *Server) runFailover(ctx context.Context) {}
+func (s *Server) runFailover(ctx context.Context) { _ = s.fo.mgr.Run(ctx) }
+
+// failoverRoutes registers the failover endpoints of the admin API. Any
+// member answers: a member that does not lead forwards to the leader.
+func (s *Server) failoverRoutes(mux *http.ServeMux) {
+	h := func(pattern string, f http.HandlerFunc) { mux.HandleFunc(pattern, s.onLeader(f)) }
+	h("GET /failover/status", func(w http.ResponseWriter, req *http.Request) {
+		writeJSON(w, http.StatusOK, s.fo.mgr.Status())
+	})
+	h("GET /failover/history", func(w http.ResponseWriter, req *http.Request) {
+		rs, err := s.fo.mgr.History()
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "%v", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rs)
+	})
+	h("GET /failover/candidates", func(w http.ResponseWriter, req *http.Request) {
+		cs, err := s.fo.mgr.Candidates(req.Context())
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "%v", err)
+			return
+		}
+		for i := range cs {
+			cs[i].Candidate = cs[i].Candidate.Redacted()
+		}
+		writeJSON(w, http.StatusOK, cs)
+	})
+	h("POST /failover/candidates", func(w http.ResponseWriter, req *http.Request) {
+		var c failover.Candidate
+		if req.Header.Get("Content-Type") == "application/json" {
+			if err := json.NewDecoder(io.LimitReader(req.Body, 1<<20)).Decode(&c); err != nil {
+				writeError(w, http.StatusBadRequest, "candidate JSON: %v", err)
+				return
+			}
+		} else {
+			c.Addr = strings.TrimSpace(req.FormValue("addr"))
+			c.User, c.Password = req.FormValue("user"), req.FormValue("password")
+			c.Priority = atoiDefault(req.FormValue("priority"), 0)
+			c.NeverPromote = formBool(req, "never_promote")
+		}
+		if _, err := failover.ParseCandidate(c.Addr); err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		if err := s.fo.mgr.PutCandidate(req.Context(), c); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "%v", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, c.Redacted())
+	})
+	h("DELETE /failover/candidates", func(w http.ResponseWriter, req *http.Request) {
+		addr := strings.TrimSpace(req.FormValue("addr"))
+		if addr == "" {
+			writeError(w, http.StatusBadRequest, "addr is required")
+			return
+		}
+		if err := s.fo.mgr.RemoveCandidate(req.Context(), addr); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "%v", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"removed": addr})
+	})
+	op := func(kind string) http.HandlerFunc {
+		return func(w http.ResponseWriter, req *http.Request) {
+			r := failover.Request{Kind: kind, To: strings.TrimSpace(req.FormValue("to")), Force: formBool(req, "force"),
+				Reason: "requested through the admin API"}
+			if kind == failover.KindSwitchover && r.To == "" {
+				writeError(w, http.StatusBadRequest, "to (the replica to promote) is required")
+				return
+			}
+			ctx, cancel := context.WithTimeout(req.Context(), queryDuration(req, "timeout", 5*time.Minute))
+			defer cancel()
+			o, err := s.fo.mgr.Do(ctx, r)
+			if err != nil {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(failoverErrorCode(err))
+				_ = json.NewEncoder(w).Encode(struct {
+					Error     string              `json:"error"`
+					Operation *failover.Operation `json:"operation,omitempty"`
+				}{err.Error(), o})
+				return
+			}
+			writeJSON(w, http.StatusOK, o)
+		}
+	}
+	h("POST /failover/switchover", op(failover.KindSwitchover))
+	h("POST /failover/failover", op(failover.KindFailover))
+	h("GET /failover/rejoin-check", func(w http.ResponseWriter, req *http.Request) {
+		rep, err := s.fo.mgr.RejoinCheck(req.Context(), strings.TrimSpace(req.FormValue("server")))
+		if err != nil {
+			writeError(w, failoverErrorCode(err), "%v", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	})
+	h("POST /failover/rejoin", func(w http.ResponseWriter, req *http.Request) {
+		rep, err := s.fo.mgr.Rejoin(req.Context(), strings.TrimSpace(req.FormValue("server")))
+		if err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(failoverErrorCode(err))
+			_ = json.NewEncoder(w).Encode(struct {
+				Error string `json:"error"`
+				failover.RejoinReport
+			}{err.Error(), rep})
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	})
+}
+
+// onLeader runs f on the leader: a member that does not lead forwards the
+// request to the leader's admin API.
+func (s *Server) onLeader(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		if s.node.IsLeader() || req.Header.Get("X-Binlogsvr-Forwarded") != "" {
+			f(w, req)
+			return
+		}
+		id, ok := s.node.LeaderID()
+		r := s.node.Reader()
+		if !ok || r == nil {
+			writeError(w, http.StatusServiceUnavailable, "no leader known: the group has no quorum or is electing")
+			return
+		}
+		v, found, err := r.Meta(fmt.Sprintf(metaAdminAddr, id))
+		if err != nil || !found {
+			writeError(w, http.StatusServiceUnavailable, "the leader (member %d) has not registered its admin address yet", id)
+			return
+		}
+		u, err := url.Parse("http://" + string(v))
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "%v", err)
+			return
+		}
+		p := httputil.NewSingleHostReverseProxy(u)
+		p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+			writeError(w, http.StatusBadGateway, "forwarding to the leader (member %d at %s): %v", id, v, err)
+		}
+		req.Header.Set("X-Binlogsvr-Forwarded", strconv.FormatUint(s.cfg.Log.ReplicaID, 10))
+		p.ServeHTTP(w, req)
+	}
+}
+
+func failoverErrorCode(err error) int {
+	switch {
+	case errors.Is(err, failover.ErrNotLeader):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, failover.ErrBusy), errors.Is(err, failover.ErrErrant), errors.Is(err, failover.ErrVetoed),
+		errors.Is(err, failover.ErrNoCandidate), errors.Is(err, failover.ErrNotCaughtUp):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}

@@ -10,10 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
-	"github.com/binlogsvr/binlogsvr/dump"
 	"github.com/binlogsvr/binlogsvr/learner"
 	"github.com/binlogsvr/binlogsvr/logger"
 )
@@ -48,51 +46,7 @@ func (s *Server) initMembers() error {
 		return err
 	}
 	s.mem = mg
-	if s.dump != nil && !mg.Gate().Open() {
-		if err := s.gateDumps(); err != nil {
-			mg.Close()
-			return err
-		}
-	}
 	return nil
-}
-
-// gateDumps rebuilds the dump server over the Manager's gate, so that a
-// member that starts as a learner serves only once it has caught up.
-//
-// NB: New built s.dump over the node before initMembers could give it the
-// gate. The old server has served nothing yet: running it with a cancelled
-// context closes its listener; its metrics are replaced by the new one's.
-// A one-line change in New (dump.New(dc, s.mem.Gate(), ...), with
-// initMembers before it) would make this unnecessary.
-func (s *Server) gateDumps() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_ = s.dump.Run(ctx)
-	dc := s.cfg.Dump
-	dc.Addr, dc.User, dc.Password = s.cfg.DumpAddr, s.cfg.DumpUser, s.cfg.DumpPassword
-	d, err := dump.New(dc, s.mem.Gate(), s.log, replacingRegisterer{s.reg})
-	if err != nil {
-		return err
-	}
-	s.dump = d
-	return nil
-}
-
-// replacingRegisterer registers a collector in place of an equal one.
-type replacingRegisterer struct{ prometheus.Registerer }
-
-func (r replacingRegisterer) Register(c prometheus.Collector) error {
-	r.Registerer.Unregister(c)
-	return r.Registerer.Register(c)
-}
-
-func (r replacingRegisterer) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if err := r.Register(c); err != nil {
-			panic(err)
-		}
-	}
 }
 
 // dumpReplicas lists this member's dump clients and the files they read.

@@ -33,6 +33,7 @@ type Server struct {
 	ing  *semisync.Ingester
 	dump *dump.Server
 	mem  *learner.Manager // members.go
+	fo   *failoverState   // failover.go
 
 	adminLn net.Listener
 	admin   *http.Server
@@ -77,6 +78,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
+	if err := s.initMembers(); err != nil { // members.go
+		n.Close()
+		ln.Close()
+		return nil, err
+	}
+	// NB: after initMembers: a member that starts as a learner serves dumps
+	// only once it has caught up (the Manager's gate).
 	if cfg.DumpAddr != "" {
 		dc := cfg.Dump
 		dc.Addr, dc.User, dc.Password = cfg.DumpAddr, cfg.DumpUser, cfg.DumpPassword
@@ -85,16 +93,11 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			ln.Close()
 			return nil, err
 		}
-		if s.dump, err = dump.New(dc, n, log, s.reg); err != nil {
+		if s.dump, err = dump.New(dc, s.mem.Gate(), log, s.reg); err != nil {
 			n.Close()
 			ln.Close()
 			return nil, err
 		}
-	}
-	if err := s.initMembers(); err != nil { // members.go
-		n.Close()
-		ln.Close()
-		return nil, err
 	}
 	if err := s.initFailover(); err != nil { // failover.go
 		n.Close()

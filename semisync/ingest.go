@@ -69,7 +69,12 @@ const (
 	StateConnecting = "connecting" // connecting / checking / registering
 	StateStreaming  = "streaming"  // receiving events, proposing, ACKing
 	StateRetrying   = "retrying"   // the last session failed; waiting to reconnect
+	StateFenced     = "fenced"     // a failover fenced the old source; waiting for the new one
 )
+
+// FencedPrefix starts the source address a failover's fence records: the
+// log's epoch moved away from the old source before a new one is chosen.
+const FencedPrefix = "fenced:"
 
 // SemiSyncStatus is the source's semi-sync state as last read.
 type SemiSyncStatus struct {
@@ -260,6 +265,12 @@ func (in *Ingester) Run(ctx context.Context) error {
 			in.setState(StateNoSource, "")
 			sleep(ctx, 200*time.Millisecond)
 			continue
+		case strings.HasPrefix(r.State().Source.Addr, FencedPrefix):
+			// NB: a failover fenced the old source and has not set the new
+			// one yet: nothing to pull from until the epoch moves.
+			in.setState(StateFenced, "")
+			sleepOrNewEpoch(ctx, time.Second, r, r.State().Epoch)
+			continue
 		}
 		st := r.State()
 		in.mu.Lock()
@@ -289,8 +300,11 @@ func (in *Ingester) Run(ctx context.Context) error {
 		in.metrics.sessionErrors.Inc()
 		in.setState(StateRetrying, errString(err))
 		in.log.Error("ingest session ended; reconnecting", "source", st.Source.Addr, "err", err, "retry_in", wait)
-		sleep(ctx, wait)
+		sleepOrNewEpoch(ctx, wait, r, st.Epoch)
 		backoff = min(2*backoff, 5*time.Second)
+		if r.State().Epoch != st.Epoch {
+			backoff = 100 * time.Millisecond // NB: a new source: start afresh
+		}
 	}
 }
 

@@ -23,7 +23,25 @@ import (
 const usage = `Usage: binlogctl [--admin HOST:PORT] [--timeout D] COMMAND [flags]
 
 Commands:
-  status [--json]   the group: leader, epoch, source, GTID state, files, members
+  status [--json]                 the group: leader, epoch, source, ingest, semi-sync, files, members,
+                                  lease and last failover
+  members [--json]                members: role, address, applied index, lag, serving, retention
+  add-learner ID --raft-addr H:P  add a non-voting learner (then start it with --join --role learner)
+  promote ID                      promote a caught-up learner to a voting logger
+  promote --to HOST:PORT          planned switchover of the source to that replica (zero loss)
+  demote ID                       turn a logger into a learner
+  remove ID                       remove a member (refused if it would break the quorum)
+  transfer-leader [ID]            hand the group's leadership to a logger
+  weight ID N                     set a logger's weight (the heaviest caught-up logger leads)
+  purge FILE [--force] [--dry-run]  purge binlog files group-wide (held files are refused unless --force)
+  failover [--force] [--to ADDR]  fail over now (after the fence and the candidate checks)
+  history                         the failover audit trail
+  candidates [list|add|remove]    the replicas that may be promoted
+  rejoin-check HOST:PORT          an old source's transactions the log lacks (never acknowledged)
+  rejoin HOST:PORT                attach an old source as a replica of the fleet when nothing is errant
+
+Each command takes --help for its own flags.
+
 
 Global flags:
 `
@@ -59,6 +77,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	err = f(c, rest, stdout, stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
 	if err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -72,6 +93,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
 
 // command runs one binlogctl command.
 type command func(c *client, args []string, stdout, stderr io.Writer) error

@@ -1,0 +1,139 @@
+package failover
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/semisync"
+)
+
+// Errors.
+var (
+	ErrNoCandidate = errors.New("failover: no eligible candidate")
+	ErrNotLeader   = errors.New("failover: this member does not lead the group")
+	ErrBusy        = errors.New("failover: another failover or switchover is running")
+	ErrVetoed      = errors.New("failover: the pre-failover hook vetoed")
+	ErrNotCaughtUp = errors.New("failover: the candidate has not applied the whole log")
+	ErrErrant      = errors.New("failover: the server holds transactions the log does not")
+)
+
+// Meta keys the failover keeps in the log.
+const (
+	MetaOperation       = "failover.operation"  // the unfinished (or last) operation, JSON Operation
+	MetaLast            = "failover.last"       // the last finished operation, JSON Operation
+	MetaAuditPrefix     = "failover.audit."     // + 20-digit time: JSON Record
+	MetaCandidatePrefix = "failover.candidate." // + address: JSON Candidate
+)
+
+// fencedPrefix marks a fenced source address: a SetSource to it moves the
+// epoch and names a source nothing can connect to, so nothing more is
+// accepted from the old source, and so nothing more is ACKed (rule 5).
+const fencedPrefix = semisync.FencedPrefix
+
+// IsFenced reports whether a log source address is a fence.
+func IsFenced(addr string) bool { return strings.HasPrefix(addr, fencedPrefix) }
+
+// FencedAddr is the address of the fence of a source.
+func FencedAddr(addr string) string {
+	if IsFenced(addr) {
+		return addr
+	}
+	return fencedPrefix + addr
+}
+
+// UnfencedAddr is the source address a fence stands for.
+func UnfencedAddr(addr string) string { return strings.TrimPrefix(addr, fencedPrefix) }
+
+// Operation kinds.
+const (
+	KindFailover   = "failover"
+	KindSwitchover = "switchover"
+)
+
+// Steps of an operation, in order. An operation's Step is the last one
+// completed.
+const (
+	StepStarted  = "started"   // decided; pre-failover hook passed
+	StepFenced   = "fenced"    // SetSource to the fence's epoch applied
+	StepChosen   = "chosen"    // candidate chosen (Target)
+	StepCaughtUp = "caught-up" // the target applied the whole log; its replication stopped
+	StepPromoted = "promoted"  // writable, semi-sync source on, SetSource to it applied
+	StepResumed  = "resumed"   // the ingest streams from the new source
+	StepDone     = "done"      // hooks ran; finished
+	StepAborted  = "aborted"   // dropped without a source change
+)
+
+// Operation is one failover or switchover as recorded in the log, so that
+// a new leader can finish it.
+type Operation struct {
+	ID      string    `json:"id"`
+	Kind    string    `json:"kind"`
+	Forced  bool      `json:"forced,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Step    string    `json:"step"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+	Leader  uint64    `json:"leader"`
+
+	OldSource  logger.Source `json:"old_source"`
+	FromEpoch  uint64        `json:"from_epoch"`
+	FenceEpoch uint64        `json:"fence_epoch,omitempty"`
+	// LogGTIDs is the log's GTID state at the fence: what the new source
+	// must hold.
+	LogGTIDs  string        `json:"log_gtids,omitempty"`
+	To        string        `json:"to,omitempty"` // the operator's choice, if any
+	Target    string        `json:"target,omitempty"`
+	NewSource logger.Source `json:"new_source"`
+	NewEpoch  uint64        `json:"new_epoch,omitempty"`
+	Message   string        `json:"message,omitempty"`
+}
+
+// Finished reports whether nothing is left to do.
+func (o *Operation) Finished() bool {
+	return o.Step == StepDone || o.Step == StepAborted
+}
+
+// Record is one audit record: one step of one operation, or a decision
+// not to act.
+type Record struct {
+	Key       string    `json:"key"`
+	Time      time.Time `json:"time"`
+	OpID      string    `json:"op_id,omitempty"`
+	Kind      string    `json:"kind"`
+	Step      string    `json:"step"`
+	Outcome   string    `json:"outcome"` // ok, failed, vetoed, blocked, waiting
+	Leader    uint64    `json:"leader"`
+	Epoch     uint64    `json:"epoch"`
+	OldSource string    `json:"old_source,omitempty"`
+	NewSource string    `json:"new_source,omitempty"`
+	GTIDs     string    `json:"gtids,omitempty"`
+	Message   string    `json:"message,omitempty"`
+	// Elapsed is the time since the operation started.
+	Elapsed string `json:"elapsed,omitempty"`
+}
+
+// auditKey is the Meta key of a record made at t by leader.
+func auditKey(t time.Time, leader uint64) string {
+	return fmt.Sprintf("%s%020d.%d", MetaAuditPrefix, t.UnixNano(), leader)
+}
+
+// ParseHistory decodes the audit records of a MetaPrefix(MetaAuditPrefix)
+// read, oldest first.
+func ParseHistory(m map[string][]byte) ([]Record, error) {
+	out := make([]Record, 0, len(m))
+	for k, v := range m {
+		var r Record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return nil, fmt.Errorf("failover: audit record %s: %v", k, err)
+		}
+		r.Key = k
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}

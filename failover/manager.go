@@ -1,0 +1,445 @@
+package failover
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+)
+
+// IngestView is what the failover needs of the leader's ingest.
+type IngestView struct {
+	Streaming bool
+	Source    string
+	LastAck   time.Time
+	LastError string
+}
+
+// Deps are the Manager's collaborators.
+type Deps struct {
+	Log     Log
+	Connect Connector
+	// SourceCred is the replication account the lease probe logs in with.
+	SourceCred Credentials
+	// FleetAddr and FleetCred: where and how a re-pointed server
+	// replicates from the fleet.
+	FleetAddr string
+	FleetCred Credentials
+	Ingest    func() IngestView
+	Logger    *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// RunHook runs a hook (default: sh -c); tests replace it.
+	RunHook func(ctx context.Context, cmd string, env []string) (string, error)
+}
+
+// Status is the failover's state for /failover/status and binlogctl.
+type Status struct {
+	Leader       bool       `json:"leader"`
+	Auto         bool       `json:"auto"`
+	Epoch        uint64     `json:"epoch"`
+	Source       string     `json:"source"`
+	Fenced       bool       `json:"fenced"`
+	Lease        string     `json:"lease"`
+	LeaseHeld    bool       `json:"lease_held"`
+	LeaseExpiry  time.Time  `json:"lease_expiry,omitzero"`
+	LastContact  time.Time  `json:"last_contact,omitzero"`
+	ProbeError   string     `json:"probe_error,omitempty"`
+	Verdict      string     `json:"verdict"`
+	Decision     string     `json:"decision"`
+	Reason       string     `json:"reason,omitempty"`
+	AntiFlapTill time.Time  `json:"anti_flap_until,omitzero"`
+	Operation    *Operation `json:"operation,omitempty"`
+	Last         *Operation `json:"last,omitempty"`
+}
+
+// Request is an operator's failover or switchover.
+type Request struct {
+	Kind   string // KindFailover or KindSwitchover
+	To     string // the candidate to promote ("" lets the fleet choose)
+	Force  bool   // ignore anti-flap and a held lease (failover only)
+	Reason string
+}
+
+type request struct {
+	Request
+	reply chan result
+}
+
+type result struct {
+	op  *Operation
+	err error
+}
+
+// Manager holds the source's lease and runs failovers on the leader. Run
+// owns its goroutine; the other methods are safe for concurrent use.
+type Manager struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	reqs chan request
+
+	mu          sync.Mutex
+	status      Status
+	leaderSince time.Time
+	lastContact time.Time
+	vetoedUntil time.Time
+	lastAudit   string // the last "waiting/blocked" message, to record each once
+	seeded      bool
+	probe       Server // the lease probe's connection (Run's goroutine only)
+}
+
+// New returns a Manager.
+func New(cfg Config, deps Deps) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Log == nil || deps.Connect == nil {
+		return nil, errors.New("failover: Deps.Log and Deps.Connect are required")
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Ingest == nil {
+		deps.Ingest = func() IngestView { return IngestView{} }
+	}
+	if deps.RunHook == nil {
+		deps.RunHook = runHook
+	}
+	m := &Manager{cfg: cfg, deps: deps, log: deps.Logger.With("component", "failover"), reqs: make(chan request)}
+	m.status.Auto = cfg.Auto
+	m.status.Lease = cfg.Lease.String()
+	return m, nil
+}
+
+// Run probes the source, judges, and fails over while this member leads,
+// until ctx ends.
+func (m *Manager) Run(ctx context.Context) error {
+	t := time.NewTicker(m.cfg.ProbeInterval)
+	defer t.Stop()
+	defer m.closeProbe()
+	for {
+		m.tick(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case r := <-m.reqs:
+			op, err := m.handle(ctx, r.Request)
+			r.reply <- result{op, err}
+		}
+	}
+}
+
+// Do runs an operator's request on the Run goroutine and waits for it (or
+// ctx: the operation goes on, recorded in the log).
+func (m *Manager) Do(ctx context.Context, r Request) (*Operation, error) {
+	if !m.deps.Log.IsLeader() {
+		return nil, ErrNotLeader
+	}
+	req := request{Request: r, reply: make(chan result, 1)}
+	select {
+	case m.reqs <- req:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %v", ErrBusy, ctx.Err())
+	}
+	select {
+	case res := <-req.reply:
+		return res.op, res.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("failover: still running (see binlogctl history): %w", ctx.Err())
+	}
+}
+
+// Status returns the current status.
+func (m *Manager) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.status
+	return st
+}
+
+// History returns the audit records, oldest first.
+func (m *Manager) History() ([]Record, error) {
+	v, err := m.deps.Log.MetaPrefix(MetaAuditPrefix)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHistory(v)
+}
+
+func (m *Manager) now() time.Time { return m.deps.Now() }
+
+// tick is one round of lease, analysis and decision.
+func (m *Manager) tick(ctx context.Context) {
+	lg := m.deps.Log
+	st, ok := lg.State()
+	leader := ok && lg.IsLeader()
+	now := m.now()
+	m.mu.Lock()
+	if leader && m.leaderSince.IsZero() {
+		m.leaderSince = now
+		m.seeded = false
+		m.lastAudit = ""
+		m.log.Info("leading: the source's lease starts now; it is judged only after one full lease", "lease", m.cfg.Lease)
+	} else if !leader {
+		m.leaderSince = time.Time{}
+	}
+	m.mu.Unlock()
+	if !leader {
+		m.closeProbe()
+		m.setStatus(func(s *Status) {
+			*s = Status{Auto: m.cfg.Auto, Lease: m.cfg.Lease.String(), Epoch: st.Epoch, Source: st.Source.Addr, Fenced: IsFenced(st.Source.Addr), Verdict: VerdictNotLeader.String(), Decision: ActionNone.String()}
+		})
+		return
+	}
+	m.seedCandidates(ctx)
+	m.renewLease(ctx, st)
+	op, _ := m.loadOp(MetaOperation)
+	last, _ := m.loadOp(MetaLast)
+	m.mu.Lock()
+	obs := Observation{Now: now, Leader: true, LeaderSince: m.leaderSince, Epoch: st.Epoch, Source: st.Source.Addr,
+		LastContact: m.lastContact, Lease: m.cfg.Lease, Op: op}
+	pol := Policy{Auto: m.cfg.Auto, AntiFlap: m.cfg.AntiFlap, VetoedUntil: m.vetoedUntil}
+	m.mu.Unlock()
+	if last != nil {
+		pol.LastFailover = last.Updated
+	}
+	v := Analyse(obs)
+	d := Decide(v, now, pol)
+	m.setStatus(func(s *Status) {
+		s.Leader, s.Epoch, s.Source, s.Fenced = true, st.Epoch, st.Source.Addr, IsFenced(st.Source.Addr)
+		s.LeaseExpiry, s.LeaseHeld, s.LastContact = obs.LeaseExpiry(), now.Before(obs.LeaseExpiry()), obs.LastContact
+		s.Verdict, s.Decision, s.Reason = v.String(), d.Action.String(), d.Reason
+		s.Operation, s.Last = op, last
+		if last != nil {
+			s.AntiFlapTill = last.Updated.Add(m.cfg.AntiFlap)
+		}
+	})
+	switch d.Action {
+	case ActionFailover:
+		m.log.Error("the source's lease ran out: failing over", "source", st.Source.Addr, "last_contact", obs.LastContact, "lease", m.cfg.Lease)
+		if _, err := m.failover(ctx, Request{Kind: KindFailover, Reason: d.Reason}, st); err != nil {
+			m.log.Error("failover did not finish; retrying", "err", err)
+		}
+	case ActionResume:
+		if err := m.execute(ctx, op); err != nil {
+			m.log.Warn("the unfinished operation did not finish; retrying", "op", op.ID, "step", op.Step, "err", err)
+		}
+	case ActionAbort:
+		op.Step, op.Message = StepAborted, d.Reason
+		m.saveOp(ctx, op)
+		m.audit(ctx, op, StepAborted, "ok", d.Reason)
+	case ActionBlocked:
+		m.auditOnce(ctx, Record{Kind: KindFailover, Step: "decide", Outcome: "blocked", Epoch: st.Epoch, OldSource: st.Source.Addr, Message: d.Reason})
+	}
+}
+
+func (m *Manager) setStatus(f func(*Status)) {
+	m.mu.Lock()
+	f(&m.status)
+	m.mu.Unlock()
+}
+
+// renewLease probes the source on its own connection and counts ACKs.
+func (m *Manager) renewLease(ctx context.Context, st logger.State) {
+	if st.Epoch == 0 || IsFenced(st.Source.Addr) {
+		m.closeProbe()
+		return
+	}
+	in := m.deps.Ingest()
+	var perr error
+	pctx, cancel := context.WithTimeout(ctx, m.cfg.ProbeTimeout)
+	defer cancel()
+	if m.probe == nil {
+		m.probe, perr = m.deps.Connect(pctx, st.Source.Addr, m.deps.SourceCred)
+	}
+	if perr == nil {
+		if perr = m.probe.Ping(pctx); perr != nil {
+			m.closeProbe()
+		}
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if perr == nil {
+		m.lastContact = now
+		m.status.ProbeError = ""
+	} else {
+		m.status.ProbeError = perr.Error()
+	}
+	if in.Source == st.Source.Addr && in.LastAck.After(m.lastContact) {
+		m.lastContact = in.LastAck
+	}
+}
+
+func (m *Manager) closeProbe() {
+	if m.probe != nil {
+		_ = m.probe.Close()
+		m.probe = nil
+	}
+}
+
+// handle runs an operator's request.
+func (m *Manager) handle(ctx context.Context, r Request) (*Operation, error) {
+	st, ok := m.deps.Log.State()
+	if !ok || !m.deps.Log.IsLeader() {
+		return nil, ErrNotLeader
+	}
+	if op, _ := m.loadOp(MetaOperation); op != nil && !op.Finished() {
+		return op, fmt.Errorf("%w: %s %s at step %s (binlogctl history)", ErrBusy, op.Kind, op.ID, op.Step)
+	}
+	if r.Kind == KindSwitchover {
+		return m.switchover(ctx, r, st)
+	}
+	if !r.Force {
+		m.mu.Lock()
+		held := m.now().Before(Observation{LeaderSince: m.leaderSince, LastContact: m.lastContact, Lease: m.cfg.Lease}.LeaseExpiry())
+		m.mu.Unlock()
+		if held && !IsFenced(st.Source.Addr) {
+			return nil, errors.New("failover: the source holds its lease (it answers); use binlogctl promote --to for a planned switchover, or --force")
+		}
+	}
+	return m.failover(ctx, r, st)
+}
+
+func (m *Manager) loadOp(key string) (*Operation, error) {
+	v, ok, err := m.deps.Log.Meta(key)
+	if err != nil || !ok || len(v) == 0 {
+		return nil, err
+	}
+	var op Operation
+	if err := json.Unmarshal(v, &op); err != nil {
+		return nil, fmt.Errorf("failover: %s: %v", key, err)
+	}
+	return &op, nil
+}
+
+// saveOp records the operation in the log (bounded; retried by the caller
+// on error).
+func (m *Manager) saveOp(ctx context.Context, op *Operation) error {
+	op.Updated = m.now()
+	op.Leader = m.deps.Log.LeaderID()
+	b, _ := json.Marshal(op)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := m.deps.Log.Propose(pctx, &logger.Meta{Key: MetaOperation, Value: b}); err != nil {
+		return fmt.Errorf("failover: recording the operation: %w", err)
+	}
+	if op.Finished() {
+		if _, err := m.deps.Log.Propose(pctx, &logger.Meta{Key: MetaLast, Value: b}); err != nil {
+			return fmt.Errorf("failover: recording the operation: %w", err)
+		}
+	}
+	return nil
+}
+
+// audit writes one record of op's step.
+func (m *Manager) audit(ctx context.Context, op *Operation, step, outcome, msg string) {
+	st, _ := m.deps.Log.State()
+	r := Record{OpID: op.ID, Kind: op.Kind, Step: step, Outcome: outcome, Epoch: st.Epoch,
+		OldSource: op.OldSource.Addr, NewSource: op.Target, GTIDs: st.GTIDs, Message: msg}
+	if !op.Started.IsZero() {
+		r.Elapsed = m.now().Sub(op.Started).Round(time.Millisecond).String()
+	}
+	m.writeRecord(ctx, r)
+}
+
+// auditOnce writes r unless the last such record said the same.
+func (m *Manager) auditOnce(ctx context.Context, r Record) {
+	key := r.Step + "|" + r.Outcome + "|" + r.Message
+	m.mu.Lock()
+	same := m.lastAudit == key
+	m.lastAudit = key
+	m.mu.Unlock()
+	if !same {
+		m.log.Warn("failover: "+r.Outcome, "step", r.Step, "message", r.Message)
+		m.writeRecord(ctx, r)
+	}
+}
+
+func (m *Manager) writeRecord(ctx context.Context, r Record) {
+	r.Time = m.now()
+	r.Leader = m.deps.Log.LeaderID()
+	b, _ := json.Marshal(r)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := m.deps.Log.Propose(pctx, &logger.Meta{Key: auditKey(r.Time, r.Leader), Value: b}); err != nil {
+		m.log.Warn("cannot write the audit record", "step", r.Step, "err", err)
+	}
+}
+
+// seedCandidates stores the --failover-candidate flags in the log once per
+// leadership, leaving candidates the API changed alone.
+func (m *Manager) seedCandidates(ctx context.Context) {
+	m.mu.Lock()
+	done := m.seeded
+	m.mu.Unlock()
+	if done {
+		return
+	}
+	for _, s := range m.cfg.Candidates {
+		c, _ := ParseCandidate(s)
+		if _, ok, err := m.deps.Log.Meta(MetaCandidatePrefix + c.Addr); err != nil || ok {
+			continue
+		}
+		if err := m.PutCandidate(ctx, c); err != nil {
+			return
+		}
+	}
+	m.mu.Lock()
+	m.seeded = true
+	m.mu.Unlock()
+}
+
+// PutCandidate stores (adds or replaces) a candidate in the log.
+func (m *Manager) PutCandidate(ctx context.Context, c Candidate) error {
+	if _, err := ParseCandidate(c.Addr); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(c)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := m.deps.Log.Propose(pctx, &logger.Meta{Key: MetaCandidatePrefix + c.Addr, Value: b})
+	return err
+}
+
+// RemoveCandidate deletes a candidate from the log.
+func (m *Manager) RemoveCandidate(ctx context.Context, addr string) error {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := m.deps.Log.Propose(pctx, &logger.Meta{Key: MetaCandidatePrefix + addr})
+	return err
+}
+
+// ListCandidates returns the stored candidates.
+func (m *Manager) ListCandidates() ([]Candidate, error) {
+	v, err := m.deps.Log.MetaPrefix(MetaCandidatePrefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []Candidate
+	for k, b := range v {
+		var c Candidate
+		if err := json.Unmarshal(b, &c); err != nil {
+			return nil, fmt.Errorf("failover: candidate %s: %v", k, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (m *Manager) adminCred(c Candidate) Credentials {
+	if c.User != "" {
+		return Credentials{User: c.User, Password: c.Password}
+	}
+	return Credentials{User: m.cfg.AdminUser, Password: m.cfg.AdminPassword}
+}

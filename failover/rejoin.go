@@ -1,0 +1,156 @@
+package failover
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// RejoinReport is the rejoin check of an old source.
+type RejoinReport struct {
+	Server   string `json:"server"`
+	Flavor   string `json:"flavor"`
+	ServerID uint32 `json:"server_id"`
+	// ServerGTIDs is what the server has executed; LogGTIDs the log's state.
+	ServerGTIDs string `json:"server_gtids"`
+	LogGTIDs    string `json:"log_gtids"`
+	// Unacknowledged lists the server's transactions the log does not
+	// hold. The log stores a transaction before it is ACKed (rule 1), so
+	// none of them was ever acknowledged to a client: safe to discard.
+	Unacknowledged []string `json:"unacknowledged"`
+	// Safe: nothing to discard; the server may replicate from the fleet.
+	Safe     bool   `json:"safe"`
+	IsSource bool   `json:"is_source,omitempty"`
+	Advice   string `json:"advice"`
+	// Rejoined is set by Rejoin once the server replicates from the fleet.
+	Rejoined bool `json:"rejoined,omitempty"`
+}
+
+// RejoinCheck compares a server's executed GTIDs with the log.
+func (m *Manager) RejoinCheck(ctx context.Context, addr string) (RejoinReport, error) {
+	rep := RejoinReport{Server: addr}
+	st, ok := m.deps.Log.State()
+	if !ok {
+		return rep, fmt.Errorf("failover: the log is not open yet")
+	}
+	rep.LogGTIDs = st.GTIDs
+	if addr == st.Source.Addr {
+		rep.IsSource = true
+		rep.Advice = "it is the log's current source; nothing to rejoin"
+		return rep, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	c, _ := m.candidate(addr)
+	s, err := m.deps.Connect(cctx, addr, m.adminCred(c))
+	if err != nil {
+		return rep, err
+	}
+	defer s.Close()
+	info, err := s.Info(cctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Flavor, rep.ServerID, rep.ServerGTIDs = info.Flavor, info.ServerID, info.GTIDs
+	if st.Flavor != "" && info.Flavor != st.Flavor {
+		return rep, fmt.Errorf("failover: %s is %s, the log holds %s", addr, info.Flavor, st.Flavor)
+	}
+	held := info.Held
+	if info.Flavor == "mariadb" {
+		// NB: MariaDB's positions hide a diverged history (same domain,
+		// another server's seq): read the GTIDs of its binlog back to the
+		// first one the log holds.
+		g, err := s.BinlogGTIDs(cctx, func(g string) bool { in, err := m.deps.Log.HasGTID(g); return err == nil && in })
+		if err != nil {
+			return rep, err
+		}
+		held = strings.Join(append(g, splitList(info.Held)...), ",")
+	}
+	start, _ := m.deps.Log.StartGTIDs()
+	extra, err := Extra(st.Flavor, st.GTIDs, start, held, m.deps.Log.HasGTID)
+	if err != nil {
+		return rep, err
+	}
+	rep.Unacknowledged = dedupe(extra)
+	rep.Safe = len(rep.Unacknowledged) == 0
+	rep.Advice = rejoinAdvice(rep)
+	return rep, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func dedupe(l []string) []string {
+	seen := map[string]bool{}
+	out := []string{}
+	for _, g := range l {
+		if !seen[g] {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// rejoinAdvice says what to do next. Pure.
+func rejoinAdvice(r RejoinReport) string {
+	if r.Safe {
+		return "nothing to discard: binlogctl rejoin " + r.Server + " makes it a read-only replica of the fleet"
+	}
+	list := strings.Join(r.Unacknowledged, ",")
+	if r.Flavor == "mariadb" {
+		return fmt.Sprintf("%d transactions (%s) were never acknowledged: discard them first. Either rebuild the server from a replica of the fleet, "+
+			"or undo them with a flashback (mariadb-binlog --flashback over the old source's binlog from the first of them, applied with sql_log_bin=0), "+
+			"then RESET MASTER and SET GLOBAL gtid_slave_pos to the log's state before them; then run binlogctl rejoin again", len(r.Unacknowledged), list)
+	}
+	return fmt.Sprintf("transactions %s were never acknowledged: discard them first. Rebuild the server from a replica of the fleet (CLONE or a backup), "+
+		"or undo them by hand with sql_log_bin=0, then RESET BINARY LOGS AND GTIDS and SET GLOBAL gtid_purged to the log's state without them; then run binlogctl rejoin again", list)
+}
+
+// Rejoin attaches an old source as a read-only replica of the fleet, only
+// when the rejoin check finds nothing to discard.
+func (m *Manager) Rejoin(ctx context.Context, addr string) (RejoinReport, error) {
+	rep, err := m.RejoinCheck(ctx, addr)
+	if err != nil {
+		return rep, err
+	}
+	if rep.IsSource {
+		return rep, fmt.Errorf("failover: %s is the log's current source", addr)
+	}
+	if !rep.Safe {
+		return rep, fmt.Errorf("%w: %s: %s", ErrErrant, addr, rep.Advice)
+	}
+	if m.deps.FleetAddr == "" {
+		return rep, fmt.Errorf("failover: no fleet dump address to replicate from (--failover-fleet-addr or --dump-addr)")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, _ := m.candidate(addr)
+	s, err := m.deps.Connect(cctx, addr, m.adminCred(c))
+	if err != nil {
+		return rep, err
+	}
+	defer s.Close()
+	if err := s.SetReadOnly(cctx, true); err != nil {
+		return rep, err
+	}
+	if err := s.DisableSemiSyncSource(cctx); err != nil {
+		return rep, err
+	}
+	if err := s.ReplicateFrom(cctx, m.deps.FleetAddr, m.deps.FleetCred, true); err != nil {
+		return rep, err
+	}
+	rep.Rejoined = true
+	rep.Advice = "read-only replica of the fleet at " + m.deps.FleetAddr
+	st, _ := m.deps.Log.State()
+	m.writeRecord(ctx, Record{Kind: "rejoin", Step: "rejoined", Outcome: "ok", Epoch: st.Epoch, OldSource: addr, GTIDs: rep.ServerGTIDs, Message: rep.Advice})
+	return rep, nil
+}

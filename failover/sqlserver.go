@@ -1,0 +1,342 @@
+package failover
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// DialFunc opens a go-mysql connection (the daemon passes semisync.Dial,
+// which handles MySQL 9's caching_sha2_password over plain TCP).
+type DialFunc func(ctx context.Context, addr, user, password string) (*client.Conn, error)
+
+// SQLConnector returns a Connector speaking SQL over dial.
+func SQLConnector(dial DialFunc) Connector {
+	return func(ctx context.Context, addr string, cred Credentials) (Server, error) {
+		c, err := dial(ctx, addr, cred.User, cred.Password)
+		if err != nil {
+			return nil, fmt.Errorf("failover: connecting to %s as %q: %w", addr, cred.User, err)
+		}
+		s := &sqlServer{addr: addr, c: c}
+		r, err := s.query(ctx, "SELECT VERSION()")
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		v, _ := r.GetString(0, 0)
+		s.d = mysqlDialect{}
+		if strings.Contains(strings.ToLower(v), "mariadb") {
+			s.d = mariadbDialect{}
+		}
+		s.version = strings.Clone(v)
+		return s, nil
+	}
+}
+
+// dialect is the one seam between MySQL's and MariaDB's statements.
+type dialect interface {
+	flavor() string
+	infoQuery() string
+	replicaStatus() string
+	startReplica() string
+	stopReplica() []string
+	readOnly(on bool) []string
+	semiSyncOn(timeout time.Duration) []string
+	semiSyncOff() string
+	semiSyncProbe() string
+	semiSyncInstall() string
+	changeSource(host string, port int, cred Credentials) string
+}
+
+type mariadbDialect struct{}
+
+func (mariadbDialect) flavor() string { return "mariadb" }
+func (mariadbDialect) infoQuery() string {
+	return "SELECT @@GLOBAL.server_id, '', @@GLOBAL.gtid_current_pos, @@GLOBAL.gtid_binlog_state, @@GLOBAL.read_only"
+}
+func (mariadbDialect) replicaStatus() string { return "SHOW SLAVE STATUS" }
+func (mariadbDialect) startReplica() string  { return "START SLAVE" }
+func (mariadbDialect) stopReplica() []string { return []string{"STOP SLAVE", "RESET SLAVE ALL"} }
+func (mariadbDialect) readOnly(on bool) []string {
+	return []string{"SET GLOBAL read_only = " + onOff(on)}
+}
+func (mariadbDialect) semiSyncOn(t time.Duration) []string {
+	return []string{
+		"SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",
+		"SET GLOBAL rpl_semi_sync_master_timeout = " + strconv.FormatInt(t.Milliseconds(), 10),
+		"SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON",
+		"SET GLOBAL rpl_semi_sync_master_enabled = ON",
+	}
+}
+func (mariadbDialect) semiSyncOff() string     { return "SET GLOBAL rpl_semi_sync_master_enabled = OFF" }
+func (mariadbDialect) semiSyncProbe() string   { return "SELECT @@GLOBAL.rpl_semi_sync_master_enabled" }
+func (mariadbDialect) semiSyncInstall() string { return "" }
+func (mariadbDialect) changeSource(host string, port int, c Credentials) string {
+	return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%d, MASTER_USER=%s, MASTER_PASSWORD=%s, "+
+		"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1", sqlQuote(host), port, sqlQuote(c.User), sqlQuote(c.Password))
+}
+
+type mysqlDialect struct{}
+
+func (mysqlDialect) flavor() string { return "mysql" }
+func (mysqlDialect) infoQuery() string {
+	return "SELECT @@GLOBAL.server_id, @@GLOBAL.server_uuid, @@GLOBAL.gtid_executed, @@GLOBAL.gtid_executed, @@GLOBAL.read_only"
+}
+func (mysqlDialect) replicaStatus() string { return "SHOW REPLICA STATUS" }
+func (mysqlDialect) startReplica() string  { return "START REPLICA" }
+func (mysqlDialect) stopReplica() []string { return []string{"STOP REPLICA", "RESET REPLICA ALL"} }
+func (mysqlDialect) readOnly(on bool) []string {
+	if on {
+		return []string{"SET GLOBAL super_read_only = ON"}
+	}
+	return []string{"SET GLOBAL super_read_only = OFF", "SET GLOBAL read_only = OFF"}
+}
+func (mysqlDialect) semiSyncOn(t time.Duration) []string {
+	return []string{
+		"SET GLOBAL rpl_semi_sync_source_wait_point = 'AFTER_SYNC'",
+		"SET GLOBAL rpl_semi_sync_source_timeout = " + strconv.FormatInt(t.Milliseconds(), 10),
+		"SET GLOBAL rpl_semi_sync_source_wait_for_replica_count = 1",
+		"SET GLOBAL rpl_semi_sync_source_wait_no_replica = ON",
+		"SET GLOBAL rpl_semi_sync_source_enabled = ON",
+	}
+}
+func (mysqlDialect) semiSyncOff() string   { return "SET GLOBAL rpl_semi_sync_source_enabled = OFF" }
+func (mysqlDialect) semiSyncProbe() string { return "SELECT @@GLOBAL.rpl_semi_sync_source_enabled" }
+func (mysqlDialect) semiSyncInstall() string {
+	return "INSTALL PLUGIN rpl_semi_sync_source SONAME 'semisync_source.so'"
+}
+func (mysqlDialect) changeSource(host string, port int, c Credentials) string {
+	return fmt.Sprintf("CHANGE REPLICATION SOURCE TO SOURCE_HOST=%s, SOURCE_PORT=%d, SOURCE_USER=%s, SOURCE_PASSWORD=%s, "+
+		"SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=1", sqlQuote(host), port, sqlQuote(c.User), sqlQuote(c.Password))
+}
+
+func onOff(on bool) string {
+	if on {
+		return "ON"
+	}
+	return "OFF"
+}
+
+// sqlQuote is a single-quoted SQL string literal.
+func sqlQuote(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+}
+
+type sqlServer struct {
+	addr    string
+	c       *client.Conn
+	d       dialect
+	version string
+}
+
+// query runs one statement with ctx's deadline (or 30 s) on the connection.
+func (s *sqlServer) query(ctx context.Context, q string) (*gomysql.Result, error) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(30 * time.Second)
+	}
+	_ = s.c.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { _ = s.c.SetDeadline(time.Now()) })
+	defer stop()
+	r, err := s.c.Execute(q)
+	if err != nil {
+		return nil, fmt.Errorf("failover: %s: %s: %w", s.addr, redactQuery(q), err)
+	}
+	return r, nil
+}
+
+func redactQuery(q string) string {
+	if i := strings.Index(q, "PASSWORD="); i >= 0 {
+		return q[:i] + "PASSWORD=***"
+	}
+	return q
+}
+
+func (s *sqlServer) exec(ctx context.Context, qs ...string) error {
+	for _, q := range qs {
+		r, err := s.query(ctx, q)
+		if err != nil {
+			return err
+		}
+		r.Close()
+	}
+	return nil
+}
+
+func (s *sqlServer) Close() error { return s.c.Close() }
+
+func (s *sqlServer) Ping(ctx context.Context) error {
+	return s.exec(ctx, "SELECT 1")
+}
+
+func (s *sqlServer) Info(ctx context.Context) (ServerInfo, error) {
+	info := ServerInfo{Flavor: s.d.flavor(), Version: s.version}
+	r, err := s.query(ctx, s.d.infoQuery())
+	if err != nil {
+		return info, err
+	}
+	str := func(i int) string { v, _ := r.GetString(0, i); return strings.ReplaceAll(strings.Clone(v), "\n", "") }
+	id, _ := strconv.ParseUint(str(0), 10, 32)
+	info.ServerID, info.UUID, info.GTIDs, info.Held = uint32(id), str(1), str(2), str(3)
+	info.ReadOnly = str(4) == "1" || strings.EqualFold(str(4), "ON")
+	r.Close()
+	rs, err := s.query(ctx, s.d.replicaStatus())
+	if err != nil {
+		return info, err
+	}
+	defer rs.Close()
+	if rs.RowNumber() > 0 {
+		get := func(names ...string) string {
+			for _, n := range names {
+				if v, err := rs.GetStringByName(0, n); err == nil {
+					return strings.Clone(v)
+				}
+			}
+			return ""
+		}
+		ri := &info.Replica
+		ri.Configured = true
+		ri.IORunning = strings.EqualFold(get("Slave_IO_Running", "Replica_IO_Running"), "Yes")
+		ri.SQLRunning = strings.EqualFold(get("Slave_SQL_Running", "Replica_SQL_Running"), "Yes")
+		ri.SourceHost = get("Master_Host", "Source_Host")
+		ri.SourcePort, _ = strconv.Atoi(get("Master_Port", "Source_Port"))
+		if e := get("Last_SQL_Error"); e != "" {
+			ri.LastError = e
+		} else if e := get("Last_IO_Error"); e != "" {
+			ri.LastError = e
+		}
+	}
+	return info, nil
+}
+
+func (s *sqlServer) SetReadOnly(ctx context.Context, on bool) error {
+	// NB: setting read_only waits for the commit lock; a commit stuck
+	// waiting for a semi-sync ACK would hold it until its timeout.
+	if err := s.exec(ctx, "SET SESSION lock_wait_timeout = 5"); err != nil {
+		return err
+	}
+	return s.exec(ctx, s.d.readOnly(on)...)
+}
+
+func (s *sqlServer) KillSessions(ctx context.Context, clients, dumps bool) (int, error) {
+	r, err := s.query(ctx, "SHOW PROCESSLIST")
+	if err != nil {
+		return 0, err
+	}
+	self := uint64(s.c.GetConnectionID())
+	var ids []uint64
+	for i := 0; i < r.RowNumber(); i++ {
+		id, _ := r.GetUintByName(i, "Id")
+		user, _ := r.GetStringByName(i, "User")
+		cmd, _ := r.GetStringByName(i, "Command")
+		switch {
+		case id == self || user == "system user" || user == "event_scheduler" || cmd == "Daemon" || strings.HasPrefix(cmd, "Slave_"):
+		case strings.HasPrefix(cmd, "Binlog Dump"):
+			if dumps {
+				ids = append(ids, id)
+			}
+		case clients:
+			ids = append(ids, id)
+		}
+	}
+	r.Close()
+	n := 0
+	for _, id := range ids {
+		if err := s.exec(ctx, "KILL CONNECTION "+strconv.FormatUint(id, 10)); err == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *sqlServer) StartReplication(ctx context.Context) error {
+	return s.exec(ctx, s.d.startReplica())
+}
+
+func (s *sqlServer) StopReplication(ctx context.Context) error {
+	return s.exec(ctx, s.d.stopReplica()...)
+}
+
+func (s *sqlServer) EnableSemiSyncSource(ctx context.Context, timeout time.Duration) error {
+	if r, err := s.query(ctx, s.d.semiSyncProbe()); err != nil {
+		if s.d.semiSyncInstall() == "" {
+			return err
+		}
+		if err := s.exec(ctx, s.d.semiSyncInstall()); err != nil {
+			return fmt.Errorf("failover: %s has no semi-sync source plugin and loading it failed: %w", s.addr, err)
+		}
+	} else {
+		r.Close()
+	}
+	return s.exec(ctx, s.d.semiSyncOn(timeout)...)
+}
+
+func (s *sqlServer) DisableSemiSyncSource(ctx context.Context) error {
+	r, err := s.query(ctx, s.d.semiSyncProbe())
+	if err != nil {
+		return nil // NB: no plugin: nothing to turn off
+	}
+	r.Close()
+	return s.exec(ctx, s.d.semiSyncOff())
+}
+
+func (s *sqlServer) ReplicateFrom(ctx context.Context, addr string, cred Credentials, ownBinlog bool) error {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("failover: fleet dump address %q: %v", addr, err)
+	}
+	port, _ := strconv.Atoi(p)
+	_ = s.exec(ctx, s.d.stopReplica()[0])
+	if ownBinlog && s.d.flavor() == "mariadb" {
+		if err := s.exec(ctx, "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos"); err != nil {
+			return err
+		}
+	}
+	return s.exec(ctx, s.d.changeSource(host, port, cred), s.d.startReplica())
+}
+
+var gtidInInfo = regexp.MustCompile(`GTID[^0-9a-f]*([0-9]+-[0-9]+-[0-9]+|[0-9a-f-]{36}(?::[a-z_][a-z0-9_]*)?:[0-9]+)`)
+
+func (s *sqlServer) BinlogGTIDs(ctx context.Context, stop func(string) bool) ([]string, error) {
+	r, err := s.query(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for i := 0; i < r.RowNumber(); i++ {
+		v, _ := r.GetString(i, 0)
+		files = append(files, strings.Clone(v))
+	}
+	r.Close()
+	var out []string
+	for i := len(files) - 1; i >= 0; i-- {
+		ev, err := s.query(ctx, "SHOW BINLOG EVENTS IN "+sqlQuote(files[i]))
+		if err != nil {
+			return nil, err
+		}
+		var in []string
+		for j := 0; j < ev.RowNumber(); j++ {
+			typ, _ := ev.GetStringByName(j, "Event_type")
+			if !strings.HasPrefix(typ, "Gtid") || typ == "Gtid_list" {
+				continue
+			}
+			info, _ := ev.GetStringByName(j, "Info")
+			if m := gtidInInfo.FindStringSubmatch(info); m != nil {
+				in = append(in, strings.Clone(m[1]))
+			}
+		}
+		ev.Close()
+		out = append(in, out...)
+		if len(in) > 0 && stop != nil && stop(in[0]) {
+			break
+		}
+	}
+	return out, nil
+}
