@@ -297,7 +297,37 @@ func joinText(toks []token) string {
 }
 
 // resultOf builds a text result set; a build error becomes an error reply.
+// A column whose rows mix value types (SHOW VARIABLES over numeric and text
+// variables) is sent as text: go-mysql refuses mixed types.
 func resultOf(names []string, rows [][]any) reply {
+	for c := range names {
+		var kind string
+		mixed := false
+		for _, r := range rows {
+			if c >= len(r) || r[c] == nil {
+				continue
+			}
+			k := fmt.Sprintf("%T", r[c])
+			if kind != "" && k != kind {
+				mixed = true
+			}
+			kind = k
+		}
+		if !mixed {
+			continue
+		}
+		for _, r := range rows {
+			if c < len(r) && r[c] != nil {
+				switch v := r[c].(type) {
+				case string:
+				case []byte:
+					r[c] = string(v)
+				default:
+					r[c] = fmt.Sprint(v)
+				}
+			}
+		}
+	}
 	rs, err := mysql.BuildSimpleTextResultset(names, rows)
 	if err != nil {
 		return reply{err: myError(mysql.ER_UNKNOWN_ERROR, "binlogsvr: building a result: %v", err)}

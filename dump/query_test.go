@@ -188,3 +188,16 @@ func FuzzAnswer(f *testing.F) {
 		answer(q, map[string]string{}, env)
 	})
 }
+
+func TestResultOfMixedColumnTypes(t *testing.T) {
+	r := resultOf([]string{"Variable_name", "Value"}, [][]any{{"server_id", uint32(7)}, {"server_uuid", "u"}, {"x", []byte("b")}})
+	if r.err != nil {
+		t.Fatalf("mixed value types: %v", r.err)
+	}
+	if n := len(r.res.Resultset.RowDatas); n != 3 {
+		t.Fatalf("%d rows", n)
+	}
+	if !strings.Contains(string(r.res.Resultset.RowDatas[0]), "7") {
+		t.Fatalf("server_id row %q", r.res.Resultset.RowDatas[0])
+	}
+}
