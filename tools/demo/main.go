@@ -2,9 +2,9 @@
 // fleet of three binlogsvr members in front of it, and binlogctl showing
 // the group. It stops everything it started on exit (also on Ctrl-C).
 //
-// What it shows grows with the product; today: the source seeded into the
-// log, the group's status, the leader killed with SIGKILL, a new leader
-// elected, and the old one rejoining.
+// The story: semi-sync writes that each wait for the fleet's quorum, a
+// replica fed by the fleet, the source killed, the failover step by step,
+// and the proof that every acknowledged commit is on the new source.
 package main
 
 import (
@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,22 +47,36 @@ func run(ctx context.Context) error {
 	}
 	defer os.RemoveAll(dir)
 
-	step("starting a %s source with semi-sync (AFTER_SYNC) on loopback", flavor)
-	src, err := sandbox.Start(ctx, sandbox.Options{Flavor: flavor, SemiSyncSource: true})
+	step("starting a %s source with semi-sync (AFTER_SYNC) and a replica, on loopback", flavor)
+	src, err := sandbox.Start(ctx, sandbox.Options{Flavor: flavor, SemiSyncSource: true, SemiSyncTimeout: 10 * time.Minute})
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	fmt.Printf("    source %s (pid %d)\n", src.Addr(), src.PID())
+	rep, err := sandbox.Start(ctx, sandbox.Options{Flavor: flavor})
+	if err != nil {
+		return err
+	}
+	defer rep.Close()
+	fmt.Printf("    source %s (pid %d), replica %s (pid %d)\n", src.Addr(), src.PID(), rep.Addr(), rep.PID())
 
-	step("starting a fleet of 3 binlogsvr loggers (logs in %s)", dir)
+	step("starting a fleet of 3 binlogsvr loggers in front of the source (logs in %s)", dir)
 	user, pass := src.ReplUser()
-	f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass})
+	rootUser, rootPass := src.RootUser()
+	pw := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		_ = os.WriteFile(p, []byte(v), 0o600)
+		return p
+	}
+	f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass,
+		ExtraArgs: []string{"--dump-addr", "127.0.0.1:0", "--dump-user", dumpUser, "--dump-password-file", pw("dump.pw", dumpPassword),
+			"--failover-admin-user", rootUser, "--failover-admin-password-file", pw("admin.pw", rootPass),
+			"--failover-lease", "3s", "--failover-candidate", rep.Addr()}})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		step("stopping the fleet and the source")
+		step("stopping the fleet, the source and the replica")
 		f.Close()
 	}()
 	for _, m := range f.Members {
@@ -71,57 +86,169 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	step("writing 1,000 transactions to the source from 8 clients; each commit waits for the fleet's quorum ACK")
-	t0 := time.Now()
-	if err := writes(ctx, src, 8, 1000); err != nil {
+
+	step("attaching the replica to the fleet (member %d's dump port), not to the source", other(leader))
+	st, err := f.Status(ctx, other(leader), true)
+	if err != nil {
 		return err
 	}
-	fmt.Printf("    1,000 semi-sync commits in %v\n", time.Since(t0).Round(time.Millisecond))
-	step("binlogctl status (the leader is member %d)", leader)
+	host, port, _ := strings.Cut(st.DumpAddr, ":")
+	for _, q := range []string{
+		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_HEARTBEAT_PERIOD=1, MASTER_CONNECT_RETRY=1", host, port, dumpUser, dumpPassword),
+		"START SLAVE",
+	} {
+		if _, err := rep.Exec(ctx, q); err != nil {
+			return fmt.Errorf("replica: %s: %w", q, err)
+		}
+	}
+	fmt.Printf("    replica %s replicates from %s\n", rep.Addr(), st.DumpAddr)
+
+	step("writing from 8 clients; each commit waits for the fleet's quorum ACK; every acknowledged id is recorded")
+	if err := setupApp(ctx, src); err != nil {
+		return err
+	}
+	w := startWriters(src, 8)
+	time.Sleep(3 * time.Second)
+	fmt.Printf("    %d commits acknowledged so far\n", w.count())
 	if err := binlogctl(f.Member(leader).AdminAddr, "status"); err != nil {
 		return err
 	}
 
-	step("kill -9 the leader, member %d", leader)
-	if err := f.Kill(leader); err != nil {
+	step("kill -9 the source (pid %d) while the clients keep writing", src.PID())
+	t0 := time.Now()
+	if err := src.Kill(); err != nil {
 		return err
 	}
-	other := uint64(1)
-	if leader == 1 {
-		other = 2
-	}
-	t0 = time.Now()
-	newLeader, err := f.Leader(ctx, 30*time.Second)
+	newSrc := ""
+	err = fleet.Poll(ctx, 60*time.Second, func() error {
+		l, err := f.Leader(ctx, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		st, err := f.Status(ctx, l, true)
+		if err != nil {
+			return err
+		}
+		if st.Source == src.Addr() || strings.HasPrefix(st.Source, "fenced:") || st.Ingest == nil || st.Ingest.State != "streaming" {
+			return fmt.Errorf("source %s", st.Source)
+		}
+		newSrc = st.Source
+		return nil
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("the fleet did not fail over: %w", err)
 	}
-	fmt.Printf("    member %d leads after %v\n", newLeader, time.Since(t0).Round(time.Millisecond))
-	if err := binlogctl(f.Member(other).AdminAddr, "status"); err != nil {
+	w.stop()
+	fmt.Printf("    the fleet promoted %s and streams from it %v after the kill\n", newSrc, time.Since(t0).Round(time.Millisecond))
+
+	step("the failover, step by step (binlogctl history)")
+	if err := binlogctl(f.Member(other(leader)).AdminAddr, "history"); err != nil {
 		return err
 	}
 
-	step("restarting member %d; it rejoins the group", leader)
-	if err := f.Restart(leader); err != nil {
+	step("proof: every commit acknowledged to a client is on the new source")
+	acked := w.acked()
+	var missing int
+	for _, id := range acked {
+		r, err := rep.Exec(ctx, fmt.Sprintf("SELECT COUNT(*) FROM demo.t WHERE id = %d", id))
+		if err != nil {
+			return err
+		}
+		if n, _ := r.GetInt(0, 0); n != 1 {
+			missing++
+		}
+	}
+	fmt.Printf("    %d acknowledged commits, %d missing on the new source %s\n", len(acked), missing, newSrc)
+	if missing > 0 {
+		return fmt.Errorf("%d acknowledged commits were lost", missing)
+	}
+
+	step("writing to the new source; the fleet ACKs and stores it in the same log (new file, same names and positions)")
+	if _, err := rep.Exec(ctx, "INSERT INTO demo.t (id, v) VALUES (-1, 'after failover')"); err != nil {
 		return err
 	}
-	if err := fleet.Poll(ctx, 30*time.Second, func() error {
-		_, err := f.Status(ctx, leader, true)
-		return err
-	}); err != nil {
+	if err := binlogctl(f.Member(other(leader)).AdminAddr, "status"); err != nil {
 		return err
 	}
-	if err := binlogctl(f.Member(other).AdminAddr, "status"); err != nil {
-		return err
-	}
-	step("writing 1,000 more; the new leader ingests and ACKs them")
-	if err := writes(ctx, src, 8, 1000); err != nil {
-		return err
-	}
-	if err := binlogctl(f.Member(other).AdminAddr, "status"); err != nil {
-		return err
-	}
-	fmt.Println("\nNot shown yet: replicas fed by the fleet and the source's failover.")
 	return nil
+}
+
+// The dump account replicas use to log in to the fleet.
+const (
+	dumpUser     = "repl"
+	dumpPassword = "demo-dump-pw"
+)
+
+func other(id uint64) uint64 {
+	if id == 1 {
+		return 2
+	}
+	return 1
+}
+
+func setupApp(ctx context.Context, src *sandbox.Server) error {
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS demo",
+		"CREATE TABLE IF NOT EXISTS demo.t (id BIGINT PRIMARY KEY, v VARCHAR(32)) ENGINE=InnoDB"} {
+		if _, err := src.Exec(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writers insert rows with unique ids and record the ones acknowledged.
+type writers struct {
+	mu   sync.Mutex
+	ids  []int64
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func startWriters(src *sandbox.Server, n int) *writers {
+	w := &writers{done: make(chan struct{})}
+	for i := 0; i < n; i++ {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			c, err := src.Conn(context.Background())
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			for j := int64(0); ; j++ {
+				select {
+				case <-w.done:
+					return
+				default:
+				}
+				id := int64(i)*1_000_000 + j
+				if _, err := c.Execute(fmt.Sprintf("INSERT INTO demo.t (id, v) VALUES (%d, 'demo')", id)); err != nil {
+					return // NB: the source died: this commit was not acknowledged
+				}
+				w.mu.Lock()
+				w.ids = append(w.ids, id)
+				w.mu.Unlock()
+			}
+		}()
+	}
+	return w
+}
+
+func (w *writers) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.ids)
+}
+
+func (w *writers) acked() []int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]int64(nil), w.ids...)
+}
+
+func (w *writers) stop() {
+	close(w.done)
+	w.wg.Wait()
 }
 
 func waitSeeded(ctx context.Context, f *fleet.Fleet) (uint64, error) {
@@ -162,37 +289,4 @@ func envOr(k, d string) string {
 		return v
 	}
 	return d
-}
-
-// writes runs n autocommit inserts on the source from c clients.
-func writes(ctx context.Context, src *sandbox.Server, clients, n int) error {
-	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS demo", "CREATE TABLE IF NOT EXISTS demo.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(32))"} {
-		if _, err := src.Exec(ctx, q); err != nil {
-			return err
-		}
-	}
-	errs := make(chan error, clients)
-	for i := 0; i < clients; i++ {
-		go func() {
-			c, err := src.Conn(ctx)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Close()
-			for j := i; j < n; j += clients {
-				if _, err := c.Execute("INSERT INTO demo.t (v) VALUES ('demo')"); err != nil {
-					errs <- err
-					return
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for i := 0; i < clients; i++ {
-		if err := <-errs; err != nil {
-			return err
-		}
-	}
-	return nil
 }
