@@ -46,6 +46,9 @@ type Status struct {
 	DumpAddr    string              `json:"dump_addr,omitempty"`
 	DumpClients []dump.ClientStatus `json:"dump_clients,omitempty"`
 	Members     []MemberStatus      `json:"members"`
+	// MembershipNote is set when Members comes from this member's own view
+	// because the group could not answer (no quorum, an election).
+	MembershipNote string `json:"membership_note,omitempty"`
 }
 
 // MemberStatus is one member in Status.Members. The fields after Leader are
@@ -136,10 +139,20 @@ func (s *Server) handleStatus(w http.ResponseWriter, req *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 3*time.Second)
 	defer cancel()
-	m, err := s.node.Membership(ctx)
+	mctx, mcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	m, err := s.node.Membership(mctx)
+	mcancel()
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "reading the group's membership (is there a quorum?): %v", err)
-		return
+		// NB: without a quorum (or during an election) the linearizable read
+		// cannot answer; an operator needs status most then: fall back to
+		// this member's own view and say so.
+		lm, ok := s.node.LocalMembership()
+		if !ok {
+			writeError(w, http.StatusServiceUnavailable, "reading the group's membership (is there a quorum?): %v", err)
+			return
+		}
+		m = lm
+		st.MembershipNote = fmt.Sprintf("this member's own view of the voting members (the group did not answer: %v)", err)
 	}
 	var leaderIngest *semisync.Status
 	st.Members, leaderIngest = s.memberStatuses(ctx, m, st)

@@ -485,3 +485,20 @@ func RetentionCut(files []FileMeta, r Retention, now time.Time) uint32 {
 	}
 	return files[keep].Number
 }
+
+// LocalMembership is this member's own, possibly stale, view of the voting
+// members, read without a quorum: for status pages during an outage, when
+// the linearizable Membership cannot answer.
+func (n *Node) LocalMembership() (Membership, bool) {
+	info := n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true})
+	for _, si := range info.ShardInfoList {
+		if si.ShardID == n.cfg.ShardID {
+			m := Membership{Loggers: map[uint64]string{}, Learners: map[uint64]string{}}
+			for id, addr := range si.Replicas {
+				m.Loggers[id] = addr
+			}
+			return m, len(m.Loggers) > 0
+		}
+	}
+	return Membership{}, false
+}
