@@ -2,6 +2,7 @@ package binlogsvr
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -307,8 +308,13 @@ func (s *Server) handleBinlogs(w http.ResponseWriter, req *http.Request) {
 		if hash {
 			h := sha256.New()
 			var pos uint64
+			purged := false
 			for {
 				b, m, err := r.ReadAt(f.Number, pos, 4<<20)
+				if errors.Is(err, logger.ErrPurged) {
+					purged = true // NB: this member's retention removed it meanwhile
+					break
+				}
 				if err != nil {
 					writeError(w, http.StatusInternalServerError, "%v", err)
 					return
@@ -319,6 +325,9 @@ func (s *Server) handleBinlogs(w http.ResponseWriter, req *http.Request) {
 					fi.Size = m.Size
 					break
 				}
+			}
+			if purged {
+				continue
 			}
 			fi.SHA256 = hex.EncodeToString(h.Sum(nil))
 		}

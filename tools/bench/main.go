@@ -2,12 +2,16 @@
 // this machine and writes the results, with the commands that produced
 // them, into docs/BENCHMARKS.md.
 //
-//	bench [--out docs/BENCHMARKS.md] [--duration 5s] [log]
+//	bench [--out docs/BENCHMARKS.md] [--duration 5s] [--rto-runs 20] [log] [semisync] [dump] [rto]
 //
 // "log": appends to a 3-process group (real binlogsvr processes on
 // loopback, a real MariaDB sandbox seeding the source) for 200 B, 4 KiB and
 // 1 MiB transactions, 1 and 64 concurrent proposers, beside this disk's own
 // fsync latency measured in the same run.
+//
+// "rto": kill -9 of a semi-sync source under a small write load, 20 times
+// on fresh processes (failover/failoverbench); reports the RTO (kill ->
+// first commit acknowledged by the new source) p50, p99, min and max.
 package main
 
 import (
@@ -27,6 +31,7 @@ import (
 
 	"github.com/binlogsvr/binlogsvr/binlogsvr"
 	"github.com/binlogsvr/binlogsvr/dump/dumpbench"
+	"github.com/binlogsvr/binlogsvr/failover/failoverbench"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
@@ -45,10 +50,11 @@ func main() {
 	flag.StringVar(&onlySetup, "setup", "", "semisync: run only the setups whose name contains this (async, stock, fleet)")
 	flag.StringVar(&onlyRow, "row", "", "semisync: run only WORKLOAD/THREADS, e.g. oltp_insert/32")
 	flag.StringVar(&only, "only", "", "run only rows matching SIZE/PROPOSERS, e.g. 200/64")
+	rtoRuns := flag.Int("rto-runs", 20, "rto: how many failovers to measure")
 	flag.Parse()
 	which := flag.Args()
 	if len(which) == 0 {
-		which = []string{"log", "semisync", "dump"}
+		which = []string{"log", "semisync", "dump", "rto"}
 	}
 	for _, w := range which {
 		var section string
@@ -63,8 +69,13 @@ func main() {
 			res, err = dumpbench.Run(context.Background(), dumpbench.Options{Flavor: sandbox.MariaDB})
 			section = "## Dump: clients reading the whole log, fleet member beside the source\n\nRun: `make bench` (tools/bench `dump`, dump/dumpbench), " +
 				time.Now().UTC().Format("2006-01-02") + ", 2 cores. The fleet member and its clients run in the benchmark's process (its RSS includes the clients).\n\n" + res.Markdown()
+		case "rto":
+			var res failoverbench.Result
+			res, err = failoverbench.Run(context.Background(), failoverbench.Options{Flavor: sandbox.MariaDB, Runs: *rtoRuns,
+				Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+			section = res.Markdown()
 		default:
-			err = fmt.Errorf("unknown benchmark %q (known: log, semisync, dump)", w)
+			err = fmt.Errorf("unknown benchmark %q (known: log, semisync, dump, rto)", w)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
