@@ -328,11 +328,63 @@ func resultOf(names []string, rows [][]any) reply {
 			}
 		}
 	}
-	rs, err := mysql.BuildSimpleTextResultset(names, rows)
+	rs, err := textResultset(names, rows)
 	if err != nil {
 		return reply{err: myError(mysql.ER_UNKNOWN_ERROR, "binlogsvr: building a result: %v", err)}
 	}
 	return reply{res: mysql.NewResult(rs)}
+}
+
+// textResultset builds a text-protocol result set. NB: not go-mysql's
+// BuildSimpleTextResultset: it takes a pooled Resultset whose Reset keeps
+// the previous query's *Field pointers, so a result could carry another
+// query's column names and types, or fail with "row types aren't
+// consistent" (seen with real replicas asking SHOW VARIABLES).
+func textResultset(names []string, rows [][]any) (*mysql.Resultset, error) {
+	r := &mysql.Resultset{Fields: make([]*mysql.Field, len(names)), FieldNames: make(map[string]int, len(names))}
+	for i, n := range names {
+		r.Fields[i] = &mysql.Field{Name: []byte(n), Charset: 33, Type: mysql.MYSQL_TYPE_NULL}
+		r.FieldNames[n] = i
+	}
+	for i, row := range rows {
+		if len(row) != len(names) {
+			return nil, fmt.Errorf("row %d has %d columns, not %d", i, len(row), len(names))
+		}
+		var data []byte
+		for j, v := range row {
+			f := r.Fields[j]
+			var text string
+			typ := uint8(mysql.MYSQL_TYPE_VAR_STRING)
+			switch v := v.(type) {
+			case nil:
+				data = append(data, 0xfb)
+				continue
+			case string:
+				text = v
+			case []byte:
+				text = string(v)
+			case int, int8, int16, int32, int64:
+				typ, text = mysql.MYSQL_TYPE_LONGLONG, fmt.Sprint(v)
+			case uint, uint8, uint16, uint32, uint64:
+				typ, text = mysql.MYSQL_TYPE_LONGLONG, fmt.Sprint(v)
+			case float32, float64:
+				typ, text = mysql.MYSQL_TYPE_DOUBLE, fmt.Sprint(v)
+			default:
+				return nil, fmt.Errorf("unsupported value type %T", v)
+			}
+			if f.Type == mysql.MYSQL_TYPE_NULL {
+				f.Type = typ
+				if typ != mysql.MYSQL_TYPE_VAR_STRING {
+					f.Charset, f.Flag = 63, mysql.BINARY_FLAG|mysql.NOT_NULL_FLAG
+				}
+			} else if f.Type != typ {
+				return nil, fmt.Errorf("column %s mixes value types", names[j])
+			}
+			data = append(data, mysql.PutLengthEncodedString([]byte(text))...)
+		}
+		r.RowDatas = append(r.RowDatas, data)
+	}
+	return r, nil
 }
 
 // words returns the upper-cased words of toks up to the first non-word.
