@@ -76,7 +76,8 @@ func TestLogOnlyAndPurge(t *testing.T) {
 	if err := fleet.Poll(bg(), wait, func() error { return r.f.Post(bg(), r.leader(), "/debug/append?n=400&size=60000", nil) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.f.Post(bg(), r.leader(), "/debug/max-file-size?bytes=4096", nil); err != nil {
+	// NB: retried: the log-only member may be handing leadership over.
+	if err := fleet.Poll(bg(), wait, func() error { return r.f.Post(bg(), r.leader(), "/debug/max-file-size?bytes=4096", nil) }); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
