@@ -68,7 +68,12 @@ func main() {
 			var res dumpbench.Result
 			res, err = dumpbench.Run(context.Background(), dumpbench.Options{Flavor: sandbox.MariaDB})
 			section = "## Dump: clients reading the whole log, fleet member beside the source\n\nRun: `make bench` (tools/bench `dump`, dump/dumpbench), " +
-				time.Now().UTC().Format("2006-01-02") + ", 2 cores. The fleet member and its clients run in the benchmark's process (its RSS includes the clients).\n\n" + res.Markdown()
+				time.Now().UTC().Format("2006-01-02") + ", 2 cores. First table: a one-member log and its dump server in the benchmark's process (its RSS includes the clients); second: 100 clients against a real binlogsvr process of a 3-member fleet, whose own RSS is read from /proc.\n\n" + res.Markdown()
+			if err == nil {
+				var dr dumpbench.DaemonResult
+				dr, err = dumpbench.RunDaemon(context.Background(), dumpbench.Options{Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}, 100)
+				section += "\n" + dr.Markdown()
+			}
 		case "rto":
 			var res failoverbench.Result
 			res, err = failoverbench.Run(context.Background(), failoverbench.Options{Flavor: sandbox.MariaDB, Runs: *rtoRuns,
