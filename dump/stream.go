@@ -104,7 +104,11 @@ func (s *streamer) run(ctx context.Context) error {
 				return err
 			}
 			pos += uint64(n)
-			buf = append(buf[:0:0], rest...)
+			// NB: keep buf's memory (a dump reads gigabytes; a fresh buffer
+			// per read was most of the server's garbage and its RSS). Safe:
+			// events are copied into the packet writer before this, and a
+			// rest that lies in buf moves down with memmove.
+			buf = append(buf[:0], rest...)
 			continue
 		}
 		if len(buf) > 0 && meta.Closed {

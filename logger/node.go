@@ -241,7 +241,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	// NB: one raft shard per process: one LogDB shard and small memtables
 	// keep the resident size low (dragonboat's default reserves gigabytes).
-	nhc.Expert.LogDB = config.GetSmallMemLogDBConfig()
+	nhc.Expert.LogDB = config.GetTinyMemLogDBConfig()
 	nhc.Expert.LogDB.Shards = 1
 	nhc.Expert.Engine = config.GetDefaultEngineConfig()
 	nhc.Expert.Engine.ExecShards, nhc.Expert.Engine.CommitShards, nhc.Expert.Engine.ApplyShards = 2, 2, 2

@@ -55,7 +55,7 @@ func (s *SM) Open(stopc <-chan struct{}) (uint64, error) {
 	// and dragonboat compacts that log only after Sync, which flushes the
 	// memtable: after a crash, Open reports the last flushed applied index
 	// and dragonboat replays the entries after it. This halves the writes.
-	opts := &pebble.Options{FS: s.fs, Logger: pebbleLogger{s.log}, DisableWAL: true, MemTableSize: 64 << 20,
+	opts := &pebble.Options{FS: s.fs, Logger: pebbleLogger{s.log}, DisableWAL: true, MemTableSize: 16 << 20,
 		L0CompactionThreshold: 4, L0StopWritesThreshold: 24}
 	if err := s.fs.MkdirAll(s.dir, 0o755); err != nil {
 		return 0, fmt.Errorf("logger: creating %s: %w", s.dir, err)
