@@ -33,39 +33,9 @@ func failoverCommands() map[string]command {
 	}
 }
 
-// foSend sends a form POST (or another method) and decodes the JSON answer.
-// An API error carries the member's own message.
+// foSend calls a failover endpoint; ctx bounds it (see client.do).
 func (c *client) foSend(ctx context.Context, method, path string, form url.Values, v any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	hc := *c.http
-	hc.Timeout = 0 // NB: ctx bounds long operations (a switchover waits for catch-up)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the admin API at %s: %v (is binlogsvr running, and is --admin right?)", strings.TrimPrefix(c.base, "http://"), err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			if v != nil {
-				_ = json.Unmarshal(body, v)
-			}
-			return fmt.Errorf("%s: %s", resp.Status, e.Error)
-		}
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	if v == nil {
-		return nil
-	}
-	return json.Unmarshal(body, v)
+	return c.do(ctx, method, path, form, v, 0)
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -124,30 +125,52 @@ type client struct {
 	http *http.Client
 }
 
-// get fetches path and decodes its JSON into v. An API error carries the
-// member's own message.
+// get fetches path and decodes its JSON into v.
 func (c *client) get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	return c.do(ctx, http.MethodGet, path, nil, v, c.http.Timeout)
+}
+
+// do is the one way binlogctl calls the admin API: a form (if any) in, the
+// JSON answer decoded into v. An API error carries the member's own message
+// (and v still gets the answer's fields: a refused purge says what is held).
+// timeout 0 leaves the bound to ctx (a switchover waits for catch-up).
+func (c *client) do(ctx context.Context, method, path string, form url.Values, v any, timeout time.Duration) error {
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	hc := *c.http
+	hc.Timeout = timeout
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach the admin API at %s: %v (is binlogsvr running, and is --admin right?)", strings.TrimPrefix(c.base, "http://"), err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			if v != nil {
+				_ = json.Unmarshal(b, v)
+			}
 			return fmt.Errorf("%s: %s", resp.Status, e.Error)
 		}
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
-	return json.Unmarshal(body, v)
+	if v == nil {
+		return nil
+	}
+	return json.Unmarshal(b, v)
 }
 
 func cmdStatus(c *client, args []string, stdout, stderr io.Writer) error {

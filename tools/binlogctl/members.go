@@ -39,45 +39,9 @@ func membersCommands() map[string]command {
 // changeTimeout bounds a membership change: it waits for the group.
 const changeTimeout = 90 * time.Second
 
-// send calls a mutating endpoint and decodes its JSON answer into v. An
-// API error carries the member's own message.
+// send calls a mutating endpoint (see client.do).
 func (c *client) send(ctx context.Context, method, path string, form url.Values, v any) error {
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	hc := &http.Client{Timeout: max(c.http.Timeout, changeTimeout)}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the admin API at %s: %v (is binlogsvr running, and is --admin right?)", strings.TrimPrefix(c.base, "http://"), err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			// NB: decode the rest too (a refused purge says what is held).
-			if v != nil {
-				_ = json.Unmarshal(b, v)
-			}
-			return fmt.Errorf("%s: %s", resp.Status, e.Error)
-		}
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	if v == nil {
-		return nil
-	}
-	return json.Unmarshal(b, v)
+	return c.do(ctx, method, path, form, v, max(c.http.Timeout, changeTimeout))
 }
 
 func (c *client) post(ctx context.Context, path string, form url.Values, v any) error {
