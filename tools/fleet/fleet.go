@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,9 +46,11 @@ type Member struct {
 	DataDir   string
 	LogPath   string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	done  chan struct{}
+	join  bool     // started with --join (Restart repeats it)
+	extra []string // its own extra flags (Restart repeats them)
 }
 
 // Fleet is a running local fleet.
@@ -125,78 +126,7 @@ func Tool(dir, name string) (string, error) {
 
 // Start starts a fleet of loggers with ids 1..n bootstrapping one group.
 func Start(ctx context.Context, o Options) (*Fleet, error) {
-	if o.Dir == "" {
-		return nil, errors.New("fleet: Options.Dir is required")
-	}
-	if o.Members == 0 {
-		o.Members = 3
-	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("fleet: %w", err)
-	}
-	if o.Bin == "" {
-		b, err := Binary(o.Dir)
-		if err != nil {
-			return nil, err
-		}
-		o.Bin = b
-	}
-	f := &Fleet{opts: o, http: &http.Client{Timeout: 5 * time.Second}}
-	var members []string
-	for id := 1; id <= o.Members; id++ {
-		m := &Member{ID: uint64(id), DataDir: filepath.Join(o.Dir, fmt.Sprintf("member%d", id))}
-		var err error
-		if m.RaftAddr, err = freeAddr(); err != nil {
-			return nil, err
-		}
-		if m.AdminAddr, err = freeAddr(); err != nil {
-			return nil, err
-		}
-		m.LogPath = filepath.Join(o.Dir, fmt.Sprintf("member%d.log", id))
-		f.Members = append(f.Members, m)
-		members = append(members, fmt.Sprintf("%d=%s", id, m.RaftAddr))
-	}
-	for _, m := range f.Members {
-		if err := f.start(m, strings.Join(members, ",")); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	return f, nil
-}
-
-func (f *Fleet) start(m *Member, members string) error {
-	args := []string{"--id", fmt.Sprint(m.ID), "--data-dir", m.DataDir, "--raft-addr", m.RaftAddr,
-		"--members", members, "--admin-addr", m.AdminAddr}
-	if f.opts.Source != "" {
-		args = append(args, "--source", f.opts.Source, "--source-user", f.opts.SourceUser)
-	}
-	args = append(args, f.opts.ExtraArgs...)
-	cmd := exec.Command(f.opts.Bin, args...)
-	cmd.Env = append(os.Environ(), binlogsvr.EnvSourcePassword+"="+f.opts.SourcePassword)
-	var out io.Writer = f.opts.Output
-	if out == nil {
-		lf, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return err
-		}
-		out = lf
-		defer lf.Close() // NB: the child keeps its own descriptor
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // NB: never outlive the test
-	if runtime.GOOS != "linux" {
-		cmd.SysProcAttr = nil
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("fleet: starting member %d: %w", m.ID, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	m.mu.Lock()
-	m.cmd, m.done = cmd, done
-	m.mu.Unlock()
-	return nil
+	return StartEach(ctx, o, func(uint64) MemberSpec { return MemberSpec{} })
 }
 
 // Member returns member id.
@@ -251,17 +181,14 @@ func (f *Fleet) Stop(id uint64) error { return f.Member(id).signal(syscall.SIGTE
 // Kill kills member id with SIGKILL.
 func (f *Fleet) Kill(id uint64) error { return f.Member(id).signal(syscall.SIGKILL, 5*time.Second) }
 
-// Restart starts a stopped member again on its data dir and ports.
+// Restart starts a stopped member again on its data dir and ports, with the
+// flags it was launched with.
 func (f *Fleet) Restart(id uint64) error {
 	m := f.Member(id)
-	if m.Running() {
-		return fmt.Errorf("fleet: member %d is running", id)
-	}
-	var members []string
-	for _, o := range f.Members {
-		members = append(members, fmt.Sprintf("%d=%s", o.ID, o.RaftAddr))
-	}
-	return f.start(m, strings.Join(members, ","))
+	m.mu.Lock()
+	join, extra := m.join, m.extra
+	m.mu.Unlock()
+	return f.Launch(m, join, extra...)
 }
 
 // Close stops every member (SIGTERM, then SIGKILL).

@@ -95,6 +95,9 @@ func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
 	if m.Running() {
 		return fmt.Errorf("fleet: member %d is running", m.ID)
 	}
+	m.mu.Lock()
+	m.join, m.extra = join, append([]string(nil), extra...) // NB: for Restart
+	m.mu.Unlock()
 	args := []string{"--id", fmt.Sprint(m.ID), "--data-dir", m.DataDir, "--raft-addr", m.RaftAddr, "--admin-addr", m.AdminAddr}
 	if join {
 		args = append(args, "--join")
