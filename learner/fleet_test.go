@@ -220,16 +220,8 @@ func startSource(t *testing.T) *sandbox.Server {
 func (r *rig) waitStreaming() {
 	r.t.Helper()
 	err := fleet.Poll(context.Background(), wait, func() error {
-		l, err := r.f.Leader(context.Background(), wait)
-		if err != nil {
+		if _, err := r.f.WaitStreaming(context.Background(), wait); err != nil {
 			return err
-		}
-		st, err := r.f.Status(context.Background(), l, true)
-		if err != nil {
-			return err
-		}
-		if st.Ingest == nil || st.Ingest.State != "streaming" {
-			return fmt.Errorf("ingest %+v (source error %q)", st.Ingest, st.SourceError)
 		}
 		if n := r.semi("clients"); n < 1 {
 			return fmt.Errorf("the source counts %d semi-sync clients", n)

@@ -76,12 +76,8 @@ func (r *rig) leaderStatus() (binlogsvr.Status, error) {
 func (r *rig) waitStreaming() {
 	r.t.Helper()
 	err := fleet.Poll(context.Background(), wait, func() error {
-		st, err := r.leaderStatus()
-		if err != nil {
+		if _, err := r.f.WaitStreaming(context.Background(), wait); err != nil {
 			return err
-		}
-		if st.Ingest == nil || st.Ingest.State != "streaming" {
-			return fmt.Errorf("ingest %+v (source error %q)", st.Ingest, st.SourceError)
 		}
 		if n := r.semiStatus("clients"); n < 1 {
 			return fmt.Errorf("the source counts %d semi-sync clients", n)

@@ -46,24 +46,11 @@ func RunDaemon(ctx context.Context, o Options, n int) (res DaemonResult, err err
 		return res, err
 	}
 	defer f.Close()
-	var leader uint64
-	if err := fleet.Poll(ctx, 90*time.Second, func() error {
-		l, err := f.Leader(ctx, 30*time.Second)
-		if err != nil {
-			return err
-		}
-		st, err := f.Status(ctx, l, true)
-		if err != nil {
-			return err
-		}
-		if st.Ingest == nil || st.Ingest.State != "streaming" {
-			return fmt.Errorf("ingest not streaming yet")
-		}
-		leader = l
-		return nil
-	}); err != nil {
+	st, err := f.WaitStreaming(ctx, 90*time.Second)
+	if err != nil {
 		return res, err
 	}
+	leader := st.ID
 	o.Logf("dumpbench: writing %d MiB to the source through the fleet's semi-sync ingest", o.LogBytes>>20)
 	if err := fill(ctx, src, o.LogBytes, o.TxnBytes); err != nil {
 		return res, err

@@ -147,25 +147,7 @@ func (r *rig) leader() uint64 {
 	return l
 }
 
-func (r *rig) status() (binlogsvr.Status, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, m := range r.f.Members {
-		if !m.Running() {
-			continue
-		}
-		st, err := r.f.Status(ctx, m.ID, true)
-		if err == nil && st.Leader != 0 {
-			if st.Leader != m.ID && r.f.Member(st.Leader).Running() {
-				if lst, err := r.f.Status(ctx, st.Leader, true); err == nil {
-					return lst, nil
-				}
-			}
-			return st, nil
-		}
-	}
-	return binlogsvr.Status{}, fmt.Errorf("no member answers with a leader")
-}
+func (r *rig) status() (binlogsvr.Status, error) { return r.f.LeaderStatus(context.Background()) }
 
 func (r *rig) dumpAddr(id uint64) string {
 	r.t.Helper()
@@ -211,7 +193,7 @@ func (r *rig) failoverStatus() (failover.Status, error) {
 }
 
 func (r *rig) get(ctx context.Context, id uint64, path string, v any) error {
-	return fleetGet(ctx, r.f.Member(id).AdminAddr, path, v)
+	return fleet.GetJSON(ctx, r.f.Member(id).AdminAddr, path, v)
 }
 
 // ctl runs binlogctl against a running member.

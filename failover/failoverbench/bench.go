@@ -317,25 +317,7 @@ func pointReplica(ctx context.Context, r *sandbox.Server, addr string) error {
 }
 
 // status is the leader's status, as seen from any running member.
-func (r *run) status(ctx context.Context) (binlogsvr.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	for _, m := range r.f.Members {
-		if !m.Running() {
-			continue
-		}
-		st, err := r.f.Status(ctx, m.ID, true)
-		if err == nil && st.Leader != 0 {
-			if st.Leader != m.ID && r.f.Member(st.Leader).Running() {
-				if lst, err := r.f.Status(ctx, st.Leader, true); err == nil {
-					return lst, nil
-				}
-			}
-			return st, nil
-		}
-	}
-	return binlogsvr.Status{}, errors.New("no member answers with a leader")
-}
+func (r *run) status(ctx context.Context) (binlogsvr.Status, error) { return r.f.LeaderStatus(ctx) }
 
 func (r *run) failoverStatus(ctx context.Context) (failover.Status, error) {
 	var st failover.Status
@@ -346,7 +328,7 @@ func (r *run) failoverStatus(ctx context.Context) (failover.Status, error) {
 		if !m.Running() {
 			continue
 		}
-		if err = getJSON(ctx, m.AdminAddr, "/failover/status", &st); err == nil {
+		if err = fleet.GetJSON(ctx, m.AdminAddr, "/failover/status", &st); err == nil {
 			return st, nil
 		}
 	}

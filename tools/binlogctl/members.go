@@ -72,9 +72,7 @@ func oneID(fs *pflag.FlagSet, usage string) (uint64, error) {
 
 func printOutcome(w io.Writer, asJSON bool, out learner.Outcome) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return printJSON(w, out)
 	}
 	fmt.Fprintln(w, out.Message)
 	return nil
@@ -91,9 +89,7 @@ func cmdMembers(c *client, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return printJSON(stdout, st)
 	}
 	printMembers(stdout, st, time.Now())
 	return nil

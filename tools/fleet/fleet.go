@@ -300,3 +300,47 @@ func Poll(ctx context.Context, d time.Duration, fn func() error) error {
 		}
 	}
 }
+
+// LeaderStatus returns the leader's own status, as any running member
+// names it (the first one that knows a leader).
+func (f *Fleet) LeaderStatus(ctx context.Context) (binlogsvr.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, m := range f.Members {
+		if !m.Running() {
+			continue
+		}
+		st, err := f.Status(ctx, m.ID, true)
+		if err == nil && st.Leader != 0 {
+			if st.Leader != m.ID && f.Member(st.Leader).Running() {
+				if lst, err := f.Status(ctx, st.Leader, true); err == nil {
+					return lst, nil
+				}
+			}
+			return st, nil
+		}
+	}
+	return binlogsvr.Status{}, errors.New("fleet: no member answers with a leader")
+}
+
+// GetJSON fetches http://addr+path and decodes its JSON answer.
+func GetJSON(ctx context.Context, addr, path string, v any) error {
+	return (&Fleet{http: &http.Client{Timeout: 5 * time.Second}}).do(ctx, http.MethodGet, addr, path, v)
+}
+
+// WaitStreaming waits (up to d) until the leader pulls from the source, and
+// returns the leader's status.
+func (f *Fleet) WaitStreaming(ctx context.Context, d time.Duration) (binlogsvr.Status, error) {
+	var st binlogsvr.Status
+	err := Poll(ctx, d, func() error {
+		var err error
+		if st, err = f.LeaderStatus(ctx); err != nil {
+			return err
+		}
+		if st.Ingest == nil || st.Ingest.State != "streaming" {
+			return fmt.Errorf("ingest %+v (source error %q)", st.Ingest, st.SourceError)
+		}
+		return nil
+	})
+	return st, err
+}
