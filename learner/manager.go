@@ -271,13 +271,20 @@ func (mg *Manager) Refresh(ctx context.Context) (View, error) {
 	now := time.Now()
 	for _, ids := range []map[uint64]string{ms.Nodes, ms.NonVotings} {
 		for id := range ids {
+			// NB: under mu: fetches started by earlier iterations write to
+			// the same maps (a member crashed on "concurrent map writes").
 			if id == self {
-				in.Reports[id] = mg.SelfReport(id == leader)
+				r := mg.SelfReport(id == leader)
+				mu.Lock()
+				in.Reports[id] = r
+				mu.Unlock()
 				continue
 			}
 			addr, ok := in.Admin[id]
 			if !ok {
+				mu.Lock()
 				in.Errors[id] = "admin address not registered in the log yet"
+				mu.Unlock()
 				continue
 			}
 			wg.Add(1)
