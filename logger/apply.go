@@ -40,6 +40,22 @@ type applier struct {
 	set  binlog.Set // parsed st.GTIDs; nil until a flavor is known
 	flav binlog.Flavor
 	ops  []op
+	// dirty: a command changed the state since finish last wrote it.
+	dirty bool
+}
+
+// finish brings st.GTIDs up to date and writes the state: once per batch of
+// commands rather than once per command (the state record is the largest
+// write of a small append).
+func (a *applier) finish() {
+	if !a.dirty {
+		return
+	}
+	if a.set != nil {
+		a.st.GTIDs = a.set.String()
+	}
+	a.put(keyState, mustJSON(a.st))
+	a.dirty = false
 }
 
 func newApplier(st State) (*applier, error) {
@@ -89,10 +105,7 @@ func (a *applier) apply(c Command, v View) Result {
 	if !r.Code.Stored() {
 		a.st, a.set, a.flav, a.ops = saved, savedSet, savedFlav, a.ops[:savedOps]
 	} else {
-		if a.set != nil {
-			a.st.GTIDs = a.set.String()
-		}
-		a.put(keyState, mustJSON(a.st))
+		a.dirty = true
 	}
 	r.Epoch, r.Source, r.LastGTID, r.File, r.Pos = a.st.Epoch, a.st.Source.Addr, a.st.LastGTID, a.st.File, a.st.Pos
 	return r
@@ -191,28 +204,31 @@ func (a *applier) applyAppend(c *Append) Result {
 			chunkPos = a.st.Pos
 		}
 		start := a.st.Pos
-		out := make([]byte, 0, len(t.Events))
+		if chunk == nil {
+			chunk = make([]byte, 0, chunkCap(c.Txns[skip+i:]))
+		}
+		// The events are copied once, into the chunk, and relocated there.
+		base := len(chunk)
 		for _, ev := range evs {
 			h, err := binlog.ParseHeader(ev)
 			if err != nil {
 				return reject(ResultMalformed, "transaction %s: %v", g, err)
 			}
-			end := a.st.Pos + uint64(len(out)) + uint64(len(ev))
+			end := a.st.Pos + uint64(len(chunk)-base) + uint64(len(ev))
 			if end > 1<<32-1 {
 				return reject(ResultMalformed, "transaction %s would end past 4 GiB in %s", g, FileName(a.st.File))
 			}
-			out = append(out, ev...)
+			chunk = append(chunk, ev...)
 			// NB: Relocate verifies the source's checksum before it writes a
 			// new one, so a corrupted event is rejected, never laundered.
-			if err := binlog.Relocate(out[len(out)-len(ev):], uint32(end), alg); err != nil {
+			if err := binlog.Relocate(chunk[len(chunk)-len(ev):], uint32(end), alg); err != nil {
 				return reject(ResultMalformed, "transaction %s: %v", g, err)
 			}
 			if h.Timestamp > a.st.LastTimestamp {
 				a.st.LastTimestamp = h.Timestamp
 			}
 		}
-		chunk = append(chunk, out...)
-		a.st.Pos += uint64(len(out))
+		a.st.Pos += uint64(len(chunk) - base)
 		if err := a.set.Add(g); err != nil {
 			return reject(ResultMalformed, "transaction %s: %v", g, err)
 		}
@@ -233,6 +249,16 @@ func (a *applier) applyAppend(c *Append) Result {
 		}
 	})
 	return Result{Code: ResultOK, Appended: len(c.Txns) - skip, Skipped: skip}
+}
+
+// chunkCap is the size of the transactions' events: the chunk an append
+// writes holds them all unless the file rotates on the way.
+func chunkCap(txns []Txn) int {
+	n := 0
+	for _, t := range txns {
+		n += len(t.Events)
+	}
+	return n
 }
 
 // sameFDE compares two format description events without their header's

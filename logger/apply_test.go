@@ -103,6 +103,7 @@ func (r *rig) apply(c Command) Result {
 		r.t.Fatalf("round trip of %T: %v", c, err)
 	}
 	res := r.a.apply(d, r.store)
+	r.a.finish()
 	r.store.apply(r.a.ops)
 	r.a.ops = r.a.ops[:0]
 	return res
@@ -515,5 +516,27 @@ func TestSetSourceStartGTIDs(t *testing.T) {
 				t.Fatalf("%+v last %s", res, r.a.st.LastGTID)
 			}
 		})
+	}
+}
+
+func TestResultEncoding(t *testing.T) {
+	for _, r := range []Result{
+		{},
+		{Code: ResultOK, Epoch: 7, Source: "127.0.0.1:3306", LastGTID: "0-1-99", File: 3, Pos: 1 << 40, Appended: 16, Skipped: 2},
+		{Code: ResultWrongPredecessor, Message: "append continues \"a\", the log's last transaction is \"b\"", Epoch: 1 << 63},
+	} {
+		got := decodeResult(uint64(r.Code), r.encode())
+		if got != r {
+			t.Errorf("round trip: got %+v, want %+v", got, r)
+		}
+	}
+	full := Result{Code: ResultOK, Source: "s", LastGTID: "0-1-1", Epoch: 3}.encode()
+	for i := 1; i < len(full); i++ {
+		if r := decodeResult(uint64(ResultOK), full[:i]); !strings.Contains(r.Message, "undecodable") {
+			t.Errorf("a result cut to %d bytes decoded as %+v", i, r)
+		}
+	}
+	if r := decodeResult(uint64(ResultOK), []byte{9, 0}); !strings.Contains(r.Message, "version 9") {
+		t.Errorf("unknown version decoded as %+v", r)
 	}
 }

@@ -147,16 +147,33 @@ func (s *SM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := s.db.NewIndexedBatch()
+	cmds := make([]Command, len(ents))
+	errs := make([]error, len(ents))
+	indexed := false
+	for i := range ents {
+		cmds[i], errs[i] = Decode(ents[i].Cmd)
+		_, purge := cmds[i].(*Purge)
+		indexed = indexed || purge
+	}
+	// NB: only a Purge reads back what the batch holds (the GTIDs of the
+	// files it removes); an indexed batch costs a skiplist insert per key,
+	// so appends get a plain one.
+	b := s.db.NewBatch()
+	if indexed {
+		b = s.db.NewIndexedBatch()
+	}
 	defer b.Close()
 	for i := range ents {
 		var r Result
-		cmd, err := Decode(ents[i].Cmd)
+		cmd, err := cmds[i], errs[i]
 		if err != nil {
 			r = Result{Code: ResultMalformed, Message: err.Error()}
 			r.Epoch, r.Source, r.LastGTID, r.File, r.Pos = a.st.Epoch, a.st.Source.Addr, a.st.LastGTID, a.st.File, a.st.Pos
 		} else {
 			r = a.apply(cmd, batchView{b})
+		}
+		if i == len(ents)-1 {
+			a.finish()
 		}
 		for _, o := range a.ops {
 			switch o.kind {

@@ -1,7 +1,8 @@
 package logger
 
 import (
-	"encoding/json"
+	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -172,18 +173,73 @@ type Result struct {
 	Skipped  int    `json:"skipped,omitempty"`
 }
 
+// resultV1 versions Result's binary encoding (results go from the state
+// machine to the proposer of the same process, never to disk).
+const resultV1 = 1
+
+// encode is compact and allocation-light: one result per raft entry is
+// encoded on every member and decoded by the proposer, on the commit path.
 func (r Result) encode() []byte {
-	b, _ := json.Marshal(r) // NB: cannot fail: plain struct of strings and numbers
+	b := make([]byte, 0, 32+len(r.Message)+len(r.Source)+len(r.LastGTID))
+	b = append(b, resultV1)
+	b = binary.AppendUvarint(b, uint64(r.Code))
+	for _, s := range [...]string{r.Message, r.Source, r.LastGTID} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	for _, v := range [...]uint64{r.Epoch, uint64(r.File), r.Pos, uint64(r.Appended), uint64(r.Skipped)} {
+		b = binary.AppendUvarint(b, v)
+	}
 	return b
 }
 
 func decodeResult(code uint64, data []byte) Result {
-	var r Result
-	if len(data) > 0 {
-		if err := json.Unmarshal(data, &r); err != nil {
-			r.Message = fmt.Sprintf("undecodable result: %v", err)
-		}
+	r, err := parseResult(data)
+	if err != nil {
+		r = Result{Message: fmt.Sprintf("undecodable result: %v", err)}
 	}
 	r.Code = Code(code)
 	return r
+}
+
+func parseResult(b []byte) (Result, error) {
+	var r Result
+	if len(b) == 0 {
+		return r, nil
+	}
+	if b[0] != resultV1 {
+		return r, fmt.Errorf("result encoding version %d", b[0])
+	}
+	b = b[1:]
+	next := func() (uint64, error) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, errors.New("truncated result")
+		}
+		b = b[n:]
+		return v, nil
+	}
+	c, err := next()
+	if err != nil {
+		return r, err
+	}
+	r.Code = Code(c)
+	for _, p := range [...]*string{&r.Message, &r.Source, &r.LastGTID} {
+		n, err := next()
+		if err != nil {
+			return r, err
+		}
+		if n > uint64(len(b)) {
+			return r, errors.New("truncated result")
+		}
+		*p, b = string(b[:n]), b[n:]
+	}
+	var v [5]uint64
+	for i := range v {
+		if v[i], err = next(); err != nil {
+			return r, err
+		}
+	}
+	r.Epoch, r.File, r.Pos, r.Appended, r.Skipped = v[0], uint32(v[1]), v[2], int(v[3]), int(v[4])
+	return r, nil
 }
