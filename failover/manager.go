@@ -91,6 +91,7 @@ type Manager struct {
 	vetoedUntil time.Time
 	lastAudit   string // the last "waiting/blocked" message, to record each once
 	seeded      bool
+	resumed     string // the operation this leadership took over (audited once)
 	probe       Server // the lease probe's connection (Run's goroutine only)
 }
 
@@ -189,6 +190,7 @@ func (m *Manager) tick(ctx context.Context) {
 		m.leaderSince = now
 		m.seeded = false
 		m.lastAudit = ""
+		m.resumed = ""
 		m.log.Info("leading: the source's lease starts now; it is judged only after one full lease", "lease", m.cfg.Lease)
 	} else if !leader {
 		m.leaderSince = time.Time{}
@@ -231,6 +233,7 @@ func (m *Manager) tick(ctx context.Context) {
 			m.log.Error("failover did not finish; retrying", "err", err)
 		}
 	case ActionResume:
+		m.auditResume(ctx, op)
 		if err := m.execute(ctx, op); err != nil {
 			m.log.Warn("the unfinished operation did not finish; retrying", "op", op.ID, "step", op.Step, "err", err)
 		}
@@ -339,6 +342,15 @@ func (m *Manager) saveOp(ctx context.Context, op *Operation) error {
 			return fmt.Errorf("failover: recording the operation: %w", err)
 		}
 	}
+	// NB: the status is otherwise refreshed only between steps, and a step
+	// may wait for a minute (catch-up): show the operation as recorded.
+	c := *op
+	m.setStatus(func(s *Status) {
+		s.Operation = &c
+		if c.Finished() {
+			s.Last = &c
+		}
+	})
 	return nil
 }
 
@@ -351,6 +363,24 @@ func (m *Manager) audit(ctx context.Context, op *Operation, step, outcome, msg s
 		r.Elapsed = m.now().Sub(op.Started).Round(time.Millisecond).String()
 	}
 	m.writeRecord(ctx, r)
+}
+
+// auditResume records, once per leadership, that this leader takes over an
+// operation another leader recorded (it died or lost its leadership in the
+// middle): the trail then shows who finished it, and from which step.
+func (m *Manager) auditResume(ctx context.Context, op *Operation) {
+	me := m.deps.Log.LeaderID()
+	m.mu.Lock()
+	done := m.resumed == op.ID
+	m.resumed = op.ID
+	m.mu.Unlock()
+	if done || op.Leader == me {
+		return
+	}
+	msg := fmt.Sprintf("leader %d resumes %s %s from its record: step %s, recorded by leader %d at %s", me, op.Kind, op.ID, op.Step, op.Leader,
+		op.Updated.UTC().Format("15:04:05.000"))
+	m.log.Warn("failover: resuming an unfinished operation", "op", op.ID, "step", op.Step, "recorded_by", op.Leader)
+	m.audit(ctx, op, "resume", "ok", msg)
 }
 
 // auditOnce writes r unless the last such record said the same.

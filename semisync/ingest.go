@@ -279,6 +279,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		in.setState(StateConnecting, "")
 		sctx, cancel := context.WithCancelCause(ctx)
 		go in.followLeadership(sctx, cancel)
+		go followEpoch(sctx, r, st.Epoch, cancel)
 		start := time.Now()
 		s := &session{in: in, st: st, start: start}
 		err := s.run(sctx)
@@ -288,6 +289,10 @@ func (in *Ingester) Run(ctx context.Context) error {
 		}
 		if errors.Is(err, errLostLeadership) {
 			in.log.Info("stopped ingesting: leadership moved", "source", st.Source.Addr)
+			continue
+		}
+		if errors.Is(context.Cause(sctx), errEpochMoved) {
+			in.log.Info("stopped ingesting: the epoch moved (failover)", "source", st.Source.Addr, "epoch", st.Epoch)
 			continue
 		}
 		if time.Since(start) > 30*time.Second {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -34,20 +35,50 @@ type SourceInfo struct {
 func Dial(ctx context.Context, addr, user, password string) (*client.Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := client.ConnectWithContext(dctx, addr, user, password, "", 10*time.Second)
+	c, err := connect(dctx, addr, user, password)
 	if err == nil {
 		return c, nil
 	}
 	if !strings.Contains(err.Error(), "sha2") && !strings.Contains(err.Error(), "secure connection") {
 		return nil, err
 	}
-	c, err2 := client.ConnectWithContext(dctx, addr, user, password, "", 10*time.Second, func(c *client.Conn) error {
+	c, err2 := connect(dctx, addr, user, password, func(c *client.Conn) error {
 		c.SetTLSConfig(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // NB: see the doc comment
 		return nil
 	})
 	if err2 != nil {
 		return nil, fmt.Errorf("%v (and over TLS: %v)", err, err2)
 	}
+	return c, nil
+}
+
+// connect logs in with the whole login bounded by ctx's deadline. NB:
+// go-mysql applies ctx to the TCP dial only; a server that accepts and then
+// never speaks (a partitioned or blackholed path, a hung server) would
+// block the handshake forever, and with it the lease probe and the ingest.
+func connect(ctx context.Context, addr, user, password string, opts ...client.Option) (*client.Conn, error) {
+	var nc net.Conn
+	stop := func() bool { return true }
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = c.SetDeadline(dl)
+		}
+		nc, stop = c, context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+		return c, nil
+	}
+	c, err := client.ConnectWithDialer(ctx, "", addr, user, password, "", dial, opts...)
+	if !stop() && err == nil {
+		c.Close()
+		err = context.Cause(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{}) // NB: the caller bounds what follows
 	return c, nil
 }
 
