@@ -7,19 +7,49 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 )
 
-// hookEnv is the environment a hook runs with.
-func hookEnv(op *Operation, st func() (string, uint64)) []string {
-	gtids, epoch := st()
+// hookEnvPrefix starts the name of every variable a hook is given.
+const hookEnvPrefix = "BINLOGSVR_FAILOVER_"
+
+// hookEnv is the environment a hook runs with. Pure.
+//
+//   - BINLOGSVR_FAILOVER_HOOK: pre or post;
+//   - _ID, _KIND (failover or switchover), _FORCED;
+//   - _OLD_SOURCE: the source being replaced;
+//   - _NEW_SOURCE: the promoted replica (pre: the operator's or the
+//     switchover's target, empty when the fleet has yet to choose);
+//   - _EPOCH: the log's epoch (pre: the current one; post: the new
+//     source's);
+//   - _GTIDS: the log's GTID state (post, and pre once fenced: at the
+//     fence, which is what the new source took over from).
+//
+// cur returns the log's current GTID state and epoch.
+func hookEnv(op *Operation, cur func() (string, uint64)) []string {
+	gtids, epoch := cur()
+	if op.LogGTIDs != "" {
+		gtids = op.LogGTIDs
+	}
+	if op.NewEpoch != 0 {
+		epoch = op.NewEpoch
+	}
+	hook, target := "pre", op.Target
+	if op.Step == StepResumed || op.Finished() {
+		hook = "post"
+	}
+	if target == "" {
+		target = op.To
+	}
 	return []string{
-		"BINLOGSVR_FAILOVER_ID=" + op.ID,
-		"BINLOGSVR_FAILOVER_KIND=" + op.Kind,
-		"BINLOGSVR_FAILOVER_OLD_SOURCE=" + op.OldSource.Addr,
-		"BINLOGSVR_FAILOVER_NEW_SOURCE=" + op.Target,
-		"BINLOGSVR_FAILOVER_EPOCH=" + strconv.FormatUint(epoch, 10),
-		"BINLOGSVR_FAILOVER_GTIDS=" + gtids,
-		"BINLOGSVR_FAILOVER_FORCED=" + strconv.FormatBool(op.Forced),
+		hookEnvPrefix + "HOOK=" + hook,
+		hookEnvPrefix + "ID=" + op.ID,
+		hookEnvPrefix + "KIND=" + op.Kind,
+		hookEnvPrefix + "OLD_SOURCE=" + op.OldSource.Addr,
+		hookEnvPrefix + "NEW_SOURCE=" + target,
+		hookEnvPrefix + "EPOCH=" + strconv.FormatUint(epoch, 10),
+		hookEnvPrefix + "GTIDS=" + gtids,
+		hookEnvPrefix + "FORCED=" + strconv.FormatBool(op.Forced),
 	}
 }
 
@@ -32,16 +62,31 @@ func (m *Manager) hook(ctx context.Context, cmd string, op *Operation) (string, 
 	defer cancel()
 	env := hookEnv(op, func() (string, uint64) { st, _ := m.deps.Log.State(); return st.GTIDs, st.Epoch })
 	out, err := m.deps.RunHook(hctx, cmd, env)
+	out = strings.TrimSpace(out) // NB: it goes into one-line audit records
 	if err != nil {
 		m.log.Warn("failover hook failed", "cmd", cmd, "err", err, "output", out)
 	}
 	return out, err
 }
 
+// hookBaseEnv is the daemon's environment without the admin password and
+// without inherited BINLOGSVR_FAILOVER_* variables. Pure.
+// NB: the password variable shares the hooks' prefix: a hook that logs its
+// BINLOGSVR_FAILOVER_* variables must not log the password.
+func hookBaseEnv(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, hookEnvPrefix) && !strings.HasPrefix(kv, EnvAdminPassword+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // runHook runs cmd with sh -c; the output is capped at 4 KiB.
 func runHook(ctx context.Context, cmd string, env []string) (string, error) {
 	c := exec.CommandContext(ctx, "sh", "-c", cmd)
-	c.Env = append(os.Environ(), env...)
+	c.Env = append(hookBaseEnv(os.Environ()), env...)
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out
 	err := c.Run()
@@ -50,7 +95,7 @@ func runHook(ctx context.Context, cmd string, env []string) (string, error) {
 		b = b[:4096]
 	}
 	if err != nil {
-		return string(b), fmt.Errorf("hook %q: %w", cmd, err)
+		return string(b), fmt.Errorf("hook failed: %w", err) // NB: the caller logs cmd
 	}
 	return string(b), nil
 }

@@ -3,6 +3,7 @@ package failover
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -19,6 +20,13 @@ type RejoinReport struct {
 	// hold. The log stores a transaction before it is ACKed (rule 1), so
 	// none of them was ever acknowledged to a client: safe to discard.
 	Unacknowledged []string `json:"unacknowledged"`
+	// Transactions is how many transactions Unacknowledged holds (a MySQL
+	// entry is a run of them).
+	Transactions uint64 `json:"transactions"`
+	// Keep is the server's GTID state without the unacknowledged
+	// transactions: once they are undone, what its gtid_purged (MySQL) or
+	// gtid_slave_pos (MariaDB, after RESET MASTER) must be set to.
+	Keep string `json:"keep_gtids,omitempty"`
 	// Safe: nothing to discard; the server may replicate from the fleet.
 	Safe     bool   `json:"safe"`
 	IsSource bool   `json:"is_source,omitempty"`
@@ -56,16 +64,22 @@ func (m *Manager) RejoinCheck(ctx context.Context, addr string) (RejoinReport, e
 	if st.Flavor != "" && info.Flavor != st.Flavor {
 		return rep, fmt.Errorf("failover: %s is %s, the log holds %s", addr, info.Flavor, st.Flavor)
 	}
-	held := info.Held
+	// NB: read the GTIDs of its binlog back to the first one the log
+	// holds. MySQL: a commit waiting for its semi-sync ACK (AFTER_SYNC) is
+	// in the binlog but not yet in gtid_executed, and commits once the
+	// wait ends (semi-sync off, a timeout): it is unacknowledged all the
+	// same. MariaDB: its positions hide a diverged history (same domain,
+	// another server's seq).
+	g, err := s.BinlogGTIDs(cctx, func(g string) bool { in, err := m.deps.Log.HasGTID(g); return err == nil && in })
+	if err != nil {
+		return rep, err
+	}
+	held := strings.Join(append(g, splitList(info.Held)...), ",")
 	if info.Flavor == "mariadb" {
-		// NB: MariaDB's positions hide a diverged history (same domain,
-		// another server's seq): read the GTIDs of its binlog back to the
-		// first one the log holds.
-		g, err := s.BinlogGTIDs(cctx, func(g string) bool { in, err := m.deps.Log.HasGTID(g); return err == nil && in })
-		if err != nil {
-			return rep, err
-		}
-		held = strings.Join(append(g, splitList(info.Held)...), ",")
+		// NB: and its gtid_current_pos: after RESET MASTER it is
+		// gtid_slave_pos, where it would start replicating from; a GTID
+		// there that the log lacks is as unacknowledged as one in the binlog.
+		held = strings.Join(append(splitList(held), splitList(info.GTIDs)...), ",")
 	}
 	start, _ := m.deps.Log.StartGTIDs()
 	extra, err := Extra(st.Flavor, st.GTIDs, start, held, m.deps.Log.HasGTID)
@@ -74,6 +88,14 @@ func (m *Manager) RejoinCheck(ctx context.Context, addr string) (RejoinReport, e
 	}
 	rep.Unacknowledged = dedupe(extra)
 	rep.Safe = len(rep.Unacknowledged) == 0
+	if !rep.Safe {
+		if rep.Transactions, err = countGTIDs(info.Flavor, rep.Unacknowledged); err != nil {
+			return rep, err
+		}
+		if rep.Keep, err = keepGTIDs(info.Flavor, held, rep.Unacknowledged); err != nil {
+			return rep, err
+		}
+	}
 	rep.Advice = rejoinAdvice(rep)
 	return rep, nil
 }
@@ -106,13 +128,75 @@ func rejoinAdvice(r RejoinReport) string {
 		return "nothing to discard: binlogctl rejoin " + r.Server + " makes it a read-only replica of the fleet"
 	}
 	list := strings.Join(r.Unacknowledged, ",")
+	keep := r.Keep
+	if keep == "" {
+		keep = "''"
+	}
 	if r.Flavor == "mariadb" {
 		return fmt.Sprintf("%d transactions (%s) were never acknowledged: discard them first. Either rebuild the server from a replica of the fleet, "+
-			"or undo them with a flashback (mariadb-binlog --flashback over the old source's binlog from the first of them, applied with sql_log_bin=0), "+
-			"then RESET MASTER and SET GLOBAL gtid_slave_pos to the log's state before them; then run binlogctl rejoin again", len(r.Unacknowledged), list)
+			"or undo them with a flashback: mariadb-binlog --flashback --start-position=%s over its binlog files, applied with sql_log_bin=0; "+
+			"then RESET MASTER and SET GLOBAL gtid_slave_pos = '%s'; then run binlogctl rejoin again", len(r.Unacknowledged), list, keep, r.Keep)
 	}
-	return fmt.Sprintf("transactions %s were never acknowledged: discard them first. Rebuild the server from a replica of the fleet (CLONE or a backup), "+
-		"or undo them by hand with sql_log_bin=0, then RESET BINARY LOGS AND GTIDS and SET GLOBAL gtid_purged to the log's state without them; then run binlogctl rejoin again", list)
+	return fmt.Sprintf("%d transactions (%s) were never acknowledged: discard them first. Either rebuild the server from a replica of the fleet (CLONE or a backup), "+
+		"or undo them by hand with sql_log_bin=0; then RESET BINARY LOGS AND GTIDS and SET GLOBAL gtid_purged = '%s'; then run binlogctl rejoin again", r.Transactions, list, r.Keep)
+}
+
+// countGTIDs counts the transactions of a list of GTIDs (MySQL: of
+// intervals). Pure.
+func countGTIDs(flavor string, list []string) (uint64, error) {
+	if flavor != "mysql" {
+		return uint64(len(list)), nil
+	}
+	s, err := parseMySQLIntervals(strings.Join(list, ","))
+	if err != nil {
+		return 0, err
+	}
+	return s.count(), nil
+}
+
+// keepGTIDs is the GTID state held without the extra GTIDs: MySQL the set
+// held minus extra; MariaDB, per domain, the highest GTID held that is not
+// extra (the position before the first extra one). Pure.
+func keepGTIDs(flavor, held string, extra []string) (string, error) {
+	switch flavor {
+	case "mysql":
+		h, err := parseMySQLIntervals(held)
+		if err != nil {
+			return "", err
+		}
+		x, err := parseMySQLIntervals(strings.Join(extra, ","))
+		if err != nil {
+			return "", err
+		}
+		return h.minus(x).String(), nil
+	case "mariadb":
+		h, err := parseMariaDBList(held)
+		if err != nil {
+			return "", err
+		}
+		drop := map[string]bool{}
+		for _, g := range extra {
+			drop[g] = true
+		}
+		var kept []mariadbGTID
+		for _, g := range h {
+			if !drop[g.String()] {
+				kept = append(kept, g)
+			}
+		}
+		m := maxPerDomain(kept)
+		domains := make([]uint32, 0, len(m))
+		for d := range m {
+			domains = append(domains, d)
+		}
+		sort.Slice(domains, func(i, j int) bool { return domains[i] < domains[j] })
+		out := make([]string, 0, len(domains))
+		for _, d := range domains {
+			out = append(out, m[d].String())
+		}
+		return strings.Join(out, ","), nil
+	}
+	return "", fmt.Errorf("failover: unknown flavor %q", flavor)
 }
 
 // Rejoin attaches an old source as a read-only replica of the fleet, only

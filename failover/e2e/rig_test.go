@@ -37,6 +37,9 @@ type rig struct {
 	dir      string
 	// feeder is the member whose dump server the replicas replicate from.
 	feeder uint64
+	// via maps the address the fleet knows the source by (a proxy's, see
+	// rigOptions.sourceVia) to the source.
+	via map[string]*sandbox.Server
 }
 
 type rigOptions struct {
@@ -53,7 +56,7 @@ func newRig(t *testing.T, flavor sandbox.Flavor, o rigOptions) *rig {
 	}
 	dir := t.TempDir()
 	src := sandboxtest.Start(t, sandbox.Options{Flavor: flavor, SemiSyncSource: true, SemiSyncTimeout: 10 * time.Minute})
-	r := &rig{t: t, flavor: flavor, src: src, dir: dir}
+	r := &rig{t: t, flavor: flavor, src: src, dir: dir, via: map[string]*sandbox.Server{}}
 	for i := 0; i < o.replicas; i++ {
 		r.replicas = append(r.replicas, sandboxtest.Start(t, sandbox.Options{Flavor: flavor}))
 	}
@@ -83,6 +86,7 @@ func newRig(t *testing.T, flavor sandbox.Flavor, o rigOptions) *rig {
 	srcAddr := src.Addr()
 	if o.sourceVia != nil {
 		srcAddr = o.sourceVia(srcAddr)
+		r.via[srcAddr] = src
 	}
 	f, err := fleet.Start(context.Background(), fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 3, Source: srcAddr, SourceUser: user, SourcePassword: pass, ExtraArgs: args})
 	if err != nil {
@@ -214,8 +218,12 @@ func (r *rig) ctl(args ...string) (string, error) {
 	return string(out), err
 }
 
-// byAddr returns the sandbox server at addr.
+// byAddr returns the sandbox server at addr (or behind it, for the
+// address the fleet knows the source by).
 func (r *rig) byAddr(addr string) *sandbox.Server {
+	if s := r.via[addr]; s != nil {
+		return s
+	}
 	for _, s := range append([]*sandbox.Server{r.src}, r.replicas...) {
 		if s.Addr() == addr {
 			return s
@@ -312,9 +320,40 @@ func (r *rig) startLoad(clients int, pace ...time.Duration) *load {
 	return l
 }
 
+// stop stops the clients and waits until their sessions are gone from
+// every running server.
 func (l *load) stop() {
 	l.cancel()
 	l.wg.Wait()
+	// NB: a client that gave up at the stop may leave its INSERT waiting
+	// for the ACK on the server; it commits later (and is acknowledged to
+	// no one). Data compared before it commits differs.
+	for _, s := range append([]*sandbox.Server{l.r.src}, l.r.replicas...) {
+		if s.Running() {
+			if err := sessionsGone(s, "app", 30*time.Second); err != nil {
+				l.r.t.Logf("load: %v", err)
+			}
+		}
+	}
+}
+
+// sessionsGone waits (bounded by d) until s has no session of user.
+func sessionsGone(s *sandbox.Server, user string, d time.Duration) error {
+	return fleet.Poll(context.Background(), d, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res, err := s.Exec(ctx, "SHOW PROCESSLIST")
+		if err != nil {
+			return err
+		}
+		for i := 0; i < res.RowNumber(); i++ {
+			if u, _ := res.GetStringByName(i, "User"); u == user {
+				st, _ := res.GetStringByName(i, "State")
+				return fmt.Errorf("%s still has a session of %s (state %q)", s.Addr(), user, st)
+			}
+		}
+		return nil
+	})
 }
 
 func (l *load) count() int {

@@ -186,10 +186,11 @@ func rejoin(c *client, args []string, stdout, stderr io.Writer, do bool) error {
 			if len(rep.Unacknowledged) == 0 {
 				fmt.Fprintln(stdout, "Unacknowledged: none")
 			} else {
-				fmt.Fprintf(stdout, "Unacknowledged: %d, never ACKed, safe to discard:\n", len(rep.Unacknowledged))
+				fmt.Fprintf(stdout, "Unacknowledged: %d transactions, never ACKed, safe to discard:\n", max(rep.Transactions, uint64(len(rep.Unacknowledged))))
 				for _, g := range rep.Unacknowledged {
 					fmt.Fprintf(stdout, "  %s\n", g)
 				}
+				fmt.Fprintf(stdout, "Without them:   %s\n", dash(rep.Keep))
 			}
 			fmt.Fprintf(stdout, "Next:           %s\n", rep.Advice)
 		}
@@ -198,7 +199,7 @@ func rejoin(c *client, args []string, stdout, stderr io.Writer, do bool) error {
 		return err
 	}
 	if !do && !rep.Safe && !rep.IsSource {
-		return fmt.Errorf("%s holds %d transactions the log does not: it may not rejoin yet", rep.Server, len(rep.Unacknowledged))
+		return fmt.Errorf("%s holds %d transactions the log does not: it may not rejoin yet", rep.Server, max(rep.Transactions, uint64(len(rep.Unacknowledged))))
 	}
 	return nil
 }
