@@ -75,7 +75,7 @@ func (m *Manager) advance(ctx context.Context, op *Operation, step, msg string) 
 		return err
 	}
 	m.mu.Lock()
-	m.lastAudit = ""
+	m.onceAudits = nil
 	m.mu.Unlock()
 	m.audit(ctx, op, step, "ok", msg)
 	m.log.Info("failover step", "op", op.ID, "step", step, "msg", msg)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"sync"
 	"time"
 
@@ -89,10 +90,12 @@ type Manager struct {
 	leaderSince time.Time
 	lastContact time.Time
 	vetoedUntil time.Time
-	lastAudit   string // the last "waiting/blocked" message, to record each once
-	seeded      bool
-	resumed     string // the operation this leadership took over (audited once)
-	probe       Server // the lease probe's connection (Run's goroutine only)
+	// onceAudits are the "waiting/blocked/vetoed" records written since the
+	// last step (or leadership change), each recorded once.
+	onceAudits map[string]bool
+	seeded     bool
+	resumed    string // the operation this leadership took over (audited once)
+	probe      Server // the lease probe's connection (Run's goroutine only)
 }
 
 // New returns a Manager.
@@ -189,7 +192,7 @@ func (m *Manager) tick(ctx context.Context) {
 	if leader && m.leaderSince.IsZero() {
 		m.leaderSince = now
 		m.seeded = false
-		m.lastAudit = ""
+		m.onceAudits = nil
 		m.resumed = ""
 		m.log.Info("leading: the source's lease starts now; it is judged only after one full lease", "lease", m.cfg.Lease)
 	} else if !leader {
@@ -383,18 +386,26 @@ func (m *Manager) auditResume(ctx context.Context, op *Operation) {
 	m.audit(ctx, op, "resume", "ok", msg)
 }
 
-// auditOnce writes r unless the last such record said the same.
+// auditOnce writes r unless a record with the same step, outcome and
+// message (times aside) was written since the last step: a pre-hook that
+// keeps vetoing, or a blocked decision, is recorded once, not every lease.
 func (m *Manager) auditOnce(ctx context.Context, r Record) {
-	key := r.Step + "|" + r.Outcome + "|" + r.Message
+	key := r.Step + "|" + r.Outcome + "|" + rfc3339.ReplaceAllString(r.Message, "T")
 	m.mu.Lock()
-	same := m.lastAudit == key
-	m.lastAudit = key
+	same := m.onceAudits[key]
+	if m.onceAudits == nil {
+		m.onceAudits = map[string]bool{}
+	}
+	m.onceAudits[key] = true
 	m.mu.Unlock()
 	if !same {
 		m.log.Warn("failover: "+r.Outcome, "step", r.Step, "message", r.Message)
 		m.writeRecord(ctx, r)
 	}
 }
+
+// rfc3339 matches the times auditOnce leaves out of its comparison.
+var rfc3339 = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`)
 
 func (m *Manager) writeRecord(ctx context.Context, r Record) {
 	r.Time = m.now()
