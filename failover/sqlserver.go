@@ -302,6 +302,9 @@ func (s *sqlServer) ReplicateFrom(ctx context.Context, addr string, cred Credent
 	return s.exec(ctx, s.d.changeSource(host, port, cred), s.d.startReplica())
 }
 
+// binlogEventsPage is how many events BinlogGTIDs reads per query.
+var binlogEventsPage = 5000 // NB: a var for the paging test
+
 var gtidInInfo = regexp.MustCompile(`GTID[^0-9a-f]*([0-9]+-[0-9]+-[0-9]+|[0-9a-f-]{36}(?::[a-z_][a-z0-9_]*)?:[0-9]+)`)
 
 func (s *sqlServer) BinlogGTIDs(ctx context.Context, stop func(string) bool) ([]string, error) {
@@ -317,22 +320,35 @@ func (s *sqlServer) BinlogGTIDs(ctx context.Context, stop func(string) bool) ([]
 	r.Close()
 	var out []string
 	for i := len(files) - 1; i >= 0; i-- {
-		ev, err := s.query(ctx, "SHOW BINLOG EVENTS IN "+sqlQuote(files[i]))
-		if err != nil {
-			return nil, err
-		}
+		// NB: paged, so that a large binlog file is never one result set
+		// in memory.
 		var in []string
-		for j := 0; j < ev.RowNumber(); j++ {
-			typ, _ := ev.GetStringByName(j, "Event_type")
-			if !strings.HasPrefix(typ, "Gtid") || typ == "Gtid_list" {
-				continue
+		for from := uint64(4); ; {
+			ev, err := s.query(ctx, fmt.Sprintf("SHOW BINLOG EVENTS IN %s FROM %d LIMIT %d", sqlQuote(files[i]), from, binlogEventsPage))
+			if err != nil {
+				return nil, err
 			}
-			info, _ := ev.GetStringByName(j, "Info")
-			if m := gtidInInfo.FindStringSubmatch(info); m != nil {
-				in = append(in, strings.Clone(m[1]))
+			n := ev.RowNumber()
+			for j := 0; j < n; j++ {
+				typ, _ := ev.GetStringByName(j, "Event_type")
+				if !strings.HasPrefix(typ, "Gtid") || typ == "Gtid_list" {
+					continue
+				}
+				info, _ := ev.GetStringByName(j, "Info")
+				if m := gtidInInfo.FindStringSubmatch(info); m != nil {
+					in = append(in, strings.Clone(m[1]))
+				}
 			}
+			var next uint64
+			if n > 0 {
+				next, _ = ev.GetUintByName(n-1, "End_log_pos")
+			}
+			ev.Close()
+			if n < binlogEventsPage || next <= from {
+				break
+			}
+			from = next
 		}
-		ev.Close()
 		out = append(in, out...)
 		if len(in) > 0 && stop != nil && stop(in[0]) {
 			break
