@@ -157,6 +157,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.cache.close() // NB: every dump has ended; gives back the chunks' memory
 	return err
 }
 

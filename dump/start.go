@@ -17,6 +17,7 @@ type Log interface {
 	Files() ([]logger.FileMeta, error)
 	File(n uint32) (logger.FileMeta, error)
 	ReadAt(n uint32, pos uint64, max int) ([]byte, logger.FileMeta, error)
+	ReadAtInto(dst []byte, n uint32, pos uint64, max int) ([]byte, logger.FileMeta, error)
 	FindGTID(gtid string) (logger.TxnRecord, error)
 	Txns(n uint32, pos uint64, fn func(logger.TxnRecord) bool) error
 	Changed() <-chan struct{}

@@ -123,6 +123,7 @@ type metrics struct {
 	srv         *Server
 
 	bytesDesc, eventsDesc, lagDesc, clientsDesc, hbDesc *prometheus.Desc
+	cacheReadsDesc, cacheBytesDesc                      *prometheus.Desc
 }
 
 func newMetrics(reg prometheus.Registerer, srv *Server) (*metrics, error) {
@@ -137,6 +138,9 @@ func newMetrics(reg prometheus.Registerer, srv *Server) (*metrics, error) {
 		hbDesc:      prometheus.NewDesc("binlogsvr_dump_heartbeats_total", "Heartbeats sent to a dump client.", []string{"client", "server_id"}, nil),
 		lagDesc:     prometheus.NewDesc("binlogsvr_dump_lag_seconds", "Age of the last event sent to a dump client that has not caught up (0 when it has).", []string{"client", "server_id"}, nil),
 		clientsDesc: prometheus.NewDesc("binlogsvr_dump_clients", "Connections to the dump server, and how many are dumping.", []string{"state"}, nil),
+		cacheReadsDesc: prometheus.NewDesc("binlogsvr_dump_cache_reads_total", "Reads of the log by dumps: hit (a chunk shared from the cache), miss (a chunk read from the log into the cache, for a dump or ahead of one), direct (read from the log for one client: the open file's growing end).",
+			[]string{"result"}, nil),
+		cacheBytesDesc: prometheus.NewDesc("binlogsvr_dump_cache_bytes", "Bytes of the log kept in the dump servers' shared chunk cache.", nil, nil),
 	}
 	if reg == nil {
 		return m, nil
@@ -156,6 +160,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.hbDesc
 	ch <- m.lagDesc
 	ch <- m.clientsDesc
+	ch <- m.cacheReadsDesc
+	ch <- m.cacheBytesDesc
 }
 
 // Collect implements prometheus.Collector: one series per dumping client,
@@ -178,4 +184,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(m.clientsDesc, prometheus.GaugeValue, float64(all), "connected")
 	ch <- prometheus.MustNewConstMetric(m.clientsDesc, prometheus.GaugeValue, float64(dumping), "dumping")
+	hits, misses, direct, kept := m.srv.cache.stats()
+	ch <- prometheus.MustNewConstMetric(m.cacheReadsDesc, prometheus.CounterValue, float64(hits), "hit")
+	ch <- prometheus.MustNewConstMetric(m.cacheReadsDesc, prometheus.CounterValue, float64(misses), "miss")
+	ch <- prometheus.MustNewConstMetric(m.cacheReadsDesc, prometheus.CounterValue, float64(direct), "direct")
+	ch <- prometheus.MustNewConstMetric(m.cacheBytesDesc, prometheus.GaugeValue, float64(kept))
 }

@@ -52,13 +52,20 @@ type streamer struct {
 	lastSend time.Time
 	skipping bool // the current group is left out
 	fakeList binlog.Set
+	// shared: the events being sent are slices of the shared chunk cache,
+	// which never change, so the packet writer may send them uncopied.
+	shared bool
 }
 
 var okByte = []byte{0}
 
 // send writes one event as a packet.
 func (s *streamer) send(ev []byte, pos uint64) error {
-	if err := s.pw.write(okByte, ev); err != nil {
+	write := s.pw.write
+	if s.shared {
+		write = s.pw.writeShared
+	}
+	if err := write(okByte, ev); err != nil {
 		return fmt.Errorf("%w: %v", ErrClientGone, err)
 	}
 	s.lastSend = time.Now()
@@ -73,7 +80,10 @@ func (s *streamer) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var buf []byte // bytes of the file from pos that do not yet form an event
+	// buf holds the head of an event that the last read cut: the next
+	// reads fetch only the rest of that event. rbuf is this dump's own
+	// buffer for reads the shared cache does not serve.
+	var buf, rbuf []byte
 	var hb *time.Timer
 	defer func() {
 		if hb != nil {
@@ -84,31 +94,104 @@ func (s *streamer) run(ctx context.Context) error {
 		s.pw.arm()
 		changed := s.lg.Changed()
 		want := s.o.readSize
-		if len(buf) >= binlog.HeaderLen {
-			if size := int(binary.LittleEndian.Uint32(buf[9:])); size-len(buf) > want {
-				want = size - len(buf)
+		if len(buf) > 0 {
+			need := binlog.HeaderLen - len(buf)
+			if need <= 0 {
+				need = int(binary.LittleEndian.Uint32(buf[9:])) - len(buf)
+			}
+			if need > want {
+				// NB: the rest of a huge event is read at once, into buf:
+				// Pebble holds it in one value (one block), which every
+				// read of a piece would decompress again.
+				m, err := s.lg.File(s.file)
+				if err != nil {
+					return readError(err)
+				}
+				// NB: no more room than the file holds (a corrupt size must
+				// not allocate gigabytes).
+				grow := need
+				if at := pos + uint64(len(buf)); at >= m.Size {
+					grow = 0
+				} else if left := m.Size - at; uint64(grow) > left {
+					grow = int(left)
+				}
+				if cap(buf)-len(buf) < grow {
+					buf = append(make([]byte, 0, len(buf)+grow), buf...)
+				}
+				data, _, err := s.lg.ReadAtInto(buf[len(buf):], s.file, pos+uint64(len(buf)), grow)
+				if err != nil {
+					return readError(err)
+				}
+				if len(data) > 0 {
+					buf = buf[:len(buf)+len(data)] // NB: data was read into buf's tail
+					if len(data) < need {
+						continue
+					}
+					rest, n, err := s.events(buf, pos)
+					if err != nil {
+						return err
+					}
+					pos += uint64(n)
+					buf = append(buf[:0:0], rest...) // NB: not keeping the huge buffer
+					continue
+				}
+			} else if need > 0 {
+				want = need
 			}
 		}
-		data, meta, err := s.cache.readAt(s.lg, s.file, pos+uint64(len(buf)), want)
+		data, ch, meta, err := s.cache.readAt(s.lg, s.file, pos+uint64(len(buf)), want, rbuf)
 		if err != nil {
 			return readError(err)
 		}
-		if len(data) > 0 {
+		if ch == nil && cap(data) > cap(rbuf) {
+			rbuf = data[:0]
+		}
+		if len(data) == 0 {
+			s.cache.release(ch)
+		} else {
 			work := data
 			if len(buf) > 0 {
+				// NB: copy only the rest of the cut event (not the whole
+				// read, which was most of the CPU time in memmove and
+				// 300 KiB per client); the events after it are sent
+				// straight from the read.
 				buf = append(buf, data...)
+				s.cache.release(ch)
+				ch = nil
+				if len(buf) < binlog.HeaderLen {
+					continue
+				}
+				if size := int(binary.LittleEndian.Uint32(buf[9:])); size >= binlog.HeaderLen && len(buf) < size {
+					continue
+				}
 				work = buf
 			}
+			// NB: the events of a shared chunk are sent uncopied (so are
+			// events synthesized meanwhile, fresh allocations); the
+			// packet writer holds them until it flushes, which it does
+			// before the chunk is released.
+			s.shared = ch != nil
 			rest, n, err := s.events(work, pos)
+			s.shared = false
+			if err == nil {
+				pos += uint64(n)
+				if len(buf) > 0 && cap(buf) > 4*s.o.readSize {
+					buf = nil // after a huge event, do not keep its memory
+				}
+				// NB: a rest that lies in buf moves down with memmove.
+				buf = append(buf[:0], rest...)
+			}
+			if ch != nil {
+				// NB: even after an error, so that nothing written later
+				// (an error packet) sends bytes of a released chunk.
+				if ferr := s.pw.flushShared(); ferr != nil && err == nil {
+					err = fmt.Errorf("%w: %v", ErrClientGone, ferr)
+				}
+			}
+			s.cache.release(ch)
 			if err != nil {
 				return err
 			}
-			pos += uint64(n)
-			// NB: keep buf's memory (a dump reads gigabytes; a fresh buffer
-			// per read was most of the server's garbage and its RSS). Safe:
-			// events are copied into the packet writer before this, and a
-			// rest that lies in buf moves down with memmove.
-			buf = append(buf[:0], rest...)
 			continue
 		}
 		if len(buf) > 0 && meta.Closed {

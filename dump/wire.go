@@ -15,16 +15,43 @@ const maxPayload = 1<<24 - 1
 
 // packetWriter frames MySQL packets onto a connection with its own
 // sequence numbers. Not safe for concurrent use: one goroutine writes.
+//
+// On a plain TCP connection it gathers the packets and sends them with
+// writev: bytes passed to writeShared (the log's shared, immutable
+// chunks) go to the socket without being copied, and the headers and
+// other payloads are copied into a small staging buffer. Other
+// connections (TLS) go through a bufio.Writer.
 type packetWriter struct {
 	conn    net.Conn
-	w       *bufio.Writer
+	w       *bufio.Writer // nil: vector mode
 	seq     uint8
 	timeout time.Duration
 	hdr     [4]byte
 	n       uint64 // bytes written
+
+	// vector mode
+	stage    []byte      // copied bytes; never grows past its capacity, so iov's slices of it stay valid
+	iov      net.Buffers // pending, in order: slices of stage and shared slices
+	runStart int         // iov[len(iov)-1] is stage[runStart:] when run
+	run      bool
+	pending  int  // bytes in iov
+	mustSend bool // iov holds a caller's bytes that are not ours to keep
 }
 
+// Vector mode sends once this much is pending.
+const vecFlushAt = 256 << 10
+
+// vecStage bounds the staging buffer of vector mode: the log's bytes go to
+// the socket from the shared cache without a copy, so it only stages
+// headers and small events.
+const vecStage = 16 << 10
+
+// newPacketWriter returns a writer that buffers up to size bytes (on TCP,
+// stages at most vecStage).
 func newPacketWriter(c net.Conn, timeout time.Duration, size int) *packetWriter {
+	if _, ok := c.(*net.TCPConn); ok {
+		return &packetWriter{conn: c, timeout: timeout, stage: make([]byte, 0, min(size, vecStage))}
+	}
 	return &packetWriter{conn: c, w: bufio.NewWriterSize(c, size), timeout: timeout}
 }
 
@@ -36,8 +63,16 @@ func (p *packetWriter) arm() {
 }
 
 // write sends one logical payload, the concatenation of parts, split into
-// packets of at most maxPayload bytes.
-func (p *packetWriter) write(parts ...[]byte) error {
+// packets of at most maxPayload bytes. The parts are the caller's again
+// once it returns.
+func (p *packetWriter) write(parts ...[]byte) error { return p.writeParts(false, parts) }
+
+// writeShared is write for parts that never change (slices of the shared
+// chunk cache): the writer may keep them until a later flush and send
+// them without a copy.
+func (p *packetWriter) writeShared(parts ...[]byte) error { return p.writeParts(true, parts) }
+
+func (p *packetWriter) writeParts(shared bool, parts [][]byte) error {
 	total := 0
 	for _, b := range parts {
 		total += len(b)
@@ -47,7 +82,7 @@ func (p *packetWriter) write(parts ...[]byte) error {
 		n := min(total, maxPayload)
 		p.hdr[0], p.hdr[1], p.hdr[2], p.hdr[3] = byte(n), byte(n>>8), byte(n>>16), p.seq
 		p.seq++
-		if _, err := p.w.Write(p.hdr[:]); err != nil {
+		if err := p.put(p.hdr[:], false); err != nil {
 			return err
 		}
 		for left := n; left > 0; {
@@ -55,7 +90,7 @@ func (p *packetWriter) write(parts ...[]byte) error {
 			if len(b) > left {
 				b = b[:left]
 			}
-			if _, err := p.w.Write(b); err != nil {
+			if err := p.put(b, shared); err != nil {
 				return err
 			}
 			left -= len(b)
@@ -67,16 +102,82 @@ func (p *packetWriter) write(parts ...[]byte) error {
 		p.n += uint64(n) + 4
 		total -= n
 		if n < maxPayload {
-			return nil
+			break
 		}
 	}
+	if p.w == nil && (p.mustSend || p.pending >= vecFlushAt) {
+		return p.flush()
+	}
+	return nil
+}
+
+// put queues b: by reference if shared (or too big to stage, then sent
+// before write returns), else copied.
+func (p *packetWriter) put(b []byte, shared bool) error {
+	if p.w != nil {
+		_, err := p.w.Write(b)
+		return err
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if !shared || len(b) < 512 {
+		if len(b) > cap(p.stage)-len(p.stage) && p.pending > 0 {
+			if err := p.flush(); err != nil {
+				return err
+			}
+		}
+		if len(b) <= cap(p.stage)-len(p.stage) {
+			at := len(p.stage)
+			p.stage = append(p.stage, b...)
+			if p.run {
+				p.iov[len(p.iov)-1] = p.stage[p.runStart:]
+			} else {
+				p.iov = append(p.iov, p.stage[at:])
+				p.run, p.runStart = true, at
+			}
+			p.pending += len(b)
+			return nil
+		}
+		p.mustSend = true // NB: larger than the stage: send it before write returns
+	}
+	p.iov = append(p.iov, b)
+	p.run = false
+	p.pending += len(b)
+	return nil
 }
 
 // flush sends what is buffered.
-func (p *packetWriter) flush() error { return p.w.Flush() }
+func (p *packetWriter) flush() error {
+	if p.w != nil {
+		return p.w.Flush()
+	}
+	if p.pending == 0 {
+		return nil
+	}
+	iov := p.iov
+	_, err := iov.WriteTo(p.conn) // NB: writev; consumes its copy of the slice header
+	clear(p.iov)                  // drop references to shared chunks
+	p.iov, p.stage, p.run, p.pending, p.mustSend = p.iov[:0], p.stage[:0], false, 0, false
+	return err
+}
+
+// flushShared sends what writeShared may still hold (vector mode; a
+// bufio.Writer copied it already).
+func (p *packetWriter) flushShared() error {
+	if p.w != nil {
+		return nil
+	}
+	return p.flush()
+}
 
 // Buffered reports how many bytes wait for flush.
-func (p *packetWriter) buffered() int { return p.w.Buffered() }
+func (p *packetWriter) buffered() int {
+	if p.w == nil {
+		return p.pending
+	}
+	return p.w.Buffered()
+}
 
 // packetReader reads MySQL packets (joining continued ones). maxLen
 // bounds a command so a hostile client cannot make the server allocate

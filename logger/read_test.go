@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -121,5 +122,69 @@ func TestReaderIndexesAndRetention(t *testing.T) {
 	c.WaitApplied(wait, c.Leader(wait).Reader().Applied())
 	if fs, _ := c.Node(3).Reader().Files(); len(fs) != 2 {
 		t.Fatalf("member 3 holds %d files after a restart", len(fs))
+	}
+}
+
+// TestReadAtInto: reading into a buffer gives ReadAt's bytes, reuses the
+// buffer when it is large enough (no allocation), and otherwise allocates
+// exactly what is read, however large max is.
+func TestReadAtInto(t *testing.T) {
+	c := loggertest.New(t, 1, loggertest.Options{})
+	setSource(t, c)
+	f := &feeder{next: 1, pos: 4}
+	appendN(t, c, f, 20, 3000)
+	r := c.Node(1).Reader()
+	files, err := r.Files()
+	if err != nil || len(files) == 0 {
+		t.Fatalf("files %d, %v", len(files), err)
+	}
+	fm := files[0]
+	whole, m, err := r.ReadAt(fm.Number, 0, 1<<30)
+	if err != nil || uint64(len(whole)) != m.Size || cap(whole) != len(whole) {
+		t.Fatalf("ReadAt: %d of %d bytes (cap %d), %v", len(whole), m.Size, cap(whole), err)
+	}
+	buf := make([]byte, 0, 4096)
+	var pieces []byte
+	for pos := uint64(0); pos < m.Size; {
+		b, _, err := r.ReadAtInto(buf, fm.Number, pos, 1000)
+		if err != nil || len(b) == 0 {
+			t.Fatalf("at %d: %v", pos, err)
+		}
+		if &b[:1][0] != &buf[:1][0] {
+			t.Fatalf("at %d: a buffer of cap %d was not reused for %d bytes", pos, cap(buf), len(b))
+		}
+		pieces = append(pieces, b...)
+		pos += uint64(len(b))
+	}
+	if !bytes.Equal(pieces, whole) {
+		t.Fatal("pieces read into a buffer differ from ReadAt's bytes")
+	}
+	// Too small a buffer: a new one of exactly the bytes read.
+	b, _, err := r.ReadAtInto(make([]byte, 0, 10), fm.Number, 100, 1<<30)
+	if err != nil || !bytes.Equal(b, whole[100:]) || cap(b) != len(b) {
+		t.Fatalf("into a small buffer: %d bytes, cap %d, %v", len(b), cap(b), err)
+	}
+	// At the end: no bytes, the file's meta.
+	b, m2, err := r.ReadAtInto(buf, fm.Number, m.Size, 100)
+	if err != nil || len(b) != 0 || m2.Size != m.Size {
+		t.Fatalf("at the end: %d bytes, %+v, %v", len(b), m2, err)
+	}
+	// Reading into a reused buffer allocates about the bytes read less
+	// than ReadAt does (what pebble's iterator allocates is the same).
+	const reads, size = 200, 8000
+	allocated := func(f func()) uint64 {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		for i := 0; i < reads; i++ {
+			f()
+		}
+		runtime.ReadMemStats(&m1)
+		return m1.TotalAlloc - m0.TotalAlloc
+	}
+	buf, _, _ = r.ReadAtInto(buf, fm.Number, 4, size)
+	into := allocated(func() { buf, _, _ = r.ReadAtInto(buf, fm.Number, 4, size) })
+	fresh := allocated(func() { _, _, _ = r.ReadAt(fm.Number, 4, size) })
+	if into+reads*size/2 > fresh {
+		t.Fatalf("%d reads of %d bytes allocated %d bytes into one buffer, %d with ReadAt", reads, size, into, fresh)
 	}
 }

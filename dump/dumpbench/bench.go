@@ -43,6 +43,14 @@ type Options struct {
 	Dir       string         // scratch directory (default os.TempDir())
 	Logf      func(format string, args ...any)
 	SourceOpt sandbox.Options // extra source options (Flavor is set from Flavor)
+	// ProfileDir: RunDaemon saves the serving member's CPU, allocation and
+	// heap profiles of the dump there (the members get --debug-api).
+	ProfileDir string
+	// Rounds: RunDaemon alternates source and member this many times
+	// (default 3).
+	Rounds int
+	// MemberArgs: RunDaemon passes these extra flags to every member.
+	MemberArgs []string
 }
 
 // Side is one side's numbers for N clients.
