@@ -116,25 +116,41 @@ func quantile(s []time.Duration, q float64) time.Duration {
 }
 
 // Markdown renders r as the "Failover RTO" section of docs/BENCHMARKS.md.
-func (r Result) Markdown() string {
+func (r Result) Markdown() string { return Markdown(r) }
+
+// Markdown renders the results of one run per flavor as the "Failover RTO"
+// section of docs/BENCHMARKS.md.
+func Markdown(rs ...Result) string {
 	var b strings.Builder
-	runs := len(r.RTOs) + r.Failures
+	if len(rs) == 0 {
+		return ""
+	}
+	var flavors []string
+	for _, r := range rs {
+		flavors = append(flavors, r.Flavor)
+	}
+	r0 := rs[0]
 	b.WriteString("## Failover RTO\n\n")
 	fmt.Fprintf(&b, "Run: `make bench` (`bin/bench --out docs/BENCHMARKS.md rto`; tools/bench `rto`, failover/failoverbench), %s, %d cores, %s/%s, Go %s. "+
-		"Each run starts a fresh %s semi-sync source, one candidate replica fed by a 3-member fleet (`--failover-lease %v --failover-probe-interval 250ms --failover-probe-timeout 500ms`) and %d writing clients, "+
+		"Each run starts a fresh semi-sync source (%s), one candidate replica fed by a 3-member fleet (`--failover-lease %v --failover-probe-interval 250ms --failover-probe-timeout 500ms`) and %d writing clients, "+
 		"then kills the source with SIGKILL; RTO is kill -9 → first commit acknowledged by the new source. Target: p50 ≤ lease + 2 s = %v.\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
-		r.Flavor, r.Lease, clients, r.Lease+2*time.Second)
+		strings.Join(flavors, ", then "), r0.Lease, clients, r0.Lease+2*time.Second)
 	b.WriteString("| flavor | lease | runs | p50 | p99 | min | max | failures |\n|---|---|---|---|---|---|---|---|\n")
-	if len(r.RTOs) == 0 {
-		fmt.Fprintf(&b, "| %s | %v | %d | - | - | - | - | %d |\n", r.Flavor, r.Lease, runs, r.Failures)
-	} else {
+	for _, r := range rs {
+		runs := len(r.RTOs) + r.Failures
+		if len(r.RTOs) == 0 {
+			fmt.Fprintf(&b, "| %s | %v | %d | - | - | - | - | %d |\n", r.Flavor, r.Lease, runs, r.Failures)
+			continue
+		}
 		s := sorted(r.RTOs)
 		fmt.Fprintf(&b, "| %s | %v | %d | %s | %s | %s | %s | %d |\n", r.Flavor, r.Lease, runs,
 			sec(r.P50), sec(r.P99), sec(s[0]), sec(s[len(s)-1]), r.Failures)
 	}
-	if r.FirstError != "" {
-		fmt.Fprintf(&b, "\nFirst failure (a run counts as failed when no commit is acknowledged by a new source within %v of the kill): %s\n", FailoverTimeout, r.FirstError)
+	for _, r := range rs {
+		if r.FirstError != "" {
+			fmt.Fprintf(&b, "\n%s: first failure (a run counts as failed when no commit is acknowledged by a new source within %v of the kill): %s\n", r.Flavor, FailoverTimeout, r.FirstError)
+		}
 	}
 	return b.String()
 }

@@ -50,7 +50,11 @@ func main() {
 	flag.StringVar(&onlySetup, "setup", "", "semisync: run only the setups whose name contains this (async, stock, fleet)")
 	flag.StringVar(&onlyRow, "row", "", "semisync: run only WORKLOAD/THREADS, e.g. oltp_insert/32")
 	flag.StringVar(&only, "only", "", "run only rows matching SIZE/PROPOSERS, e.g. 200/64")
-	rtoRuns := flag.Int("rto-runs", 20, "rto: how many failovers to measure")
+	rtoRuns := flag.Int("rto-runs", 20, "rto: how many failovers to measure per flavor")
+	rtoFlavors := flag.String("rto-flavors", "mariadb,mysql", "rto: the source flavors to measure, comma separated")
+	dumpArgs := flag.String("dump-member-args", "", "dump: extra flags for the binlogsvr members, space separated (e.g. \"--dump-cache-bytes 33554432\")")
+	dumpDaemonClients := flag.Int("dump-daemon-clients", 100, "dump: clients in the real-process part")
+	dumpDaemonOnly := flag.Bool("dump-daemon-only", false, "dump: run only the real-process part (100 clients against a binlogsvr member); --profile saves its profiles")
 	flag.Parse()
 	which := flag.Args()
 	if len(which) == 0 {
@@ -65,20 +69,34 @@ func main() {
 		case "semisync":
 			section, err = benchSemisync(max(*dur, 10*time.Second))
 		case "dump":
-			var res dumpbench.Result
-			res, err = dumpbench.Run(context.Background(), dumpbench.Options{Flavor: sandbox.MariaDB})
-			section = "## Dump: clients reading the whole log, fleet member beside the source\n\nRun: `make bench` (tools/bench `dump`, dump/dumpbench), " +
-				time.Now().UTC().Format("2006-01-02") + ", 2 cores. First table: a one-member log and its dump server in the benchmark's process (its RSS includes the clients); second: 100 clients against a real binlogsvr process of a 3-member fleet, whose own RSS is read from /proc.\n\n" + res.Markdown()
+			logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+			section = "## Dump: clients reading the whole log, fleet member beside the source\n\nRun: `make build && BINLOGSVR_BIN=$PWD/bin bin/bench --out docs/BENCHMARKS.md dump` (what `make bench` runs for `dump`; tools/bench, dump/dumpbench), " +
+				time.Now().UTC().Format("2006-01-02") + fmt.Sprintf(", %d cores, Go %s. First table: a one-member log and its dump server in the benchmark's process (its RSS includes the clients); second: 100 clients against a real binlogsvr process of a 3-member fleet (default flags: --dump-cache-bytes 64 MiB, 256 KiB reads), whose own RSS is read from /proc. Every client is a non-blocking COM_BINLOG_DUMP from the first file to EOF, run from the benchmark's process on the same cores.\n\n", runtime.NumCPU(), runtime.Version())
+			if !*dumpDaemonOnly {
+				var res dumpbench.Result
+				res, err = dumpbench.Run(context.Background(), dumpbench.Options{Flavor: sandbox.MariaDB, Logf: logf})
+				section += res.Markdown()
+			}
 			if err == nil {
 				var dr dumpbench.DaemonResult
-				dr, err = dumpbench.RunDaemon(context.Background(), dumpbench.Options{Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}, 100)
+				dr, err = dumpbench.RunDaemon(context.Background(), dumpbench.Options{Logf: logf, ProfileDir: profileDir, MemberArgs: strings.Fields(*dumpArgs)}, *dumpDaemonClients)
+				if *dumpArgs != "" {
+					section += "\nMember flags: `" + *dumpArgs + "`.\n"
+				}
 				section += "\n" + dr.Markdown()
 			}
 		case "rto":
-			var res failoverbench.Result
-			res, err = failoverbench.Run(context.Background(), failoverbench.Options{Flavor: sandbox.MariaDB, Runs: *rtoRuns,
-				Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
-			section = res.Markdown()
+			var rs []failoverbench.Result
+			for _, fl := range strings.Split(*rtoFlavors, ",") {
+				var res failoverbench.Result
+				res, err = failoverbench.Run(context.Background(), failoverbench.Options{Flavor: sandbox.Flavor(strings.TrimSpace(fl)), Runs: *rtoRuns,
+					Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+				if err != nil {
+					break
+				}
+				rs = append(rs, res)
+			}
+			section = failoverbench.Markdown(rs...)
 		default:
 			err = fmt.Errorf("unknown benchmark %q (known: log, semisync, dump, rto)", w)
 		}
