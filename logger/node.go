@@ -248,6 +248,12 @@ func Start(cfg Config) (*Node, error) {
 	nhc.Expert.Engine.SnapshotShards, nhc.Expert.Engine.CloseShards = 2, 2
 	if cfg.LogDB == "tan" {
 		nhc.Expert.LogDBFactory = tan.Factory
+		// NB: tan allocates 16 encoding buffers of this size up front (one
+		// per possible shard; this process uses one), 64 MiB of Go heap at
+		// the tiny config's 4 MiB that let the garbage collector grow the
+		// heap by as much again. A raft update larger than 1 MiB gets a
+		// buffer of its own, as it would past 4 MiB.
+		nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
 	}
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {
