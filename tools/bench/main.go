@@ -220,6 +220,7 @@ func benchLog(dur time.Duration) (string, error) {
 		dur, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version())
 	fmt.Fprintf(&sb, "Disk fsync latency in the same run (4 KiB write + fdatasync, 300 times): p50 %.2f ms, p99 %.2f ms alone; p50 %.2f ms, p99 %.2f ms with three writers at once (the three members share this disk).\n\n", ms(p50), ms(p99), ms(c3.p50), ms(c3.p99))
 	fmt.Fprintf(&sb, "| txn size | proposers | txn/s | MB/s | p50 commit ms | p99 commit ms | errors |\n|---|---|---|---|---|---|---|\n")
+	var errNotes []string
 	for _, size := range []int{200, 4096, 1 << 20} {
 		for _, conc := range []int{1, 64} {
 			if only != "" && only != fmt.Sprintf("%d/%d", size, conc) {
@@ -242,9 +243,15 @@ func benchLog(dur time.Duration) (string, error) {
 				return "", err
 			}
 			<-pdone
-			fmt.Fprintf(os.Stderr, "bench: size %d, %d proposers: %.0f txn/s, %.1f MB/s, p50 %.2f ms, p99 %.2f ms\n", size, conc, r.TPS, r.MBps, r.P50ms, r.P99ms)
+			fmt.Fprintf(os.Stderr, "bench: size %d, %d proposers: %.0f txn/s, %.1f MB/s, p50 %.2f ms, p99 %.2f ms, %d errors %s\n", size, conc, r.TPS, r.MBps, r.P50ms, r.P99ms, r.Errors, r.FirstError)
 			fmt.Fprintf(&sb, "| %s | %d | %.0f | %.1f | %.2f | %.2f | %d |\n", human(size), conc, r.TPS, r.MBps, r.P50ms, r.P99ms, r.Errors)
+			if r.Errors > 0 {
+				errNotes = append(errNotes, fmt.Sprintf("- %s × %d: %d proposals failed; the first: %s", human(size), conc, r.Errors, r.FirstError))
+			}
 		}
+	}
+	if len(errNotes) > 0 {
+		sb.WriteString("\nErrors in this run (a failed proposal is retried by its proposer, as the ingest does):\n\n" + strings.Join(errNotes, "\n") + "\n")
 	}
 	return sb.String(), nil
 }
