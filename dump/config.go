@@ -58,8 +58,9 @@ type Config struct {
 	Flavor string
 
 	// Variables overrides or adds answers to SHOW VARIABLES and
-	// SELECT @@name, e.g. {"binlog_row_image": "MINIMAL"} when the source
-	// does not use FULL images. Keys are lower case.
+	// SELECT @@name. Keys are lower case. The source's own values of the
+	// variables that describe its data (binlog_row_image, ...) are answered
+	// without it: the ingest records them in the log.
 	Variables map[string]string
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	gmysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -46,6 +47,16 @@ func (e *sessionEnv) facts() *facts {
 		}
 		if files, err := lg.Files(); err == nil && len(files) > 0 {
 			f.Purged = files[0].StartGTIDs
+		}
+		if mp, ok := lg.(interface {
+			MetaPrefix(string) (map[string][]byte, error)
+		}); ok {
+			if m, err := mp.MetaPrefix(logger.MetaSourceVarPrefix); err == nil && len(m) > 0 {
+				f.SourceVars = make(map[string]string, len(m))
+				for k, v := range m {
+					f.SourceVars[strings.TrimPrefix(k, logger.MetaSourceVarPrefix)] = string(v)
+				}
+			}
 		}
 	}
 	e.f = f

@@ -22,6 +22,10 @@ type facts struct {
 	Purged     string // the GTID state at the start of the oldest file held
 	File       string // the open file
 	Pos        uint64 // its size
+	// SourceVars are the source's own values of the variables that
+	// describe its data, as the ingest recorded them in the log; Overrides
+	// (the operator's --dump-variable) win over them.
+	SourceVars map[string]string
 	Overrides  map[string]string
 }
 
@@ -85,6 +89,9 @@ func (f *facts) sysVars() map[string]string {
 		v["log_slave_updates"] = "ON"
 		v["binlog_annotate_row_events"] = "ON"
 		v["binlog_row_metadata"] = "NO_LOG"
+	}
+	for k, val := range f.SourceVars {
+		v[strings.ToLower(k)] = val
 	}
 	for k, val := range f.Overrides {
 		v[strings.ToLower(k)] = val

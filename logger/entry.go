@@ -106,6 +106,12 @@ type Meta struct {
 // every member.
 const MetaMaxFileSize = "log.max_file_size"
 
+// MetaSourceVarPrefix + a variable's name holds the current source's value
+// of a global variable that describes its binlog's data (binlog_row_image,
+// binlog_row_metadata, ...): the dump servers answer with the source's
+// values, which CDC tools check before they stream.
+const MetaSourceVarPrefix = "source.var."
+
 // Command is one of *Append, *SetSource, *Purge, *Rotate, *Meta.
 type Command interface{ kind() Kind }
 

@@ -26,7 +26,19 @@ type SourceInfo struct {
 	Checksum string // binlog_checksum
 	GTIDMode string // MySQL gtid_mode ("" on MariaDB)
 	GTIDs    string // the source's executed GTID state (gtid_executed / gtid_binlog_pos)
+	// Vars are the source's values of DataVars it has (a variable one
+	// flavor lacks is absent).
+	Vars map[string]string
 }
+
+// DataVars are the source's global variables that describe its binlog's
+// data; the fleet records them in the log (logger.MetaSourceVarPrefix) so
+// that its dump servers answer what the source would: Canal, Debezium and
+// Maxwell check binlog_row_image, and a row event's metadata and text
+// depend on the others.
+var DataVars = []string{"binlog_row_image", "binlog_row_metadata", "binlog_transaction_compression",
+	"lower_case_table_names", "character_set_server", "collation_server", "time_zone", "system_time_zone",
+	"explicit_defaults_for_timestamp", "default_storage_engine"}
 
 // Dial connects to a MySQL or MariaDB server. MySQL 9.x servers offer only
 // caching_sha2_password, whose first login over plain TCP needs TLS: on
@@ -162,5 +174,13 @@ func Probe(ctx context.Context, addr, user, password string) (SourceInfo, error)
 		return info, err
 	}
 	info.GTIDs = strings.ReplaceAll(info.GTIDs, "\n", "")
+	info.Vars = map[string]string{}
+	for _, name := range DataVars {
+		// NB: an unknown variable is an error of this query only (the
+		// other flavor's variable); the connection goes on.
+		if v, err := one("SELECT @@GLOBAL." + name); err == nil {
+			info.Vars[name] = v
+		}
+	}
 	return info, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,7 @@ func (s *session) run(ctx context.Context) error {
 	if err := checkIdentity(s.st.Source, info.Source); err != nil {
 		return err
 	}
+	in.recordSourceVars(ctx, info.Vars)
 	conn, err := Dial(ctx, addr, in.cfg.User, in.cfg.Password)
 	if err != nil {
 		return fmt.Errorf("semisync: connecting to source %s: %w", addr, err)
@@ -355,4 +357,45 @@ func grantHint(err error) string {
 		return " (the fleet's source account needs: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO it)"
 	}
 	return ""
+}
+
+// recordSourceVars stores the source's data-describing variables that the
+// log does not hold yet or holds with another value (a new source, or one
+// reconfigured). A failure is logged and retried at the next session: the
+// dump servers answer the last recorded values meanwhile.
+func (in *Ingester) recordSourceVars(ctx context.Context, vars map[string]string) {
+	r := in.node.Reader()
+	if r == nil {
+		return
+	}
+	have, err := r.MetaPrefix(logger.MetaSourceVarPrefix)
+	if err != nil {
+		in.log.Warn("cannot read the source's recorded variables", "err", err)
+		return
+	}
+	names := make([]string, 0, len(vars))
+	for k := range vars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var changed []string
+	defer func() {
+		if len(changed) > 0 {
+			in.log.Info("recorded the source's variables that describe its data", "changed", strings.Join(changed, ", "))
+		}
+	}()
+	for _, k := range names {
+		v := vars[k]
+		if old, ok := have[logger.MetaSourceVarPrefix+k]; ok && string(old) == v {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		res, err := in.node.Propose(pctx, &logger.Meta{Key: logger.MetaSourceVarPrefix + k, Value: []byte(v)})
+		cancel()
+		if err != nil || !res.Code.Stored() {
+			in.log.Warn("cannot record the source's variable", "name", k, "value", v, "err", err, "result", res.Code)
+			return
+		}
+		changed = append(changed, k+"="+v)
+	}
 }
