@@ -64,7 +64,11 @@ func (s *SM) Open(stopc <-chan struct{}) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("logger: opening state machine database %s: %w", s.dir, err)
 	}
+	// NB: under the lock: the member's Readers may already be reading
+	// (they get ErrClosed until the database is set).
+	s.mu.Lock()
 	s.db = db
+	s.mu.Unlock()
 	if _, ok, err := s.get(keyRecovery); err != nil {
 		return 0, err
 	} else if ok {
