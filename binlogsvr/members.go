@@ -103,14 +103,16 @@ func (s *Server) membersRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /members/{id}/demote", s.memberOp(learner.OpDemote))
 	mux.HandleFunc("DELETE /members/{id}", s.memberOp(learner.OpRemove))
 	mux.HandleFunc("POST /members/{id}/weight", s.memberOp(learner.OpWeight))
-	mux.HandleFunc("POST /transfer-leader", func(w http.ResponseWriter, req *http.Request) {
+	// NB: on the leader: a learner (and a follower whose request raft
+	// drops) cannot start a transfer; the member asked forwards it.
+	mux.HandleFunc("POST /transfer-leader", s.onLeader(func(w http.ResponseWriter, req *http.Request) {
 		id, err := formID(req, "to")
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
 		s.change(w, req, learner.Change{Op: learner.OpTransferLeader, ID: id})
-	})
+	}))
 	mux.HandleFunc("POST /purge", s.handlePurge)
 	if s.cfg.DebugAPI {
 		// Tests: small files, so that retention and purges have files to act on.

@@ -181,7 +181,8 @@ func TestLifecycleUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	r.mustCtl(ask, "transfer-leader", fmt.Sprint(to))
+	// NB: asked of a learner, which forwards it to the leader.
+	r.mustCtl(learners[1], "transfer-leader", fmt.Sprint(to))
 	if nl := r.leader(); nl != to {
 		t.Fatalf("leader %d after transferring to %d", nl, to)
 	}
