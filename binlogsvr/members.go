@@ -97,7 +97,8 @@ func (s *Server) membersRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
-		s.change(w, req, learner.Change{Op: learner.OpAddLearner, ID: id, Addr: strings.TrimSpace(req.FormValue("addr"))})
+		s.change(w, req, learner.Change{Op: learner.OpAddLearner, ID: id, Addr: strings.TrimSpace(req.FormValue("addr")),
+			AdminAddr: strings.TrimSpace(req.FormValue("admin_addr"))})
 	})
 	mux.HandleFunc("POST /members/{id}/promote", s.memberOp(learner.OpPromote))
 	mux.HandleFunc("POST /members/{id}/demote", s.memberOp(learner.OpDemote))

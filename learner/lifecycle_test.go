@@ -64,7 +64,7 @@ func TestLifecycleUnderLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.mustCtl(1, "add-learner", fmt.Sprint(m.ID), "--raft-addr", m.RaftAddr)
+		r.mustCtl(1, "add-learner", fmt.Sprint(m.ID), "--raft-addr", m.RaftAddr, "--admin-addr", m.AdminAddr)
 		if err := r.f.Launch(m, true, "--role", "learner"); err != nil {
 			t.Fatal(err)
 		}

@@ -58,8 +58,20 @@ func (mg *Manager) apply(ctx context.Context, c Change) (Outcome, error) {
 	m, _ := v.Get(c.ID)
 	switch c.Op {
 	case OpAddLearner:
+		if c.AdminAddr != "" {
+			if err := ValidateAddr(c.AdminAddr); err != nil {
+				return out, err
+			}
+		}
 		if err := mg.ch.AddLearner(ctx, ccid, c.ID, c.Addr); err != nil {
 			return out, err
+		}
+		if c.AdminAddr != "" {
+			// NB: the member overwrites it with its own once it runs.
+			res, err := mg.d.Node.Propose(ctx, &logger.Meta{Key: fmt.Sprintf(MetaAdminAddr, c.ID), Value: []byte(c.AdminAddr)})
+			if err != nil || !res.Code.Stored() {
+				mg.log.Warn("cannot record the new learner's admin address; its progress shows once it registers", "id", c.ID, "err", err, "result", res.Code)
+			}
 		}
 		out.Message = fmt.Sprintf("member %d added as a learner at %s; start it with --id %d --raft-addr %s --join --role learner", c.ID, c.Addr, c.ID, c.Addr)
 	case OpPromote:

@@ -21,11 +21,14 @@ const (
 
 // Change is one requested membership operation.
 type Change struct {
-	Op     string
-	ID     uint64
-	Addr   string // add-learner: the new member's raft address
-	NewID  uint64 // demote: the id the member rejoins with as a learner
-	Weight int    // weight
+	Op   string
+	ID   uint64
+	Addr string // add-learner: the new member's raft address
+	// AdminAddr (add-learner, optional): the new member's admin API, so
+	// that its catch-up progress shows before it registers itself.
+	AdminAddr string
+	NewID     uint64 // demote: the id the member rejoins with as a learner
+	Weight    int    // weight
 }
 
 // Sentinel classes of refusals (errors.Is).

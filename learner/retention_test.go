@@ -125,7 +125,7 @@ func TestLogOnlyAndPurge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.mustCtl(1, "add-learner", fmt.Sprint(nm.ID), "--raft-addr", nm.RaftAddr)
+	r.mustCtl(1, "add-learner", fmt.Sprint(nm.ID), "--raft-addr", nm.RaftAddr, "--admin-addr", nm.AdminAddr)
 	if err := r.f.Launch(nm, true, "--role", "learner", "--snapshot-entries", "20"); err != nil {
 		t.Fatal(err)
 	}

@@ -105,6 +105,7 @@ func TestBadAdminInput(t *testing.T) {
 		{[]string{"add-learner", "9", "--raft-addr", r.f.Member(1).RaftAddr}, "already used by member 1"},
 		{[]string{"add-learner", "0", "--raft-addr", "127.0.0.1:7"}, "not a positive integer"},
 		{[]string{"add-learner", "9"}, "needs --raft-addr"},
+		{[]string{"add-learner", "9", "--raft-addr", "127.0.0.1:7", "--admin-addr", "nope"}, "is not host:port"},
 		{[]string{"promote", "42"}, "404 Not Found: no member 42 in the group"},
 		{[]string{"promote", "2"}, "already a logger"},
 		{[]string{"remove", "42"}, "no member 42"},

@@ -165,6 +165,7 @@ func retention(m learner.Member) string {
 func cmdAddLearner(c *client, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("add-learner", stderr)
 	addr := fs.String("raft-addr", "", "the new learner's raft address, host:port (required)")
+	admin := fs.String("admin-addr", "", "the new learner's admin API address, host:port: the leader then shows its catch-up progress in members from the start (it registers itself once caught up otherwise)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
@@ -177,7 +178,11 @@ func cmdAddLearner(c *client, args []string, stdout, stderr io.Writer) error {
 		return usageError{errors.New("add-learner needs --raft-addr HOST:PORT (where the new member's raft transport listens)")}
 	}
 	var out learner.Outcome
-	if err := c.post(context.Background(), "/members", url.Values{"id": {fmt.Sprint(id)}, "addr": {*addr}}, &out); err != nil {
+	form := url.Values{"id": {fmt.Sprint(id)}, "addr": {*addr}}
+	if *admin != "" {
+		form.Set("admin_addr", *admin)
+	}
+	if err := c.post(context.Background(), "/members", form, &out); err != nil {
 		return err
 	}
 	return printOutcome(stdout, *asJSON, out)
