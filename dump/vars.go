@@ -24,7 +24,7 @@ type facts struct {
 	Pos        uint64 // its size
 	// SourceVars are the source's own values of the variables that
 	// describe its data, as the ingest recorded them in the log; Overrides
-	// (the operator's --dump-variable) win over them.
+	// (dump.Config.Variables) win over them.
 	SourceVars map[string]string
 	Overrides  map[string]string
 }
