@@ -212,6 +212,17 @@ func TestLifecycleUnderLoad(t *testing.T) {
 		dumptest.SameData(t, src, rep, []string{"test.l"})
 		t.Logf("replica %d of learner %d is checksum-equal to the source", i+1, learners[i])
 	}
+	// The learners caught up from snapshots: a member counted sending them.
+	var sent float64
+	for _, id := range []uint64{1, learners[0], to} {
+		if r.f.Member(id).Running() {
+			v, _ := metric(r.metrics(id), `binlogsvr_logger_snapshot_sends_total{result="completed"}`)
+			sent += v
+		}
+	}
+	if sent < 1 {
+		t.Errorf("no member counted a completed snapshot send (binlogsvr_logger_snapshot_sends_total)")
+	}
 	m := r.metrics(to)
 	for _, name := range []string{`binlogsvr_members{role="logger"}`, `binlogsvr_members{role="learner"}`} {
 		if _, ok := metric(m, name); !ok {

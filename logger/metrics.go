@@ -11,6 +11,7 @@ type metrics struct {
 	commitLatency prometheus.Histogram
 	batchTxns     prometheus.Histogram
 	inFlight      prometheus.Gauge
+	snapshotSends *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
@@ -29,6 +30,9 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "binlogsvr_logger_proposals_in_flight", Help: "Append proposals awaiting their result.",
 	})
+	m.snapshotSends = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "binlogsvr_logger_snapshot_sends_total", Help: "Snapshots this member sent to others (a new learner, a member behind the compacted log), by result: started, completed, aborted.",
+	}, []string{"result"})
 	applied := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "binlogsvr_logger_applied_index", Help: "Last raft index applied to this member's log.",
 	}, func() float64 {
@@ -53,7 +57,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 		}
 		return 0
 	})
-	m.cs = []prometheus.Collector{m.proposals, m.commitLatency, m.batchTxns, m.inFlight, applied, txns, epoch}
+	m.cs = []prometheus.Collector{m.proposals, m.commitLatency, m.batchTxns, m.inFlight, m.snapshotSends, applied, txns, epoch}
 	if reg != nil {
 		for _, c := range m.cs {
 			if err := reg.Register(c); err != nil {

@@ -232,12 +232,13 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.metrics = m
 	nhc := config.NodeHostConfig{
-		NodeHostDir:    filepath.Join(cfg.DataDir, "raft"),
-		WALDir:         filepath.Join(cfg.DataDir, "raft"),
-		RTTMillisecond: cfg.RTTMillisecond,
-		RaftAddress:    cfg.RaftAddr,
-		EnableMetrics:  true,
-		Expert:         config.ExpertConfig{FS: cfg.FS, TransportFactory: cfg.TransportFactory},
+		NodeHostDir:         filepath.Join(cfg.DataDir, "raft"),
+		WALDir:              filepath.Join(cfg.DataDir, "raft"),
+		RTTMillisecond:      cfg.RTTMillisecond,
+		RaftAddress:         cfg.RaftAddr,
+		EnableMetrics:       true,
+		Expert:              config.ExpertConfig{FS: cfg.FS, TransportFactory: cfg.TransportFactory},
+		SystemEventListener: &events{log: n.log, sends: m.snapshotSends},
 	}
 	// NB: one raft shard per process: one LogDB shard and small memtables
 	// keep the resident size low (dragonboat's default reserves gigabytes).
