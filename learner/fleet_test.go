@@ -79,17 +79,10 @@ func newRig(t *testing.T, src *sandbox.Server, spec func(id uint64) fleet.Member
 	}
 	r := &rig{t: t, f: f, src: src, ctl: ctl}
 	t.Cleanup(func() {
-		f.Close()
 		if t.Failed() {
-			for _, m := range f.Members {
-				b, _ := os.ReadFile(m.LogPath)
-				lines := strings.Split(string(b), "\n")
-				if len(lines) > 30 {
-					lines = lines[len(lines)-30:]
-				}
-				t.Logf("member %d log tail:\n%s", m.ID, strings.Join(lines, "\n"))
-			}
+			t.Log(f.LogTails(30))
 		}
+		f.Close()
 	})
 	return r
 }

@@ -48,17 +48,10 @@ func newRig(t *testing.T, flavor sandbox.Flavor, extra ...string) *rig {
 	}
 	r := &rig{t: t, src: src, f: f}
 	t.Cleanup(func() {
-		f.Close()
 		if t.Failed() {
-			for _, m := range f.Members {
-				b, _ := os.ReadFile(m.LogPath)
-				lines := strings.Split(string(b), "\n")
-				if len(lines) > 40 {
-					lines = lines[len(lines)-40:]
-				}
-				t.Logf("member %d log tail:\n%s", m.ID, strings.Join(lines, "\n"))
-			}
+			t.Log(f.LogTails(40))
 		}
+		f.Close()
 	})
 	r.waitStreaming()
 	return r

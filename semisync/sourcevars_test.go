@@ -3,7 +3,6 @@ package semisync_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -31,10 +30,7 @@ func TestDumpAnswersTheSourceVariables(t *testing.T) {
 			}
 			t.Cleanup(func() {
 				if t.Failed() {
-					for _, m := range f.Members {
-						b, _ := os.ReadFile(m.LogPath)
-						t.Logf("member %d log (%s):\n%s", m.ID, m.LogPath, b)
-					}
+					t.Log(f.LogTails(60))
 				}
 				f.Close()
 			})

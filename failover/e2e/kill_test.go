@@ -83,14 +83,7 @@ func killOnce(t *testing.T, flavor sandbox.Flavor, byGTID bool) time.Duration {
 	sub := r.subscribe(r.feeder, byGTID)
 	l := r.startLoad(16)
 	defer l.stop()
-	if err := fleet.Poll(context.Background(), wait, func() error {
-		if n := l.count(); n < 300 {
-			return fmt.Errorf("%d commits", n)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l.waitCount(t, 300)
 	old := r.src.Addr()
 	killed := time.Now()
 	if err := r.src.Kill(); err != nil {

@@ -43,18 +43,7 @@ func leaderKillOnce(t *testing.T, flavor sandbox.Flavor) {
 	})
 	l := r.startLoad(16)
 	defer l.stop()
-	waitCommits := func(n int) {
-		t.Helper()
-		if err := fleet.Poll(context.Background(), wait, func() error {
-			if c := l.count(); c < n {
-				return fmt.Errorf("%d commits", c)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitCommits(300)
+	l.waitCount(t, 300)
 
 	// Hold the target's applier on a table lock so that it lags.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -75,7 +64,7 @@ func leaderKillOnce(t *testing.T, flavor sandbox.Flavor) {
 	if _, err := lock.Execute("LOCK TABLES test.acked READ"); err != nil {
 		t.Fatal(err)
 	}
-	waitCommits(l.count() + 100)
+	l.waitCount(t, l.count()+100)
 
 	leader := r.leader()
 	if leader == r.feeder {
@@ -145,8 +134,7 @@ func leaderKillOnce(t *testing.T, flavor sandbox.Flavor) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	l.stop()
-	settle(t, target)
+	l.stop() // NB: it waits until the application's sessions are gone
 	l.verifyAcked(t, target)
 	dumptest.WaitReplicated(t, target, other, wait)
 	dumptest.SameData(t, target, other, []string{"test.acked"})
@@ -231,40 +219,5 @@ func (r *rig) failoverLogs() {
 			keep = keep[len(keep)-80:]
 		}
 		r.t.Logf("member %d failover and ingest log:\n%s", m.ID, strings.Join(keep, "\n"))
-	}
-}
-
-// settle waits until s's GTID state stops moving. NB: a stopped load
-// abandons its commits in flight, but the server still commits them once
-// the fleet ACKs: comparing data before then races with them.
-func settle(t *testing.T, s *sandbox.Server) {
-	t.Helper()
-	q := "SELECT @@GLOBAL.gtid_executed"
-	if s.Flavor() == sandbox.MariaDB {
-		q = "SELECT @@GLOBAL.gtid_binlog_pos"
-	}
-	var last string
-	stable := 0
-	err := fleet.Poll(context.Background(), wait, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		res, err := s.Exec(ctx, q)
-		if err != nil {
-			return err
-		}
-		v, _ := res.GetString(0, 0)
-		if v == last {
-			stable++
-		} else {
-			last, stable = strings.Clone(v), 0
-		}
-		if stable < 3 {
-			time.Sleep(100 * time.Millisecond)
-			return fmt.Errorf("GTID state %s still moves", last)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,24 +44,17 @@ func TestRejoin(t *testing.T) {
 const unackedClients = 3
 
 func rejoinOnce(t *testing.T, flavor sandbox.Flavor) {
-	var px *rejoinProxy
+	var px *proxy
 	hk := newHooks(t, true)
 	r := newRig(t, flavor, rigOptions{replicas: 2, extra: hk.flags(), sourceVia: func(addr string) string {
-		px = startRejoinProxy(t, addr)
+		px = startProxy(t, addr)
 		return px.addr()
 	}})
 	old := px.addr() // the address the fleet knows the source by
 
 	// Acknowledged history.
 	l := r.startLoad(4)
-	if err := fleet.Poll(context.Background(), wait, func() error {
-		if n := l.count(); n < 100 {
-			return fmt.Errorf("%d commits", n)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l.waitCount(t, 100)
 	l.stop() // NB: it waits until the source has ended every session of the load
 	before := gtidExecuted(t, r.src)
 	st := r.waitLogHolds(before)
@@ -79,7 +71,7 @@ func rejoinOnce(t *testing.T, flavor sandbox.Flavor) {
 	} else {
 		r.exec(r.src, fmt.Sprintf("SET GLOBAL binlog_group_commit_sync_no_delay_count = %d", unackedClients), "SET GLOBAL binlog_group_commit_sync_delay = 1000000")
 	}
-	px.cut()
+	px.cut(refuse)
 	var wg sync.WaitGroup
 	results := make([]error, unackedClients)
 	for i := 0; i < unackedClients; i++ {
@@ -530,102 +522,4 @@ func undoByHand(t *testing.T, s *sandbox.Server) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-}
-
-// rejoinProxy forwards TCP connections to a server until cut; then it
-// closes them all and every new one at once.
-type rejoinProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	isCut  bool
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
-}
-
-func startRejoinProxy(t *testing.T, target string) *rejoinProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &rejoinProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *rejoinProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *rejoinProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.isCut {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c] = true
-		p.mu.Unlock()
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			p.pipe(c)
-		}()
-	}
-}
-
-func (p *rejoinProxy) pipe(c net.Conn) {
-	defer func() {
-		p.mu.Lock()
-		delete(p.conns, c)
-		p.mu.Unlock()
-		c.Close()
-	}()
-	d, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-	if err != nil {
-		return
-	}
-	p.mu.Lock()
-	if p.isCut {
-		p.mu.Unlock()
-		d.Close()
-		return
-	}
-	p.conns[d] = true
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		delete(p.conns, d)
-		p.mu.Unlock()
-		d.Close()
-	}()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(d, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, d); done <- struct{}{} }()
-	<-done
-	c.Close()
-	d.Close()
-	<-done
-}
-
-// cut closes every connection and refuses new ones.
-func (p *rejoinProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.isCut = true
-	for c := range p.conns {
-		c.Close()
-	}
-}
-
-func (p *rejoinProxy) close() {
-	p.cut()
-	p.ln.Close()
-	p.wg.Wait()
 }

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,17 +93,10 @@ func newRig(t *testing.T, flavor sandbox.Flavor, o rigOptions) *rig {
 	}
 	r.f = f
 	t.Cleanup(func() {
-		f.Close()
 		if t.Failed() {
-			for _, m := range f.Members {
-				b, _ := os.ReadFile(m.LogPath)
-				lines := strings.Split(string(b), "\n")
-				if len(lines) > 60 {
-					lines = lines[len(lines)-60:]
-				}
-				t.Logf("member %d log tail:\n%s", m.ID, strings.Join(lines, "\n"))
-			}
+			t.Log(f.LogTails(60))
 		}
+		f.Close()
 	})
 	r.waitStreaming(srcAddr)
 	r.exec(src, "CREATE DATABASE IF NOT EXISTS test",
@@ -408,21 +400,23 @@ func (l *load) maxGap(from, to time.Time) time.Duration {
 	return g
 }
 
+// waitCount waits until at least n commits were acknowledged.
+func (l *load) waitCount(t *testing.T, n int) {
+	t.Helper()
+	if err := fleet.Poll(context.Background(), wait, func() error {
+		if c := l.count(); c < n {
+			return fmt.Errorf("%d commits acknowledged, waiting for %d", c, n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // verifyAcked checks that every acknowledged commit is on s.
 func (l *load) verifyAcked(t *testing.T, s *sandbox.Server) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res, err := s.Exec(ctx, "SELECT c, n FROM test.acked")
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[[2]int]bool{}
-	for i := 0; i < res.RowNumber(); i++ {
-		c, _ := res.GetInt(i, 0)
-		n, _ := res.GetInt(i, 1)
-		have[[2]int{int(c), int(n)}] = true
-	}
+	have := tableRows(t, s)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lost := 0

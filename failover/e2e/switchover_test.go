@@ -24,14 +24,7 @@ func TestSwitchover(t *testing.T) {
 			// target's apply lag plus the switchover's own steps).
 			l := r.startLoad(16, 10*time.Millisecond)
 			defer l.stop()
-			if err := fleet.Poll(context.Background(), wait, func() error {
-				if n := l.count(); n < 300 {
-					return fmt.Errorf("%d commits", n)
-				}
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
+			l.waitCount(t, 300)
 			old, target := r.src.Addr(), r.replicas[0].Addr()
 			t0 := time.Now()
 			out, err := r.ctl("promote", "--to", target)
@@ -90,14 +83,7 @@ func TestChoice(t *testing.T) {
 		r.exec(lag, "STOP SLAVE SQL_THREAD")
 		r.exec(errant, "CREATE DATABASE errant_local_write")
 		l := r.startLoad(16)
-		if err := fleet.Poll(context.Background(), wait, func() error {
-			if n := l.count(); n < 300 {
-				return fmt.Errorf("%d commits", n)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		l.waitCount(t, 300)
 		old := r.src.Addr()
 		if err := r.src.Kill(); err != nil {
 			t.Fatal(err)

@@ -192,6 +192,21 @@ func (f *Fleet) Restart(id uint64) error {
 }
 
 // Close stops every member (SIGTERM, then SIGKILL).
+// LogTails returns the last n lines of every member's log, for a failed
+// test to print.
+func (f *Fleet) LogTails(n int) string {
+	var b strings.Builder
+	for _, m := range f.Members {
+		data, _ := os.ReadFile(m.LogPath)
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		fmt.Fprintf(&b, "member %d log tail (%s):\n%s\n", m.ID, m.LogPath, strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
+
 func (f *Fleet) Close() {
 	var wg sync.WaitGroup
 	for _, m := range f.Members {
