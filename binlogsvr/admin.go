@@ -81,6 +81,7 @@ func (s *Server) routes() http.Handler {
 		mux.HandleFunc("POST /debug/bench", s.handleDebugBench)
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
 }

@@ -82,7 +82,7 @@ func (s *synth) enqueue(ctx context.Context, p *logger.Proposer) (*logger.Ticket
 }
 
 // debugRun starts a proposer for synthetic appends on the leader.
-func (s *Server) debugRun(size, inflight int) (*synth, *logger.Proposer, func(), error) {
+func (s *Server) debugRun(size, inflight int, linger time.Duration) (*synth, *logger.Proposer, func(), error) {
 	if !s.node.IsLeader() {
 		id, _ := s.node.LeaderID()
 		return nil, nil, nil, fmt.Errorf("member %d is not the leader (the leader is %d)", s.cfg.Log.ReplicaID, id)
@@ -99,7 +99,7 @@ func (s *Server) debugRun(size, inflight int) (*synth, *logger.Proposer, func(),
 	if len(fde) == 0 {
 		fde = binlogtest.FDE(sy.flav, st.Source.ServerID)
 	}
-	p := logger.NewProposer(s.node, logger.ProposerConfig{Epoch: st.Epoch, Source: st.Source.Addr, FDE: fde, MaxInFlight: inflight})
+	p := logger.NewProposer(s.node, logger.ProposerConfig{Epoch: st.Epoch, Source: st.Source.Addr, FDE: fde, MaxInFlight: inflight, Linger: linger})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()
@@ -115,7 +115,7 @@ func (s *Server) handleDebugAppend(w http.ResponseWriter, req *http.Request) {
 	}
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
-	sy, p, stop, err := s.debugRun(size, 4)
+	sy, p, stop, err := s.debugRun(size, 4, 0)
 	if err != nil {
 		writeError(w, http.StatusConflict, "%v", err)
 		return
@@ -168,7 +168,9 @@ func (s *Server) handleDebugBench(w http.ResponseWriter, req *http.Request) {
 	}
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
-	sy, p, stop, err := s.debugRun(size, queryInt(req, "inflight", 4))
+	// NB: linger=-1ms turns the proposer's linger off (a side-by-side
+	// comparison); 0 is the default.
+	sy, p, stop, err := s.debugRun(size, queryInt(req, "inflight", 4), queryDuration(req, "linger", 0))
 	if err != nil {
 		writeError(w, http.StatusConflict, "%v", err)
 		return

@@ -20,6 +20,11 @@ type ProposerConfig struct {
 	MaxBatchBytes int
 	// Timeout bounds one proposal (default 10s).
 	Timeout time.Duration
+	// Linger is how long the proposer may hold a batch back while the
+	// submitters its last proposals released are expected to come back
+	// with their next transactions (default 1ms; negative: never wait).
+	// See Run.
+	Linger time.Duration
 }
 
 // Proposer turns transactions submitted by many goroutines into few Append
@@ -61,6 +66,9 @@ func NewProposer(n *Node, cfg ProposerConfig) *Proposer {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = time.Millisecond
 	}
 	return &Proposer{node: n, cfg: cfg, in: make(chan *pending, 4096), dead: make(chan struct{})}
 }
@@ -237,8 +245,39 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 			}
 		}
 	}()
+	// NB: group commit with a closed loop of submitters (the source's
+	// sessions each wait for their ACK before the next commit): a proposal
+	// sent the moment a slot frees carries only the few transactions that
+	// came back first, and the rest wait a whole round for the next one.
+	// So the proposer expects back as many transactions as its finished
+	// proposals released and holds the next batch until that many are
+	// queued, or Linger has passed since the first was queued. One
+	// submitter alone never waits: it is the one expected back.
+	expect := 0
+	var lingerSince time.Time
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	lingering := false
+	defer linger.Stop()
 	for {
+		if lingering && len(queue) == 0 {
+			lingering = false
+		}
 		for inflight < p.cfg.MaxInFlight && len(queue) > 0 {
+			if len(queue) < expect && p.cfg.Linger > 0 && queueBytes(queue) < p.cfg.MaxBatchBytes {
+				if !lingering {
+					lingering, lingerSince = true, time.Now()
+					linger.Reset(p.cfg.Linger)
+					break
+				}
+				if time.Since(lingerSince) < p.cfg.Linger {
+					break
+				}
+				// NB: not everyone came back (a session ended, or the load
+				// is open-loop): stop expecting them.
+				expect = 0
+			}
+			lingering = false
 			n, size := 0, 0
 			for n < len(queue) && (n == 0 || size+len(queue[n].txn.Events) <= p.cfg.MaxBatchBytes) {
 				size += len(queue[n].txn.Events)
@@ -246,6 +285,7 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 			}
 			b := &batch{ps: queue[:n:n], gen: gen}
 			queue = queue[n:]
+			expect = max(0, expect-n)
 			a := &Append{Epoch: p.cfg.Epoch, Source: p.cfg.Source, Predecessor: tip, FDE: p.cfg.FDE, Txns: make([]Txn, n)}
 			for i, pd := range b.ps {
 				a.Txns[i] = pd.txn
@@ -270,6 +310,7 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-linger.C:
 		case pd := <-p.in:
 			queue = append(queue, pd)
 		drain:
@@ -284,6 +325,7 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 		case b := <-done:
 			inflight--
 			p.node.metrics.inFlight.Dec()
+			expect += len(b.ps)
 			if b.err != nil {
 				return b.err
 			}
@@ -295,6 +337,13 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 			}
 		}
 	}
+}
+
+func queueBytes(q []*pending) (n int) {
+	for _, pd := range q {
+		n += len(pd.txn.Events)
+	}
+	return n
 }
 
 func (p *Proposer) finish(b *batch, err error) {

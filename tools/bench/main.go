@@ -40,6 +40,7 @@ var (
 	profileDir, only   string
 	onlySetup, onlyRow string
 	inflight           int
+	logArgs            []string
 )
 
 func main() {
@@ -50,12 +51,14 @@ func main() {
 	flag.StringVar(&onlySetup, "setup", "", "semisync: run only the setups whose name contains this (async, stock, fleet)")
 	flag.StringVar(&onlyRow, "row", "", "semisync: run only WORKLOAD/THREADS, e.g. oltp_insert/32")
 	flag.StringVar(&only, "only", "", "run only rows matching SIZE/PROPOSERS, e.g. 200/64")
+	logArgsFlag := flag.String("log-member-args", "", "log: extra flags for the binlogsvr members, space separated (e.g. \"--raft-logdb pebble\")")
 	rtoRuns := flag.Int("rto-runs", 20, "rto: how many failovers to measure per flavor")
 	rtoFlavors := flag.String("rto-flavors", "mariadb,mysql", "rto: the source flavors to measure, comma separated")
 	dumpArgs := flag.String("dump-member-args", "", "dump: extra flags for the binlogsvr members, space separated (e.g. \"--dump-cache-bytes 33554432\")")
 	dumpDaemonClients := flag.Int("dump-daemon-clients", 100, "dump: clients in the real-process part")
 	dumpDaemonOnly := flag.Bool("dump-daemon-only", false, "dump: run only the real-process part (100 clients against a binlogsvr member); --profile saves its profiles")
 	flag.Parse()
+	logArgs = strings.Fields(*logArgsFlag)
 	which := flag.Args()
 	if len(which) == 0 {
 		which = []string{"log", "semisync", "dump", "rto"}
@@ -176,7 +179,7 @@ func benchLog(dur time.Duration) (string, error) {
 	defer src.Close()
 	user, pass := src.ReplUser()
 	f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass,
-		ExtraArgs: []string{"--debug-api", "--log-level", "warn"}})
+		ExtraArgs: append([]string{"--debug-api", "--log-level", "warn"}, logArgs...)})
 	if err != nil {
 		return "", err
 	}

@@ -1,0 +1,106 @@
+package logger_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/binlog"
+	"github.com/binlogsvr/binlogsvr/logger/binlog/binlogtest"
+	"github.com/binlogsvr/binlogsvr/logger/loggertest"
+)
+
+// closedLoop runs n submitters, each submitting its next transaction only
+// once the previous one is stored (as a source's sessions wait for their
+// ACK), for rounds transactions each. It returns the raft entries the
+// leader applied meanwhile and how long it took.
+func closedLoop(t *testing.T, l *logger.Node, p *logger.Proposer, f *feeder, n, rounds int) (entries uint64, took time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	before := l.Reader().Applied()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				// NB: the feeder's lock keeps GTIDs in the order they are
+				// enqueued.
+				f.mu.Lock()
+				tk, err := p.Enqueue(ctx, f.txn(100))
+				f.mu.Unlock()
+				if err == nil {
+					err = tk.Wait(ctx)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("submit: %v", err)
+	}
+	return l.Reader().Applied() - before, time.Since(start)
+}
+
+func newProposer(t *testing.T, l *logger.Node, linger time.Duration) *logger.Proposer {
+	t.Helper()
+	st := l.Reader().State()
+	p := logger.NewProposer(l, logger.ProposerConfig{Epoch: st.Epoch, Source: st.Source.Addr, FDE: binlogtest.FDE(binlog.MariaDB(), 1),
+		MaxInFlight: 1, Linger: linger})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return p
+}
+
+// TestProposerLinger: the proposer holds a batch back until the
+// submitters its last proposal released are back, so a closed loop of
+// submitters shares few raft entries; one submitter alone never waits;
+// and once a submitter is gone the proposer stops waiting for it.
+func TestProposerLinger(t *testing.T) {
+	c := loggertest.New(t, 3, loggertest.Options{})
+	setSource(t, c)
+	l := c.Leader(wait)
+	f := &feeder{next: 1, pos: 4}
+
+	// One submitter with a linger far longer than the test: it is the one
+	// expected back, so it never waits for anyone.
+	p := newProposer(t, l, 5*time.Second)
+	if _, took := closedLoop(t, l, p, f, 1, 20); took > 4*time.Second {
+		t.Fatalf("one submitter: 20 commits took %v; the proposer lingered for nobody", took)
+	}
+
+	// Eight submitters, 30 commits each: without the linger each proposal
+	// would carry the few that came back first.
+	p = newProposer(t, l, 300*time.Millisecond)
+	entries, took := closedLoop(t, l, p, f, 8, 30)
+	if mean := float64(8*30) / float64(entries); mean < 6 {
+		t.Fatalf("8 submitters: %d transactions in %d raft entries (%.1f per entry, want >= 6)", 8*30, entries, mean)
+	}
+	t.Logf("8 closed-loop submitters: %d transactions in %d raft entries, %v", 8*30, entries, took)
+
+	// Four submitters, then three: the proposer waits for the missing one
+	// at most once (Linger), not on every round.
+	p = newProposer(t, l, 300*time.Millisecond)
+	closedLoop(t, l, p, f, 4, 5)
+	entries, took = closedLoop(t, l, p, f, 3, 20)
+	if took > 3*time.Second {
+		t.Fatalf("3 of 4 submitters: 20 rounds took %v (%d entries); the proposer kept waiting for the one that left", took, entries)
+	}
+	t.Logf("after one of 4 submitters left: 20 rounds of 3 in %v, %d raft entries", took, entries)
+
+	if st := l.Reader().State(); st.Txns != uint64(20+8*30+4*5+3*20) {
+		t.Fatalf("the log holds %d transactions", st.Txns)
+	}
+}
