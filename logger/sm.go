@@ -56,7 +56,8 @@ func (s *SM) Open(stopc <-chan struct{}) (uint64, error) {
 	// memtable: after a crash, Open reports the last flushed applied index
 	// and dragonboat replays the entries after it. This halves the writes.
 	opts := &pebble.Options{FS: s.fs, Logger: pebbleLogger{s.log}, DisableWAL: true, MemTableSize: 16 << 20,
-		L0CompactionThreshold: 4, L0StopWritesThreshold: 24}
+		L0CompactionThreshold: 4, L0StopWritesThreshold: 24,
+		Levels: []pebble.LevelOptions{{Compression: pebble.NoCompression}}}
 	if err := s.fs.MkdirAll(s.dir, 0o755); err != nil {
 		return 0, fmt.Errorf("logger: creating %s: %w", s.dir, err)
 	}
