@@ -30,6 +30,9 @@ type Config struct {
 	ReportPort  uint16
 	Heartbeat   time.Duration
 	MaxInFlight int
+	// Linger bounds how long a proposal waits for the source's sessions
+	// its last ACKs released (logger.ProposerConfig.Linger); 0: never.
+	Linger time.Duration
 	// StatusInterval is how often the source's semi-sync status is read.
 	StatusInterval time.Duration
 	// DebugCommitDelay delays every transaction before it is proposed, to
@@ -39,13 +42,14 @@ type Config struct {
 
 // DefaultConfig returns the flags' defaults.
 func DefaultConfig() Config {
-	return Config{Heartbeat: time.Second, MaxInFlight: 4, StatusInterval: 2 * time.Second}
+	return Config{Heartbeat: time.Second, MaxInFlight: 4, Linger: time.Millisecond, StatusInterval: 2 * time.Second}
 }
 
 // RegisterFlags registers the ingest's own flags.
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.Heartbeat, "source-heartbeat", c.Heartbeat, "heartbeat period asked of the source; a silent source is given up after 3 periods + 5s")
 	fs.IntVar(&c.MaxInFlight, "max-proposals-in-flight", c.MaxInFlight, "Append proposals awaiting commit at once (group commit pipeline depth)")
+	fs.DurationVar(&c.Linger, "proposal-linger", c.Linger, "how long a proposal may wait for the source's sessions that the last ACKs released to commit again, so that they share one raft entry (0: never wait)")
 	fs.DurationVar(&c.StatusInterval, "source-status-interval", c.StatusInterval, "how often the source's semi-sync status is read")
 }
 
@@ -58,6 +62,8 @@ func (c *Config) Validate() error {
 		return errors.New("semisync: --source-heartbeat must be at least 100ms")
 	case c.MaxInFlight < 1:
 		return errors.New("semisync: --max-proposals-in-flight must be at least 1")
+	case c.Linger < 0 || c.Linger > time.Second:
+		return errors.New("semisync: --proposal-linger must be between 0 and 1s")
 	}
 	return nil
 }
