@@ -16,30 +16,34 @@ build:
 peers:
 	bash tools/sandbox/install.sh
 
-# The whole suite, against real servers started by tools/sandbox. One package
-# at a time (-p 1): on 2 cores, two real-server packages side by side made the
-# timing assertions (switchover pause < 2 s) fail under -race.
+# The failing tests and their messages in the go test output $(1).
+failures = grep -E -e '--- FAIL|^FAIL|panic:|^\s+[a-z_]+_test\.go:[0-9]+: .*(want|got|not |no |fail|lost|error|Error|refus|timed out|after)' $(1) | grep -v 'sandbox.go' | tail -80
+
+# The whole suite, against real servers started by tools/sandbox. One package at a time
+# (-p 1): on 2 cores, two real-server packages side by side made the timing
+# assertions (switchover pause < 2 s) fail under -race.
 # On failure the failing tests and their messages are printed again at the
 # end (servers' log tails printed on failure would otherwise bury them).
 test: build
 	$(GO) vet $(PKGS)
 	@set -o pipefail; BINLOGSVR_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) $(PKGS) 2>&1 | tee $(BIN)/test.log \
-	  || { echo "== make test failed; the failures (all output in $(BIN)/test.log):"; \
-	       grep -E -e '--- FAIL|^FAIL|panic:|^\s+[a-z_]+_test\.go:[0-9]+: .*(want|got|not |no |fail|lost|error|Error|refus|timed out|after)' $(BIN)/test.log | grep -v 'sandbox.go' | tail -80; false; }
+	  || { echo "== make test failed; the failures (all output in $(BIN)/test.log):"; $(call failures,$(BIN)/test.log); false; }
 
-# The daemons those tests start are not race-built; `make test-race-daemons`
-# (not part of `make test`: under the race detector TestLogOnlyAndPurge's
-# membership read timed out once in CI, a timing failure still to fix) runs the
-# membership and daemon tests again with race-built daemons and fails on any
-# race report (a daemon keeps running after one, so the tests alone would
-# not notice). The large-transaction tests are too slow under the race
-# detector to run this way; failover/e2e passes this way too (run by hand:
+# The daemons the suite starts are not race-built; `make test-race-daemons`
+# (not yet part of `make test`: a new learner of a log of large entries can
+# stall the race-built leader, see the note on issue 2) runs the membership and daemon tests again
+# with race-built daemons and fails on any race report (a daemon keeps
+# running after one, so the tests alone would not notice). The
+# large-transaction tests are too slow under the race detector to run this
+# way; failover/e2e passes this way too (run by hand:
 # RACE_PKGS="./learner/ ./binlogsvr/ ./failover/e2e/").
 RACE_PKGS ?= ./learner/ ./binlogsvr/
 test-race-daemons:
 	rm -rf $(BIN)/race && mkdir -p $(BIN)/race $(BIN)/racebin
 	$(GO) build -race -o $(BIN)/racebin/ ./binlogsvr/cmd/binlogsvr ./tools/binlogctl
-	BINLOGSVR_BIN=$(CURDIR)/$(BIN)/racebin GORACE=log_path=$(CURDIR)/$(BIN)/race/race $(GO) test -count=1 -p 1 -timeout 20m $(RACE_PKGS)
+	@set -o pipefail; BINLOGSVR_BIN=$(CURDIR)/$(BIN)/racebin GORACE=log_path=$(CURDIR)/$(BIN)/race/race \
+	  $(GO) test -count=1 -p 1 -timeout 20m $(RACE_PKGS) 2>&1 | tee $(BIN)/test-race.log \
+	  || { echo "== make test-race-daemons failed; the failures (all output in $(BIN)/test-race.log):"; $(call failures,$(BIN)/test-race.log); false; }
 	@if ls $(BIN)/race/race.* >/dev/null 2>&1; then echo "== data races reported by race-built daemons:"; cat $(BIN)/race/race.*; false; fi
 
 # Only the pure, in-process tests (no servers needed).

@@ -136,8 +136,13 @@ func (s *Server) membersRoutes(mux *http.ServeMux) {
 func (s *Server) handleMembers(w http.ResponseWriter, req *http.Request) {
 	v := s.mem.View()
 	if req.URL.Query().Get("refresh") != "" || v.At.IsZero() {
+		// NB: within the clients' timeouts (binlogctl 10s, tests 5s), so that
+		// they get this answer, not a timeout of their own, when the group
+		// cannot answer; a change or a purge waits for the group longer.
+		ctx, cancel := context.WithTimeout(req.Context(), 4*time.Second)
+		defer cancel()
 		var err error
-		if v, err = s.mem.Refresh(req.Context()); err != nil {
+		if v, err = s.mem.Refresh(ctx); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "reading the group's membership (is there a quorum?): %v", err)
 			return
 		}

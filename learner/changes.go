@@ -55,13 +55,79 @@ func (c *Changer) ctx(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(ctx, c.Timeout)
 }
 
+// Membership read attempts: the first may take readAttempt, each later one
+// twice as long as the one before, up to readAttemptMax; after a read that
+// failed at once (no leader known) the next waits readPause, doubling up
+// to readPauseMax.
+const (
+	readAttempt    = time.Second
+	readAttemptMax = 4 * time.Second
+	readPause      = 20 * time.Millisecond
+	readPauseMax   = 250 * time.Millisecond
+)
+
+// Membership reads the group's membership: a linearizable read, which the
+// leader answers once a quorum of loggers confirms it still leads (learners,
+// reachable or not, play no part). It tries again while an election or a
+// leader change explains the failure, until within has passed (or ctx's
+// deadline, if sooner); the error then says that the group did not answer.
+// Safe for concurrent use.
+//
+// NB: one attempt is not enough. A member that knows no leader drops the
+// read at once; a read forwarded to a leader that is stepping down, or to a
+// new leader that has not committed an entry in its term yet, is dropped
+// there without a word back, and dragonboat reports it only when the
+// read's own deadline passes. A single read with the whole budget thus
+// failed after that budget whenever leadership moved meanwhile (under the
+// race detector, elections come often).
+func (c *Changer) Membership(ctx context.Context, within time.Duration) (*dragonboat.Membership, error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	start := time.Now()
+	attempt, pause := readAttempt, readPause
+	for n := 1; ; n++ {
+		actx, acancel := context.WithTimeout(ctx, attempt)
+		t0 := time.Now()
+		m, err := c.NH.SyncGetShardMembership(actx, c.Shard)
+		acancel()
+		if err == nil {
+			return m, nil
+		}
+		if errors.Is(err, dragonboat.ErrInvalidDeadline) {
+			err = dragonboat.ErrTimeout // NB: ctx's deadline passed before the read started
+		}
+		if !retryRead(err) {
+			return nil, classify("reading the membership", err)
+		}
+		if time.Since(t0) < attempt/2 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, readPauseMax)
+		}
+		if ctx.Err() != nil {
+			return nil, classify(fmt.Sprintf("reading the membership: no answer from the group in %v (%d attempts; a quorum of loggers must answer)",
+				time.Since(start).Round(time.Millisecond), n), err)
+		}
+		attempt = min(2*attempt, readAttemptMax)
+	}
+}
+
+// retryRead reports whether a failed membership read may succeed if tried
+// again: it failed for want of a leader or of time (a read is answered only
+// once this member applied the log up to the leader's commit), not because
+// this member stopped or was removed.
+func retryRead(err error) bool {
+	return errors.Is(err, dragonboat.ErrTimeout) || errors.Is(err, dragonboat.ErrSystemBusy) ||
+		errors.Is(err, dragonboat.ErrShardNotReady) || errors.Is(err, dragonboat.ErrAborted)
+}
+
 // ConfigChangeID reads the current configuration change id.
 func (c *Changer) ConfigChangeID(ctx context.Context) (uint64, error) {
-	ctx, cancel := c.ctx(ctx)
-	defer cancel()
-	m, err := c.NH.SyncGetShardMembership(ctx, c.Shard)
+	m, err := c.Membership(ctx, c.Timeout)
 	if err != nil {
-		return 0, classify("reading the membership", err)
+		return 0, err
 	}
 	return m.ConfigChangeID, nil
 }

@@ -28,7 +28,9 @@ type Config struct {
 	HandoffDelay time.Duration
 	// ReachableWithin: a member not heard from for longer is unreachable.
 	ReachableWithin time.Duration
-	// Timeout bounds one membership change or leader transfer.
+	// Timeout bounds one membership change or leader transfer, and the
+	// membership read (retried through elections) that an operator's
+	// request starts with.
 	Timeout time.Duration
 }
 
@@ -47,7 +49,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.ProgressInterval, "catch-up-log-interval", c.ProgressInterval, "how often a catching-up member's progress is logged")
 	fs.DurationVar(&c.HandoffDelay, "leader-handoff-delay", c.HandoffDelay, "a leader hands off to a heavier caught-up logger after leading this long (0: never hand off)")
 	fs.DurationVar(&c.ReachableWithin, "member-unreachable-after", c.ReachableWithin, "a member not heard from for this long counts as unreachable in safety checks")
-	fs.DurationVar(&c.Timeout, "membership-timeout", c.Timeout, "deadline of one membership change or leader transfer")
+	fs.DurationVar(&c.Timeout, "membership-timeout", c.Timeout, "deadline of one membership change or leader transfer, and of the membership read a purge or change starts with")
 }
 
 // Validate checks the Config and names the flag to fix.

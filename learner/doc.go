@@ -14,8 +14,9 @@
 //   - progress.go: catch-up progress (percent, bytes, rate, ETA). Pure.
 //   - ops.go: PlanPurge (what a group purge must keep, and why; pure) and
 //     the Manager's operations.
-//   - changes.go: the dragonboat calls (ordered configuration changes,
-//     leader transfer), every dragonboat error classified in one place.
+//   - changes.go: the dragonboat calls (the membership read, retried
+//     through elections; ordered configuration changes, leader transfer),
+//     every dragonboat error classified in one place.
 //   - manager.go: the Manager, whose Run polls the members, logs progress,
 //     opens the dump serving gate, and hands leadership off.
 //

@@ -137,7 +137,7 @@ func (mg *Manager) Run(ctx context.Context) error {
 		mg.lastLog[mg.d.Node.Config().ReplicaID] = time.Now()
 	}
 	for {
-		v, err := mg.Refresh(ctx)
+		v, err := mg.refresh(ctx, mg.pollTimeout())
 		if err != nil || !v.Complete {
 			mg.waiting(err)
 		}
@@ -230,15 +230,36 @@ func dirSize(dir string) uint64 {
 	return n
 }
 
-// Refresh polls every member and rebuilds the view now.
+// Refresh polls every member and rebuilds the view now, for an operator's
+// request (the view, a membership change, a purge): the membership read
+// retries through an election for up to --membership-timeout; each member
+// then has pollTimeout to report. A deadline on ctx bounds both: the read
+// gets what the reports leave of it (at least a second).
 func (mg *Manager) Refresh(ctx context.Context) (View, error) {
-	ctx, cancel := context.WithTimeout(ctx, max(mg.cfg.WatchInterval, 2*time.Second))
-	defer cancel()
-	node := mg.d.Node
-	ms, err := node.NodeHost().SyncGetShardMembership(ctx, node.Config().ShardID)
-	if err != nil {
-		return View{}, classify("reading the membership", err)
+	within := mg.cfg.Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		within = max(min(within, time.Until(dl)-mg.pollTimeout()), time.Second)
 	}
+	return mg.refresh(ctx, within)
+}
+
+// pollTimeout bounds the watch loop's membership read, and one member's
+// report.
+func (mg *Manager) pollTimeout() time.Duration { return max(mg.cfg.WatchInterval, 2*time.Second) }
+
+// refresh reads the membership within readWithin, then polls the members.
+func (mg *Manager) refresh(ctx context.Context, readWithin time.Duration) (View, error) {
+	node := mg.d.Node
+	ms, err := mg.ch.Membership(ctx, readWithin)
+	if err != nil {
+		return View{}, err
+	}
+	// NB: the reports get a deadline of their own, started after the read:
+	// sharing one deadline, a slow read (an election) left them no time, the
+	// leader's report went missing, and a purge was held for it. A member
+	// that does not answer in time is reported as such (Errors).
+	ctx, cancel := context.WithTimeout(ctx, mg.pollTimeout())
+	defer cancel()
 	self := node.Config().ReplicaID
 	leader, _ := node.LeaderID()
 	in := Inputs{Loggers: ms.Nodes, Learners: ms.NonVotings, Removed: ms.Removed, Leader: leader,
