@@ -61,7 +61,7 @@ func TestLogOnlyAndPurge(t *testing.T) {
 			return fleet.MemberSpec{Args: []string{"--retain-files", "2", "--weight", "5"}} // NB: heaviest, yet log-only
 		}
 		return fleet.MemberSpec{Serve: true}
-	}, "--debug-api")
+	}, "--debug-api", "--snapshot-bytes", fmt.Sprint(4<<20)) // NB: the log is smaller than the default; a new member gets a snapshot
 	r.leader()
 	if err := fleet.Poll(bg(), wait, func() error {
 		st, err := r.f.Status(bg(), r.leader(), true)

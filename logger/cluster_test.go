@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -249,4 +250,87 @@ func TestClusterRejectsStaleAppends(t *testing.T) {
 		}
 	}
 	t.Logf("before %s, after %s", before, after)
+}
+
+// TestClusterSnapshotBySize: a few large entries never reach the entry
+// count of a snapshot, yet the raft log is compacted by its size, to about
+// the size budget behind the snapshot, so a member that was stopped catches
+// up from a snapshot instead of from every entry. A member with its own
+// retention does not snapshot by size: its snapshots lack the files it
+// removed, so it keeps its whole log.
+func TestClusterSnapshotBySize(t *testing.T) {
+	const budget = 256 << 10
+	// NB: the production counts: 60 entries are far from either.
+	c := loggertest.New(t, 3, loggertest.Options{SnapshotEntries: 10000, CompactionOverhead: 5000, SnapshotBytes: budget,
+		RetentionFor: map[uint64]logger.Retention{3: {MaxFiles: 1000}}})
+	setSource(t, c)
+	f := &feeder{next: 1, pos: 4}
+	appendN(t, c, f, 5, 200)
+	// Member 3 must not lead: a stopped member catches up from the leader's
+	// log, and member 3 keeps all of it.
+	notThree := func(to uint64) *logger.Node {
+		var l *logger.Node
+		c.Eventually(wait, "member 1 or 2 leads", func() error {
+			if l = c.Leader(wait); l.Config().ReplicaID != 3 {
+				return nil
+			}
+			// NB: retried: a transfer to a member not caught up is abandoned.
+			t.Logf("member 3 leads: handing leadership to member %d", to)
+			if err := l.NodeHost().RequestLeaderTransfer(1, to); err != nil {
+				return err
+			}
+			return errors.New("member 3 leads")
+		})
+		return l
+	}
+	leader := notThree(1)
+	sameEverywhere(t, c)
+	follower := uint64(3 - leader.Config().ReplicaID) // the other of 1 and 2
+	stoppedAt := c.Node(follower).Reader().Applied()
+	c.Stop(follower)
+	// 60 entries of about 60 KiB: about 3.5 MiB, 14 times the budget.
+	for i := 0; i < 60; i++ {
+		appendN(t, c, f, 2, 30000)
+	}
+	c.WaitApplied(wait, leader.Reader().Applied())
+
+	lr, err := leader.NodeHost().GetLogReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := lr.GetRange()
+	ss := lr.Snapshot()
+	if ss.Index == 0 || first <= stoppedAt+1 {
+		t.Fatalf("leader's raft log: entries %d..%d, snapshot at %d: not compacted past the stopped member's %d", first, last, ss.Index, stoppedAt)
+	}
+	ents, err := lr.Entries(first, ss.Index+1, math.MaxUint64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var behind int
+	for _, e := range ents {
+		behind += len(e.Cmd)
+	}
+	if behind > 2*budget {
+		t.Fatalf("leader keeps %d bytes in %d entries behind its snapshot at %d; the budget is %d", behind, len(ents), ss.Index, budget)
+	}
+	t.Logf("leader's raft log: entries %d..%d, snapshot at %d, %d bytes in %d entries behind it", first, last, ss.Index, behind, len(ents))
+	lr3, err := c.Node(3).NodeHost().GetLogReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first3, _ := lr3.GetRange(); first3 != 1 {
+		t.Fatalf("the member with its own retention compacted its raft log to %d", first3-1)
+	}
+
+	notThree(leader.Config().ReplicaID)
+	c.Start(follower)
+	fp := sameEverywhere(t, c)
+	if n := c.Node(follower).SM().SnapshotsRecovered(); n == 0 {
+		t.Fatalf("member %d caught up without a snapshot", follower)
+	}
+	if st := c.Node(follower).Reader().State(); st.Txns != 125 || st.LastGTID != "0-1-125" {
+		t.Fatalf("after catch-up: %d txns, last %s", st.Txns, st.LastGTID)
+	}
+	t.Logf("every member holds %s", fp)
 }

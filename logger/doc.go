@@ -14,7 +14,10 @@
 //   - sm.go: the dragonboat IOnDiskStateMachine over Pebble (the shell);
 //   - read.go: reads of committed data for dump and status;
 //   - node.go, proposer.go: the dragonboat NodeHost wrapper and the batching
-//     proposer that turns many transactions into few Append entries.
+//     proposer that turns many transactions into few Append entries;
+//   - compaction.go: snapshots by size, so that the raft log is compacted by
+//     its bytes too and a member far behind gets a snapshot, not tens of MiB
+//     of entries read in the leader's step loop.
 //
 // The caller's duties:
 //

@@ -12,6 +12,7 @@ type metrics struct {
 	batchTxns     prometheus.Histogram
 	inFlight      prometheus.Gauge
 	snapshotSends *prometheus.CounterVec
+	sizeSnapshots *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
@@ -32,6 +33,9 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 	})
 	m.snapshotSends = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "binlogsvr_logger_snapshot_sends_total", Help: "Snapshots this member sent to others (a new learner, a member behind the compacted log), by result: started, completed, aborted.",
+	}, []string{"result"})
+	m.sizeSnapshots = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "binlogsvr_logger_size_snapshots_total", Help: "Snapshots this member requested because the entries applied since the last one reached --snapshot-bytes, by result: ok, error.",
 	}, []string{"result"})
 	applied := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "binlogsvr_logger_applied_index", Help: "Last raft index applied to this member's log.",
@@ -57,7 +61,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 		}
 		return 0
 	})
-	m.cs = []prometheus.Collector{m.proposals, m.commitLatency, m.batchTxns, m.inFlight, m.snapshotSends, applied, txns, epoch}
+	m.cs = []prometheus.Collector{m.proposals, m.commitLatency, m.batchTxns, m.inFlight, m.snapshotSends, m.sizeSnapshots, applied, txns, epoch}
 	if reg != nil {
 		for _, c := range m.cs {
 			if err := reg.Register(c); err != nil {
@@ -68,8 +72,6 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 	}
 	return m, nil
 }
-
-func (m *metrics) onApply(*SM) {}
 
 func (m *metrics) unregister() {
 	if m.reg == nil {

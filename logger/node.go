@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
@@ -50,6 +51,10 @@ type Config struct {
 	HeartbeatRTT       uint64
 	SnapshotEntries    uint64
 	CompactionOverhead uint64
+	// SnapshotBytes: also snapshot once the commands applied since the last
+	// size-triggered snapshot hold this many bytes, and compact the raft log
+	// to about as many bytes behind it (see compaction.go). 0: count only.
+	SnapshotBytes uint64
 
 	Retention Retention
 
@@ -74,7 +79,7 @@ type Retention struct {
 // DefaultConfig returns a Config with the defaults of the flags.
 func DefaultConfig() Config {
 	return Config{ShardID: 1, Role: RoleLogger, LogDB: "tan", RTTMillisecond: 10, ElectionRTT: 30, HeartbeatRTT: 3,
-		SnapshotEntries: 10000, CompactionOverhead: 5000}
+		SnapshotEntries: 10000, CompactionOverhead: 5000, SnapshotBytes: 256 << 20}
 }
 
 // RegisterFlags registers the member's flags.
@@ -92,6 +97,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Uint64Var(&c.HeartbeatRTT, "raft-heartbeat-rtt", c.HeartbeatRTT, "heartbeat interval in RTTs")
 	fs.Uint64Var(&c.SnapshotEntries, "snapshot-entries", c.SnapshotEntries, "take a state machine snapshot every this many entries")
 	fs.Uint64Var(&c.CompactionOverhead, "compaction-overhead", c.CompactionOverhead, "raft entries kept after a snapshot for slow followers")
+	fs.Uint64Var(&c.SnapshotBytes, "snapshot-bytes", c.SnapshotBytes, "also snapshot once the entries applied since the last such snapshot hold this many bytes, keeping about as many bytes of raft log behind it: "+
+		"a new or far-behind member then gets a snapshot, not tens of MiB of entries (0: by --snapshot-entries only; ignored with --retain-*)")
 	fs.IntVar(&c.Retention.MaxFiles, "retain-files", c.Retention.MaxFiles, "keep at most this many binlog files on this member (0: no limit)")
 	fs.Uint64Var(&c.Retention.MaxBytes, "retain-bytes", c.Retention.MaxBytes, "keep at most this many bytes of binlog files on this member (0: no limit)")
 	fs.DurationVar(&c.Retention.MaxAge, "retain-age", c.Retention.MaxAge, "remove this member's binlog files older than this (0: keep forever)")
@@ -212,8 +219,15 @@ type Node struct {
 	mu sync.Mutex
 	sm *SM
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	// Snapshots by size (compaction.go): onApply signals snapDue once the
+	// applied bytes reach snapAt; nil when off.
+	snapDue chan struct{}
+	snapAt  atomic.Uint64
+
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+	stop   chan struct{}
+	wg     sync.WaitGroup
 }
 
 // Start starts the member and its shard. It returns once the shard is
@@ -226,6 +240,13 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("shard", cfg.ShardID, "replica", cfg.ReplicaID), stop: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if cfg.sizeSnapshotsOn() {
+		n.snapDue = make(chan struct{}, 1)
+		n.snapAt.Store(cfg.SnapshotBytes)
+	} else if cfg.SnapshotBytes > 0 {
+		n.log.Info("snapshots by size are off on a member with its own retention: its snapshots lack the files it removed")
+	}
 	m, err := newMetrics(cfg.Registry, n)
 	if err != nil {
 		return nil, err
@@ -274,7 +295,7 @@ func Start(cfg Config) (*Node, error) {
 	smDir := filepath.Join(cfg.DataDir, "binlog", fmt.Sprintf("shard-%d-replica-%d", cfg.ShardID, cfg.ReplicaID))
 	create := func(shardID, replicaID uint64) sm.IOnDiskStateMachine {
 		s := newSM(shardID, replicaID, smDir, pfs, n.log)
-		s.onApply = n.metrics.onApply
+		s.onApply = n.onApply
 		n.mu.Lock()
 		n.sm = s
 		n.mu.Unlock()
@@ -290,6 +311,10 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.retentionLoop()
+	if n.snapDue != nil {
+		n.wg.Add(1)
+		go n.sizeSnapshotLoop()
+	}
 	return n, nil
 }
 
@@ -417,6 +442,7 @@ func (n *Node) Close() {
 	default:
 	}
 	close(n.stop)
+	n.cancel()
 	n.wg.Wait()
 	n.nh.Close()
 	n.metrics.unregister()

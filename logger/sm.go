@@ -32,6 +32,11 @@ type SM struct {
 	st      State
 	applied uint64
 	changed chan struct{} // closed and replaced after every applied batch
+	// bytes counts the commands (len(Cmd)) applied since Open; base is the
+	// mark of the last Open or snapshot recovery. The size-triggered
+	// snapshot counts from them (compaction.go). Node-local, in memory.
+	bytes uint64
+	base  applyMark
 
 	recovered atomic.Int64 // snapshots this member recovered from
 }
@@ -107,8 +112,17 @@ func (s *SM) load() (uint64, error) {
 	}
 	s.mu.Lock()
 	s.st, s.applied = st, applied
+	s.base = applyMark{Index: applied, Bytes: s.bytes}
 	s.mu.Unlock()
 	return applied, nil
+}
+
+// applyMark returns the last applied index with the bytes applied up to
+// it, and the mark of the last Open or snapshot recovery.
+func (s *SM) applyMark() (now, base applyMark) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return applyMark{Index: s.applied, Bytes: s.bytes}, s.base
 }
 
 func (s *SM) get(k []byte) ([]byte, bool, error) {
@@ -155,7 +169,9 @@ func (s *SM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 	cmds := make([]Command, len(ents))
 	errs := make([]error, len(ents))
 	indexed := false
+	var size uint64
 	for i := range ents {
+		size += uint64(len(ents[i].Cmd))
 		cmds[i], errs[i] = Decode(ents[i].Cmd)
 		_, purge := cmds[i].(*Purge)
 		indexed = indexed || purge
@@ -209,6 +225,7 @@ func (s *SM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 	}
 	s.mu.Lock()
 	s.st, s.applied = a.st, last
+	s.bytes += size
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
@@ -387,6 +404,7 @@ func (s *SM) wipe() error {
 	}
 	s.mu.Lock()
 	s.st, s.applied = State{}, 0
+	s.base = applyMark{Bytes: s.bytes}
 	s.mu.Unlock()
 	return nil
 }

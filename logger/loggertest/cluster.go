@@ -29,7 +29,10 @@ type Options struct {
 	// member catch up from a snapshot. Zero: 0 (no snapshots) and 5.
 	SnapshotEntries    uint64
 	CompactionOverhead uint64
-	Retention          logger.Retention
+	// SnapshotBytes: snapshot by size too (logger.Config.SnapshotBytes).
+	// Zero: by count only.
+	SnapshotBytes uint64
+	Retention     logger.Retention
 	// RetentionFor overrides Retention for some members.
 	RetentionFor map[uint64]logger.Retention
 }
@@ -87,6 +90,7 @@ func (c *Cluster) config(id uint64) logger.Config {
 	cfg.HeartbeatRTT = 2
 	cfg.SnapshotEntries = c.opts.SnapshotEntries
 	cfg.CompactionOverhead = c.opts.CompactionOverhead
+	cfg.SnapshotBytes = c.opts.SnapshotBytes
 	cfg.Retention = c.opts.Retention
 	if r, ok := c.opts.RetentionFor[id]; ok {
 		cfg.Retention = r
