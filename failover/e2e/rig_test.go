@@ -13,12 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/client"
-
 	"github.com/binlogsvr/binlogsvr/binlogsvr"
 	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/failover"
-	"github.com/binlogsvr/binlogsvr/semisync"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox/sandboxtest"
@@ -230,7 +227,7 @@ type load struct {
 	r       *rig
 	ctx     context.Context
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	w       *fleet.Writers
 	mu      sync.Mutex
 	acked   map[[2]int]string // (client, n) -> server that acknowledged
 	commits []commit          // every acknowledged commit, in time order per client
@@ -261,54 +258,20 @@ func (r *rig) startLoad(clients int, pace ...time.Duration) *load {
 		}
 		return src
 	}
-	for c := 0; c < clients; c++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			var conn *client.Conn
-			var at string
-			defer func() {
-				if conn != nil {
-					conn.Close()
-				}
-			}()
-			for n := 0; l.ctx.Err() == nil; n++ {
-				if conn == nil {
-					addr := current(n > 0)
-					s := r.byAddr(addr)
-					if s == nil {
-						time.Sleep(50 * time.Millisecond)
-						continue
-					}
-					cctx, cancel := context.WithTimeout(l.ctx, 2*time.Second)
-					cn, err := semisync.Dial(cctx, s.Addr(), "app", "app-pw")
-					cancel()
-					if err != nil {
-						time.Sleep(50 * time.Millisecond)
-						continue
-					}
-					conn, at = cn, addr
-				}
-				stop := context.AfterFunc(l.ctx, func() { _ = conn.SetDeadline(time.Now()) })
-				_ = conn.SetDeadline(time.Now().Add(time.Minute))
-				_, err := conn.Execute(fmt.Sprintf("INSERT INTO test.acked (c, n, v) VALUES (%d, %d, 'client %d commit %d')", c, n, c, n))
-				stop()
-				if err != nil {
-					conn.Close()
-					conn = nil
-					time.Sleep(20 * time.Millisecond)
-					continue
-				}
-				l.mu.Lock()
-				l.acked[[2]int{c, n}] = at
-				l.commits = append(l.commits, commit{time.Now(), at})
-				l.mu.Unlock()
-				if l.pace > 0 {
-					time.Sleep(l.pace)
-				}
+	l.w = fleet.StartWriters(l.ctx, fleet.WriterOptions{Clients: clients, User: "app", Password: "app-pw", Pace: l.pace,
+		Target: func(refresh bool) (string, string) {
+			addr := current(refresh)
+			if s := r.byAddr(addr); s != nil {
+				return s.Addr(), addr
 			}
-		}()
-	}
+			return "", ""
+		},
+		Acked: func(c, n int, at string, when time.Time) {
+			l.mu.Lock()
+			l.acked[[2]int{c, n}] = at
+			l.commits = append(l.commits, commit{when, at})
+			l.mu.Unlock()
+		}})
 	return l
 }
 
@@ -316,7 +279,7 @@ func (r *rig) startLoad(clients int, pace ...time.Duration) *load {
 // every running server.
 func (l *load) stop() {
 	l.cancel()
-	l.wg.Wait()
+	l.w.Stop()
 	// NB: a client that gave up at the stop may leave its INSERT waiting
 	// for the ACK on the server; it commits later (and is acknowledged to
 	// no one). Data compared before it commits differs.

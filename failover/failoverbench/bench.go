@@ -19,12 +19,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/client"
-
 	"github.com/binlogsvr/binlogsvr/binlogsvr"
 	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/failover"
-	"github.com/binlogsvr/binlogsvr/semisync"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
@@ -170,7 +167,14 @@ func once(ctx context.Context, o Options) (rto time.Duration, err error) {
 	if err != nil {
 		return 0, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		// NB: a failed run keeps the fleet's directory (the members' logs).
+		if err == nil {
+			os.RemoveAll(dir)
+		} else {
+			err = fmt.Errorf("%w (the fleet's logs are kept in %s)", err, dir)
+		}
+	}()
 	r := &run{o: o}
 
 	// The source and the replica start in parallel.
@@ -356,7 +360,7 @@ func (r *run) failoverStatus(ctx context.Context) (failover.Status, error) {
 type load struct {
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	w      *fleet.Writers
 
 	mu       sync.Mutex
 	n        int
@@ -372,7 +376,7 @@ func (l *load) count() int {
 
 func (l *load) stop() {
 	l.cancel()
-	l.wg.Wait()
+	l.w.Stop()
 }
 
 func (r *run) startLoad(ctx context.Context) *load {
@@ -392,52 +396,20 @@ func (r *run) startLoad(ctx context.Context) *load {
 		return src
 	}
 	known := func(addr string) bool { return addr == old || addr == r.rep.Addr() }
-	for c := 0; c < clients; c++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			var conn *client.Conn
-			var at string
-			defer func() {
-				if conn != nil {
-					conn.Close()
-				}
-			}()
-			for n := 0; l.ctx.Err() == nil; n++ {
-				if conn == nil {
-					addr := current(n > 0)
-					if !known(addr) {
-						time.Sleep(50 * time.Millisecond)
-						continue
-					}
-					cctx, cancel := context.WithTimeout(l.ctx, 2*time.Second)
-					cn, err := semisync.Dial(cctx, addr, "app", "app-pw")
-					cancel()
-					if err != nil {
-						time.Sleep(50 * time.Millisecond)
-						continue
-					}
-					conn, at = cn, addr
-				}
-				stop := context.AfterFunc(l.ctx, func() { _ = conn.SetDeadline(time.Now()) })
-				_ = conn.SetDeadline(time.Now().Add(time.Minute))
-				_, err := conn.Execute(fmt.Sprintf("INSERT INTO test.acked (c, n, v) VALUES (%d, %d, 'client %d commit %d')", c, n, c, n))
-				stop()
-				if err != nil {
-					conn.Close()
-					conn = nil
-					time.Sleep(20 * time.Millisecond)
-					continue
-				}
-				now := time.Now()
-				l.mu.Lock()
-				l.n++
-				if at != old && !l.killed.IsZero() && l.firstNew.IsZero() {
-					l.firstNew = now
-				}
-				l.mu.Unlock()
+	l.w = fleet.StartWriters(l.ctx, fleet.WriterOptions{Clients: clients, User: "app", Password: "app-pw",
+		Target: func(refresh bool) (string, string) {
+			if addr := current(refresh); known(addr) {
+				return addr, addr
 			}
-		}()
-	}
+			return "", ""
+		},
+		Acked: func(c, n int, at string, when time.Time) {
+			l.mu.Lock()
+			l.n++
+			if at != old && !l.killed.IsZero() && l.firstNew.IsZero() {
+				l.firstNew = when
+			}
+			l.mu.Unlock()
+		}})
 	return l
 }
