@@ -60,8 +60,13 @@ func (s *SM) Open(stopc <-chan struct{}) (uint64, error) {
 	// and dragonboat compacts that log only after Sync, which flushes the
 	// memtable: after a crash, Open reports the last flushed applied index
 	// and dragonboat replays the entries after it. This halves the writes.
+	// NB: every flush holds keys of every prefix (file bytes, indexes,
+	// state), so each L0 compaction rewrites the base level's files it
+	// overlaps. Compacting L0 less often (8 files, not 4) into a larger base
+	// level (256 MiB, not 64) cut the bytes compacted for 1.6 million
+	// 200-byte transactions from 1,188 MB to 455 MB (418 MB flushed).
 	opts := &pebble.Options{FS: s.fs, Logger: pebbleLogger{s.log}, DisableWAL: true, MemTableSize: 16 << 20,
-		L0CompactionThreshold: 4, L0StopWritesThreshold: 24,
+		L0CompactionThreshold: 8, L0StopWritesThreshold: 24, LBaseMaxBytes: 256 << 20,
 		Levels: []pebble.LevelOptions{{Compression: pebble.NoCompression}}}
 	if err := s.fs.MkdirAll(s.dir, 0o755); err != nil {
 		return 0, fmt.Errorf("logger: creating %s: %w", s.dir, err)
