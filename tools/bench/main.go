@@ -267,7 +267,7 @@ func benchLog(dur time.Duration) (string, error) {
 		if leader, err = f.Leader(ctx, 30*time.Second); err != nil {
 			return "", err
 		}
-		cpu0 := fleetCPU(f)
+		cpu0 := f.CPU()
 		st0, err := f.Status(ctx, leader, true)
 		if err != nil {
 			return "", err
@@ -275,7 +275,7 @@ func benchLog(dur time.Duration) (string, error) {
 		if err := f.Post(ctx, leader, path, &r); err != nil {
 			return "", err
 		}
-		cpu := fleetCPU(f) - cpu0
+		cpu := f.CPU() - cpu0
 		st1, err := f.Status(ctx, leader, true)
 		if err != nil {
 			return "", err
@@ -299,29 +299,6 @@ func benchLog(dur time.Duration) (string, error) {
 		sb.WriteString("\nErrors in this run (a failed proposal is retried by its proposer, as the ingest does):\n\n" + strings.Join(errNotes, "\n") + "\n")
 	}
 	return sb.String(), nil
-}
-
-// fleetCPU is the CPU time (user + system) the fleet's members used so far,
-// from /proc/PID/stat.
-func fleetCPU(f *fleet.Fleet) time.Duration {
-	var total time.Duration
-	for _, m := range f.Members {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.PID()))
-		if err != nil {
-			continue
-		}
-		// NB: fields after the command (which may hold spaces) start after
-		// its closing parenthesis; utime and stime are fields 14 and 15.
-		fs := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(fs) < 13 {
-			continue
-		}
-		var ut, st int64
-		fmt.Sscan(fs[11], &ut)
-		fmt.Sscan(fs[12], &st)
-		total += time.Duration(ut+st) * time.Second / 100 // NB: USER_HZ is 100 on Linux
-	}
-	return total
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
