@@ -115,13 +115,9 @@ func (c *Changer) Membership(ctx context.Context, within time.Duration) (*dragon
 }
 
 // retryRead reports whether a failed membership read may succeed if tried
-// again: it failed for want of a leader or of time (a read is answered only
-// once this member applied the log up to the leader's commit), not because
+// again (classify's ErrRetry: no leader yet, a timeout, busy), not because
 // this member stopped or was removed.
-func retryRead(err error) bool {
-	return errors.Is(err, dragonboat.ErrTimeout) || errors.Is(err, dragonboat.ErrSystemBusy) ||
-		errors.Is(err, dragonboat.ErrShardNotReady) || errors.Is(err, dragonboat.ErrAborted)
-}
+func retryRead(err error) bool { return errors.Is(classify("", err), ErrRetry) }
 
 // ConfigChangeID reads the current configuration change id.
 func (c *Changer) ConfigChangeID(ctx context.Context) (uint64, error) {
