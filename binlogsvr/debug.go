@@ -115,7 +115,7 @@ func (s *Server) handleDebugAppend(w http.ResponseWriter, req *http.Request) {
 	}
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
-	sy, p, stop, err := s.debugRun(size, 4, 0)
+	sy, p, stop, err := s.debugRun(size, 4, logger.DefaultLinger)
 	if err != nil {
 		writeError(w, http.StatusConflict, "%v", err)
 		return
@@ -168,9 +168,9 @@ func (s *Server) handleDebugBench(w http.ResponseWriter, req *http.Request) {
 	}
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
-	// NB: linger=-1ms turns the proposer's linger off (a side-by-side
-	// comparison); 0 is the default.
-	sy, p, stop, err := s.debugRun(size, queryInt(req, "inflight", 4), queryDuration(req, "linger", 0))
+	// NB: linger=0 turns the proposer's linger off (a side-by-side
+	// comparison).
+	sy, p, stop, err := s.debugRun(size, queryInt(req, "inflight", 4), queryDuration(req, "linger", logger.DefaultLinger))
 	if err != nil {
 		writeError(w, http.StatusConflict, "%v", err)
 		return

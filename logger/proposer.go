@@ -22,10 +22,13 @@ type ProposerConfig struct {
 	Timeout time.Duration
 	// Linger is how long the proposer may hold a batch back while the
 	// submitters its last proposals released are expected to come back
-	// with their next transactions (default 1ms; negative: never wait).
-	// See Run.
+	// with their next transactions (0: never wait; DefaultLinger is what
+	// the ingest uses). See Run.
 	Linger time.Duration
 }
+
+// DefaultLinger is the ingest's default ProposerConfig.Linger.
+const DefaultLinger = time.Millisecond
 
 // Proposer turns transactions submitted by many goroutines into few Append
 // entries: everything that arrives while earlier proposals are in flight
@@ -66,9 +69,6 @@ func NewProposer(n *Node, cfg ProposerConfig) *Proposer {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
-	}
-	if cfg.Linger == 0 {
-		cfg.Linger = time.Millisecond
 	}
 	return &Proposer{node: n, cfg: cfg, in: make(chan *pending, 4096), dead: make(chan struct{})}
 }
@@ -254,30 +254,28 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 	// queued, or Linger has passed since the first was queued. One
 	// submitter alone never waits: it is the one expected back.
 	expect := 0
-	var lingerSince time.Time
+	var holdUntil time.Time // zero: not holding a batch back
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
-	lingering := false
 	defer linger.Stop()
 	for {
-		if lingering && len(queue) == 0 {
-			lingering = false
+		if len(queue) == 0 {
+			holdUntil = time.Time{}
 		}
 		for inflight < p.cfg.MaxInFlight && len(queue) > 0 {
 			if len(queue) < expect && p.cfg.Linger > 0 && queueBytes(queue) < p.cfg.MaxBatchBytes {
-				if !lingering {
-					lingering, lingerSince = true, time.Now()
+				if holdUntil.IsZero() {
+					holdUntil = time.Now().Add(p.cfg.Linger)
 					linger.Reset(p.cfg.Linger)
-					break
 				}
-				if time.Since(lingerSince) < p.cfg.Linger {
+				if time.Now().Before(holdUntil) {
 					break
 				}
 				// NB: not everyone came back (a session ended, or the load
 				// is open-loop): stop expecting them.
 				expect = 0
 			}
-			lingering = false
+			holdUntil = time.Time{}
 			n, size := 0, 0
 			for n < len(queue) && (n == 0 || size+len(queue[n].txn.Events) <= p.cfg.MaxBatchBytes) {
 				size += len(queue[n].txn.Events)

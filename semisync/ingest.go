@@ -31,7 +31,7 @@ type Config struct {
 	Heartbeat   time.Duration
 	MaxInFlight int
 	// Linger bounds how long a proposal waits for the source's sessions
-	// its last ACKs released (logger.ProposerConfig.Linger); 0: never.
+	// its last ACKs released (logger.ProposerConfig.Linger; 0: never).
 	Linger time.Duration
 	// StatusInterval is how often the source's semi-sync status is read.
 	StatusInterval time.Duration
@@ -42,7 +42,7 @@ type Config struct {
 
 // DefaultConfig returns the flags' defaults.
 func DefaultConfig() Config {
-	return Config{Heartbeat: time.Second, MaxInFlight: 4, Linger: time.Millisecond, StatusInterval: 2 * time.Second}
+	return Config{Heartbeat: time.Second, MaxInFlight: 4, Linger: logger.DefaultLinger, StatusInterval: 2 * time.Second}
 }
 
 // RegisterFlags registers the ingest's own flags.

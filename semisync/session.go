@@ -240,7 +240,7 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 			// NB: the proposer needs the source's FDE, which the stream sends
 			// after the fake rotate; it starts with the first transaction.
 			prop = logger.NewProposer(in.node, logger.ProposerConfig{Epoch: s.st.Epoch, Source: s.st.Source.Addr, FDE: c.fde,
-				MaxInFlight: in.cfg.MaxInFlight, Linger: linger(in.cfg.Linger), Timeout: proposalTimeout})
+				MaxInFlight: in.cfg.MaxInFlight, Linger: in.cfg.Linger, Timeout: proposalTimeout})
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -398,13 +398,4 @@ func (in *Ingester) recordSourceVars(ctx context.Context, vars map[string]string
 		}
 		changed = append(changed, k+"="+v)
 	}
-}
-
-// linger maps --proposal-linger to the proposer's setting (0 there is its
-// default; off is negative).
-func linger(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
 }
