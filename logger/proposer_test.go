@@ -14,9 +14,10 @@ import (
 
 // closedLoop runs n submitters, each submitting its next transaction only
 // once the previous one is stored (as a source's sessions wait for their
-// ACK), for rounds transactions each. It returns the raft entries the
-// leader applied meanwhile and how long it took.
-func closedLoop(t *testing.T, l *logger.Node, p *logger.Proposer, f *feeder, n, rounds int) (entries uint64, took time.Duration) {
+// ACK), for rounds transactions each, pausing think after each commit. It
+// returns the raft entries the leader applied meanwhile and how long it
+// took.
+func closedLoop(t *testing.T, l *logger.Node, p *logger.Proposer, f *feeder, n, rounds int, think time.Duration) (entries uint64, took time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -41,6 +42,7 @@ func closedLoop(t *testing.T, l *logger.Node, p *logger.Proposer, f *feeder, n, 
 					errs <- err
 					return
 				}
+				time.Sleep(think)
 			}
 		}()
 	}
@@ -77,24 +79,31 @@ func TestProposerLinger(t *testing.T) {
 	// One submitter with a linger far longer than the test: it is the one
 	// expected back, so it never waits for anyone.
 	p := newProposer(t, l, 5*time.Second)
-	if _, took := closedLoop(t, l, p, f, 1, 20); took > 4*time.Second {
+	if _, took := closedLoop(t, l, p, f, 1, 20, 0); took > 4*time.Second {
 		t.Fatalf("one submitter: 20 commits took %v; the proposer lingered for nobody", took)
 	}
 
 	// Eight submitters, 30 commits each: without the linger each proposal
 	// would carry the few that came back first.
 	p = newProposer(t, l, 300*time.Millisecond)
-	entries, took := closedLoop(t, l, p, f, 8, 30)
+	entries, took := closedLoop(t, l, p, f, 8, 30, 0)
 	if mean := float64(8*30) / float64(entries); mean < 6 {
 		t.Fatalf("8 submitters: %d transactions in %d raft entries (%.1f per entry, want >= 6)", 8*30, entries, mean)
+	}
+	// NB: each wait that runs out costs 300ms; a proposer that keeps
+	// expecting submitters that already came back waits on most rounds.
+	if took > 1500*time.Millisecond {
+		t.Fatalf("8 submitters: 30 rounds took %v; the proposer kept waiting for transactions that were already queued", took)
 	}
 	t.Logf("8 closed-loop submitters: %d transactions in %d raft entries, %v", 8*30, entries, took)
 
 	// Four submitters, then three: the proposer waits for the missing one
 	// at most once (Linger), not on every round.
 	p = newProposer(t, l, 300*time.Millisecond)
-	closedLoop(t, l, p, f, 4, 5)
-	entries, took = closedLoop(t, l, p, f, 3, 20)
+	// NB: the submitters pause 2ms after each commit, so that the proposer
+	// has counted the finished batch before they come back, every round.
+	closedLoop(t, l, p, f, 4, 5, 2*time.Millisecond)
+	entries, took = closedLoop(t, l, p, f, 3, 20, 2*time.Millisecond)
 	if took > 3*time.Second {
 		t.Fatalf("3 of 4 submitters: 20 rounds took %v (%d entries); the proposer kept waiting for the one that left", took, entries)
 	}
