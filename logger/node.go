@@ -45,6 +45,9 @@ type Config struct {
 	// LogDB is the raft log's storage: "tan" (dragonboat's log-structured
 	// WAL, the default) or "pebble" (dragonboat's sharded Pebble).
 	LogDB string
+	// Transport is the raft transport: TransportTCP (the default) or
+	// TransportDragonboat (dragonboat's built-in; the same wire format).
+	Transport string
 
 	RTTMillisecond     uint64
 	ElectionRTT        uint64
@@ -84,7 +87,7 @@ type Retention struct {
 // proposers of 1 MiB lost their leader to such a stall (5 elections, 24–80
 // failed proposals); with 1 s, none did.
 func DefaultConfig() Config {
-	return Config{ShardID: 1, Role: RoleLogger, LogDB: "tan", RTTMillisecond: 10, ElectionRTT: 100, HeartbeatRTT: 3,
+	return Config{ShardID: 1, Role: RoleLogger, LogDB: "tan", Transport: TransportTCP, RTTMillisecond: 10, ElectionRTT: 100, HeartbeatRTT: 3,
 		SnapshotEntries: 10000, CompactionOverhead: 5000, SnapshotBytes: 256 << 20}
 }
 
@@ -98,6 +101,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Role, "role", c.Role, "this member's role: logger (votes) or learner (non-voting)")
 	fs.Uint64Var(&c.ShardID, "shard", c.ShardID, "the group's shard id (one per source cluster)")
 	fs.StringVar(&c.LogDB, "raft-logdb", c.LogDB, "raft log storage: tan or pebble (cannot change once a member has data)")
+	fs.StringVar(&c.Transport, "raft-transport", c.Transport, "raft transport between members: tcp (one write per message batch) or dragonboat (dragonboat's built-in, three writes per batch); both speak dragonboat's wire format, so members can differ")
 	fs.Uint64Var(&c.RTTMillisecond, "raft-rtt-ms", c.RTTMillisecond, "round trip time between members in milliseconds; election and heartbeat timeouts are multiples of it")
 	fs.Uint64Var(&c.ElectionRTT, "raft-election-rtt", c.ElectionRTT, "election timeout in RTTs")
 	fs.Uint64Var(&c.HeartbeatRTT, "raft-heartbeat-rtt", c.HeartbeatRTT, "heartbeat interval in RTTs")
@@ -129,6 +133,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("logger: --raft-election-rtt (%d) must be at least twice --raft-heartbeat-rtt (%d), which must be positive", c.ElectionRTT, c.HeartbeatRTT)
 	case c.LogDB != "tan" && c.LogDB != "pebble":
 		return fmt.Errorf("logger: --raft-logdb must be tan or pebble, got %q", c.LogDB)
+	case c.Transport != TransportTCP && c.Transport != TransportDragonboat:
+		return fmt.Errorf("logger: --raft-transport must be %s or %s, got %q", TransportTCP, TransportDragonboat, c.Transport)
 	case c.RTTMillisecond == 0:
 		return errors.New("logger: --raft-rtt-ms must be positive")
 	}
@@ -258,13 +264,17 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.metrics = m
+	tf := cfg.TransportFactory
+	if tf == nil && cfg.Transport != TransportDragonboat {
+		tf = &tcpFactory{log: n.log}
+	}
 	nhc := config.NodeHostConfig{
 		NodeHostDir:         filepath.Join(cfg.DataDir, "raft"),
 		WALDir:              filepath.Join(cfg.DataDir, "raft"),
 		RTTMillisecond:      cfg.RTTMillisecond,
 		RaftAddress:         cfg.RaftAddr,
 		EnableMetrics:       true,
-		Expert:              config.ExpertConfig{FS: cfg.FS, TransportFactory: cfg.TransportFactory},
+		Expert:              config.ExpertConfig{FS: cfg.FS, TransportFactory: tf},
 		SystemEventListener: &events{log: n.log, sends: m.snapshotSends},
 	}
 	// NB: one raft shard per process: one LogDB shard and small memtables

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,11 @@ type Options struct {
 	Retention     logger.Retention
 	// RetentionFor overrides Retention for some members.
 	RetentionFor map[uint64]logger.Retention
+	// Transports, when set, runs every member on real loopback TCP with
+	// the raft transport named here for it (logger.TransportTCP when
+	// absent) instead of the channel transport. Partition is not
+	// available then.
+	Transports map[uint64]string
 }
 
 // Cluster is an in-process group of members.
@@ -69,6 +75,9 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		nodes: map[uint64]*logger.Node{}, fs: map[uint64]lvfs.FS{}, pfs: map[uint64]pebblevfs.FS{}}
 	for id := uint64(1); id <= uint64(n); id++ {
 		c.addrs[id] = fmt.Sprintf("c%d-m%d:1", seq, id)
+		if opts.Transports != nil {
+			c.addrs[id] = freeAddr(t)
+		}
 		c.fs[id] = lvfs.NewMem()
 		c.pfs[id] = pebblevfs.NewMem()
 	}
@@ -99,7 +108,24 @@ func (c *Cluster) config(id uint64) logger.Config {
 	cfg.FS = c.fs[id]
 	cfg.PebbleFS = c.pfs[id]
 	cfg.TransportFactory = &factory{net: c.net, inner: &chantransport.ChanTransportFactory{}}
+	if c.opts.Transports != nil {
+		cfg.TransportFactory = nil
+		if tr, ok := c.opts.Transports[id]; ok {
+			cfg.Transport = tr
+		}
+	}
 	return cfg
+}
+
+// freeAddr returns a loopback address with a port free at the moment.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("loggertest: finding a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // Start starts (or restarts) member id on its own memory file systems.
@@ -151,6 +177,9 @@ func (c *Cluster) Running() []uint64 {
 
 // Partition cuts every link between the members in ids and the others.
 func (c *Cluster) Partition(ids ...uint64) {
+	if c.opts.Transports != nil {
+		c.t.Fatalf("loggertest: Partition needs the channel transport (Options.Transports is set)")
+	}
 	in := map[uint64]bool{}
 	for _, id := range ids {
 		in[id] = true
