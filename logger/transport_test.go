@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lni/dragonboat/v4/config"
+	"github.com/lni/dragonboat/v4/raftio"
 	pb "github.com/lni/dragonboat/v4/raftpb"
 )
 
@@ -109,14 +110,20 @@ func testBatch(i int, cmdSize int) pb.MessageBatch {
 	}}}
 }
 
-func TestTransportMessageBatches(t *testing.T) {
-	srv := startEndpoint(t)
-	cli := startEndpoint(t)
+// connected starts two endpoints and connects the second to the first.
+func connected(t *testing.T) (srv, cli *endpoint, conn raftio.IConnection) {
+	t.Helper()
+	srv, cli = startEndpoint(t), startEndpoint(t)
 	conn, err := cli.tr.GetConnection(context.Background(), srv.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(conn.Close)
+	return srv, cli, conn
+}
+
+func TestTransportMessageBatches(t *testing.T) {
+	srv, _, conn := connected(t)
 	// NB: sizes around the kept buffers and the 4 MiB write and read
 	// pieces, and many small batches that arrive in one read.
 	sizes := []int{10, 200, 64 << 10, 300 << 10, 1, 5 << 20, 9 << 20, 100}
@@ -250,13 +257,7 @@ func isReset(err error) bool {
 // Close returns while peers hold idle connections, and no connection is
 // made after it.
 func TestTransportClose(t *testing.T) {
-	srv := startEndpoint(t)
-	cli := startEndpoint(t)
-	conn, err := cli.tr.GetConnection(context.Background(), srv.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	srv, cli, conn := connected(t)
 	if err := conn.SendMessageBatch(testBatch(1, 10)); err != nil {
 		t.Fatal(err)
 	}
