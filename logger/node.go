@@ -100,7 +100,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.Join, "join", c.Join, "start a member that the group added with binlogctl (no --members)")
 	fs.StringVar(&c.Role, "role", c.Role, "this member's role: logger (votes) or learner (non-voting)")
 	fs.Uint64Var(&c.ShardID, "shard", c.ShardID, "the group's shard id (one per source cluster)")
-	fs.StringVar(&c.LogDB, "raft-logdb", c.LogDB, "raft log storage: tan or pebble (cannot change once a member has data)")
+	fs.StringVar(&c.LogDB, "raft-logdb", c.LogDB, "raft log storage: tan (fsyncs entries and term/vote changes) or pebble (fsyncs every raft update, commit-index moves too: slower); cannot change once a member has data")
 	fs.StringVar(&c.Transport, "raft-transport", c.Transport, "raft transport between members: tcp (one write per message batch) or dragonboat (dragonboat's built-in, three writes per batch); both speak dragonboat's wire format, so members can differ")
 	fs.Uint64Var(&c.RTTMillisecond, "raft-rtt-ms", c.RTTMillisecond, "round trip time between members in milliseconds; election and heartbeat timeouts are multiples of it")
 	fs.Uint64Var(&c.ElectionRTT, "raft-election-rtt", c.ElectionRTT, "election timeout in RTTs")
