@@ -55,6 +55,7 @@ const (
 	wireReadBuf   = 256 << 10
 	wireDial      = 5 * time.Second
 	wireKeepAlive = 10 * time.Second
+	wirePoisonAck = 10 * time.Second // a snapshot connection's close waits this long for the answer
 )
 
 var (
@@ -125,7 +126,7 @@ func parseFrameHead(b []byte) (frameHead, error) {
 type tcpFactory struct{ log *slog.Logger }
 
 func (f *tcpFactory) Create(nhc config.NodeHostConfig, mh raftio.MessageHandler, ch raftio.ChunkHandler) raftio.ITransport {
-	return &tcpTransport{addr: nhc.GetListenAddress(), onBatch: mh, onChunk: ch, log: f.log, conns: map[net.Conn]struct{}{}}
+	return &tcpTransport{addr: nhc.GetListenAddress(), tls: nhc.MutualTLS, onBatch: mh, onChunk: ch, log: f.log, conns: map[net.Conn]struct{}{}}
 }
 
 func (f *tcpFactory) Validate(addr string) bool {
@@ -139,6 +140,7 @@ func (f *tcpFactory) Validate(addr string) bool {
 
 type tcpTransport struct {
 	addr    string
+	tls     bool
 	onBatch raftio.MessageHandler
 	onChunk raftio.ChunkHandler
 	log     *slog.Logger
@@ -155,7 +157,11 @@ var _ raftio.ITransport = (*tcpTransport)(nil)
 func (t *tcpTransport) Name() string { return "binlogsvr-tcp" }
 
 func (t *tcpTransport) Start() error {
-	ln, err := net.Listen("tcp", t.addr)
+	if t.tls {
+		return errors.New("logger: the tcp raft transport does not do TLS; use --raft-transport dragonboat")
+	}
+	lc := net.ListenConfig{KeepAlive: wireKeepAlive}
+	ln, err := lc.Listen(context.Background(), "tcp", t.addr)
 	if err != nil {
 		return fmt.Errorf("logger: raft transport: %w", err)
 	}
@@ -168,17 +174,10 @@ func (t *tcpTransport) Start() error {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
-				if ne, ok := err.(net.Error); ok && ne.Timeout() {
-					continue
+				if errors.Is(err, net.ErrClosed) {
+					return // Close
 				}
-				// NB: Close closed the listener; anything else (EMFILE)
-				// would spin, so back off a little and go on.
-				t.mu.Lock()
-				closed := t.closed
-				t.mu.Unlock()
-				if closed {
-					return
-				}
+				// NB: anything else (EMFILE) would spin: back off a little.
 				t.log.Warn("raft transport: accept", "err", err)
 				time.Sleep(100 * time.Millisecond)
 				continue
@@ -224,7 +223,8 @@ func (t *tcpTransport) untrack(c net.Conn) {
 }
 
 // Close stops accepting, closes the connections it accepted and waits for
-// their goroutines. Connections this member dialed are closed by
+// their goroutines, as dragonboat's transport does (a handler blocked in
+// dragonboat holds it up). Connections this member dialed are closed by
 // dragonboat, which owns them.
 func (t *tcpTransport) Close() error {
 	t.mu.Lock()
@@ -248,7 +248,8 @@ func (t *tcpTransport) serve(c net.Conn) error {
 	var keep []byte
 	for {
 		// NB: no deadline while idle: a dead peer is found by TCP
-		// keepalives, and Close closes the connection.
+		// keepalives (the listener's, every wireKeepAlive), and Close
+		// closes the connection.
 		if _, err := io.ReadFull(r, head[:2]); err != nil {
 			return err
 		}
@@ -314,7 +315,9 @@ func (t *tcpTransport) serve(c net.Conn) error {
 			return &wireError{fmt.Errorf("logger: transport: snapshot chunk: %w", err)}
 		}
 		if !t.onChunk(ch) {
-			return &wireError{fmt.Errorf("logger: transport: snapshot chunk %d of shard %d replica %d from %d rejected", ch.ChunkId, ch.ShardID, ch.ReplicaID, ch.From)}
+			// NB: routine (chunks of an aborted snapshot, a replica not
+			// ready): dragonboat's sender starts over.
+			return fmt.Errorf("logger: transport: snapshot chunk %d of shard %d replica %d from %d rejected", ch.ChunkId, ch.ShardID, ch.ReplicaID, ch.From)
 		}
 	}
 }
@@ -403,7 +406,7 @@ func (c *tcpConn) Close() {
 		c.conn.SetWriteDeadline(time.Now().Add(wireTimeout))
 		if _, err := c.conn.Write(wirePoison[:]); err == nil {
 			var ack [2]byte
-			c.conn.SetReadDeadline(time.Now().Add(wireKeepAlive))
+			c.conn.SetReadDeadline(time.Now().Add(wirePoisonAck))
 			io.ReadFull(c.conn, ack[:])
 		}
 	}
