@@ -139,13 +139,34 @@ func (s *tanState) SaveRaftState(updates []pb.Update, shardID uint64) error {
 	return s.ILogDB.SaveRaftState(out, shardID)
 }
 
-// SaveSnapshots: tan writes the snapshot record without a State and
-// forgets the one it held; the next State is written again.
+// SaveSnapshots records snapshots this member took. tan's own
+// SaveSnapshots writes the snapshot record without a State. Here the
+// record carries raft's newest State with a commit index at least the
+// snapshot's (it applied that far, so that far is committed), written and
+// fsync'd as one record through SaveRaftState, which tan writes the same
+// way for a snapshot. Without it a member restarted before its next write
+// could find a commit index below its snapshot on disk, which dragonboat
+// refuses to start from.
 func (s *tanState) SaveSnapshots(updates []pb.Update) error {
+	out := make([]pb.Update, 0, len(updates))
+	s.mu.Lock()
 	for _, u := range updates {
-		s.forget(u.ShardID, u.ReplicaID)
+		if pb.IsEmptySnapshot(u.Snapshot) {
+			continue
+		}
+		w := pb.Update{ShardID: u.ShardID, ReplicaID: u.ReplicaID, Snapshot: u.Snapshot}
+		if r := s.reps[raftio.NodeInfo{ShardID: u.ShardID, ReplicaID: u.ReplicaID}]; r != nil && !pb.IsEmptyState(r.latest) {
+			st := r.latest
+			st.Commit = max(st.Commit, u.Snapshot.Index)
+			w.State = st
+			r.latest, r.written, r.known = st, st, true
+		}
+		out = append(out, w)
 	}
-	return s.ILogDB.SaveSnapshots(updates)
+	s.mu.Unlock()
+	// NB: worker 0: tan's per-worker buffers are the step workers'; with
+	// no buffer of its own, tan allocates one for this call.
+	return s.ILogDB.SaveRaftState(out, 0)
 }
 
 // RemoveEntriesTo: tan writes a compaction record and forgets the State it

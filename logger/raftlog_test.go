@@ -203,3 +203,53 @@ func TestTanStateAcrossLogFiles(t *testing.T) {
 		t.Fatalf("after a crash: %+v, want term 2, vote 1, commit %d (the one written with the last entry), %d entries", rs, n-1, n)
 	}
 }
+
+// A snapshot this member takes is recorded with a commit index at least
+// its own, even though the wrapper wrote no commit move since the last
+// entries: dragonboat refuses to start a member whose saved commit index
+// is below its snapshot.
+func TestTanStateSnapshotCommit(t *testing.T) {
+	mem := lvfs.NewStrictMem()
+	nhc := config.NodeHostConfig{Expert: config.ExpertConfig{FS: mem, LogDB: config.GetTinyMemLogDBConfig()}}
+	nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
+	f := tanStateFactory{tan.Factory}
+	db, err := f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents := []pb.Entry{{Term: 2, Index: 1, Cmd: []byte("a")}, {Term: 2, Index: 2, Cmd: []byte("b")}, {Term: 2, Index: 3, Cmd: []byte("c")}}
+	for _, u := range []pb.Update{
+		{State: pb.State{Term: 2, Vote: 1}, EntriesToSave: ents},
+		{State: pb.State{Term: 2, Vote: 1, Commit: 2}},
+	} {
+		u.ShardID, u.ReplicaID = 1, 1
+		if err := db.SaveRaftState([]pb.Update{u}, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// NB: applied to 3 before the step loop handed over commit 3.
+	ss := pb.Snapshot{Index: 3, Term: 2, Filepath: "/snap", Membership: pb.Membership{Addresses: map[uint64]string{1: "a:1"}}}
+	if err := db.SaveSnapshots([]pb.Update{{ShardID: 1, ReplicaID: 1, Snapshot: ss}}); err != nil {
+		t.Fatal(err)
+	}
+	mem.SetIgnoreSyncs(true)
+	db.Close()
+	mem.ResetToSyncedState()
+	mem.SetIgnoreSyncs(false)
+	db, err = f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got, err := db.GetSnapshot(1, 1)
+	if err != nil || got.Index != 3 {
+		t.Fatalf("snapshot after a crash: %+v, %v", got, err)
+	}
+	rs, err := db.ReadRaftState(1, 1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.State.Term != 2 || rs.State.Vote != 1 || rs.State.Commit < 3 {
+		t.Fatalf("after a crash: %+v, want term 2, vote 1 and a commit index of at least the snapshot's 3", rs.State)
+	}
+}
