@@ -285,7 +285,7 @@ func Start(cfg Config) (*Node, error) {
 	nhc.Expert.Engine.ExecShards, nhc.Expert.Engine.CommitShards, nhc.Expert.Engine.ApplyShards = 2, 2, 2
 	nhc.Expert.Engine.SnapshotShards, nhc.Expert.Engine.CloseShards = 2, 2
 	if cfg.LogDB == "tan" {
-		nhc.Expert.LogDBFactory = tanStateFactory{tan.Factory}
+		nhc.Expert.LogDBFactory = tanStateFactory{inner: tan.Factory, log: n.log}
 		// NB: tan allocates 16 encoding buffers of this size up front (one
 		// per possible shard; this process uses one), 64 MiB of Go heap at
 		// the tiny config's 4 MiB that let the garbage collector grow the

@@ -1,6 +1,8 @@
 package logger
 
 import (
+	"errors"
+	"log/slog"
 	"sync"
 
 	"github.com/lni/dragonboat/v4/config"
@@ -26,25 +28,32 @@ import (
 // record written without an fsync can be missing where the index says it
 // is, and the member cannot read its raft state at all.
 //
-// So the wrapper writes no update that moves only the commit index. An
-// update with entries, a snapshot, a new term or a new vote carries the
-// newest State raft handed over (its commit index included) and is
-// fsync'd by tan as before; an update with nothing else is handed to tan
-// with the State tan already holds, which tan does not write. The commit
-// index on disk therefore lags by at most the entries committed since the
-// last write. raft does not need it durable: a restarted member learns it
-// from the leader, and dragonboat applies to an on-disk state machine only
-// the entries after the index the state machine reports (Open), so a
-// state machine ahead of the saved commit index is fine. Compaction keeps
-// --compaction-overhead entries behind a snapshot, more than the lag.
-type tanStateFactory struct{ inner config.LogDBFactory }
+// So the wrapper hands tan no update that moves only the commit index (or
+// carries nothing). An update with entries, a snapshot, a new term or a
+// new vote carries the newest State raft handed over (its commit index
+// included) and is fsync'd by tan as before. The commit index on disk
+// therefore lags by at most the entries committed since the last write.
+// raft does not need it durable: a restarted member learns it from the
+// leader, and dragonboat applies to an on-disk state machine only the
+// entries after the index the state machine reports (Open), so a state
+// machine ahead of the saved commit index is fine. What dragonboat does
+// need is a saved commit index no lower than the member's snapshot: see
+// SaveSnapshots.
+type tanStateFactory struct {
+	inner config.LogDBFactory
+	log   *slog.Logger
+}
 
 func (f tanStateFactory) Create(nhc config.NodeHostConfig, cb config.LogDBCallback, dirs, lldirs []string) (raftio.ILogDB, error) {
 	db, err := f.inner.Create(nhc, cb, dirs, lldirs)
 	if err != nil {
 		return nil, err
 	}
-	return &tanState{ILogDB: db, reps: map[raftio.NodeInfo]*tanReplica{}}, nil
+	l := f.log
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &tanState{ILogDB: db, log: l, reps: map[raftio.NodeInfo]*tanReplica{}}, nil
 }
 
 func (f tanStateFactory) Name() string { return f.inner.Name() }
@@ -52,19 +61,24 @@ func (f tanStateFactory) Name() string { return f.inner.Name() }
 // tanReplica is what the wrapper knows of one replica's State.
 type tanReplica struct {
 	latest  pb.State // the newest State raft handed over
-	written pb.State // the State tan holds: the last one the wrapper let it write
-	known   bool     // written is what tan holds (false after a snapshot record until the next write)
-	before  pb.State // latest before the update at hand
+	written pb.State // the last State the wrapper let tan write
 }
 
 type tanState struct {
 	raftio.ILogDB
-	mu   sync.Mutex // guards reps; never held across tan's writes
+	log *slog.Logger
+	// NB: held across tan's writes, so that a snapshot record (the
+	// snapshot worker) and an update (the step worker) of one replica are
+	// decided and written one after the other: the snapshot's State then
+	// never names entries not yet on disk, and an update never writes a
+	// State older than a snapshot's. One raft shard per process: nothing
+	// else waits on it.
+	mu   sync.Mutex
 	reps map[raftio.NodeInfo]*tanReplica
 }
 
-// persisting reports whether tan must write u (entries, a snapshot, or a
-// new term or vote), given what it holds.
+// persisting reports whether tan must write u: entries, a snapshot, or a
+// new term or vote.
 func persisting(u *pb.Update, r *tanReplica) bool {
 	if len(u.EntriesToSave) > 0 || !pb.IsEmptySnapshot(u.Snapshot) {
 		return true
@@ -72,128 +86,108 @@ func persisting(u *pb.Update, r *tanReplica) bool {
 	if pb.IsEmptyState(u.State) {
 		return false
 	}
-	// NB: with tan's State unknown, compare with the newest one raft
-	// handed over before: raft hands over a new term or vote as soon as
-	// it has one.
-	prev := r.written
-	if !r.known {
-		prev = r.before
-	}
-	return u.State.Term != prev.Term || u.State.Vote != prev.Vote
+	return u.State.Term != r.written.Term || u.State.Vote != r.written.Vote
 }
 
-// load learns what tan holds for a replica the first time the wrapper sees
-// it (a restarted member: the State raft was launched with).
-func (s *tanState) load(shardID, replicaID uint64) {
+// replica returns what the wrapper knows of a replica, learning what tan
+// holds the first time (a restarted member: the State raft was launched
+// with). Called with s.mu held.
+func (s *tanState) replica(shardID, replicaID uint64) *tanReplica {
 	ni := raftio.NodeInfo{ShardID: shardID, ReplicaID: replicaID}
-	s.mu.Lock()
-	_, ok := s.reps[ni]
-	s.mu.Unlock()
-	if ok {
-		return
+	if r, ok := s.reps[ni]; ok {
+		return r
 	}
 	r := &tanReplica{}
-	if rs, err := s.ILogDB.ReadRaftState(shardID, replicaID, 0); err == nil && !pb.IsEmptyState(rs.State) {
-		r.latest, r.written, r.known = rs.State, rs.State, true
+	rs, err := s.ILogDB.ReadRaftState(shardID, replicaID, 0)
+	switch {
+	case err == nil && !pb.IsEmptyState(rs.State):
+		r.latest, r.written = rs.State, rs.State
+	case err != nil && !errors.Is(err, raftio.ErrNoSavedLog):
+		// NB: unknown: commit moves are not written until the next
+		// entries, term or vote, which carry raft's newest State.
+		s.log.Warn("reading the raft log's saved state", "shard", shardID, "replica", replicaID, "err", err)
 	}
-	s.mu.Lock()
-	if _, ok := s.reps[ni]; !ok {
-		s.reps[ni] = r
-	}
-	s.mu.Unlock()
+	s.reps[ni] = r
+	return r
 }
 
-// SaveRaftState rewrites each update's State as described on
-// tanStateFactory and hands the updates to tan.
+// SaveRaftState rewrites the updates as described on tanStateFactory and
+// hands tan those with something to write.
 func (s *tanState) SaveRaftState(updates []pb.Update, shardID uint64) error {
-	// NB: a copy: dragonboat goes on using its updates after this call.
-	out := append([]pb.Update(nil), updates...)
-	for i := range out {
-		s.load(out[i].ShardID, out[i].ReplicaID)
-	}
 	s.mu.Lock()
-	for i := range out {
-		u := &out[i]
-		r := s.reps[raftio.NodeInfo{ShardID: u.ShardID, ReplicaID: u.ReplicaID}]
-		r.before = r.latest
+	defer s.mu.Unlock()
+	// NB: a new slice: dragonboat goes on using its updates.
+	out := make([]pb.Update, 0, len(updates))
+	for _, u := range updates {
+		r := s.replica(u.ShardID, u.ReplicaID)
 		if !pb.IsEmptyState(u.State) {
 			r.latest = u.State
 		}
-		switch {
-		case persisting(u, r):
-			if !pb.IsEmptyState(r.latest) {
-				u.State = r.latest
-			}
-			if !pb.IsEmptyState(u.State) {
-				r.written, r.known = u.State, true
-			}
-		case r.known:
-			u.State = r.written
-		default:
-			// NB: tan's State is unknown (a snapshot was saved since):
-			// nothing to write but the commit index, so write nothing.
-			u.State = pb.State{}
+		if !persisting(&u, r) {
+			continue // only the commit index moved, or nothing: not written
 		}
+		if !pb.IsEmptyState(r.latest) {
+			u.State = r.latest
+		}
+		if !pb.IsEmptySnapshot(u.Snapshot) && !pb.IsEmptyState(u.State) {
+			// NB: raft moves its commit to an installed snapshot; make sure.
+			u.State.Commit = max(u.State.Commit, u.Snapshot.Index)
+			r.latest = u.State
+		}
+		if !pb.IsEmptyState(u.State) {
+			r.written = u.State
+		}
+		out = append(out, u)
 	}
-	s.mu.Unlock()
+	if len(out) == 0 {
+		return nil
+	}
 	return s.ILogDB.SaveRaftState(out, shardID)
 }
 
 // SaveSnapshots records snapshots this member took. tan's own
 // SaveSnapshots writes the snapshot record without a State. Here the
-// record carries raft's newest State with a commit index at least the
-// snapshot's (it applied that far, so that far is committed), written and
-// fsync'd as one record through SaveRaftState, which tan writes the same
-// way for a snapshot. Without it a member restarted before its next write
-// could find a commit index below its snapshot on disk, which dragonboat
-// refuses to start from.
+// record carries the newest State raft handed over, with a commit index at
+// least the snapshot's (it applied that far, so that far is committed),
+// written and fsync'd as one record through SaveRaftState, which tan
+// writes the same way for a snapshot. Without it a member restarted before
+// its next write could find a commit index below its snapshot on disk,
+// which dragonboat refuses to start from.
 func (s *tanState) SaveSnapshots(updates []pb.Update) error {
-	out := make([]pb.Update, 0, len(updates))
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]pb.Update, 0, len(updates))
 	for _, u := range updates {
 		if pb.IsEmptySnapshot(u.Snapshot) {
 			continue
 		}
 		w := pb.Update{ShardID: u.ShardID, ReplicaID: u.ReplicaID, Snapshot: u.Snapshot}
-		if r := s.reps[raftio.NodeInfo{ShardID: u.ShardID, ReplicaID: u.ReplicaID}]; r != nil && !pb.IsEmptyState(r.latest) {
+		if r := s.replica(u.ShardID, u.ReplicaID); !pb.IsEmptyState(r.latest) {
 			st := r.latest
 			st.Commit = max(st.Commit, u.Snapshot.Index)
 			w.State = st
-			r.latest, r.written, r.known = st, st, true
+			r.latest, r.written = st, st
 		}
 		out = append(out, w)
 	}
-	s.mu.Unlock()
+	if len(out) == 0 {
+		return nil
+	}
 	// NB: worker 0: tan's per-worker buffers are the step workers'; with
 	// no buffer of its own, tan allocates one for this call.
 	return s.ILogDB.SaveRaftState(out, 0)
 }
 
-// RemoveEntriesTo: tan writes a compaction record and forgets the State it
-// held.
-func (s *tanState) RemoveEntriesTo(shardID, replicaID, index uint64) error {
-	s.forget(shardID, replicaID)
-	return s.ILogDB.RemoveEntriesTo(shardID, replicaID, index)
-}
-
-func (s *tanState) forget(shardID, replicaID uint64) {
-	s.mu.Lock()
-	if r := s.reps[raftio.NodeInfo{ShardID: shardID, ReplicaID: replicaID}]; r != nil {
-		r.known = false
-	}
-	s.mu.Unlock()
-}
-
 func (s *tanState) RemoveNodeData(shardID, replicaID uint64) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	delete(s.reps, raftio.NodeInfo{ShardID: shardID, ReplicaID: replicaID})
-	s.mu.Unlock()
 	return s.ILogDB.RemoveNodeData(shardID, replicaID)
 }
 
 func (s *tanState) ImportSnapshot(ss pb.Snapshot, replicaID uint64) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	delete(s.reps, raftio.NodeInfo{ShardID: ss.ShardID, ReplicaID: replicaID})
-	s.mu.Unlock()
 	return s.ILogDB.ImportSnapshot(ss, replicaID)
 }

@@ -80,7 +80,7 @@ func TestTanStateFsyncs(t *testing.T) {
 		nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
 		var f config.LogDBFactory = tan.Factory
 		if wrapped {
-			f = tanStateFactory{tan.Factory}
+			f = tanStateFactory{inner: tan.Factory}
 		}
 		open := func() raftio.ILogDB {
 			db, err := f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
@@ -161,7 +161,7 @@ func TestTanStateAcrossLogFiles(t *testing.T) {
 	mem := lvfs.NewStrictMem()
 	nhc := config.NodeHostConfig{Expert: config.ExpertConfig{FS: mem, LogDB: config.GetTinyMemLogDBConfig()}}
 	nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
-	f := tanStateFactory{tan.Factory}
+	f := tanStateFactory{inner: tan.Factory}
 	db, err := f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +212,7 @@ func TestTanStateSnapshotCommit(t *testing.T) {
 	mem := lvfs.NewStrictMem()
 	nhc := config.NodeHostConfig{Expert: config.ExpertConfig{FS: mem, LogDB: config.GetTinyMemLogDBConfig()}}
 	nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
-	f := tanStateFactory{tan.Factory}
+	f := tanStateFactory{inner: tan.Factory}
 	db, err := f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
 	if err != nil {
 		t.Fatal(err)
@@ -252,4 +252,113 @@ func TestTanStateSnapshotCommit(t *testing.T) {
 	if rs.State.Term != 2 || rs.State.Vote != 1 || rs.State.Commit < 3 {
 		t.Fatalf("after a crash: %+v, want term 2, vote 1 and a commit index of at least the snapshot's 3", rs.State)
 	}
+}
+
+// After a restart a snapshot can be saved before the replica's first
+// update (dragonboat applies before it saves): it still carries a State.
+func TestTanStateSnapshotFirstAfterRestart(t *testing.T) {
+	mem := lvfs.NewStrictMem()
+	nhc := config.NodeHostConfig{Expert: config.ExpertConfig{FS: mem, LogDB: config.GetTinyMemLogDBConfig()}}
+	nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
+	f := tanStateFactory{inner: tan.Factory}
+	open := func() raftio.ILogDB {
+		db, err := f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	db := open()
+	ents := []pb.Entry{{Term: 2, Index: 1}, {Term: 2, Index: 2}, {Term: 2, Index: 3}}
+	if err := db.SaveRaftState([]pb.Update{{ShardID: 1, ReplicaID: 1, State: pb.State{Term: 2, Vote: 1, Commit: 1}, EntriesToSave: ents}}, 1); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = open()
+	ss := pb.Snapshot{Index: 3, Term: 2, Filepath: "/snap", Membership: pb.Membership{Addresses: map[uint64]string{1: "a:1"}}}
+	if err := db.SaveSnapshots([]pb.Update{{ShardID: 1, ReplicaID: 1, Snapshot: ss}}); err != nil {
+		t.Fatal(err)
+	}
+	mem.SetIgnoreSyncs(true)
+	db.Close()
+	mem.ResetToSyncedState()
+	mem.SetIgnoreSyncs(false)
+	db = open()
+	defer db.Close()
+	rs, err := db.ReadRaftState(1, 1, 3)
+	if err != nil || rs.State.Term != 2 || rs.State.Vote != 1 || rs.State.Commit < 3 {
+		t.Fatalf("after a crash: %+v, %v; want term 2, vote 1, commit at least 3", rs.State, err)
+	}
+}
+
+// The step worker's updates and the snapshot worker's snapshots, at once:
+// whenever it stops, the saved State names no entry that is not saved and
+// no commit below the newest snapshot (run with -race).
+func TestTanStateConcurrentSnapshots(t *testing.T) {
+	mem := lvfs.NewStrictMem()
+	nhc := config.NodeHostConfig{Expert: config.ExpertConfig{FS: mem, LogDB: config.GetTinyMemLogDBConfig()}}
+	nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
+	f := tanStateFactory{inner: tan.Factory}
+	db, err := f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var applied atomic.Uint64 // what the "state machine" applied: snapshots go up to it
+	done := make(chan struct{})
+	var snaps atomic.Uint64
+	go func() {
+		defer close(done)
+		for last := uint64(0); ; {
+			a := applied.Load()
+			if a >= 600 {
+				return
+			}
+			if a > last {
+				ss := pb.Snapshot{Index: a, Term: 2, Filepath: "/snap", Membership: pb.Membership{Addresses: map[uint64]string{1: "a:1"}}}
+				if err := db.SaveSnapshots([]pb.Update{{ShardID: 1, ReplicaID: 1, Snapshot: ss}}); err != nil {
+					t.Error(err)
+					return
+				}
+				last = a
+				snaps.Add(1)
+			}
+		}
+	}()
+	for i := uint64(1); i <= 600; i++ {
+		u := pb.Update{ShardID: 1, ReplicaID: 1, EntriesToSave: []pb.Entry{{Term: 2, Index: i}}}
+		if i == 1 {
+			u.State = pb.State{Term: 2, Vote: 1}
+		}
+		if err := db.SaveRaftState([]pb.Update{u}, 1); err != nil {
+			t.Fatal(err)
+		}
+		// Commit and apply entry i: the commit move itself is not written.
+		if err := db.SaveRaftState([]pb.Update{{ShardID: 1, ReplicaID: 1, State: pb.State{Term: 2, Vote: 1, Commit: i}}}, 1); err != nil {
+			t.Fatal(err)
+		}
+		applied.Store(i)
+	}
+	<-done
+	mem.SetIgnoreSyncs(true)
+	db.Close()
+	mem.ResetToSyncedState()
+	mem.SetIgnoreSyncs(false)
+	db, err = f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ss, err := db.GetSnapshot(1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := db.ReadRaftState(1, 1, ss.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := rs.FirstIndex + rs.EntryCount - 1
+	if rs.State.Commit < ss.Index || rs.State.Commit > 600 {
+		t.Fatalf("after a crash: commit %d, snapshot %d, entries to %d (%d snapshots saved)", rs.State.Commit, ss.Index, last, snaps.Load())
+	}
+	t.Logf("%d snapshots saved; after a crash: commit %d, snapshot %d", snaps.Load(), rs.State.Commit, ss.Index)
 }
