@@ -2,6 +2,7 @@ package logger
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -51,6 +52,50 @@ func (fs *syncCountFS) ReuseForWrite(oldname, newname string) (lvfs.File, error)
 	return fs.wrap(newname, f, err)
 }
 
+// tanDisk is a raft log directory on a strict memory file system: writes
+// not fsync'd are lost in a crash, as in a power loss.
+type tanDisk struct {
+	t   *testing.T
+	mem *lvfs.MemFS
+	nhc config.NodeHostConfig
+	f   config.LogDBFactory
+}
+
+// newTanDisk returns a tanDisk whose LogDB is tan, wrapped or not; fs, when
+// not nil, wraps the memory file system (it must pass everything to it).
+func newTanDisk(t *testing.T, wrapped bool, fs func(lvfs.FS) lvfs.FS) *tanDisk {
+	d := &tanDisk{t: t, mem: lvfs.NewStrictMem(), f: tan.Factory}
+	var vfs lvfs.FS = d.mem
+	if fs != nil {
+		vfs = fs(d.mem)
+	}
+	d.nhc = config.NodeHostConfig{Expert: config.ExpertConfig{FS: vfs, LogDB: config.GetTinyMemLogDBConfig()}}
+	d.nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
+	if wrapped {
+		d.f = tanStateFactory{inner: tan.Factory}
+	}
+	return d
+}
+
+func (d *tanDisk) open() raftio.ILogDB {
+	d.t.Helper()
+	db, err := d.f.Create(d.nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return db
+}
+
+// crash drops every write of db not fsync'd and reopens the log.
+func (d *tanDisk) crash(db raftio.ILogDB) raftio.ILogDB {
+	d.t.Helper()
+	d.mem.SetIgnoreSyncs(true)
+	db.Close()
+	d.mem.ResetToSyncedState()
+	d.mem.SetIgnoreSyncs(false)
+	return d.open()
+}
+
 // The raft log fsyncs entries and a new term or vote, and writes nothing
 // else: not a move of the commit index, not an update with nothing in it.
 // Bare tan fsyncs both after an update whose State raft left empty (see
@@ -74,30 +119,8 @@ func TestTanStateFsyncs(t *testing.T) {
 		{"commit index only at the end", pb.Update{State: pb.State{Term: 4, Vote: 3, Commit: 5}}, 0},
 	}
 	run := func(t *testing.T, wrapped bool) (total int64) {
-		mem := lvfs.NewStrictMem()
-		fs := &syncCountFS{FS: mem}
-		nhc := config.NodeHostConfig{Expert: config.ExpertConfig{FS: fs, LogDB: config.GetTinyMemLogDBConfig()}}
-		nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
-		var f config.LogDBFactory = tan.Factory
-		if wrapped {
-			f = tanStateFactory{inner: tan.Factory}
-		}
-		open := func() raftio.ILogDB {
-			db, err := f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return db
-		}
-		// crash drops every write not fsync'd, as a power loss would, and
-		// reopens.
-		crash := func(db raftio.ILogDB) raftio.ILogDB {
-			mem.SetIgnoreSyncs(true)
-			db.Close()
-			mem.ResetToSyncedState()
-			mem.SetIgnoreSyncs(false)
-			return open()
-		}
+		var fs *syncCountFS
+		d := newTanDisk(t, wrapped, func(mem lvfs.FS) lvfs.FS { fs = &syncCountFS{FS: mem}; return fs })
 		check := func(db raftio.ILogDB, when string, want pb.State, entries uint64) {
 			t.Helper()
 			rs, err := db.ReadRaftState(1, 1, 0)
@@ -112,7 +135,7 @@ func TestTanStateFsyncs(t *testing.T) {
 				t.Fatalf("%s: %d entries, %v", when, len(ents), err)
 			}
 		}
-		db := open()
+		db := d.open()
 		for i, s := range steps {
 			u := s.u
 			u.ShardID, u.ReplicaID = 1, 1
@@ -129,7 +152,7 @@ func TestTanStateFsyncs(t *testing.T) {
 				// Every entry, term and vote survive a crash; the commit
 				// index written since the last fsync may not (raft does not
 				// need it: a restarted member learns it from the leader).
-				db = crash(db)
+				db = d.crash(db)
 				commit := uint64(3)
 				if !wrapped {
 					commit = 4
@@ -137,7 +160,7 @@ func TestTanStateFsyncs(t *testing.T) {
 				check(db, fmt.Sprintf("after a crash at step %d", i+1), pb.State{Term: 2, Vote: 1, Commit: commit}, 4)
 			}
 		}
-		db = crash(db)
+		db = d.crash(db)
 		check(db, "after a crash at the end", pb.State{Term: 4, Vote: 3, Commit: 4}, 4)
 		db.Close()
 		return total
@@ -158,14 +181,8 @@ func TestTanStateFsyncs(t *testing.T) {
 // a move to a new file leaves every entry, and the State written with the
 // last one, readable.
 func TestTanStateAcrossLogFiles(t *testing.T) {
-	mem := lvfs.NewStrictMem()
-	nhc := config.NodeHostConfig{Expert: config.ExpertConfig{FS: mem, LogDB: config.GetTinyMemLogDBConfig()}}
-	nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
-	f := tanStateFactory{inner: tan.Factory}
-	db, err := f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newTanDisk(t, true, nil)
+	db := d.open()
 	cmd := make([]byte, 1<<20)
 	save := func(u pb.Update) {
 		t.Helper()
@@ -174,9 +191,9 @@ func TestTanStateAcrossLogFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// NB: 80 MiB of entries: tan moves to a new log file at 64 MiB, in the
+	// NB: 68 MiB of entries: tan moves to a new log file at 64 MiB, in the
 	// middle of the commit-index moves that follow each entry.
-	const n = 80
+	const n = 68
 	for i := uint64(1); i <= n; i++ {
 		u := pb.Update{EntriesToSave: []pb.Entry{{Term: 2, Index: i, Cmd: cmd}}}
 		if i == 1 {
@@ -186,14 +203,14 @@ func TestTanStateAcrossLogFiles(t *testing.T) {
 		save(pb.Update{State: pb.State{Term: 2, Vote: 1, Commit: i}})
 		save(pb.Update{})
 	}
-	mem.SetIgnoreSyncs(true)
-	db.Close()
-	mem.ResetToSyncedState()
-	mem.SetIgnoreSyncs(false)
-	db, err = f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
+	logs, err := d.mem.List("/raft/tandb/node-1-1")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if n := len(slices.DeleteFunc(logs, func(f string) bool { return !strings.HasSuffix(f, ".log") })); n < 2 {
+		t.Fatalf("%d log files: tan never moved to a new one, the test proves nothing", n)
+	}
+	db = d.crash(db)
 	defer db.Close()
 	rs, err := db.ReadRaftState(1, 1, 0)
 	if err != nil {
@@ -209,14 +226,8 @@ func TestTanStateAcrossLogFiles(t *testing.T) {
 // entries: dragonboat refuses to start a member whose saved commit index
 // is below its snapshot.
 func TestTanStateSnapshotCommit(t *testing.T) {
-	mem := lvfs.NewStrictMem()
-	nhc := config.NodeHostConfig{Expert: config.ExpertConfig{FS: mem, LogDB: config.GetTinyMemLogDBConfig()}}
-	nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
-	f := tanStateFactory{inner: tan.Factory}
-	db, err := f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newTanDisk(t, true, nil)
+	db := d.open()
 	ents := []pb.Entry{{Term: 2, Index: 1, Cmd: []byte("a")}, {Term: 2, Index: 2, Cmd: []byte("b")}, {Term: 2, Index: 3, Cmd: []byte("c")}}
 	for _, u := range []pb.Update{
 		{State: pb.State{Term: 2, Vote: 1}, EntriesToSave: ents},
@@ -232,14 +243,7 @@ func TestTanStateSnapshotCommit(t *testing.T) {
 	if err := db.SaveSnapshots([]pb.Update{{ShardID: 1, ReplicaID: 1, Snapshot: ss}}); err != nil {
 		t.Fatal(err)
 	}
-	mem.SetIgnoreSyncs(true)
-	db.Close()
-	mem.ResetToSyncedState()
-	mem.SetIgnoreSyncs(false)
-	db, err = f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = d.crash(db)
 	defer db.Close()
 	got, err := db.GetSnapshot(1, 1)
 	if err != nil || got.Index != 3 {
@@ -257,33 +261,19 @@ func TestTanStateSnapshotCommit(t *testing.T) {
 // After a restart a snapshot can be saved before the replica's first
 // update (dragonboat applies before it saves): it still carries a State.
 func TestTanStateSnapshotFirstAfterRestart(t *testing.T) {
-	mem := lvfs.NewStrictMem()
-	nhc := config.NodeHostConfig{Expert: config.ExpertConfig{FS: mem, LogDB: config.GetTinyMemLogDBConfig()}}
-	nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
-	f := tanStateFactory{inner: tan.Factory}
-	open := func() raftio.ILogDB {
-		db, err := f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db
-	}
-	db := open()
+	d := newTanDisk(t, true, nil)
+	db := d.open()
 	ents := []pb.Entry{{Term: 2, Index: 1}, {Term: 2, Index: 2}, {Term: 2, Index: 3}}
 	if err := db.SaveRaftState([]pb.Update{{ShardID: 1, ReplicaID: 1, State: pb.State{Term: 2, Vote: 1, Commit: 1}, EntriesToSave: ents}}, 1); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
-	db = open()
+	db = d.open()
 	ss := pb.Snapshot{Index: 3, Term: 2, Filepath: "/snap", Membership: pb.Membership{Addresses: map[uint64]string{1: "a:1"}}}
 	if err := db.SaveSnapshots([]pb.Update{{ShardID: 1, ReplicaID: 1, Snapshot: ss}}); err != nil {
 		t.Fatal(err)
 	}
-	mem.SetIgnoreSyncs(true)
-	db.Close()
-	mem.ResetToSyncedState()
-	mem.SetIgnoreSyncs(false)
-	db = open()
+	db = d.crash(db)
 	defer db.Close()
 	rs, err := db.ReadRaftState(1, 1, 3)
 	if err != nil || rs.State.Term != 2 || rs.State.Vote != 1 || rs.State.Commit < 3 {
@@ -295,14 +285,8 @@ func TestTanStateSnapshotFirstAfterRestart(t *testing.T) {
 // whenever it stops, the saved State names no entry that is not saved and
 // no commit below the newest snapshot (run with -race).
 func TestTanStateConcurrentSnapshots(t *testing.T) {
-	mem := lvfs.NewStrictMem()
-	nhc := config.NodeHostConfig{Expert: config.ExpertConfig{FS: mem, LogDB: config.GetTinyMemLogDBConfig()}}
-	nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
-	f := tanStateFactory{inner: tan.Factory}
-	db, err := f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newTanDisk(t, true, nil)
+	db := d.open()
 	var applied atomic.Uint64 // what the "state machine" applied: snapshots go up to it
 	done := make(chan struct{})
 	var snaps atomic.Uint64
@@ -339,14 +323,7 @@ func TestTanStateConcurrentSnapshots(t *testing.T) {
 		applied.Store(i)
 	}
 	<-done
-	mem.SetIgnoreSyncs(true)
-	db.Close()
-	mem.ResetToSyncedState()
-	mem.SetIgnoreSyncs(false)
-	db, err = f.Create(nhc, func(config.LogDBInfo) {}, []string{"/raft"}, []string{"/raft"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db = d.crash(db)
 	defer db.Close()
 	ss, err := db.GetSnapshot(1, 1)
 	if err != nil {

@@ -30,7 +30,12 @@ import (
 // frames a batch in one buffer, writes it with one write and reads through
 // a buffer, so a batch is one write and usually one read. The bytes on the
 // wire are dragonboat's, so members using either transport talk to each
-// other (--raft-transport).
+// other (--raft-transport). Measured: half the write and read calls per
+// raft round, 4–5% less CPU per transaction (docs/BENCHMARKS.md).
+//
+// NB: the frame code below repeats dragonboat's internal/transport/tcp.go
+// (requestHeader, the poison); that package is internal to dragonboat's
+// module and cannot be imported.
 //
 // Frame: magic 0xAE 0x7D; header: method (2, big-endian), payload size
 // (8), header CRC32 (4, computed with itself zeroed), payload CRC32 (4);
