@@ -48,6 +48,10 @@ type Config struct {
 	// Transport is the raft transport: TransportTCP (the default) or
 	// TransportDragonboat (dragonboat's built-in; the same wire format).
 	Transport string
+	// LogPrefill writes each of tan's raft log files full of zeros before
+	// tan appends to it, so that its fsyncs flush data only (see
+	// zeroedLogFS). Pointless on copy-on-write file systems.
+	LogPrefill bool
 
 	RTTMillisecond     uint64
 	ElectionRTT        uint64
@@ -87,7 +91,7 @@ type Retention struct {
 // proposers of 1 MiB lost their leader to such a stall (5 elections, 24–80
 // failed proposals); with 1 s, none did.
 func DefaultConfig() Config {
-	return Config{ShardID: 1, Role: RoleLogger, LogDB: "tan", Transport: TransportTCP, RTTMillisecond: 10, ElectionRTT: 100, HeartbeatRTT: 3,
+	return Config{ShardID: 1, Role: RoleLogger, LogDB: "tan", Transport: TransportTCP, LogPrefill: true, RTTMillisecond: 10, ElectionRTT: 100, HeartbeatRTT: 3,
 		SnapshotEntries: 10000, CompactionOverhead: 5000, SnapshotBytes: 256 << 20}
 }
 
@@ -102,6 +106,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Uint64Var(&c.ShardID, "shard", c.ShardID, "the group's shard id (one per source cluster)")
 	fs.StringVar(&c.LogDB, "raft-logdb", c.LogDB, "raft log storage: tan (fsyncs entries and term/vote changes) or pebble (fsyncs every raft update, commit-index moves too: slower); cannot change once a member has data")
 	fs.StringVar(&c.Transport, "raft-transport", c.Transport, "raft transport between members: tcp (one write per message batch) or dragonboat (dragonboat's built-in, three writes per batch); both speak dragonboat's wire format, so members can differ")
+	fs.BoolVar(&c.LogPrefill, "raft-log-prefill", c.LogPrefill, "write each 64 MiB raft log file (tan) full of zeros before use, in the background, so that appending overwrites blocks already on disk and each fsync flushes data only, not the file system's journal (false: files grow as they are appended to; use false on copy-on-write file systems such as btrfs or ZFS, where it does not help)")
 	fs.Uint64Var(&c.RTTMillisecond, "raft-rtt-ms", c.RTTMillisecond, "round trip time between members in milliseconds; election and heartbeat timeouts are multiples of it")
 	fs.Uint64Var(&c.ElectionRTT, "raft-election-rtt", c.ElectionRTT, "election timeout in RTTs")
 	fs.Uint64Var(&c.HeartbeatRTT, "raft-heartbeat-rtt", c.HeartbeatRTT, "heartbeat interval in RTTs")
@@ -285,7 +290,11 @@ func Start(cfg Config) (*Node, error) {
 	nhc.Expert.Engine.ExecShards, nhc.Expert.Engine.CommitShards, nhc.Expert.Engine.ApplyShards = 2, 2, 2
 	nhc.Expert.Engine.SnapshotShards, nhc.Expert.Engine.CloseShards = 2, 2
 	if cfg.LogDB == "tan" {
-		nhc.Expert.LogDBFactory = tanStateFactory{inner: tan.Factory, log: n.log}
+		f := tanStateFactory{inner: tan.Factory, log: n.log}
+		if cfg.LogPrefill {
+			f.fs = func(fs config.IFS, log *slog.Logger) config.IFS { return newZeroedLogFS(fs, log) }
+		}
+		nhc.Expert.LogDBFactory = f
 		// NB: tan allocates 16 encoding buffers of this size up front (one
 		// per possible shard; this process uses one), 64 MiB of Go heap at
 		// the tiny config's 4 MiB that let the garbage collector grow the

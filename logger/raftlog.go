@@ -42,16 +42,23 @@ import (
 type tanStateFactory struct {
 	inner config.LogDBFactory
 	log   *slog.Logger
+	// fs, if set, wraps the file system tan writes its files through
+	// (zeroedLogFS).
+	fs func(config.IFS, *slog.Logger) config.IFS
 }
 
 func (f tanStateFactory) Create(nhc config.NodeHostConfig, cb config.LogDBCallback, dirs, lldirs []string) (raftio.ILogDB, error) {
-	db, err := f.inner.Create(nhc, cb, dirs, lldirs)
-	if err != nil {
-		return nil, err
-	}
 	l := f.log
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
+	}
+	if f.fs != nil {
+		// NB: nil is the operating system's (newZeroedLogFS).
+		nhc.Expert.FS = f.fs(nhc.Expert.FS, l)
+	}
+	db, err := f.inner.Create(nhc, cb, dirs, lldirs)
+	if err != nil {
+		return nil, err
 	}
 	return &tanState{ILogDB: db, log: l, reps: map[raftio.NodeInfo]*tanReplica{}}, nil
 }
