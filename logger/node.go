@@ -290,10 +290,11 @@ func Start(cfg Config) (*Node, error) {
 	nhc.Expert.Engine.ExecShards, nhc.Expert.Engine.CommitShards, nhc.Expert.Engine.ApplyShards = 2, 2, 2
 	nhc.Expert.Engine.SnapshotShards, nhc.Expert.Engine.CloseShards = 2, 2
 	if cfg.LogDB == "tan" {
-		f := tanStateFactory{inner: tan.Factory, log: n.log}
-		if cfg.LogPrefill {
-			f.fs = func(fs config.IFS, log *slog.Logger) config.IFS { return newZeroedLogFS(fs, log) }
-		}
+		// NB: the wrapper's readers are needed without prefill too: log
+		// files written with it end in zeros (see zeroedLogFS).
+		prefill := cfg.LogPrefill
+		f := tanStateFactory{inner: tan.Factory, log: n.log,
+			fs: func(fs config.IFS, log *slog.Logger) *zeroedLogFS { return newZeroedLogFS(fs, log, prefill) }}
 		nhc.Expert.LogDBFactory = f
 		// NB: tan allocates 16 encoding buffers of this size up front (one
 		// per possible shard; this process uses one), 64 MiB of Go heap at

@@ -44,7 +44,7 @@ type tanStateFactory struct {
 	log   *slog.Logger
 	// fs, if set, wraps the file system tan writes its files through
 	// (zeroedLogFS).
-	fs func(config.IFS, *slog.Logger) config.IFS
+	fs func(config.IFS, *slog.Logger) *zeroedLogFS
 }
 
 func (f tanStateFactory) Create(nhc config.NodeHostConfig, cb config.LogDBCallback, dirs, lldirs []string) (raftio.ILogDB, error) {
@@ -52,15 +52,17 @@ func (f tanStateFactory) Create(nhc config.NodeHostConfig, cb config.LogDBCallba
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
+	var z *zeroedLogFS
 	if f.fs != nil {
 		// NB: nil is the operating system's (newZeroedLogFS).
-		nhc.Expert.FS = f.fs(nhc.Expert.FS, l)
+		z = f.fs(nhc.Expert.FS, l)
+		nhc.Expert.FS = z
 	}
 	db, err := f.inner.Create(nhc, cb, dirs, lldirs)
 	if err != nil {
 		return nil, err
 	}
-	return &tanState{ILogDB: db, log: l, reps: map[raftio.NodeInfo]*tanReplica{}}, nil
+	return &tanState{ILogDB: db, log: l, reps: map[raftio.NodeInfo]*tanReplica{}, zfs: z}, nil
 }
 
 func (f tanStateFactory) Name() string { return f.inner.Name() }
@@ -73,6 +75,7 @@ type tanReplica struct {
 
 type tanState struct {
 	raftio.ILogDB
+	zfs *zeroedLogFS // nil: tan writes through the file system it was given
 	log *slog.Logger
 	// NB: held across tan's writes, so that a snapshot record (the
 	// snapshot worker) and an update (the step worker) of one replica are
@@ -197,4 +200,13 @@ func (s *tanState) ImportSnapshot(ss pb.Snapshot, replicaID uint64) error {
 	defer s.mu.Unlock()
 	delete(s.reps, raftio.NodeInfo{ShardID: ss.ShardID, ReplicaID: replicaID})
 	return s.ILogDB.ImportSnapshot(ss, replicaID)
+}
+
+// Close closes tan and waits for a spare log file being zeroed.
+func (s *tanState) Close() error {
+	err := s.ILogDB.Close()
+	if s.zfs != nil {
+		s.zfs.waitAll()
+	}
+	return err
 }

@@ -1,6 +1,7 @@
 package logger
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/lni/vfs"
 )
 
@@ -58,6 +60,9 @@ import (
 type zeroedLogFS struct {
 	vfs.FS
 	log *slog.Logger
+	// prefill: zero log files (--raft-log-prefill). Without it the
+	// wrapper only reads and cuts files an earlier run zeroed.
+	prefill bool
 	// size is how many bytes of zeros a log file gets: tan's maximum log
 	// size and the slack it preallocates (its last record may end past the
 	// maximum; writes past the zeros are ordinary appends).
@@ -88,19 +93,22 @@ type zeroedLogFS struct {
 // preallocates beyond it (128 KiB).
 const tanLogZeroBytes = 64<<20 + 128<<10
 
+// spareHeadroom is the free space a spare must leave on its disk.
+const spareHeadroom = 1 << 30
+
 const (
 	spareName    = "binlogsvr-zeroed-log.spare"
 	spareTmpName = spareName + ".tmp"
 )
 
-func newZeroedLogFS(fs vfs.FS, log *slog.Logger) *zeroedLogFS {
+func newZeroedLogFS(fs vfs.FS, log *slog.Logger, prefill bool) *zeroedLogFS {
 	if fs == nil {
 		fs = vfs.Default
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &zeroedLogFS{FS: fs, log: log, size: tanLogZeroBytes, pause: 2 * time.Millisecond, minHalf: 2 * time.Second,
+	return &zeroedLogFS{FS: fs, log: log, prefill: prefill, size: tanLogZeroBytes, pause: 2 * time.Millisecond, minHalf: 2 * time.Second,
 		prep: map[string]chan struct{}{}, created: map[string]bool{}, ends: map[string]*atomic.Int64{}}
 }
 
@@ -127,22 +135,27 @@ func (z *zeroedLogFS) zeroable(f vfs.File) bool {
 // Create creates name. A tan log file is the spare full of zeros renamed to
 // name if one is ready; the first log file since start is zeroed now if
 // none is; otherwise it is an ordinary file that grows as tan appends.
+//
+// NB: tan creates a log file in its step loop, holding its lock: Create
+// never waits for a spare being zeroed.
 func (z *zeroedLogFS) Create(name string) (vfs.File, error) {
 	if !isTanLog(z.FS.PathBase(name)) {
 		return z.FS.Create(name)
 	}
 	dir := z.FS.PathDir(name)
-	z.waitSpare(dir)
 	z.mu.Lock()
 	first := !z.created[dir]
 	z.created[dir] = true
 	z.mu.Unlock()
-	lf := &logFile{z: z, dir: dir, created: time.Now(), end: new(atomic.Int64)}
-	z.mu.Lock()
-	z.ends[name] = lf.end
-	z.mu.Unlock()
+	lf := &logFile{z: z, dir: dir, end: new(atomic.Int64)}
+	defer func() {
+		lf.created = time.Now()
+		z.mu.Lock()
+		z.ends[name] = lf.end
+		z.mu.Unlock()
+	}()
 	spare := z.FS.PathJoin(dir, spareName)
-	if fi, err := z.FS.Stat(spare); err == nil && fi.Size() == z.size {
+	if fi, err := z.FS.Stat(spare); z.prefill && err == nil && fi.Size() == z.size {
 		if f, err := z.FS.ReuseForWrite(spare, name); err != nil {
 			z.log.Warn("raft log: cannot use the zeroed spare log file", "file", name, "err", err)
 		} else {
@@ -154,11 +167,7 @@ func (z *zeroedLogFS) Create(name string) (vfs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !z.zeroable(f) {
-		lf.File = f
-		return lf, nil
-	}
-	if first {
+	if z.prefill && first && z.zeroable(f) {
 		if err := zeroFill(f, z.size, 0); err == nil {
 			lf.File, lf.zeroed = f, true
 			return lf, nil
@@ -206,6 +215,19 @@ func (z *zeroedLogFS) waitSpare(dir string) {
 	}
 }
 
+// waitAll waits for every spare being prepared.
+func (z *zeroedLogFS) waitAll() {
+	z.mu.Lock()
+	var chs []chan struct{}
+	for _, ch := range z.prep {
+		chs = append(chs, ch)
+	}
+	z.mu.Unlock()
+	for _, ch := range chs {
+		<-ch
+	}
+}
+
 // startSpare prepares the next log file of dir in the background.
 func (z *zeroedLogFS) startSpare(dir string) {
 	z.mu.Lock()
@@ -231,6 +253,12 @@ func (z *zeroedLogFS) startSpare(dir string) {
 func (z *zeroedLogFS) makeSpare(dir string) (err error) {
 	tmp, spare := z.FS.PathJoin(dir, spareTmpName), z.FS.PathJoin(dir, spareName)
 	if fi, err := z.FS.Stat(spare); err == nil && fi.Size() == z.size {
+		return nil
+	}
+	// NB: a spare takes 64 MiB tan would not hold; on a nearly full disk
+	// the database and tan's own files need it more.
+	if free, ok := freeBytes(dir); ok && free < z.size+spareHeadroom {
+		z.log.Info("raft log: not preparing a zeroed spare log file: the disk is nearly full", "dir", dir, "free_bytes", free)
 		return nil
 	}
 	f, err := z.FS.Create(tmp)
@@ -313,6 +341,17 @@ func (f *logFile) Seek(offset int64, whence int) (int64, error) {
 
 func (f *logFile) Sync() error { return dataSync(f.File) }
 
+// Close cuts a zeroed file's zeros off first, so that it ends where its
+// records end for any reader, tan without this wrapper included (a member
+// started again with --raft-log-prefill=false, or an older build). Best
+// effort: this process's readers and logEnd do not need it.
+func (f *logFile) Close() error {
+	if f.zeroed {
+		f.z.cut(f.File, f.off, "closed")
+	}
+	return f.File.Close()
+}
+
 // Open opens name; a tan log file is seen as ending where its records end,
 // not at the end of its zeros. tan reads a log file's records until the
 // file ends, and reads an all-zero chunk header as an error (ErrZeroedChunk)
@@ -332,7 +371,13 @@ func (z *zeroedLogFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error
 		e, err := logEnd(f)
 		if err != nil {
 			f.Close()
-			return nil, fmt.Errorf("logger: finding the end of raft log %s: %w", name, err)
+			return nil, fmt.Errorf("logger: raft log %s: %w", name, err)
+		}
+		if fi, err := f.Stat(); err == nil && fi.Size() > e {
+			if w, err := z.FS.OpenForAppend(name); err == nil {
+				z.cut(w, e, "older")
+				w.Close()
+			}
 		}
 		end = new(atomic.Int64)
 		end.Store(e)
@@ -376,65 +421,122 @@ func (z *zeroedLogFS) Rename(oldname, newname string) error {
 	return z.FS.Rename(oldname, newname)
 }
 
-// tan's record format (pebble's legacy one): 32 KiB blocks of chunks,
-// each with a 7-byte header (checksum 4, length 2, type 1; type 0 never
-// written). A block always starts with a chunk header; fewer than 7 bytes
-// left at a block's end are padding.
+// cut truncates f to end and syncs it, where the file system allows.
+func (z *zeroedLogFS) cut(f vfs.File, end int64, which string) {
+	t, ok := f.(interface{ Truncate(int64) error })
+	if !ok {
+		return
+	}
+	err := t.Truncate(end)
+	if err == nil {
+		err = dataSync(f)
+	}
+	if err != nil {
+		z.log.Warn("raft log: cannot cut the zeros after a log file's records", "which", which, "end", end, "err", err)
+	}
+}
+
+// tan's record format (pebble's legacy one, with tan's checksum): 32 KiB
+// blocks of chunks, each with a 7-byte header (checksum 4, length 2, type
+// 1; type 0 is never written) over its type and payload. A block always
+// starts with a chunk header; fewer than 7 bytes left at a block's end are
+// padding. A record is one full chunk, or first, middles, last.
 const (
 	tanBlockSize  = 32 << 10
 	tanHeaderSize = 7
+
+	tanFullChunk   = 1
+	tanFirstChunk  = 2
+	tanMiddleChunk = 3
+	tanLastChunk   = 4
 )
 
-// logEnd returns where the records of a tan log file end: the first
-// all-zero chunk header, or the file's end. A file tan appended to without
-// zeros ends there already.
+func tanCRC(b []byte) uint32 { return uint32(xxhash.Sum64(b)) }
+
+// logEnd returns where the last complete record of a tan log file ends:
+// records are read from the start until an all-zero chunk header (zeros
+// written ahead, or a crash's unwritten tail) or the file's end.
+//
+// A crash during fdatasync can leave the last record torn: the sectors of
+// a write over zeros reach the disk in any order, so it may have holes of
+// zeros. A broken record is taken for that, and the log ends before it,
+// only if no complete record starts after it; otherwise the log is
+// corrupt, and logEnd says so rather than drop records that were synced.
 func logEnd(f vfs.File) (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return 0, err
 	}
 	size := fi.Size()
-	var h [tanHeaderSize]byte
-	zeroAt := func(off int64) (bool, error) {
-		if off+tanHeaderSize > size {
-			return true, nil
-		}
-		if _, err := f.ReadAt(h[:], off); err != nil {
-			return false, err
-		}
-		return h == [tanHeaderSize]byte{}, nil
-	}
-	// NB: the first block that starts with zeros (or past the end), then
-	// the chunks of the block before it. Zeros are found in unsynced tails
-	// only, so the first one is the end.
-	var blk int64
-	for ; blk*tanBlockSize < size; blk++ {
-		z, err := zeroAt(blk * tanBlockSize)
-		if err != nil {
+	buf := make([]byte, tanBlockSize)
+	var good int64        // where the last complete record ends
+	recStart := int64(-1) // the first chunk of a record not yet complete
+	for base := int64(0); base < size; base += tanBlockSize {
+		n := int(min(tanBlockSize, size-base))
+		if _, err := f.ReadAt(buf[:n], base); err != nil && err != io.EOF {
 			return 0, err
 		}
-		if z {
-			break
+		for i := 0; i+tanHeaderSize <= n; {
+			h := buf[i : i+tanHeaderSize]
+			if allZeroBytes(h) {
+				return good, nil
+			}
+			length, typ, off := int(h[4])|int(h[5])<<8, h[6], base+int64(i)
+			ok := i+tanHeaderSize+length <= n && tanCRC(buf[i+6:i+tanHeaderSize+length]) == binary.LittleEndian.Uint32(h)
+			switch {
+			case !ok:
+			case typ == tanFullChunk && recStart < 0:
+				good = off + tanHeaderSize + int64(length)
+			case typ == tanFirstChunk && recStart < 0:
+				recStart = off
+			case typ == tanMiddleChunk && recStart >= 0:
+			case typ == tanLastChunk && recStart >= 0:
+				good, recStart = off+tanHeaderSize+int64(length), -1
+			default:
+				ok = false
+			}
+			if !ok {
+				broken := off
+				if recStart >= 0 {
+					broken = recStart
+				}
+				return good, recordAfter(f, buf, broken, size)
+			}
+			i += tanHeaderSize + length
 		}
 	}
-	if blk == 0 {
-		return 0, nil
-	}
-	start := (blk - 1) * tanBlockSize
-	pos := int64(0)
-	for pos+tanHeaderSize <= tanBlockSize {
-		z, err := zeroAt(start + pos)
-		if err != nil {
-			return 0, err
+	return good, nil
+}
+
+// recordAfter returns an error if a complete record (a valid full or
+// first chunk) starts at a block boundary after the broken record at
+// broken, before zeros or the file's end.
+func recordAfter(f vfs.File, buf []byte, broken, size int64) error {
+	for base := (broken/tanBlockSize + 1) * tanBlockSize; base < size; base += tanBlockSize {
+		n := int(min(tanBlockSize, size-base))
+		if _, err := f.ReadAt(buf[:n], base); err != nil && err != io.EOF {
+			return err
 		}
-		if z {
-			break
+		if n < tanHeaderSize || allZeroBytes(buf[:tanHeaderSize]) {
+			return nil
 		}
-		pos += tanHeaderSize + (int64(h[4]) | int64(h[5])<<8)
+		length, typ := int(buf[4])|int(buf[5])<<8, buf[6]
+		if (typ == tanFullChunk || typ == tanFirstChunk) && tanHeaderSize+length <= n &&
+			tanCRC(buf[6:tanHeaderSize+length]) == binary.LittleEndian.Uint32(buf) {
+			return fmt.Errorf("the record at offset %d is broken and a complete one follows at %d: the log is corrupt, not cut short by a crash; "+
+				"rebuild this member from the group (remove it, delete its data directory, add it again)", broken, base)
+		}
 	}
-	// NB: a torn chunk may claim more than the file holds; tan's reader
-	// then finds it broken as it would without zeros.
-	return min(start+pos, size), nil
+	return nil
+}
+
+func allZeroBytes(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // boundedFile is a log file opened for reading that ends at end.

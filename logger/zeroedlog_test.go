@@ -2,6 +2,7 @@ package logger
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/record"
 	"github.com/lni/dragonboat/v4/config"
 	"github.com/lni/dragonboat/v4/plugin/tan"
 	"github.com/lni/dragonboat/v4/raftio"
@@ -35,7 +35,7 @@ func TestIsTanLog(t *testing.T) {
 // testZeroedFS is a zeroedLogFS on a memory file system, zeroing 64 KiB
 // per log file.
 func testZeroedFS(fs lvfs.FS, minHalf time.Duration) *zeroedLogFS {
-	z := newZeroedLogFS(fs, nil)
+	z := newZeroedLogFS(fs, nil, true)
 	z.size, z.force, z.pause, z.minHalf = 64<<10, true, 0, minHalf
 	return z
 }
@@ -153,7 +153,7 @@ func TestZeroedLogFSFiles(t *testing.T) {
 // zeroed unless forced (memory file systems in tests).
 func TestZeroedLogFSOnlyOSFiles(t *testing.T) {
 	mem := lvfs.NewMem()
-	z := newZeroedLogFS(mem, nil)
+	z := newZeroedLogFS(mem, nil, true)
 	f, err := z.Create("/000001.log")
 	if err != nil {
 		t.Fatal(err)
@@ -220,9 +220,10 @@ func TestZeroedLogFSFullDisk(t *testing.T) {
 func TestZeroedLogTanCrash(t *testing.T) {
 	d := newTanDisk(t, true, nil)
 	var z *zeroedLogFS
-	d.f = tanStateFactory{inner: tan.Factory, fs: func(fs config.IFS, _ *slog.Logger) config.IFS {
+	prefill := true
+	d.f = tanStateFactory{inner: tan.Factory, fs: func(fs config.IFS, _ *slog.Logger) *zeroedLogFS {
 		z = testZeroedFS(fs, 0)
-		z.size = 256 << 10
+		z.size, z.prefill = 256<<10, prefill
 		return z
 	}}
 	db := d.open()
@@ -289,9 +290,14 @@ func TestZeroedLogTanCrash(t *testing.T) {
 		}
 	}
 	write(10)
+	// NB: started again without prefill: the files written with it end in
+	// zeros (a memory file system cannot cut them), and are still read.
+	prefill = false
 	db = d.crash(db)
 	defer func() { db.Close() }()
-	check("after the second crash")
+	check("after the second crash, without prefill")
+	write(5)
+	check("after writing without prefill")
 }
 
 // The same on the operating system's disk with the real sizes: 70 MiB of
@@ -304,8 +310,8 @@ func TestZeroedLogTanRealDisk(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var z *zeroedLogFS
-	f := tanStateFactory{inner: tan.Factory, fs: func(fs config.IFS, _ *slog.Logger) config.IFS {
-		z = newZeroedLogFS(fs, nil)
+	f := tanStateFactory{inner: tan.Factory, fs: func(fs config.IFS, _ *slog.Logger) *zeroedLogFS {
+		z = newZeroedLogFS(fs, nil, true)
 		z.minHalf, z.pause = 0, 0
 		return z
 	}}
@@ -333,27 +339,28 @@ func TestZeroedLogTanRealDisk(t *testing.T) {
 	}
 	logDir := filepath.Join(dir, "tandb", "node-1-1")
 	z.waitSpare(logDir)
-	names, err := os.ReadDir(logDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs []string
-	for _, e := range names {
-		if isTanLog(e.Name()) {
-			fi, err := e.Info()
-			if err != nil {
-				t.Fatal(err)
-			}
-			// NB: the second file holds ~6 MiB of records: only a spare is
-			// this big.
-			if fi.Size() < tanLogZeroBytes {
-				t.Fatalf("log file %s is %d bytes, not zeroed", e.Name(), fi.Size())
-			}
-			logs = append(logs, e.Name())
+	sizes := func() (names []string, sizes []int64) {
+		t.Helper()
+		ents, err := os.ReadDir(logDir)
+		if err != nil {
+			t.Fatal(err)
 		}
+		for _, e := range ents {
+			if isTanLog(e.Name()) {
+				fi, err := e.Info()
+				if err != nil {
+					t.Fatal(err)
+				}
+				names, sizes = append(names, e.Name()), append(sizes, fi.Size())
+			}
+		}
+		return names, sizes
 	}
-	if len(logs) != 2 {
-		t.Fatalf("log files %v, want two (tan moves to a new one at 64 MiB)", logs)
+	// NB: the first file was cut to its records when tan closed it; the
+	// second holds ~6 MiB of records: only the spare is this big.
+	logs, sz := sizes()
+	if len(logs) != 2 || sz[0] <= 64<<20 || sz[0] >= tanLogZeroBytes || sz[1] != tanLogZeroBytes {
+		t.Fatalf("log files %v of %v bytes; want two, the first cut to its records past 64 MiB, the second the %d-byte spare", logs, sz, tanLogZeroBytes)
 	}
 	// NB: read across the two files by this process: the first is read to
 	// its end, where zeros follow.
@@ -371,19 +378,78 @@ func TestZeroedLogTanRealDisk(t *testing.T) {
 	if rs.State.Term != 3 || rs.State.Vote != 2 || rs.EntryCount != n {
 		t.Fatalf("after reopening: %+v, want term 3, vote 2, %d entries", rs, n)
 	}
+	// NB: reopening read the second file (now an older one) and cut its
+	// zeros; the new log file is the spare prepared meanwhile... or a
+	// growing one if the spare was not ready.
+	if logs2, sz2 := sizes(); len(logs2) != 3 || sz2[0] != sz[0] || sz2[1] <= 6<<20 || sz2[1] >= 8<<20 {
+		t.Fatalf("after reopening: log files %v of %v bytes; want the first unchanged, the second cut to its ~6 MiB of records, and a new one", logs2, sz2)
+	}
 	ents, _, err = db.IterateEntries(nil, 0, 1, 1, 60, n+1, 1<<30)
 	if err != nil || len(ents) != n-59 || !bytes.Equal(ents[len(ents)-1].Cmd, cmd) {
 		t.Fatalf("entries 60-%d after reopening: %d, %v", n, len(ents), err)
 	}
 }
 
+// tanEncode lays records out as tan's writer does (internal/tan/record.go:
+// 32 KiB blocks, 7-byte headers with tan's checksum, fewer than 7 bytes at
+// a block's end padded with zeros).
+func tanEncode(recs [][]byte) (out []byte, ends []int64) {
+	for _, r := range recs {
+		first := true
+		for {
+			left := tanBlockSize - len(out)%tanBlockSize
+			if left < tanHeaderSize {
+				out = append(out, make([]byte, left)...)
+				left = tanBlockSize
+			}
+			n := min(len(r), left-tanHeaderSize)
+			last := n == len(r)
+			typ := byte(tanMiddleChunk)
+			switch {
+			case first && last:
+				typ = tanFullChunk
+			case first:
+				typ = tanFirstChunk
+			case last:
+				typ = tanLastChunk
+			}
+			var h [tanHeaderSize]byte
+			h[4], h[5], h[6] = byte(n), byte(n>>8), typ
+			binary.LittleEndian.PutUint32(h[:], tanCRC(append([]byte{typ}, r[:n]...)))
+			out = append(append(out, h[:]...), r[:n]...)
+			r, first = r[n:], false
+			if last {
+				break
+			}
+		}
+		ends = append(ends, int64(len(out)))
+	}
+	return out, ends
+}
+
+func logEndOf(t *testing.T, b []byte) (int64, error) {
+	t.Helper()
+	mem := lvfs.NewMem()
+	f, err := mem.Create("/000001.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if f, err = mem.Open("/000001.log"); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return logEnd(f)
+}
+
 // logEnd finds where the records end, whatever their sizes: a record
 // leaving less than a chunk header at a block's end, one ending on a block
 // boundary, records spanning blocks; with zeros after them or without.
-// pebble's record.Writer writes the format tan writes (LevelDB's, 32 KiB
-// blocks).
 func TestLogEnd(t *testing.T) {
-	const hdr, blk = 7, 32 << 10
+	const blk = tanBlockSize
 	for _, tc := range []struct {
 		name  string
 		sizes []int
@@ -391,46 +457,77 @@ func TestLogEnd(t *testing.T) {
 		{"empty", nil},
 		{"one small", []int{10}},
 		{"many small", slices.Repeat([]int{100}, 500)},
-		{"padding left at a block end", []int{blk - hdr - 3, 50}},
-		{"padding left at the very end", []int{blk - hdr - 3}},
-		{"ends on a block boundary", []int{blk - hdr}},
-		{"ends on a block boundary, then more", []int{blk - hdr, 20}},
+		{"padding left at a block end", []int{blk - tanHeaderSize - 3, 50}},
+		{"padding left at the very end", []int{blk - tanHeaderSize - 3}},
+		{"header fits, nothing else", []int{blk - 2*tanHeaderSize, 30}},
+		{"ends on a block boundary", []int{blk - tanHeaderSize}},
+		{"ends on a block boundary, then more", []int{blk - tanHeaderSize, 20}},
 		{"spans blocks", []int{100 << 10, 5, 70 << 10}},
-		{"header fits, body does not", []int{blk - 2*hdr - 1, 30}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			w := record.NewWriter(&buf)
+			var recs [][]byte
 			for i, n := range tc.sizes {
-				if _, err := w.WriteRecord(bytes.Repeat([]byte{byte(i + 1)}, n)); err != nil {
-					t.Fatal(err)
-				}
+				recs = append(recs, bytes.Repeat([]byte{byte(i + 1)}, n))
 			}
-			if err := w.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			data := buf.Bytes()
+			data, _ := tanEncode(recs)
 			for _, zeros := range []int{0, 3, 100 << 10} {
-				mem := lvfs.NewMem()
-				f, err := mem.Create("/000001.log")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := f.Write(append(slices.Clone(data), make([]byte, zeros)...)); err != nil {
-					t.Fatal(err)
-				}
-				f.Close()
-				if f, err = mem.Open("/000001.log"); err != nil {
-					t.Fatal(err)
-				}
-				end, err := logEnd(f)
+				end, err := logEndOf(t, append(slices.Clone(data), make([]byte, zeros)...))
 				if err != nil || end != int64(len(data)) {
 					t.Fatalf("with %d zeros after %d bytes of records: logEnd = %d, %v", zeros, len(data), end, err)
 				}
-				f.Close()
 			}
 		})
 	}
+}
+
+// A crash during fdatasync over zeros can leave holes of zeros in the last
+// record: the log ends before it. A broken record followed by a complete
+// one is corruption, not a crash, and is reported.
+func TestLogEndTornAndCorrupt(t *testing.T) {
+	// NB: records of one full block each, so that each starts a block.
+	var recs [][]byte
+	for i := range 5 {
+		recs = append(recs, bytes.Repeat([]byte{byte('a' + i)}, tanBlockSize-tanHeaderSize))
+	}
+	recs = append(recs, bytes.Repeat([]byte("z"), 200<<10)) // the last spans 7 blocks
+	data, ends := tanEncode(recs)
+	data = append(data, make([]byte, 64<<10)...)
+	hole := func(off, n int64) []byte {
+		b := slices.Clone(data)
+		clear(b[off : off+n])
+		return b
+	}
+	last := ends[4] // where the last record starts
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"a hole in the last record's first block", hole(last+100, 4096)},
+		{"a hole in the last record's middle", hole(last+3*tanBlockSize+512, 4096)},
+		{"a hole at the last record's start", hole(last, 4096)},
+		{"a hole over a middle chunk's header", hole(last+2*tanBlockSize, 512)},
+		{"the last record's end missing", data[:ends[5]-1000]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			end, err := logEndOf(t, tc.b)
+			if err != nil || end != last {
+				t.Fatalf("logEnd = %d, %v; want %d (before the torn record)", end, err, last)
+			}
+		})
+	}
+	t.Run("a hole in a record followed by complete ones", func(t *testing.T) {
+		end, err := logEndOf(t, hole(ends[1]+200, 512))
+		if err == nil || !strings.Contains(err.Error(), "corrupt") {
+			t.Fatalf("logEnd = %d, %v; want a corruption error", end, err)
+		}
+	})
+	t.Run("a flipped byte in a record followed by complete ones", func(t *testing.T) {
+		b := slices.Clone(data)
+		b[ends[0]+50] ^= 1
+		if _, err := logEndOf(t, b); err == nil {
+			t.Fatal("no error for a flipped byte in the second record")
+		}
+	})
 }
 
 // A reader of a log file sees it end where its records end, and sees what
