@@ -27,6 +27,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/binlogsvr/binlogsvr/binlogsvr"
@@ -138,8 +139,10 @@ func replaceSection(path, name, section string) error {
 	return os.WriteFile(path, []byte(s), 0o644)
 }
 
-// fsyncLatency writes 4 KiB and fdatasyncs it n times in dir.
-func fsyncLatency(dir string, n int) (p50, p99 time.Duration, err error) {
+// fsyncLatency writes 4 KiB and syncs it n times in dir: appended to a
+// growing file and fsync'd (tan's own log files), or written over zeros
+// already on disk and fdatasync'd (--raft-log-prefill).
+func fsyncLatency(dir string, n int, overZeros bool) (p50, p99 time.Duration, err error) {
 	f, err := os.CreateTemp(dir, "fsync-*")
 	if err != nil {
 		return 0, 0, err
@@ -147,19 +150,59 @@ func fsyncLatency(dir string, n int) (p50, p99 time.Duration, err error) {
 	defer os.Remove(f.Name())
 	defer f.Close()
 	buf := make([]byte, 4096)
-	var lats []time.Duration
-	for i := 0; i < n; i++ {
-		if _, err := f.Write(buf); err != nil {
+	if overZeros {
+		if _, err := f.Write(make([]byte, n*len(buf))); err != nil {
 			return 0, 0, err
 		}
-		t0 := time.Now()
 		if err := f.Sync(); err != nil {
+			return 0, 0, err
+		}
+	}
+	var lats []time.Duration
+	for i := 0; i < n; i++ {
+		for j := range buf {
+			buf[j] = byte(i + 1)
+		}
+		var err error
+		t0 := time.Now()
+		if overZeros {
+			if _, err = f.WriteAt(buf, int64(i*len(buf))); err == nil {
+				err = syscall.Fdatasync(int(f.Fd()))
+			}
+		} else if _, err = f.Write(buf); err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
 			return 0, 0, err
 		}
 		lats = append(lats, time.Since(t0))
 	}
 	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
 	return lats[len(lats)/2], lats[len(lats)*99/100], nil
+}
+
+// syncLatencies measures fsyncLatency alone and with three writers at
+// once (the three members share this disk): p50 and p99 of each.
+func syncLatencies(dir string, overZeros bool) (alone, three [2]time.Duration, err error) {
+	if alone[0], alone[1], err = fsyncLatency(dir, 300, overZeros); err != nil {
+		return alone, three, err
+	}
+	type res struct {
+		p50, p99 time.Duration
+		err      error
+	}
+	rc := make(chan res, 3)
+	for i := 0; i < 3; i++ {
+		go func() { a, b, err := fsyncLatency(dir, 300, overZeros); rc <- res{a, b, err} }()
+	}
+	for i := 0; i < 3; i++ {
+		r := <-rc
+		if r.err != nil {
+			err = r.err
+		}
+		three[0], three[1] = max(three[0], r.p50), max(three[1], r.p99)
+	}
+	return alone, three, err
 }
 
 func benchLog(dur time.Duration) (string, error) {
@@ -202,26 +245,20 @@ func benchLog(dur time.Duration) (string, error) {
 	}); err != nil {
 		return "", err
 	}
-	p50, p99, err := fsyncLatency(dir, 300)
+	appA, app3, err := syncLatencies(dir, false)
 	if err != nil {
 		return "", err
 	}
-	// Three writers at once, as the three members share this one disk.
-	type res struct{ p50, p99 time.Duration }
-	rc := make(chan res, 3)
-	for i := 0; i < 3; i++ {
-		go func() { a, b, _ := fsyncLatency(dir, 300); rc <- res{a, b} }()
-	}
-	var c3 res
-	for i := 0; i < 3; i++ {
-		r := <-rc
-		c3.p50, c3.p99 = max(c3.p50, r.p50), max(c3.p99, r.p99)
+	zeroA, zero3, err := syncLatencies(dir, true)
+	if err != nil {
+		return "", err
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "## Log appends to a 3-process group\n\n")
 	fmt.Fprintf(&sb, "Run: `make bench` (tools/bench `log`, %v per row), %s, %d cores, Go %s, three `binlogsvr` processes on loopback sharing one disk; each proposer waits for its transaction to be committed on a quorum (fsync'd raft log) and applied on the leader before sending the next. The proposers submit to one logger.Proposer on the leader (group commit, %d raft entries in flight at most, linger 1 ms unless the row says off).\n\n",
 		dur, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), inflight)
-	fmt.Fprintf(&sb, "Disk fsync latency in the same run (4 KiB write + fdatasync, 300 times): p50 %.2f ms, p99 %.2f ms alone; p50 %.2f ms, p99 %.2f ms with three writers at once (the three members share this disk).\n\n", ms(p50), ms(p99), ms(c3.p50), ms(c3.p99))
+	fmt.Fprintf(&sb, "Disk sync latency in the same run (4 KiB written and synced, 300 times; alone, and three writers at once as the three members share this disk): appended to a growing file + fsync (tan's own log files) p50 %.2f ms, p99 %.2f ms alone, p50 %.2f ms, p99 %.2f ms three at once; over zeros already written + fdatasync (`--raft-log-prefill`, the default) p50 %.2f ms, p99 %.2f ms alone, p50 %.2f ms, p99 %.2f ms three at once.\n\n",
+		ms(appA[0]), ms(appA[1]), ms(app3[0]), ms(app3[1]), ms(zeroA[0]), ms(zeroA[1]), ms(zero3[0]), ms(zero3[1]))
 	fmt.Fprintf(&sb, "| txn size | proposers | linger | txn/s | MB/s | p50 commit ms | p99 commit ms | txns per raft entry | fleet CPU µs/txn | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	type row struct {
 		size, conc int
