@@ -138,7 +138,7 @@ func (z *zeroedLogFS) zeroable(f vfs.File) bool {
 //
 // NB: tan creates a log file in its step loop, holding its lock: Create
 // never waits for a spare being zeroed.
-func (z *zeroedLogFS) Create(name string) (vfs.File, error) {
+func (z *zeroedLogFS) Create(name string) (_ vfs.File, err error) {
 	if !isTanLog(z.FS.PathBase(name)) {
 		return z.FS.Create(name)
 	}
@@ -149,6 +149,9 @@ func (z *zeroedLogFS) Create(name string) (vfs.File, error) {
 	z.mu.Unlock()
 	lf := &logFile{z: z, dir: dir, end: new(atomic.Int64)}
 	defer func() {
+		if err != nil {
+			return
+		}
 		lf.created = time.Now()
 		z.mu.Lock()
 		z.ends[name] = lf.end
