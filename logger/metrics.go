@@ -13,6 +13,8 @@ type metrics struct {
 	inFlight      prometheus.Gauge
 	snapshotSends *prometheus.CounterVec
 	sizeSnapshots *prometheus.CounterVec
+	raftLogFiles  *prometheus.CounterVec
+	raftLogSpares *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
@@ -36,6 +38,12 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 	}, []string{"result"})
 	m.sizeSnapshots = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "binlogsvr_logger_size_snapshots_total", Help: "Snapshots this member requested because the entries applied since the last one reached --snapshot-bytes, by result: ok, error.",
+	}, []string{"result"})
+	m.raftLogFiles = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "binlogsvr_logger_raft_log_files_total", Help: "Raft log files (tan, 64 MiB) this member created, by kind: zeroed (--raft-log-prefill: each fsync flushes data only) or growing (prefill off, the previous file filled at more than 16 MiB/s, or its spare was not ready).",
+	}, []string{"kind"})
+	m.raftLogSpares = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "binlogsvr_logger_raft_log_spares_total", Help: "Zeroed spare raft log files this member prepared in the background, by result: prepared, disk_full (less than 1 GiB would be left), failed (see the log).",
 	}, []string{"result"})
 	applied := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "binlogsvr_logger_applied_index", Help: "Last raft index applied to this member's log.",
@@ -61,7 +69,7 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 		}
 		return 0
 	})
-	m.cs = []prometheus.Collector{m.proposals, m.commitLatency, m.batchTxns, m.inFlight, m.snapshotSends, m.sizeSnapshots, applied, txns, epoch}
+	m.cs = []prometheus.Collector{m.proposals, m.commitLatency, m.batchTxns, m.inFlight, m.snapshotSends, m.sizeSnapshots, m.raftLogFiles, m.raftLogSpares, applied, txns, epoch}
 	if reg != nil {
 		for _, c := range m.cs {
 			if err := reg.Register(c); err != nil {

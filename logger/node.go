@@ -294,7 +294,11 @@ func Start(cfg Config) (*Node, error) {
 		// files written with it end in zeros (see zeroedLogFS).
 		prefill := cfg.LogPrefill
 		f := tanStateFactory{inner: tan.Factory, log: n.log,
-			fs: func(fs config.IFS, log *slog.Logger) *zeroedLogFS { return newZeroedLogFS(fs, log, prefill) }}
+			fs: func(fs config.IFS, log *slog.Logger) *zeroedLogFS {
+				z := newZeroedLogFS(fs, log, prefill)
+				z.files, z.spares = m.raftLogFiles, m.raftLogSpares
+				return z
+			}}
 		nhc.Expert.LogDBFactory = f
 		// NB: tan allocates 16 encoding buffers of this size up front (one
 		// per possible shard; this process uses one), 64 MiB of Go heap at

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/lni/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // zeroedLogFS hands dragonboat's tan LogDB log files that are already
@@ -80,6 +81,12 @@ type zeroedLogFS struct {
 	// latency. 2 s for half a file is 16 MiB/s.
 	minHalf time.Duration
 
+	// files and spares count log files by kind and spares by result
+	// (nil: not counted).
+	files, spares *prometheus.CounterVec
+	// free is freeBytes (a test seam).
+	free func(dir string) (int64, bool)
+
 	mu      sync.Mutex
 	prep    map[string]chan struct{} // directory → closed when its spare is prepared
 	created map[string]bool          // directories with a log file created since start
@@ -108,7 +115,7 @@ func newZeroedLogFS(fs vfs.FS, log *slog.Logger, prefill bool) *zeroedLogFS {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &zeroedLogFS{FS: fs, log: log, prefill: prefill, size: tanLogZeroBytes, pause: 2 * time.Millisecond, minHalf: 2 * time.Second,
+	return &zeroedLogFS{FS: fs, log: log, prefill: prefill, size: tanLogZeroBytes, pause: 2 * time.Millisecond, minHalf: 2 * time.Second, free: freeBytes,
 		prep: map[string]chan struct{}{}, created: map[string]bool{}, ends: map[string]*atomic.Int64{}}
 }
 
@@ -152,6 +159,11 @@ func (z *zeroedLogFS) Create(name string) (_ vfs.File, err error) {
 		if err != nil {
 			return
 		}
+		kind := "growing"
+		if lf.zeroed {
+			kind = "zeroed"
+		}
+		count(z.files, kind)
 		lf.created = time.Now()
 		z.mu.Lock()
 		z.ends[name] = lf.end
@@ -218,6 +230,12 @@ func (z *zeroedLogFS) waitSpare(dir string) {
 	}
 }
 
+func count(c *prometheus.CounterVec, label string) {
+	if c != nil {
+		c.WithLabelValues(label).Inc()
+	}
+}
+
 // waitAll waits for every spare being prepared.
 func (z *zeroedLogFS) waitAll() {
 	z.mu.Lock()
@@ -248,6 +266,7 @@ func (z *zeroedLogFS) startSpare(dir string) {
 			close(ch)
 		}()
 		if err := z.makeSpare(dir); err != nil {
+			count(z.spares, "failed")
 			z.log.Warn("raft log: cannot prepare a zeroed spare log file; the next one grows as it is appended to", "dir", dir, "err", err)
 		}
 	}()
@@ -260,7 +279,8 @@ func (z *zeroedLogFS) makeSpare(dir string) (err error) {
 	}
 	// NB: a spare takes 64 MiB tan would not hold; on a nearly full disk
 	// the database and tan's own files need it more.
-	if free, ok := freeBytes(dir); ok && free < z.size+spareHeadroom {
+	if free, ok := z.free(dir); ok && free < z.size+spareHeadroom {
+		count(z.spares, "disk_full")
 		z.log.Info("raft log: not preparing a zeroed spare log file: the disk is nearly full", "dir", dir, "free_bytes", free)
 		return nil
 	}
@@ -278,7 +298,9 @@ func (z *zeroedLogFS) makeSpare(dir string) (err error) {
 		}
 		// NB: renamed only once its zeros are synced: a spare never holds
 		// anything else.
-		err = z.FS.Rename(tmp, spare)
+		if err = z.FS.Rename(tmp, spare); err == nil {
+			count(z.spares, "prepared")
+		}
 	}()
 	if !z.zeroable(f) {
 		return fmt.Errorf("%s is not an operating system file", tmp)

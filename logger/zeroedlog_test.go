@@ -18,6 +18,8 @@ import (
 	"github.com/lni/dragonboat/v4/raftio"
 	pb "github.com/lni/dragonboat/v4/raftpb"
 	lvfs "github.com/lni/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestIsTanLog(t *testing.T) {
@@ -70,6 +72,8 @@ func TestZeroedLogFSFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	z := testZeroedFS(mem, 0)
+	z.files = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "files"}, []string{"kind"})
+	z.spares = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "spares"}, []string{"result"})
 	f, err := z.Create("/d/000001.log")
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +141,26 @@ func TestZeroedLogFSFiles(t *testing.T) {
 	if b := fileBytes(t, mem, "/d/000003.log"); string(b) != "appended" {
 		t.Fatalf("third log file holds %q", b)
 	}
+	// NB: filled slowly again, on a nearly full disk: no spare either.
+	z.minHalf = 0
+	z.free = func(string) (int64, bool) { return 512 << 20, true }
+	if _, err := f.Write(make([]byte, 40<<10)); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
+	z.waitSpare("/d")
+	if _, err := mem.Stat("/d/" + spareName); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a spare was prepared with 512 MiB free: %v", err)
+	}
+	for _, c := range []struct {
+		vec   *prometheus.CounterVec
+		label string
+		want  float64
+	}{{z.files, "zeroed", 2}, {z.files, "growing", 1}, {z.spares, "prepared", 1}, {z.spares, "disk_full", 1}, {z.spares, "failed", 0}} {
+		if got := testutil.ToFloat64(c.vec.WithLabelValues(c.label)); got != c.want {
+			t.Errorf("counter %s = %v, want %v", c.label, got, c.want)
+		}
+	}
 	// Other files pass through.
 	m, err := z.Create("/d/MANIFEST-000001")
 	if err != nil {
