@@ -178,9 +178,12 @@ func every(ctx context.Context, d time.Duration, f func() bool) {
 
 // registerLoop records this member's admin address in the log, so that any
 // member's /status can reach every other member.
+//
+// NB: tried every 250 ms: until it is recorded, the other members' status
+// shows this member as "admin address not registered yet".
 func (s *Server) registerLoop(ctx context.Context) {
 	key := fmt.Sprintf(metaAdminAddr, s.cfg.Log.ReplicaID)
-	every(ctx, time.Second, func() bool {
+	every(ctx, 250*time.Millisecond, func() bool {
 		r := s.node.Reader()
 		if r == nil {
 			return false
