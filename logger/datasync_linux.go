@@ -31,13 +31,3 @@ func prealloc(f vfs.File, size int64) {
 		_ = syscall.Fallocate(int(o.Fd()), 1 /* FALLOC_FL_KEEP_SIZE */, 0, size)
 	}
 }
-
-// freeBytes returns the bytes free to unprivileged users on dir's file
-// system.
-func freeBytes(dir string) (int64, bool) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, false
-	}
-	return int64(st.Bavail) * int64(st.Bsize), true
-}

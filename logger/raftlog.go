@@ -60,6 +60,9 @@ func (f tanStateFactory) Create(nhc config.NodeHostConfig, cb config.LogDBCallba
 	}
 	db, err := f.inner.Create(nhc, cb, dirs, lldirs)
 	if err != nil {
+		if z != nil {
+			z.waitAll()
+		}
 		return nil, err
 	}
 	return &tanState{ILogDB: db, log: l, reps: map[raftio.NodeInfo]*tanReplica{}, zfs: z}, nil

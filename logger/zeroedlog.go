@@ -1,7 +1,6 @@
 package logger
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/lni/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -84,8 +82,6 @@ type zeroedLogFS struct {
 	// files and spares count log files by kind and spares by result
 	// (nil: not counted).
 	files, spares *prometheus.CounterVec
-	// free is freeBytes (a test seam).
-	free func(dir string) (int64, bool)
 
 	mu      sync.Mutex
 	prep    map[string]chan struct{} // directory → closed when its spare is prepared
@@ -115,7 +111,7 @@ func newZeroedLogFS(fs vfs.FS, log *slog.Logger, prefill bool) *zeroedLogFS {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &zeroedLogFS{FS: fs, log: log, prefill: prefill, size: tanLogZeroBytes, pause: 2 * time.Millisecond, minHalf: 2 * time.Second, free: freeBytes,
+	return &zeroedLogFS{FS: fs, log: log, prefill: prefill, size: tanLogZeroBytes, pause: 2 * time.Millisecond, minHalf: 2 * time.Second,
 		prep: map[string]chan struct{}{}, created: map[string]bool{}, ends: map[string]*atomic.Int64{}}
 }
 
@@ -279,9 +275,9 @@ func (z *zeroedLogFS) makeSpare(dir string) (err error) {
 	}
 	// NB: a spare takes 64 MiB tan would not hold; on a nearly full disk
 	// the database and tan's own files need it more.
-	if free, ok := z.free(dir); ok && free < z.size+spareHeadroom {
+	if du, err := z.FS.GetDiskUsage(dir); err == nil && du.AvailBytes < uint64(z.size+spareHeadroom) {
 		count(z.spares, "disk_full")
-		z.log.Info("raft log: not preparing a zeroed spare log file: the disk is nearly full", "dir", dir, "free_bytes", free)
+		z.log.Info("raft log: not preparing a zeroed spare log file: the disk is nearly full", "dir", dir, "free_bytes", du.AvailBytes)
 		return nil
 	}
 	f, err := z.FS.Create(tmp)
@@ -345,22 +341,32 @@ func (f *logFile) Seek(offset int64, whence int) (int64, error) {
 		o, err := f.File.Seek(offset, whence)
 		if err == nil {
 			f.off = o
-			f.end.Store(max(f.end.Load(), o))
 		}
 		return o, err
 	}
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += f.off
+	// NB: a file written over zeros has no end to seek from.
+	o, err := seekOffset(offset, whence, f.off, -1)
+	if err == nil {
+		f.off = o
+	}
+	return o, err
+}
+
+// seekOffset is io.Seeker's arithmetic over an offset kept by the caller;
+// end < 0 refuses io.SeekEnd.
+func seekOffset(offset int64, whence int, cur, end int64) (int64, error) {
+	switch {
+	case whence == io.SeekStart:
+	case whence == io.SeekCurrent:
+		offset += cur
+	case whence == io.SeekEnd && end >= 0:
+		offset += end
 	default:
-		return 0, fmt.Errorf("logger: zeroed log file: seek whence %d", whence)
+		return 0, fmt.Errorf("logger: raft log file: seek whence %d", whence)
 	}
 	if offset < 0 {
-		return 0, fmt.Errorf("logger: zeroed log file: negative offset %d", offset)
+		return 0, fmt.Errorf("logger: raft log file: negative offset %d", offset)
 	}
-	f.off = offset
-	f.end.Store(max(f.end.Load(), offset))
 	return offset, nil
 }
 
@@ -461,109 +467,6 @@ func (z *zeroedLogFS) cut(f vfs.File, end int64, which string) {
 	}
 }
 
-// tan's record format (pebble's legacy one, with tan's checksum): 32 KiB
-// blocks of chunks, each with a 7-byte header (checksum 4, length 2, type
-// 1; type 0 is never written) over its type and payload. A block always
-// starts with a chunk header; fewer than 7 bytes left at a block's end are
-// padding. A record is one full chunk, or first, middles, last.
-const (
-	tanBlockSize  = 32 << 10
-	tanHeaderSize = 7
-
-	tanFullChunk   = 1
-	tanFirstChunk  = 2
-	tanMiddleChunk = 3
-	tanLastChunk   = 4
-)
-
-func tanCRC(b []byte) uint32 { return uint32(xxhash.Sum64(b)) }
-
-// logEnd returns where the last complete record of a tan log file ends:
-// records are read from the start until an all-zero chunk header (zeros
-// written ahead, or a crash's unwritten tail) or the file's end.
-//
-// A crash during fdatasync can leave the last record torn: the sectors of
-// a write over zeros reach the disk in any order, so it may have holes of
-// zeros. A broken record is taken for that, and the log ends before it,
-// only if no complete record starts after it; otherwise the log is
-// corrupt, and logEnd says so rather than drop records that were synced.
-func logEnd(f vfs.File) (int64, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	size := fi.Size()
-	buf := make([]byte, tanBlockSize)
-	var good int64        // where the last complete record ends
-	recStart := int64(-1) // the first chunk of a record not yet complete
-	for base := int64(0); base < size; base += tanBlockSize {
-		n := int(min(tanBlockSize, size-base))
-		if _, err := f.ReadAt(buf[:n], base); err != nil && err != io.EOF {
-			return 0, err
-		}
-		for i := 0; i+tanHeaderSize <= n; {
-			h := buf[i : i+tanHeaderSize]
-			if allZeroBytes(h) {
-				return good, nil
-			}
-			length, typ, off := int(h[4])|int(h[5])<<8, h[6], base+int64(i)
-			ok := i+tanHeaderSize+length <= n && tanCRC(buf[i+6:i+tanHeaderSize+length]) == binary.LittleEndian.Uint32(h)
-			switch {
-			case !ok:
-			case typ == tanFullChunk && recStart < 0:
-				good = off + tanHeaderSize + int64(length)
-			case typ == tanFirstChunk && recStart < 0:
-				recStart = off
-			case typ == tanMiddleChunk && recStart >= 0:
-			case typ == tanLastChunk && recStart >= 0:
-				good, recStart = off+tanHeaderSize+int64(length), -1
-			default:
-				ok = false
-			}
-			if !ok {
-				broken := off
-				if recStart >= 0 {
-					broken = recStart
-				}
-				return good, recordAfter(f, buf, broken, size)
-			}
-			i += tanHeaderSize + length
-		}
-	}
-	return good, nil
-}
-
-// recordAfter returns an error if a complete record (a valid full or
-// first chunk) starts at a block boundary after the broken record at
-// broken, before zeros or the file's end.
-func recordAfter(f vfs.File, buf []byte, broken, size int64) error {
-	for base := (broken/tanBlockSize + 1) * tanBlockSize; base < size; base += tanBlockSize {
-		n := int(min(tanBlockSize, size-base))
-		if _, err := f.ReadAt(buf[:n], base); err != nil && err != io.EOF {
-			return err
-		}
-		if n < tanHeaderSize || allZeroBytes(buf[:tanHeaderSize]) {
-			return nil
-		}
-		length, typ := int(buf[4])|int(buf[5])<<8, buf[6]
-		if (typ == tanFullChunk || typ == tanFirstChunk) && tanHeaderSize+length <= n &&
-			tanCRC(buf[6:tanHeaderSize+length]) == binary.LittleEndian.Uint32(buf) {
-			return fmt.Errorf("the record at offset %d is broken and a complete one follows at %d: the log is corrupt, not cut short by a crash; "+
-				"rebuild this member from the group (remove it, delete its data directory, add it again)", broken, base)
-		}
-	}
-	return nil
-}
-
-func allZeroBytes(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // boundedFile is a log file opened for reading that ends at end.
 type boundedFile struct {
 	vfs.File
@@ -597,20 +500,11 @@ func (f *boundedFile) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (f *boundedFile) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += f.off
-	case io.SeekEnd:
-		offset += f.end.Load()
-	default:
-		return 0, fmt.Errorf("logger: raft log file: seek whence %d", whence)
+	o, err := seekOffset(offset, whence, f.off, f.end.Load())
+	if err == nil {
+		f.off = o
 	}
-	if offset < 0 {
-		return 0, fmt.Errorf("logger: raft log file: negative offset %d", offset)
-	}
-	f.off = offset
-	return offset, nil
+	return o, err
 }
 
 func (f *boundedFile) Stat() (os.FileInfo, error) {

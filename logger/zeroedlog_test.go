@@ -34,6 +34,23 @@ func TestIsTanLog(t *testing.T) {
 	}
 }
 
+func mustWrite(t *testing.T, f lvfs.File, b []byte) {
+	t.Helper()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// diskUsageFS reports avail bytes free (memory file systems report none).
+type diskUsageFS struct {
+	lvfs.FS
+	avail uint64
+}
+
+func (fs diskUsageFS) GetDiskUsage(string) (lvfs.DiskUsage, error) {
+	return lvfs.DiskUsage{AvailBytes: fs.avail, TotalBytes: 100 << 30}, nil
+}
+
 // testZeroedFS is a zeroedLogFS on a memory file system, zeroing 64 KiB
 // per log file.
 func testZeroedFS(fs lvfs.FS, minHalf time.Duration) *zeroedLogFS {
@@ -84,15 +101,11 @@ func TestZeroedLogFSFiles(t *testing.T) {
 	if b := fileBytes(t, mem, "/d/000001.log"); len(b) != 64<<10 || !allZero(b) {
 		t.Fatalf("first log file: %d bytes, all zero %v; want 64 KiB of zeros", len(b), allZero(b))
 	}
-	if _, err := f.Write([]byte("record one")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, f, []byte("record one"))
 	if off, err := f.Seek(0, 1); err != nil || off != 10 {
 		t.Fatalf("Seek(0, current) = %d, %v; want 10", off, err)
 	}
-	if _, err := f.Write(bytes.Repeat([]byte{7}, 32<<10)); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, f, bytes.Repeat([]byte{7}, 32<<10))
 	b := fileBytes(t, mem, "/d/000001.log")
 	if len(b) != 64<<10 || string(b[:10]) != "record one" || b[10] != 7 || b[10+32<<10-1] != 7 || !allZero(b[10+32<<10:]) {
 		t.Fatalf("after two writes the file is %d bytes starting %q; want them over the zeros, zeros after", len(b), b[:10])
@@ -120,9 +133,7 @@ func TestZeroedLogFSFiles(t *testing.T) {
 	}
 	// NB: now filled fast (minHalf far away): no spare, the next file grows.
 	z.minHalf = time.Hour
-	if _, err := f.Write(make([]byte, 40<<10)); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, f, make([]byte, 40<<10))
 	f.Close()
 	z.waitSpare("/d")
 	if _, err := mem.Stat("/d/" + spareName); !errors.Is(err, os.ErrNotExist) {
@@ -135,18 +146,14 @@ func TestZeroedLogFSFiles(t *testing.T) {
 	if b := fileBytes(t, mem, "/d/000003.log"); len(b) != 0 {
 		t.Fatalf("third log file: %d bytes; want an empty growing file", len(b))
 	}
-	if _, err := f.Write([]byte("appended")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, f, []byte("appended"))
 	if b := fileBytes(t, mem, "/d/000003.log"); string(b) != "appended" {
 		t.Fatalf("third log file holds %q", b)
 	}
 	// NB: filled slowly again, on a nearly full disk: no spare either.
 	z.minHalf = 0
-	z.free = func(string) (int64, bool) { return 512 << 20, true }
-	if _, err := f.Write(make([]byte, 40<<10)); err != nil {
-		t.Fatal(err)
-	}
+	z.FS = diskUsageFS{FS: z.FS, avail: 512 << 20}
+	mustWrite(t, f, make([]byte, 40<<10))
 	f.Close()
 	z.waitSpare("/d")
 	if _, err := mem.Stat("/d/" + spareName); !errors.Is(err, os.ErrNotExist) {
@@ -225,9 +232,7 @@ func TestZeroedLogFSFullDisk(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create on a full disk: %v", err)
 	}
-	if _, err := f.Write([]byte("record")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, f, []byte("record"))
 	if b := fileBytes(t, mem, "/000001.log"); string(b) != "record" {
 		t.Fatalf("log file holds %q, want only the record", b)
 	}
@@ -328,9 +333,6 @@ func TestZeroedLogTanCrash(t *testing.T) {
 // records are read back after the database is reopened (tan copies the
 // last log's records and starts a new file: the zeros are its end).
 func TestZeroedLogTanRealDisk(t *testing.T) {
-	if testing.Short() {
-		t.Skip("writes 200 MiB")
-	}
 	dir := t.TempDir()
 	var z *zeroedLogFS
 	f := tanStateFactory{inner: tan.Factory, fs: func(fs config.IFS, _ *slog.Logger) *zeroedLogFS {
@@ -457,9 +459,7 @@ func logEndOf(t *testing.T, b []byte) (int64, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Write(b); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, f, b)
 	f.Close()
 	if f, err = mem.Open("/000001.log"); err != nil {
 		t.Fatal(err)
@@ -581,9 +581,7 @@ func TestZeroedLogFSReaders(t *testing.T) {
 		}
 		return string(b)
 	}
-	if _, err := w.Write([]byte("first ")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, w, []byte("first "))
 	r, err := z.Open("/d/000001.log")
 	if err != nil {
 		t.Fatal(err)
@@ -596,9 +594,7 @@ func TestZeroedLogFSReaders(t *testing.T) {
 	if err := z.RemoveAll("/d/CURRENT.dbtmp"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Write([]byte("second")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, w, []byte("second"))
 	r2, err := z.Open("/d/000001.log")
 	if err != nil {
 		t.Fatal(err)
@@ -608,6 +604,13 @@ func TestZeroedLogFSReaders(t *testing.T) {
 		if got := read(r); got != "first second" {
 			t.Fatalf("read %q after the second write", got)
 		}
+	}
+	// NB: only writes move the end readers see, not the writer's seeks.
+	if _, err := w.Seek(40<<10, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(r2); got != "first second" {
+		t.Fatalf("read %q after the writer seeked ahead", got)
 	}
 	if n, err := r.ReadAt(make([]byte, 4), 10); n != 2 || err != io.EOF {
 		t.Fatalf("ReadAt across the end: %d, %v; want 2, EOF", n, err)
