@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	pebblevfs "github.com/cockroachdb/pebble/vfs"
 	chantransport "github.com/lni/dragonboat/v4/plugin/chan"
 	lvfs "github.com/lni/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/binlogsvr/binlogsvr/logger"
 )
@@ -53,6 +56,7 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	nodes map[uint64]*logger.Node
+	regs  map[uint64]*prometheus.Registry // each member's metrics since its last Start
 	fs    map[uint64]lvfs.FS
 	pfs   map[uint64]pebblevfs.FS
 }
@@ -61,18 +65,20 @@ type Cluster struct {
 // the test, even if it fails.
 func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
-	level := slog.LevelWarn
+	// NB: BINLOGSVR_TEST_VERBOSE shows dragonboat's own elections,
+	// snapshot streams and recoveries too.
+	level, dbLevel := slog.LevelWarn, slog.LevelError
 	if os.Getenv("BINLOGSVR_TEST_VERBOSE") != "" {
-		level = slog.LevelDebug
+		level, dbLevel = slog.LevelDebug, slog.LevelInfo
 	}
 	l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	logger.RouteDragonboatLogs(l, slog.LevelError)
+	logger.RouteDragonboatLogs(l, dbLevel)
 	if opts.CompactionOverhead == 0 {
 		opts.CompactionOverhead = 5
 	}
 	seq := clusterSeq.Add(1)
 	c := &Cluster{t: t, opts: opts, net: newNetwork(), addrs: map[uint64]string{}, log: l,
-		nodes: map[uint64]*logger.Node{}, fs: map[uint64]lvfs.FS{}, pfs: map[uint64]pebblevfs.FS{}}
+		nodes: map[uint64]*logger.Node{}, regs: map[uint64]*prometheus.Registry{}, fs: map[uint64]lvfs.FS{}, pfs: map[uint64]pebblevfs.FS{}}
 	for id := uint64(1); id <= uint64(n); id++ {
 		c.addrs[id] = fmt.Sprintf("c%d-m%d:1", seq, id)
 		if opts.Transports != nil {
@@ -94,8 +100,14 @@ func (c *Cluster) config(id uint64) logger.Config {
 	cfg.DataDir = fmt.Sprintf("/m%d", id)
 	cfg.RaftAddr = c.addrs[id]
 	cfg.Members = c.addrs
+	// NB: an election timeout of 250-500 ms: with CheckQuorum a leader
+	// steps down when a follower is silent that long, and under -race on
+	// two shared cores a member's loop stalls for 100-600 ms while it
+	// copies a multi-MiB entry or snapshot (dragonboat logs "had N
+	// LocalTick msgs in one batch"). At 100 ms, leaders changed every
+	// second or two and each change restarted a snapshot stream.
 	cfg.RTTMillisecond = 5
-	cfg.ElectionRTT = 20
+	cfg.ElectionRTT = 50
 	cfg.HeartbeatRTT = 2
 	cfg.SnapshotEntries = c.opts.SnapshotEntries
 	cfg.CompactionOverhead = c.opts.CompactionOverhead
@@ -136,11 +148,14 @@ func (c *Cluster) Start(id uint64) *logger.Node {
 	if _, ok := c.nodes[id]; ok {
 		c.t.Fatalf("loggertest: member %d is already running", id)
 	}
-	n, err := logger.Start(c.config(id))
+	cfg := c.config(id)
+	reg := prometheus.NewRegistry()
+	cfg.Registry = reg
+	n, err := logger.Start(cfg)
 	if err != nil {
 		c.t.Fatalf("loggertest: starting member %d: %v", id, err)
 	}
-	c.nodes[id] = n
+	c.nodes[id], c.regs[id] = n, reg
 	return n
 }
 
@@ -249,8 +264,71 @@ func (c *Cluster) WaitApplied(d time.Duration, index uint64) {
 func (c *Cluster) Eventually(d time.Duration, what string, f func() error) {
 	c.t.Helper()
 	if err := Poll(context.Background(), d, f); err != nil {
-		c.t.Fatalf("loggertest: waiting for %s: %v", what, err)
+		c.t.Fatalf("loggertest: waiting for %s: %v\n%s", what, err, c.Report())
 	}
+}
+
+// Report describes every member's raft and state machine state, one line
+// each: what a failed wait prints, so that a timeout in CI says whether a
+// member lagged, a snapshot was never sent, or leaders kept changing.
+func (c *Cluster) Report() string {
+	var b strings.Builder
+	for id := uint64(1); id <= uint64(len(c.addrs)); id++ {
+		n := c.Node(id)
+		if n == nil {
+			fmt.Fprintf(&b, "  member %d: stopped\n", id)
+			continue
+		}
+		tr := "chan"
+		if c.opts.Transports != nil {
+			tr = n.Config().Transport
+		}
+		fmt.Fprintf(&b, "  member %d (%s):", id, tr)
+		if lid, term, ok, err := n.NodeHost().GetLeaderID(n.Config().ShardID); err != nil {
+			fmt.Fprintf(&b, " leader: %v;", err)
+		} else {
+			fmt.Fprintf(&b, " leader %d (known %t), term %d;", lid, ok, term)
+		}
+		if r := n.Reader(); r != nil {
+			fmt.Fprintf(&b, " applied %d;", r.Applied())
+		}
+		fmt.Fprintf(&b, " snapshots recovered %d", n.SM().SnapshotsRecovered())
+		c.mu.Lock()
+		reg := c.regs[id]
+		c.mu.Unlock()
+		fmt.Fprintf(&b, ", sent %s\n", snapshotSends(reg))
+	}
+	return b.String()
+}
+
+// snapshotSends reads a member's binlogsvr_logger_snapshot_sends_total by
+// result.
+func snapshotSends(reg *prometheus.Registry) string {
+	if reg == nil {
+		return "?"
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, mf := range mfs {
+		if mf.GetName() != "binlogsvr_logger_snapshot_sends_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "result" {
+					parts = append(parts, fmt.Sprintf("%s %.0f", lp.GetValue(), m.GetCounter().GetValue()))
+				}
+			}
+		}
+	}
+	sort.Strings(parts)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Poll calls f every 10ms until it returns nil or d passes, and returns its
