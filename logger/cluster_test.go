@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,8 +20,8 @@ import (
 )
 
 // wait bounds every wait for the group: a liveness bound, not a speed
-// check. Under -race on two shared cores a member restoring a 6 MiB
-// snapshot takes 2 s at full speed and 7 s with a third of a core
+// check. Under -race on two shared cores a member restoring an 8 MiB
+// snapshot (one transaction of 6 MiB) takes 2 s at full speed and 7 s with a third of a core
 // (measured; the race detector's shadow memory makes every large copy
 // slow), and a leader change restarts the stream.
 const wait = 60 * time.Second
@@ -386,4 +389,94 @@ func TestClusterMixedTransports(t *testing.T) {
 	if st := c.Node(1).Reader().State(); st.Txns != 252 {
 		t.Fatalf("member 1 holds %d transactions, want 252", st.Txns)
 	}
+}
+
+// The report a failed wait prints: each member's leader, term and applied
+// index as the members have them, which member caught up from a snapshot,
+// which one sent it, and which are stopped.
+func TestClusterReport(t *testing.T) {
+	c := loggertest.New(t, 3, loggertest.Options{SnapshotEntries: 20, CompactionOverhead: 5})
+	setSource(t, c)
+	f := &feeder{next: 1, pos: 4}
+	c.Stop(3)
+	// NB: one proposal per call, so the log passes several snapshots.
+	for i := 0; i < 30; i++ {
+		appendN(t, c, f, 2, 200)
+	}
+	c.Start(3)
+	sameEverywhere(t, c)
+	if c.Node(3).SM().SnapshotsRecovered() == 0 {
+		t.Fatal("member 3 caught up without a snapshot: the test does not exercise the snapshot counts")
+	}
+
+	line := regexp.MustCompile(`^  member (\d) \(chan\): leader (\d) \(known true\), term (\d+); applied (\d+); snapshots recovered (\d+), sent (.*)$`)
+	check := func(running []uint64) []string {
+		t.Helper()
+		l := c.Leader(wait)
+		applied := l.Reader().Applied()
+		c.WaitApplied(wait, applied)
+		rep := c.Report()
+		t.Logf("report:\n%s", rep)
+		lines := strings.Split(strings.TrimRight(rep, "\n"), "\n")
+		if len(lines) != 3 {
+			t.Fatalf("report has %d lines, want one per member", len(lines))
+		}
+		sent := make([]string, 4)
+		for id := uint64(1); id <= 3; id++ {
+			if !slices.Contains(running, id) {
+				if got := lines[id-1]; got != fmt.Sprintf("  member %d: stopped", id) {
+					t.Fatalf("stopped member %d's line: %q", id, got)
+				}
+				continue
+			}
+			m := line.FindStringSubmatch(lines[id-1])
+			if m == nil {
+				t.Fatalf("member %d's line %q is not in the report's form", id, lines[id-1])
+			}
+			n := c.Node(id)
+			_, term, _, err := n.NodeHost().GetLeaderID(n.Config().ShardID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{fmt.Sprint(id), fmt.Sprint(l.Config().ReplicaID), fmt.Sprint(term), fmt.Sprint(applied), fmt.Sprint(n.SM().SnapshotsRecovered())}
+			if !slices.Equal(m[1:6], want) {
+				t.Fatalf("member %d's line %q: want member, leader, term, applied, recovered %v", id, lines[id-1], want)
+			}
+			sent[id] = m[6]
+		}
+		return sent
+	}
+
+	// Member 3's snapshot was sent by member 1 or 2 (whichever led).
+	sent := check([]uint64{1, 2, 3})
+	if sent[3] != "none" {
+		t.Fatalf("member 3 sent no snapshot, its report says %q", sent[3])
+	}
+	// NB: a send may be aborted and retried (the receiver was still
+	// starting); every started send ends completed or aborted.
+	completed := 0
+	for _, s := range sent[1:3] {
+		if s == "none" {
+			continue
+		}
+		n := map[string]int{}
+		for _, p := range strings.Split(s, ", ") {
+			var k string
+			var v int
+			if _, err := fmt.Sscanf(p, "%s %d", &k, &v); err != nil {
+				t.Fatalf("sends %q: %v", s, err)
+			}
+			n[k] = v
+		}
+		if n["started"] != n["completed"]+n["aborted"] {
+			t.Fatalf("sends %q: started is not completed plus aborted", s)
+		}
+		completed += n["completed"]
+	}
+	if completed == 0 {
+		t.Fatalf("sends %q: want a completed send, member 3's snapshot", sent[1:3])
+	}
+
+	c.Stop(2)
+	check([]uint64{1, 3})
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -274,7 +273,9 @@ func (c *Cluster) Eventually(d time.Duration, what string, f func() error) {
 func (c *Cluster) Report() string {
 	var b strings.Builder
 	for id := uint64(1); id <= uint64(len(c.addrs)); id++ {
-		n := c.Node(id)
+		c.mu.Lock()
+		n, reg := c.nodes[id], c.regs[id]
+		c.mu.Unlock()
 		if n == nil {
 			fmt.Fprintf(&b, "  member %d: stopped\n", id)
 			continue
@@ -292,21 +293,14 @@ func (c *Cluster) Report() string {
 		if r := n.Reader(); r != nil {
 			fmt.Fprintf(&b, " applied %d;", r.Applied())
 		}
-		fmt.Fprintf(&b, " snapshots recovered %d", n.SM().SnapshotsRecovered())
-		c.mu.Lock()
-		reg := c.regs[id]
-		c.mu.Unlock()
-		fmt.Fprintf(&b, ", sent %s\n", snapshotSends(reg))
+		fmt.Fprintf(&b, " snapshots recovered %d, sent %s\n", n.SM().SnapshotsRecovered(), snapshotSends(reg))
 	}
 	return b.String()
 }
 
 // snapshotSends reads a member's binlogsvr_logger_snapshot_sends_total by
-// result.
+// result (Gather sorts them by label).
 func snapshotSends(reg *prometheus.Registry) string {
-	if reg == nil {
-		return "?"
-	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		return err.Error()
@@ -324,7 +318,6 @@ func snapshotSends(reg *prometheus.Registry) string {
 			}
 		}
 	}
-	sort.Strings(parts)
 	if len(parts) == 0 {
 		return "none"
 	}
