@@ -47,9 +47,9 @@ func (c *Config) validateFailover() error {
 
 func (c *Config) defaultFailover() {
 	if c.Failover.Lease == 0 {
-		cands := c.Failover.Candidates
+		cands, tls, creds := c.Failover.Candidates, c.Failover.TLS, c.Failover.CredentialsFile
 		c.Failover = failover.DefaultConfig()
-		c.Failover.Candidates = cands
+		c.Failover.Candidates, c.Failover.TLS, c.Failover.CredentialsFile = cands, tls, creds
 	}
 }
 
@@ -68,11 +68,12 @@ func (s *Server) initFailover() error {
 		fleetAddr = s.dump.Addr()
 	}
 	mgr, err := failover.New(fc, failover.Deps{
-		Log:        failover.NodeLog(s.node),
-		Connect:    failover.SQLConnector(semisync.Dial),
-		SourceCred: failover.Credentials{User: s.cfg.SourceUser, Password: s.cfg.SourcePassword},
-		FleetAddr:  fleetAddr,
-		FleetCred:  failover.Credentials{User: s.cfg.DumpUser, Password: s.cfg.DumpPassword},
+		Log:           failover.NodeLog(s.node),
+		Connect:       failover.SQLConnector(semisync.Dialer(fc.TLS)),
+		ConnectSource: failover.SQLConnector(semisync.Dialer(s.cfg.Ingest.TLS)),
+		SourceCred:    failover.Credentials{User: s.cfg.SourceUser, Password: s.cfg.SourcePassword},
+		FleetAddr:     fleetAddr,
+		FleetCred:     failover.Credentials{User: s.cfg.DumpUser, Password: s.cfg.DumpPassword},
 		Ingest: func() failover.IngestView {
 			st := s.ing.Status()
 			return failover.IngestView{Streaming: st.State == semisync.StateStreaming, Source: st.Source, LastAck: st.LastAckTime, LastError: st.LastError}
@@ -124,7 +125,7 @@ func (s *Server) failoverRoutes(mux *http.ServeMux) {
 			}
 		} else {
 			c.Addr = strings.TrimSpace(req.FormValue("addr"))
-			c.User, c.Password = req.FormValue("user"), req.FormValue("password")
+			c.User, c.Password, c.Credential = req.FormValue("user"), req.FormValue("password"), req.FormValue("credential")
 			c.Priority = atoiDefault(req.FormValue("priority"), 0)
 			c.NeverPromote = formBool(req, "never_promote")
 		}
@@ -133,7 +134,7 @@ func (s *Server) failoverRoutes(mux *http.ServeMux) {
 			return
 		}
 		if err := s.fo.mgr.PutCandidate(req.Context(), c); err != nil {
-			writeError(w, http.StatusServiceUnavailable, "%v", err)
+			writeError(w, failoverErrorCode(err), "%v", err)
 			return
 		}
 		writeJSON(w, http.StatusOK, c.Redacted())
@@ -217,16 +218,18 @@ func (s *Server) onLeader(f http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusServiceUnavailable, "the leader (member %d) has not registered its admin address yet", id)
 			return
 		}
-		u, err := url.Parse("http://" + string(v))
+		u, err := url.Parse(s.adminURL(string(v), ""))
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "%v", err)
 			return
 		}
 		p := httputil.NewSingleHostReverseProxy(u)
+		p.Transport = s.members.Transport // NB: TLS with this member's certificate (nil: plain)
 		p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
 			writeError(w, http.StatusBadGateway, "forwarding to the leader (member %d at %s): %v", id, v, err)
 		}
 		req.Header.Set("X-Binlogsvr-Forwarded", strconv.FormatUint(s.cfg.Log.ReplicaID, 10))
+		markForwarded(req) // auth.go: the leader authorizes and audits the caller
 		p.ServeHTTP(w, req)
 	}
 }
@@ -235,6 +238,8 @@ func failoverErrorCode(err error) int {
 	switch {
 	case errors.Is(err, failover.ErrNotLeader):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, failover.ErrUnknownServer), errors.Is(err, failover.ErrBadCandidate):
+		return http.StatusBadRequest
 	case errors.Is(err, failover.ErrBusy), errors.Is(err, failover.ErrErrant), errors.Is(err, failover.ErrVetoed),
 		errors.Is(err, failover.ErrNoCandidate), errors.Is(err, failover.ErrNotCaughtUp):
 		return http.StatusConflict

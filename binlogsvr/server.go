@@ -229,7 +229,7 @@ func (s *Server) seedLoop(ctx context.Context) {
 		}
 		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
-		info, err := semisync.Probe(pctx, s.cfg.Source, s.cfg.SourceUser, s.cfg.SourcePassword)
+		info, err := semisync.Probe(pctx, s.cfg.Source, s.cfg.SourceUser, s.cfg.SourcePassword, s.cfg.Ingest.TLS)
 		if err != nil {
 			s.setSeedErr(err.Error())
 			s.log.Error("cannot seed the log's source; retrying", "source", s.cfg.Source, "err", err, "retry_in", backoff)

@@ -20,6 +20,11 @@ var (
 	ErrVetoed      = errors.New("failover: the pre-failover hook vetoed")
 	ErrNotCaughtUp = errors.New("failover: the candidate has not applied the whole log")
 	ErrErrant      = errors.New("failover: the server holds transactions the log does not")
+	// ErrUnknownServer: the fleet logs in only to the sources the log has
+	// recorded and to its recorded candidates.
+	ErrUnknownServer = errors.New("failover: not a server the log records")
+	// ErrBadCandidate: a candidate the log must not store.
+	ErrBadCandidate = errors.New("failover: bad candidate")
 )
 
 // Meta keys the failover keeps in the log.

@@ -12,9 +12,16 @@ import (
 // them; they come from --failover-candidate flags or the admin API.
 type Candidate struct {
 	Addr string `json:"addr"`
-	// User and Password are the admin account used to promote it; empty
-	// means the fleet's --failover-admin-user and its password.
-	User     string `json:"user,omitempty"`
+	// Credential names the admin account used to log in to it: a line
+	// "NAME USER PASSWORD" of --failover-credentials-file on every member.
+	// The log holds only the name.
+	Credential string `json:"credential,omitempty"`
+	// User, without Credential, is the account to use with the fleet's
+	// admin password; empty: --failover-admin-user.
+	User string `json:"user,omitempty"`
+	// Password is only ever read: records written by older versions held
+	// it; such a record is still used (with a warning) and never written
+	// again (PutCandidate refuses a password).
 	Password string `json:"password,omitempty"`
 	// Priority breaks ties between equally caught-up candidates: higher
 	// wins.
@@ -33,12 +40,12 @@ func (c Candidate) Redacted() Candidate {
 }
 
 // ParseCandidate reads a --failover-candidate value:
-// "host:port[,priority=N][,never-promote][,user=NAME]".
+// "host:port[,priority=N][,never-promote][,user=NAME][,credential=NAME]".
 func ParseCandidate(s string) (Candidate, error) {
 	parts := strings.Split(s, ",")
 	c := Candidate{Addr: strings.TrimSpace(parts[0])}
 	if c.Addr == "" || !strings.Contains(c.Addr, ":") {
-		return c, fmt.Errorf("failover: candidate %q: want host:port[,priority=N][,never-promote][,user=NAME]", s)
+		return c, fmt.Errorf("failover: candidate %q: want host:port[,priority=N][,never-promote][,user=NAME][,credential=NAME]", s)
 	}
 	for _, p := range parts[1:] {
 		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
@@ -53,6 +60,10 @@ func ParseCandidate(s string) (Candidate, error) {
 			c.NeverPromote = v == "" || v == "true" || v == "1"
 		case "user":
 			c.User = v
+		case "credential":
+			c.Credential = v
+		case "password":
+			return c, fmt.Errorf("failover: candidate %q: a password is never given here (it would be stored in the log): name a --failover-credentials-file line with credential=NAME", c.Addr)
 		default:
 			return c, fmt.Errorf("failover: candidate %q: unknown option %q", s, k)
 		}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/binlogsvr/binlogsvr/logger/mysqltls"
 )
 
 // EnvAdminPassword carries the admin account's password (never a flag, so
@@ -44,6 +46,12 @@ type Config struct {
 	AdminUser         string
 	AdminPassword     string `json:"-"`
 	AdminPasswordFile string
+	// CredentialsFile holds the accounts candidates name (NAME USER
+	// PASSWORD lines), read on each member: the log holds only names.
+	CredentialsFile string
+	// TLS is --failover-ssl-mode and --failover-ssl-ca: the logins to
+	// candidates, old sources and servers rejoining.
+	TLS mysqltls.Config
 	// Candidates are --failover-candidate values: host:port[,priority=N][,never-promote][,user=NAME].
 	Candidates []string
 	// PreHook may veto (non-zero exit); PostHook runs after. Both run with
@@ -78,7 +86,9 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.SemiSyncTimeout, "failover-semi-sync-timeout", c.SemiSyncTimeout, "semi-sync timeout set on a promoted source (long: wait for the fleet rather than go async)")
 	fs.StringVar(&c.AdminUser, "failover-admin-user", c.AdminUser, "admin account on the source and candidates (password from $"+EnvAdminPassword+" or --failover-admin-password-file)")
 	fs.StringVar(&c.AdminPasswordFile, "failover-admin-password-file", c.AdminPasswordFile, "file holding the admin account's password")
-	fs.StringArrayVar(&c.Candidates, "failover-candidate", c.Candidates, "a replica that may be promoted: host:port[,priority=N][,never-promote][,user=NAME] (repeatable; stored in the log)")
+	fs.StringVar(&c.CredentialsFile, "failover-credentials-file", c.CredentialsFile, "file of accounts that candidates name (credential=NAME): one \"NAME USER PASSWORD\" a line, mode 0600, the same names on every member; the log stores only the names")
+	fs.StringArrayVar(&c.Candidates, "failover-candidate", c.Candidates, "a replica that may be promoted: host:port[,priority=N][,never-promote][,user=NAME][,credential=NAME] (repeatable; stored in the log)")
+	c.TLS.RegisterFlags(fs, "failover", "the failover's logins (candidates, old sources, rejoin)")
 	fs.StringVar(&c.PreHook, "failover-pre-hook", c.PreHook, "command run (sh -c) before a failover or switchover; a non-zero exit vetoes it")
 	fs.StringVar(&c.PostHook, "failover-post-hook", c.PostHook, "command run (sh -c) after a failover or switchover (DNS, proxies, paging)")
 	fs.DurationVar(&c.HookTimeout, "failover-hook-timeout", c.HookTimeout, "bound on one hook")
@@ -101,9 +111,23 @@ func (c *Config) Validate() error {
 	case c.SemiSyncTimeout < time.Second:
 		return errors.New("failover: --failover-semi-sync-timeout must be at least 1s")
 	}
-	for _, s := range c.Candidates {
-		if _, err := ParseCandidate(s); err != nil {
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("failover: %w", err)
+	}
+	var creds map[string]Credentials
+	if c.CredentialsFile != "" {
+		var err error
+		if creds, err = ReadCredentials(c.CredentialsFile); err != nil {
 			return err
+		}
+	}
+	for _, s := range c.Candidates {
+		cand, err := ParseCandidate(s)
+		if err != nil {
+			return err
+		}
+		if _, ok := creds[cand.Credential]; cand.Credential != "" && !ok {
+			return fmt.Errorf("%w %q of --failover-candidate %s is not in --failover-credentials-file", ErrCredential, cand.Credential, cand.Addr)
 		}
 	}
 	return nil

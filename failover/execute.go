@@ -122,7 +122,7 @@ func (m *Manager) stepFence(ctx context.Context, op *Operation) error {
 func (m *Manager) fenceOldSource(ctx context.Context, addr string, clients bool) string {
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	s, err := m.deps.Connect(fctx, addr, m.adminCred(Candidate{}))
+	s, err := m.connectAdmin(fctx, addr, Candidate{})
 	if err != nil {
 		return "unreachable (" + err.Error() + ")"
 	}
@@ -166,7 +166,7 @@ func (m *Manager) observe(ctx context.Context, c Candidate, st logger.State, sta
 	cs := CandidateState{Candidate: c, IsSource: c.Addr == UnfencedAddr(st.Source.Addr)}
 	octx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	s, err := m.deps.Connect(octx, c.Addr, m.adminCred(c))
+	s, err := m.connectAdmin(octx, c.Addr, c)
 	if err != nil {
 		cs.Error = err.Error()
 		return Judge(cs)
@@ -220,7 +220,7 @@ func (m *Manager) stepCatchUp(ctx context.Context, op *Operation) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.CatchUpTimeout)
 	defer cancel()
-	s, err := m.deps.Connect(cctx, c.Addr, m.adminCred(c))
+	s, err := m.connectAdmin(cctx, c.Addr, c)
 	if err != nil {
 		return m.rechoose(ctx, op, err)
 	}
@@ -315,7 +315,7 @@ func (m *Manager) stepPromote(ctx context.Context, op *Operation) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	s, err := m.deps.Connect(pctx, c.Addr, m.adminCred(c))
+	s, err := m.connectAdmin(pctx, c.Addr, c)
 	if err != nil {
 		return err
 	}
@@ -389,7 +389,7 @@ func (m *Manager) demoteOldSource(ctx context.Context, op *Operation) string {
 		return "read-only; not re-pointed: " + rep.Advice
 	}
 	c, _ := m.candidate(op.OldSource.Addr)
-	s, err := m.deps.Connect(dctx, op.OldSource.Addr, m.adminCred(c))
+	s, err := m.connectAdmin(dctx, op.OldSource.Addr, c)
 	if err != nil {
 		return "unreachable: " + err.Error()
 	}

@@ -23,8 +23,13 @@ type IngestView struct {
 
 // Deps are the Manager's collaborators.
 type Deps struct {
-	Log     Log
+	Log Log
+	// Connect logs in with the failover's TLS (--failover-ssl-mode):
+	// candidates, old sources, rejoin.
 	Connect Connector
+	// ConnectSource logs in with the source's TLS (--source-ssl-mode): the
+	// lease probe. Nil: Connect.
+	ConnectSource Connector
 	// SourceCred is the replication account the lease probe logs in with.
 	SourceCred Credentials
 	// FleetAddr and FleetCred: where and how a re-pointed server
@@ -96,6 +101,8 @@ type Manager struct {
 	seeded     bool
 	resumed    string // the operation this leadership took over (audited once)
 	probe      Server // the lease probe's connection (Run's goroutine only)
+	// warnedPassword: candidates whose stored password was warned about.
+	warnedPassword map[string]bool
 }
 
 // New returns a Manager.
@@ -105,6 +112,9 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 	}
 	if deps.Log == nil || deps.Connect == nil {
 		return nil, errors.New("failover: Deps.Log and Deps.Connect are required")
+	}
+	if deps.ConnectSource == nil {
+		deps.ConnectSource = deps.Connect
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
@@ -266,7 +276,7 @@ func (m *Manager) renewLease(ctx context.Context, st logger.State) {
 	pctx, cancel := context.WithTimeout(ctx, m.cfg.ProbeTimeout)
 	defer cancel()
 	if m.probe == nil {
-		m.probe, perr = m.deps.Connect(pctx, st.Source.Addr, m.deps.SourceCred)
+		m.probe, perr = m.deps.ConnectSource(pctx, st.Source.Addr, m.deps.SourceCred)
 	}
 	if perr == nil {
 		if perr = m.probe.Ping(pctx); perr != nil {
@@ -441,10 +451,26 @@ func (m *Manager) seedCandidates(ctx context.Context) {
 	m.mu.Unlock()
 }
 
-// PutCandidate stores (adds or replaces) a candidate in the log.
+// PutCandidate stores (adds or replaces) a candidate in the log. It does
+// not log in to it. The log never holds a password: a candidate that
+// carries one is refused (ErrBadCandidate); its account is named by
+// Credential, which must be in this member's --failover-credentials-file.
 func (m *Manager) PutCandidate(ctx context.Context, c Candidate) error {
 	if _, err := ParseCandidate(c.Addr); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrBadCandidate, err)
+	}
+	if c.Password != "" {
+		return fmt.Errorf("%w: %s: a candidate's password is not stored in the log; put \"NAME USER PASSWORD\" in --failover-credentials-file on every member and give credential=NAME", ErrBadCandidate, c.Addr)
+	}
+	if c.Credential != "" {
+		cred, err := m.credential(c.Credential)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrBadCandidate, c.Addr, err)
+		}
+		if c.User != "" && c.User != cred.User {
+			return fmt.Errorf("%w: %s: user %q differs from credential %q's user %q", ErrBadCandidate, c.Addr, c.User, c.Credential, cred.User)
+		}
+		c.User = ""
 	}
 	b, _ := json.Marshal(c)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -476,11 +502,4 @@ func (m *Manager) ListCandidates() ([]Candidate, error) {
 		out = append(out, c)
 	}
 	return out, nil
-}
-
-func (m *Manager) adminCred(c Candidate) Credentials {
-	if c.User != "" {
-		return Credentials{User: c.User, Password: c.Password}
-	}
-	return Credentials{User: m.cfg.AdminUser, Password: m.cfg.AdminPassword}
 }

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -48,10 +49,13 @@ func (m *Manager) RejoinCheck(ctx context.Context, addr string) (RejoinReport, e
 		rep.Advice = "it is the log's current source; nothing to rejoin"
 		return rep, nil
 	}
+	c, err := m.recordedServer(addr)
+	if err != nil {
+		return rep, err
+	}
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	c, _ := m.candidate(addr)
-	s, err := m.deps.Connect(cctx, addr, m.adminCred(c))
+	s, err := m.connectAdmin(cctx, addr, c)
 	if err != nil {
 		return rep, err
 	}
@@ -98,6 +102,72 @@ func (m *Manager) RejoinCheck(ctx context.Context, addr string) (RejoinReport, e
 	}
 	rep.Advice = rejoinAdvice(rep)
 	return rep, nil
+}
+
+// recordedServer returns the candidate record of addr if the log holds
+// one (a recorded candidate), or a bare one if addr is a source the log
+// has recorded (its current source, or one named by a failover record or
+// an audit record). Any other address is refused with ErrUnknownServer:
+// the fleet logs in with its admin account only to servers the log
+// records, never to one an API caller names (request forgery).
+func (m *Manager) recordedServer(addr string) (Candidate, error) {
+	addr = strings.TrimSpace(addr)
+	if addr == "" {
+		return Candidate{}, fmt.Errorf("%w: no server given (want host:port)", ErrUnknownServer)
+	}
+	_, ok, err := m.deps.Log.Meta(MetaCandidatePrefix + addr)
+	if err != nil {
+		return Candidate{}, err
+	}
+	if ok {
+		return m.candidate(addr)
+	}
+	known, err := m.recordedSources()
+	if err != nil {
+		return Candidate{}, err
+	}
+	if known[strings.ToLower(addr)] {
+		return Candidate{Addr: addr}, nil
+	}
+	return Candidate{}, fmt.Errorf("%w: %s is neither a source the log has recorded nor a recorded candidate; the fleet logs in only to those "+
+		"(binlogctl history lists the sources; add a candidate with binlogctl candidates add)", ErrUnknownServer, addr)
+}
+
+// recordedSources is the set (lower-cased host:port) of the sources the
+// log records: the current one, those of the failover's operations and
+// those of its audit records.
+func (m *Manager) recordedSources() (map[string]bool, error) {
+	out := map[string]bool{}
+	add := func(a string) {
+		if a = strings.TrimSpace(UnfencedAddr(a)); a != "" {
+			out[strings.ToLower(a)] = true
+		}
+	}
+	if st, ok := m.deps.Log.State(); ok {
+		add(st.Source.Addr)
+	}
+	for _, key := range []string{MetaOperation, MetaLast} {
+		b, ok, err := m.deps.Log.Meta(key)
+		if err != nil {
+			return nil, err
+		}
+		var op Operation
+		if ok && json.Unmarshal(b, &op) == nil {
+			add(op.OldSource.Addr)
+			add(op.NewSource.Addr)
+		}
+	}
+	rs, err := m.History()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		if r.Kind == KindFailover || r.Kind == KindSwitchover {
+			add(r.OldSource)
+			add(r.NewSource)
+		}
+	}
+	return out, nil
 }
 
 func splitList(s string) []string {
@@ -215,10 +285,13 @@ func (m *Manager) Rejoin(ctx context.Context, addr string) (RejoinReport, error)
 	if m.deps.FleetAddr == "" {
 		return rep, fmt.Errorf("failover: no fleet dump address to replicate from (--failover-fleet-addr or --dump-addr)")
 	}
+	c, err := m.recordedServer(addr)
+	if err != nil {
+		return rep, err
+	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c, _ := m.candidate(addr)
-	s, err := m.deps.Connect(cctx, addr, m.adminCred(c))
+	s, err := m.connectAdmin(cctx, addr, c)
 	if err != nil {
 		return rep, err
 	}

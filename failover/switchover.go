@@ -55,7 +55,7 @@ func (m *Manager) drainOldSource(ctx context.Context, op *Operation) error {
 	dctx, cancel := context.WithTimeout(ctx, m.cfg.SwitchoverTimeout)
 	defer cancel()
 	c, _ := m.candidate(op.OldSource.Addr)
-	s, err := m.deps.Connect(dctx, op.OldSource.Addr, m.adminCred(c))
+	s, err := m.connectAdmin(dctx, op.OldSource.Addr, c)
 	if err != nil {
 		return fmt.Errorf("failover: the old source: %w", err)
 	}
@@ -110,7 +110,7 @@ func (m *Manager) drainOldSource(ctx context.Context, op *Operation) error {
 // for the last ones: a replica far behind would make them wait for all.
 func (m *Manager) waitTargetClose(ctx context.Context, addr string) {
 	c, _ := m.candidate(addr)
-	s, err := m.deps.Connect(ctx, addr, m.adminCred(c))
+	s, err := m.connectAdmin(ctx, addr, c)
 	if err != nil {
 		return
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/binlog"
+	"github.com/binlogsvr/binlogsvr/logger/mysqltls"
 )
 
 // Config configures the ingest. User and Password come from the daemon's
@@ -38,6 +39,9 @@ type Config struct {
 	// DebugCommitDelay delays every transaction before it is proposed, to
 	// show in tests that the ACK waits for the commit. Never in production.
 	DebugCommitDelay time.Duration
+	// TLS is --source-ssl-mode and --source-ssl-ca: every login to the
+	// source (ingest, status, probe, seed, the failover's lease probe).
+	TLS mysqltls.Config
 }
 
 // DefaultConfig returns the flags' defaults.
@@ -51,6 +55,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.MaxInFlight, "max-proposals-in-flight", c.MaxInFlight, "Append proposals awaiting commit at once (group commit pipeline depth)")
 	fs.DurationVar(&c.Linger, "proposal-linger", c.Linger, "how long a proposal may wait for the source's sessions that the last ACKs released to commit again, so that they share one raft entry (0: never wait)")
 	fs.DurationVar(&c.StatusInterval, "source-status-interval", c.StatusInterval, "how often the source's semi-sync status is read")
+	c.TLS.RegisterFlags(fs, "source", "the source")
 }
 
 // Validate checks the Config.
@@ -64,6 +69,9 @@ func (c *Config) Validate() error {
 		return errors.New("semisync: --max-proposals-in-flight must be at least 1")
 	case c.Linger < 0 || c.Linger > time.Second:
 		return errors.New("semisync: --proposal-linger must be between 0 and 1s")
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("semisync: %w", err)
 	}
 	return nil
 }
@@ -355,7 +363,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // is reported loudly: from then on its commits are not protected. If the
 // source's semi-sync setting changes, the session restarts to follow it.
 func (in *Ingester) watchSource(ctx context.Context, d dialect, addr string, sessionSemi bool, cancel context.CancelCauseFunc) {
-	c, err := Dial(ctx, addr, in.cfg.User, in.cfg.Password)
+	c, err := DialTLS(ctx, addr, in.cfg.User, in.cfg.Password, in.cfg.TLS)
 	if err != nil {
 		in.log.Warn("cannot read the source's semi-sync status", "source", addr, "err", err)
 		return

@@ -2,16 +2,15 @@ package semisync
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/mysqltls"
 )
 
 // ErrSourceUnfit is wrapped by Probe errors that name a setting of the
@@ -40,66 +39,37 @@ var DataVars = []string{"binlog_row_image", "binlog_row_metadata", "binlog_trans
 	"lower_case_table_names", "character_set_server", "collation_server", "time_zone", "system_time_zone",
 	"explicit_defaults_for_timestamp", "default_storage_engine"}
 
-// Dial connects to a MySQL or MariaDB server. MySQL 9.x servers offer only
-// caching_sha2_password, whose first login over plain TCP needs TLS: on
-// such an error Dial retries once over TLS (the server's own certificate is
-// not verified; use a private network for replication traffic).
+// Dial connects to a MySQL or MariaDB server with MySQL's default TLS
+// (PREFERRED: TLS when the server offers it). Tests and tools use it; the
+// daemon's logins use DialTLS with the configured mode.
 func Dial(ctx context.Context, addr, user, password string) (*client.Conn, error) {
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	c, err := connect(dctx, addr, user, password)
-	if err == nil {
-		return c, nil
-	}
-	if !strings.Contains(err.Error(), "sha2") && !strings.Contains(err.Error(), "secure connection") {
-		return nil, err
-	}
-	c, err2 := connect(dctx, addr, user, password, func(c *client.Conn) error {
-		c.SetTLSConfig(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // NB: see the doc comment
-		return nil
-	})
-	if err2 != nil {
-		return nil, fmt.Errorf("%v (and over TLS: %v)", err, err2)
-	}
-	return c, nil
+	return DialTLS(ctx, addr, user, password, mysqltls.Config{})
 }
 
-// connect logs in with the whole login bounded by ctx's deadline. NB:
-// go-mysql applies ctx to the TCP dial only; a server that accepts and then
-// never speaks (a partitioned or blackholed path, a hung server) would
-// block the handshake forever, and with it the lease probe and the ingest.
-func connect(ctx context.Context, addr, user, password string, opts ...client.Option) (*client.Conn, error) {
-	var nc net.Conn
-	stop := func() bool { return true }
-	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, address)
-		if err != nil {
-			return nil, err
-		}
-		if dl, ok := ctx.Deadline(); ok {
-			_ = c.SetDeadline(dl)
-		}
-		nc, stop = c, context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
-		return c, nil
+// DialTLS connects with the TLS of tc, the whole login bounded by 10 s and
+// ctx. The login refuses mysql_clear_password over plaintext
+// (mysqltls.Connect). NB: MySQL 9.x servers offer only
+// caching_sha2_password, whose first login over plain TCP fetches the
+// server's RSA key: DISABLED toward them works, but TLS is better.
+func DialTLS(ctx context.Context, addr, user, password string, tc mysqltls.Config) (*client.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return mysqltls.Connect(dctx, tc, addr, user, password)
+}
+
+// Dialer returns DialTLS with tc, for failover.SQLConnector.
+func Dialer(tc mysqltls.Config) func(ctx context.Context, addr, user, password string) (*client.Conn, error) {
+	return func(ctx context.Context, addr, user, password string) (*client.Conn, error) {
+		return DialTLS(ctx, addr, user, password, tc)
 	}
-	c, err := client.ConnectWithDialer(ctx, "", addr, user, password, "", dial, opts...)
-	if !stop() && err == nil {
-		c.Close()
-		err = context.Cause(ctx)
-	}
-	if err != nil {
-		return nil, err
-	}
-	_ = nc.SetDeadline(time.Time{}) // NB: the caller bounds what follows
-	return c, nil
 }
 
 // Probe connects to the source with the replication account and checks
 // that the fleet can replicate from it: binary logging on, ROW format, a
-// known checksum, and (MySQL) GTID mode ON.
-func Probe(ctx context.Context, addr, user, password string) (SourceInfo, error) {
+// known checksum, and (MySQL) GTID mode ON. tc is --source-ssl-mode's.
+func Probe(ctx context.Context, addr, user, password string, tc mysqltls.Config) (SourceInfo, error) {
 	var info SourceInfo
-	c, err := Dial(ctx, addr, user, password)
+	c, err := DialTLS(ctx, addr, user, password, tc)
 	if err != nil {
 		hint := ""
 		if strings.Contains(err.Error(), "1045") {

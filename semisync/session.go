@@ -59,7 +59,7 @@ func (s *session) run(ctx context.Context) error {
 	}
 	s.d = d
 	addr := s.st.Source.Addr
-	info, err := Probe(ctx, addr, in.cfg.User, in.cfg.Password)
+	info, err := Probe(ctx, addr, in.cfg.User, in.cfg.Password, in.cfg.TLS)
 	if err != nil {
 		return err
 	}
@@ -68,7 +68,7 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	in.recordSourceVars(ctx, info.Vars)
-	conn, err := Dial(ctx, addr, in.cfg.User, in.cfg.Password)
+	conn, err := DialTLS(ctx, addr, in.cfg.User, in.cfg.Password, in.cfg.TLS)
 	if err != nil {
 		return fmt.Errorf("semisync: connecting to source %s: %w", addr, err)
 	}
