@@ -64,6 +64,7 @@ type Config struct {
 	SnapshotBytes uint64
 
 	Retention Retention
+	Disk      DiskConfig // disk.go: free space, a full disk
 
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
@@ -92,7 +93,7 @@ type Retention struct {
 // failed proposals); with 1 s, none did.
 func DefaultConfig() Config {
 	return Config{ShardID: 1, Role: RoleLogger, LogDB: "tan", Transport: TransportTCP, LogPrefill: true, RTTMillisecond: 10, ElectionRTT: 100, HeartbeatRTT: 3,
-		SnapshotEntries: 10000, CompactionOverhead: 5000, SnapshotBytes: 256 << 20}
+		SnapshotEntries: 10000, CompactionOverhead: 5000, SnapshotBytes: 256 << 20, Disk: DefaultDiskConfig()}
 }
 
 // RegisterFlags registers the member's flags.
@@ -117,6 +118,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.Retention.MaxFiles, "retain-files", c.Retention.MaxFiles, "keep at most this many binlog files on this member (0: no limit)")
 	fs.Uint64Var(&c.Retention.MaxBytes, "retain-bytes", c.Retention.MaxBytes, "keep at most this many bytes of binlog files on this member (0: no limit)")
 	fs.DurationVar(&c.Retention.MaxAge, "retain-age", c.Retention.MaxAge, "remove this member's binlog files older than this (0: keep forever)")
+	c.Disk.RegisterFlags(fs)
 }
 
 // Validate checks the Config and names the flag to fix.
@@ -232,6 +234,7 @@ type Node struct {
 	log     *slog.Logger
 	nh      *dragonboat.NodeHost
 	metrics *metrics
+	disk    *diskMonitor // disk.go
 
 	mu sync.Mutex
 	sm *SM
@@ -269,6 +272,14 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.metrics = m
+	// NB: every file the member writes goes through a diskGuard (diskfs.go).
+	guard, err := n.startDisk()
+	if err != nil {
+		m.unregister()
+		return nil, err
+	}
+	cfg.FS = newDiskFS(cfg.FS, guard)
+	cfg.PebbleFS = newPebbleDiskFS(cfg.PebbleFS, guard)
 	tf := cfg.TransportFactory
 	if tf == nil && cfg.Transport != TransportDragonboat {
 		tf = &tcpFactory{log: n.log}
@@ -309,6 +320,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {
+		n.stopDisk()
 		return nil, fmt.Errorf("logger: starting raft on %s (data in %s): %w", cfg.RaftAddr, cfg.DataDir, err)
 	}
 	n.nh = nh
@@ -337,6 +349,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	if err := nh.StartOnDiskReplica(members, cfg.Join, create, rc); err != nil {
 		nh.Close()
+		n.stopDisk()
 		return nil, fmt.Errorf("logger: starting shard %d as member %d: %w", cfg.ShardID, cfg.ReplicaID, err)
 	}
 	n.wg.Add(1)
@@ -476,6 +489,7 @@ func (n *Node) Close() {
 	n.wg.Wait()
 	n.nh.Close()
 	n.metrics.unregister()
+	n.disk.unregister()
 }
 
 // retentionLoop applies this member's own retention every few seconds.

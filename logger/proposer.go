@@ -262,7 +262,10 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 		if len(queue) == 0 {
 			holdUntil = time.Time{}
 		}
-		for inflight < p.cfg.MaxInFlight && len(queue) > 0 {
+		// NB: below --disk-reserve-bytes nothing new is proposed (disk.go):
+		// the submitters wait, and so do the source's commits.
+		gate := p.node.appendGate()
+		for gate == nil && inflight < p.cfg.MaxInFlight && len(queue) > 0 {
 			if len(queue) < expect && p.cfg.Linger > 0 && queueBytes(queue) < p.cfg.MaxBatchBytes {
 				if holdUntil.IsZero() {
 					holdUntil = time.Now().Add(p.cfg.Linger)
@@ -309,6 +312,7 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-linger.C:
+		case <-gate:
 		case pd := <-p.in:
 			queue = append(queue, pd)
 		drain:

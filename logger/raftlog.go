@@ -54,9 +54,19 @@ func (f tanStateFactory) Create(nhc config.NodeHostConfig, cb config.LogDBCallba
 	}
 	var z *zeroedLogFS
 	if f.fs != nil {
-		// NB: nil is the operating system's (newZeroedLogFS).
-		z = f.fs(nhc.Expert.FS, l)
+		// NB: nil is the operating system's (newZeroedLogFS). The full-disk
+		// guard stays outermost: a spare that cannot be zeroed for want of
+		// space is the wrapper's to handle, not a full disk.
+		base := nhc.Expert.FS
+		d, guarded := base.(*diskFS)
+		if guarded {
+			base = d.FS
+		}
+		z = f.fs(base, l)
 		nhc.Expert.FS = z
+		if guarded {
+			nhc.Expert.FS = d.with(z)
+		}
 	}
 	db, err := f.inner.Create(nhc, cb, dirs, lldirs)
 	if err != nil {
