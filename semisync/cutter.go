@@ -36,12 +36,16 @@ type cutter struct {
 	gtid    string
 	inBegin bool
 	lastPos uint32
+	stmts   int // statement-based DML events in the open transaction
 }
 
 // cut is one whole transaction and whether the source asked for its ACK.
 type cut struct {
 	txn     logger.Txn
 	needAck bool
+	// statements counts its statement-based DML events (a session with
+	// binlog_format=STATEMENT on a ROW source).
+	statements int
 }
 
 // feed takes one event. It returns a transaction when ev ends one.
@@ -110,6 +114,9 @@ func (c *cutter) feed(ev []byte, needAck bool) (*cut, error) {
 		if err != nil {
 			return nil, err
 		}
+		if isDML(q) {
+			c.stmts++
+		}
 		switch {
 		case !c.inBegin && len(c.cur) == len(ev)+int(firstLen(c.cur)) && bytes.EqualFold(q, []byte("BEGIN")):
 			c.inBegin = true
@@ -125,8 +132,8 @@ func (c *cutter) feed(ev []byte, needAck bool) (*cut, error) {
 		}
 		return nil, nil
 	}
-	out := &cut{txn: logger.Txn{GTID: c.gtid, SourceFile: c.file, SourceEnd: uint64(c.lastPos), Events: c.cur}, needAck: needAck}
-	c.cur, c.gtid, c.inBegin = nil, "", false
+	out := &cut{txn: logger.Txn{GTID: c.gtid, SourceFile: c.file, SourceEnd: uint64(c.lastPos), Events: c.cur}, needAck: needAck, statements: c.stmts}
+	c.cur, c.gtid, c.inBegin, c.stmts = nil, "", false, 0
 	return out, nil
 }
 
@@ -139,6 +146,46 @@ func firstLen(b []byte) uint32 {
 		return 0
 	}
 	return binary.LittleEndian.Uint32(b[9:13])
+}
+
+// dmlVerbs start the statements that change rows; in a Query event they
+// mean statement-based replication of data (BEGIN, COMMIT, SAVEPOINT and
+// DDL are Query events in ROW format too).
+var dmlVerbs = []string{"INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD", "WITH", "CALL"}
+
+// isDML reports whether a Query event's statement changes rows. Leading
+// blanks and comments (/* ... */, -- and # lines) are skipped. Pure.
+func isDML(q []byte) bool {
+	for {
+		q = bytes.TrimLeft(q, " \t\r\n(")
+		switch {
+		case bytes.HasPrefix(q, []byte("/*")):
+			i := bytes.Index(q[2:], []byte("*/"))
+			if i < 0 {
+				return false
+			}
+			q = q[2+i+2:]
+			continue
+		case bytes.HasPrefix(q, []byte("--")), bytes.HasPrefix(q, []byte("#")):
+			i := bytes.IndexByte(q, '\n')
+			if i < 0 {
+				return false
+			}
+			q = q[i+1:]
+			continue
+		}
+		break
+	}
+	for _, v := range dmlVerbs {
+		if hasPrefixFold(q, v) && (len(q) == len(v) || !isWordByte(q[len(v)])) {
+			return true
+		}
+	}
+	return false
+}
+
+func isWordByte(b byte) bool {
+	return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
 }
 
 func hasPrefixFold(b []byte, p string) bool {

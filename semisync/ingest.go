@@ -119,6 +119,12 @@ type Status struct {
 	LagBytes     uint64         `json:"lag_bytes"`
 	Version      string         `json:"source_version,omitempty"`
 	SessionStart time.Time      `json:"session_start,omitzero"`
+	// StatementEvents counts the statement-based DML events received (a
+	// session on the source with binlog_format=STATEMENT): stored and
+	// ACKed, but CDC tools cannot read them and replicas may diverge.
+	StatementEvents   uint64    `json:"statement_events"`
+	LastStatementGTID string    `json:"last_statement_gtid,omitempty"`
+	LastStatementTime time.Time `json:"last_statement_time,omitzero"`
 }
 
 // Ingester pulls the source's binlog into the log while this member leads.
@@ -132,9 +138,10 @@ type Ingester struct {
 
 	mu         sync.Mutex
 	status     Status
-	recvTS     uint32 // header timestamp of the newest transaction received
-	recvGTID   string // the newest transaction received
-	storedGTID string // the newest transaction stored in the log
+	recvTS     uint32    // header timestamp of the newest transaction received
+	recvGTID   string    // the newest transaction received
+	storedGTID string    // the newest transaction stored in the log
+	stmtLogged time.Time // when a statement-based event was last logged
 }
 
 // New returns an Ingester for a member's log node.
@@ -230,6 +237,34 @@ func (in *Ingester) observeEvent(ev []byte, file string) {
 			}
 		}
 		in.status.SourceFile = file
+	}
+}
+
+// statementLogEvery bounds how often statement-based events are logged.
+const statementLogEvery = time.Minute
+
+// noteStatements counts a transaction's statement-based DML events and
+// logs an error naming the fix (at most once a statementLogEvery). The
+// transaction is stored and ACKed all the same: the source committed it.
+func (in *Ingester) noteStatements(gtid string, n int) {
+	if n == 0 {
+		return
+	}
+	in.metrics.statementEvents.Add(float64(n))
+	in.mu.Lock()
+	in.status.StatementEvents += uint64(n)
+	in.status.LastStatementGTID, in.status.LastStatementTime = gtid, time.Now()
+	total := in.status.StatementEvents
+	logNow := time.Since(in.stmtLogged) >= statementLogEvery
+	if logNow {
+		in.stmtLogged = time.Now()
+	}
+	in.mu.Unlock()
+	if logNow {
+		in.log.Error("the source sent statement-based row changes (a session with binlog_format=STATEMENT or MIXED): stored and acknowledged, "+
+			"but CDC subscribers cannot decode them and replicas may diverge",
+			"gtid", gtid, "statement_events", total,
+			"fix", "binlog_format=ROW for every session: revoke SESSION_VARIABLES_ADMIN, SYSTEM_VARIABLES_ADMIN and SUPER from the applications' accounts (they allow SET SESSION binlog_format)")
 	}
 }
 

@@ -257,6 +257,7 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 			return err
 		}
 		in.metrics.received.Inc()
+		in.noteStatements(t.txn.GTID, t.statements)
 		if h, err := binlog.ParseHeader(ev); err == nil {
 			in.noteReceived(t.txn.GTID, h.Timestamp)
 		}

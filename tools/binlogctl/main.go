@@ -231,6 +231,10 @@ func printStatus(w io.Writer, st binlogsvr.Status) {
 		case ss.Enabled:
 			fmt.Fprintf(w, "Source semi-sync: on (clients %d, yes_tx %d, no_tx %d)\n", ss.Clients, ss.YesTx, ss.NoTx)
 		}
+		if in.StatementEvents > 0 {
+			fmt.Fprintf(w, "STATEMENT events: %d (last %s): a session writes with binlog_format=STATEMENT; set ROW for every session (see the leader's log)\n",
+				in.StatementEvents, in.LastStatementGTID)
+		}
 	}
 	fmt.Fprintf(w, "Asked member:   %d (applied index %d)\n\n", st.ID, st.Applied)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
