@@ -50,6 +50,10 @@ type Status struct {
 	// MembershipNote is set when Members comes from this member's own view
 	// because the group could not answer (no quorum, an election).
 	MembershipNote string `json:"membership_note,omitempty"`
+	// DiskFreeBytes and DiskState: this member's data directory's disk
+	// (logger.DiskOK, DiskLow, DiskReserve: appends paused, DiskUnknown).
+	DiskFreeBytes uint64 `json:"disk_free_bytes"`
+	DiskState     string `json:"disk_state"`
 }
 
 // MemberStatus is one member in Status.Members. The fields after Leader are
@@ -102,6 +106,8 @@ func writeError(w http.ResponseWriter, code int, format string, args ...any) {
 func (s *Server) localStatus() (Status, error) {
 	st := Status{ID: s.cfg.Log.ReplicaID, Role: s.cfg.Log.Role, SourceError: s.getSeedErr()}
 	st.Leader, _ = s.node.LeaderID()
+	d := s.node.Disk()
+	st.DiskFreeBytes, st.DiskState = d.FreeBytes, d.State
 	r := s.node.Reader()
 	if r == nil {
 		return st, fmt.Errorf("the log is not open yet")

@@ -147,6 +147,22 @@ func (m *Member) Running() bool {
 	}
 }
 
+// ExitCode returns the exit code of the member's last process once it has
+// ended (-1 while it runs, was never started, or died from a signal).
+func (m *Member) ExitCode() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.done == nil {
+		return -1
+	}
+	select {
+	case <-m.done: // NB: Wait set ProcessState before done closed
+		return m.cmd.ProcessState.ExitCode()
+	default:
+		return -1
+	}
+}
+
 // PID returns the member's process id (0 if not running).
 func (m *Member) PID() int {
 	m.mu.Lock()

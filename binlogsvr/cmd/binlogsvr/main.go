@@ -27,6 +27,9 @@ func main() {
 }
 
 func run(args []string) error {
+	// NB: the data directory holds every row the source wrote: directories
+	// 0700, files 0600, whatever dragonboat and Pebble ask for.
+	syscall.Umask(0o077)
 	cfg := binlogsvr.DefaultConfig()
 	fs := pflag.NewFlagSet("binlogsvr", pflag.ContinueOnError)
 	fs.Usage = func() {
@@ -51,6 +54,7 @@ func run(args []string) error {
 	logger.RouteDragonboatLogs(log, max(level, slog.LevelWarn))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	cfg.Log.Disk.OnFull = binlogsvr.ExitOnDiskFull(log)
 	s, err := binlogsvr.New(cfg, log)
 	if err != nil {
 		return err

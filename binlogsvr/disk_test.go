@@ -1,0 +1,224 @@
+package binlogsvr_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr"
+	"github.com/binlogsvr/binlogsvr/tools/fleet"
+	"github.com/binlogsvr/binlogsvr/tools/sandbox"
+	"github.com/binlogsvr/binlogsvr/tools/sandbox/sandboxtest"
+)
+
+// mountTmpfs mounts a tmpfs of size at dir until the test ends.
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root (CI runs as root)")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v: %s", dir, err, out)
+	}
+	// NB: registered before the fleet's cleanup, so it runs after it
+	// (cleanups run last first): the member is stopped before the unmount.
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+}
+
+// TestProcessesDiskFull fills one member's disk (a 48 MiB tmpfs) under
+// appends: it exits with ExitDiskFull and one clear line, no panic; the
+// other two go on committing; once the tmpfs grows it restarts and holds
+// the same files as the others. Its data directory is 0700/0600 and its
+// free space is exported and warned about.
+func TestProcessesDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	full := filepath.Join(dir, "member3")
+	mountTmpfs(t, full, "48m")
+	src := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB, SemiSyncSource: true})
+	user, pass := src.ReplUser()
+	ctx := context.Background()
+	f, err := fleet.StartEach(ctx, fleet.Options{Dir: dir, Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass, Insecure: true,
+		ExtraArgs: []string{"--debug-api"}}, func(id uint64) fleet.MemberSpec {
+		if id == 3 {
+			// NB: no reserve: this member must find its disk full whether
+			// it leads or follows. The warning shows once 32 MiB are used.
+			return fleet.MemberSpec{Args: []string{"--disk-reserve-bytes", "0", "--disk-warn-bytes", strconv.Itoa(16 << 20)}}
+		}
+		return fleet.MemberSpec{}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.Close()
+		if t.Failed() {
+			t.Log(f.LogTails(30))
+		}
+	})
+	if err := fleet.Poll(ctx, wait, func() error {
+		st, err := f.LeaderStatus(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Epoch != 1 {
+			return fmt.Errorf("epoch %d (source error: %s)", st.Epoch, st.SourceError)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the fleet did not seed its source: %v", err)
+	}
+	st, err := f.Status(ctx, 3, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DiskState != "ok" || st.DiskFreeBytes < 40<<20 || st.DiskFreeBytes > 48<<20 {
+		t.Fatalf("member 3's disk before the load: state %q, %d bytes free; want ok, 40-48 MiB", st.DiskState, st.DiskFreeBytes)
+	}
+	if v := metric(t, f.Member(3).AdminAddr, `binlogsvr_disk_free_bytes{dir="`+full+`"}`); v < 40<<20 || v > 48<<20 {
+		t.Fatalf("binlogsvr_disk_free_bytes of member 3: %v", v)
+	}
+
+	// Appends until member 3 is gone (at most ~80 MiB of transactions).
+	for i := 0; i < 40 && f.Member(3).Running(); i++ {
+		lctx, cancel := context.WithTimeout(ctx, wait)
+		l, err := f.Leader(lctx, wait)
+		if err == nil {
+			err = f.Post(lctx, l, "/debug/append?n=32&size=65536", nil)
+		}
+		cancel()
+		if err != nil && f.Member(3).Running() {
+			t.Fatalf("append %d with member 3 running: %v", i, err)
+		}
+	}
+	if err := fleet.Poll(ctx, 15*time.Second, func() error {
+		if f.Member(3).Running() {
+			return fmt.Errorf("member 3 still runs")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if code := f.Member(3).ExitCode(); code != binlogsvr.ExitDiskFull {
+		t.Fatalf("member 3 exited with %d, want %d", code, binlogsvr.ExitDiskFull)
+	}
+	logb, err := os.ReadFile(f.Member(3).LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(logb)
+	for _, bad := range []string{"panic:", "goroutine "} {
+		if strings.Contains(log, bad) {
+			t.Fatalf("member 3's log holds %q:\n%s", bad, tail(log, 40))
+		}
+	}
+	line := regexp.MustCompile(`disk full: no space left on device \w+ \S+ in ` + regexp.QuoteMeta(full) + ` \(\d+ bytes free\); free space, then restart the member; ` +
+		`nothing committed is lost: every acknowledged entry was fsync'd before the ACK`)
+	if n := len(line.FindAllString(log, -1)); n != 1 {
+		t.Fatalf("member 3's log holds the disk-full line %d times, want once:\n%s", n, tail(log, 20))
+	}
+	if !strings.Contains(log, "free space is below --disk-warn-bytes") {
+		t.Fatalf("member 3 never warned of low space:\n%s", tail(log, 20))
+	}
+	t.Logf("member 3 exited %d: %s", binlogsvr.ExitDiskFull, line.FindString(log))
+
+	// The two others go on committing.
+	before := leaderTxns(t, f)
+	appendOn(t, f, 50, 1000)
+	if after := leaderTxns(t, f); after < before+50 {
+		t.Fatalf("the others committed %d transactions, want 50", after-before)
+	}
+
+	// Space returns; the member restarts and catches up.
+	if out, err := exec.Command("mount", "-o", "remount,size=512m", full).CombinedOutput(); err != nil {
+		t.Fatalf("growing the tmpfs: %v: %s", err, out)
+	}
+	if err := f.Restart(3); err != nil {
+		t.Fatal(err)
+	}
+	appendOn(t, f, 20, 1000)
+	converge(t, f)
+	checkDataModes(t, full)
+	checkDataModes(t, f.Member(1).DataDir)
+}
+
+func leaderTxns(t *testing.T, f *fleet.Fleet) uint64 {
+	t.Helper()
+	st, err := f.LeaderStatus(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Transactions
+}
+
+// metric reads one sample of GET /metrics.
+func metric(t *testing.T, addr, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, sample+" "); ok {
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return x
+		}
+	}
+	t.Fatalf("no %s in /metrics (status %s)", sample, resp.Status)
+	return 0
+}
+
+// checkDataModes fails for any path under a member's data dir that is not
+// 0700 (directories) or 0600 (files).
+func checkDataModes(t *testing.T, dir string) {
+	t.Helper()
+	n := 0
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		n++
+		want := os.FileMode(0o600)
+		if fi.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 10 {
+		t.Fatalf("only %d paths under %s", n, dir)
+	}
+}
+
+func tail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
