@@ -43,9 +43,11 @@ func sameChanges(t *testing.T, who string, want, got map[string]int) {
 
 // schemaEndpoint is the source as the read-only schema endpoint (the CDC
 // clients only read table definitions through it).
-func schemaEndpoint(s *sandbox.Server) string {
+// schemaEndpoint sets the schema endpoint to s's root account (the
+// password as the daemon passes it: never in the endpoint).
+func schemaEndpoint(c *dump.Config, s *sandbox.Server) {
 	u, p := s.RootUser()
-	return u + ":" + p + "@" + s.Addr()
+	c.SchemaEndpoint, c.SchemaPassword = u+"@"+s.Addr(), p
 }
 
 // TestCDCClients: go-mysql canal and zongji (node, @vlasky/zongji) receive
@@ -64,7 +66,7 @@ func TestCDCClients(t *testing.T) {
 			feeder := dumptest.Feed(t, src, leader)
 			srv := dumptest.Serve(t, leader, func(c *dump.Config) {
 				c.Flavor = string(flav)
-				c.SchemaEndpoint = schemaEndpoint(src)
+				schemaEndpoint(c, src)
 			})
 			want := dumptest.CDCWorkload(t, src, "cdc")
 			feeder.WaitCaughtUp(t, time.Minute)

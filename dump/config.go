@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,20 +35,41 @@ type Config struct {
 	ServerUUID string
 
 	// SchemaEndpoint is a read-only MySQL endpoint (a replica), as
-	// user:password@host:port, that schema SQL from CDC tools is passed
-	// through to. Empty: such SQL gets an error naming it.
-	SchemaEndpoint string `json:"-"`
+	// user@host:port[/db], that schema SQL from CDC tools is passed
+	// through to. Empty: such SQL gets an error naming it. Its password is
+	// SchemaPassword, which LoadSecrets reads from $BINLOGSVR_SCHEMA_PASSWORD
+	// or SchemaPasswordFile: never from the command line.
+	SchemaEndpoint     string
+	SchemaPassword     string `json:"-"`
+	SchemaPasswordFile string
 
-	// TLSCert and TLSKey are PEM files; when both are set, clients may use
-	// TLS.
+	// TLSCert and TLSKey are PEM files (re-read when they change); when
+	// both are set, clients may use TLS with them, else with a self-signed
+	// certificate made at start (as MySQL does).
 	TLSCert, TLSKey string
+	// RequireTLS refuses a client that does not switch to TLS (MySQL's
+	// require_secure_transport): error 3159. Needs TLSCert and TLSKey.
+	RequireTLS bool
 
-	// MaxClients bounds concurrent connections (0: 1000).
+	// MaxClients bounds concurrent connections, logged in or still
+	// logging in (0: 1000).
 	MaxClients int
-	// HandshakeTimeout bounds a login; WriteTimeout bounds every write to
-	// a client (a client that stops reading is dropped after it).
+	// HandshakeTimeout bounds a login, from accept to the OK packet;
+	// WriteTimeout bounds every write to a client (a client that stops
+	// reading is dropped after it).
 	HandshakeTimeout time.Duration
 	WriteTimeout     time.Duration
+	// MaxPacket bounds one command from a logged-in client (MySQL's
+	// max_allowed_packet; 0: 64 MiB). Commands of 1 MiB or more also
+	// share a server-wide budget of 4 × MaxPacket.
+	MaxPacket int
+	// MaxPreparedStmts bounds the prepared statements of one session
+	// (MySQL's max_prepared_stmt_count; 0: 64).
+	MaxPreparedStmts int
+	// LoginFailures is how many failed logins from one client address
+	// within a minute block it, for a backoff that doubles with each
+	// further failure (1 s up to 5 min). 0: 5; negative: no throttling.
+	LoginFailures int
 	// ReadBufferBytes is how much of the log one read fetches (0: 256 KiB).
 	ReadBufferBytes int
 	// CacheBytes bounds the chunks of the log kept for all dumps to share
@@ -69,7 +92,7 @@ func DefaultConfig() Config {
 	return Config{
 		Addr: "127.0.0.1:3307", User: "repl", ServerID: DefaultServerID,
 		MaxClients: 1000, HandshakeTimeout: 10 * time.Second, WriteTimeout: 60 * time.Second,
-		ReadBufferBytes: 256 << 10, CacheBytes: 64 << 20,
+		ReadBufferBytes: 256 << 10, CacheBytes: 64 << 20, MaxPacket: 64 << 20, MaxPreparedStmts: 64, LoginFailures: 5,
 	}
 }
 
@@ -78,10 +101,16 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Uint32Var(&c.ServerID, "dump-server-id", c.ServerID, "the fleet's server_id as replicas see it: the same on every member, different from every replica's")
 	fs.StringVar(&c.ServerUUID, "dump-server-uuid", c.ServerUUID, "the fleet's server_uuid as replicas see it (empty: derived from --dump-server-id)")
-	fs.StringVar(&c.SchemaEndpoint, "dump-schema-endpoint", c.SchemaEndpoint, "read-only MySQL endpoint user:password@host:port (a replica) that schema SQL from CDC tools is passed through to")
-	fs.StringVar(&c.TLSCert, "dump-tls-cert", c.TLSCert, "PEM certificate file for TLS to dump clients (with --dump-tls-key)")
+	fs.StringVar(&c.SchemaEndpoint, "dump-schema-endpoint", c.SchemaEndpoint, "read-only MySQL endpoint user@host:port[/db] (a replica) that schema SQL from CDC tools is passed through to (password from $"+EnvSchemaPassword+" or --dump-schema-password-file)")
+	fs.StringVar(&c.SchemaPasswordFile, "dump-schema-password-file", c.SchemaPasswordFile, "file holding the password of --dump-schema-endpoint's user")
+	fs.StringVar(&c.TLSCert, "dump-tls-cert", c.TLSCert, "PEM certificate file for TLS to dump clients (with --dump-tls-key; re-read when it changes)")
 	fs.StringVar(&c.TLSKey, "dump-tls-key", c.TLSKey, "PEM private key file for TLS to dump clients (with --dump-tls-cert)")
-	fs.IntVar(&c.MaxClients, "dump-max-clients", c.MaxClients, "most concurrent connections to the dump server")
+	fs.BoolVar(&c.RequireTLS, "dump-require-tls", c.RequireTLS, "refuse dump clients that do not use TLS (like require_secure_transport; needs --dump-tls-cert and --dump-tls-key)")
+	fs.IntVar(&c.MaxClients, "dump-max-clients", c.MaxClients, "most concurrent connections to the dump server, those still logging in included")
+	fs.DurationVar(&c.HandshakeTimeout, "dump-login-timeout", c.HandshakeTimeout, "drop a dump client that has not logged in within this time")
+	fs.IntVar(&c.MaxPacket, "dump-max-packet", c.MaxPacket, "largest command a logged-in dump client may send, in bytes (like max_allowed_packet)")
+	fs.IntVar(&c.MaxPreparedStmts, "dump-max-prepared-stmts", c.MaxPreparedStmts, "most prepared statements one dump client session may hold (like max_prepared_stmt_count)")
+	fs.IntVar(&c.LoginFailures, "dump-login-failures", c.LoginFailures, "failed logins from one address within a minute that block it for a growing backoff (negative: never)")
 	fs.Int64Var(&c.CacheBytes, "dump-cache-bytes", c.CacheBytes, "memory for chunks of the log shared by all dump clients (negative: none)")
 	fs.DurationVar(&c.WriteTimeout, "dump-write-timeout", c.WriteTimeout, "drop a dump client that accepts no data for this long")
 }
@@ -104,6 +133,15 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("dump: --dump-tls-cert and --dump-tls-key go together")
+	}
+	if c.RequireTLS && c.TLSCert == "" {
+		return errors.New("dump: --dump-require-tls needs --dump-tls-cert and --dump-tls-key (the certificate clients verify)")
+	}
+	if c.MaxPacket < 0 || (c.MaxPacket > 0 && c.MaxPacket < 64<<10) {
+		return errors.New("dump: --dump-max-packet must be at least 65536 bytes")
+	}
+	if c.MaxPreparedStmts < 0 {
+		return errors.New("dump: --dump-max-prepared-stmts must not be negative")
 	}
 	if c.Flavor != "" && c.Flavor != "mysql" && c.Flavor != "mariadb" {
 		return fmt.Errorf("dump: flavor %q: want mysql or mariadb", c.Flavor)
@@ -137,6 +175,15 @@ func (c Config) withDefaults() Config {
 	if c.CacheBytes == 0 {
 		c.CacheBytes = d.CacheBytes
 	}
+	if c.MaxPacket == 0 {
+		c.MaxPacket = d.MaxPacket
+	}
+	if c.MaxPreparedStmts == 0 {
+		c.MaxPreparedStmts = d.MaxPreparedStmts
+	}
+	if c.LoginFailures == 0 {
+		c.LoginFailures = d.LoginFailures
+	}
 	if c.ServerUUID == "" {
 		c.ServerUUID = DeriveUUID(c.ServerID)
 	}
@@ -151,59 +198,62 @@ func DeriveUUID(serverID uint32) string {
 	return uuid.NewHash(sha1.New(), ns, fmt.Appendf(nil, "dump-server-id:%d", serverID), 5).String()
 }
 
-// endpoint is a parsed SchemaEndpoint.
-type endpoint struct{ user, password, addr, db string }
+// EnvSchemaPassword carries the password of SchemaEndpoint's user.
+const EnvSchemaPassword = "BINLOGSVR_SCHEMA_PASSWORD"
 
-// parseEndpoint parses user:password@host:port[/db].
+// LoadSecrets reads SchemaPassword from SchemaPasswordFile (when named)
+// or from $BINLOGSVR_SCHEMA_PASSWORD. The daemon calls it with os.Getenv
+// before Validate.
+func (c *Config) LoadSecrets(getenv func(string) string) error {
+	if c.SchemaPasswordFile == "" {
+		c.SchemaPassword = getenv(EnvSchemaPassword)
+		return nil
+	}
+	b, err := os.ReadFile(c.SchemaPasswordFile)
+	if err != nil {
+		return fmt.Errorf("dump: --dump-schema-password-file: %w", err)
+	}
+	c.SchemaPassword = strings.TrimRight(string(b), "\r\n")
+	return nil
+}
+
+// endpoint is a parsed SchemaEndpoint.
+type endpoint struct{ user, addr, db string }
+
+// parseEndpoint parses user@host:port[/db]. NB: the old form
+// user:password@host:port is refused: a password on the command line
+// shows in ps.
 func parseEndpoint(s string) (endpoint, error) {
 	var e endpoint
-	at := -1
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '@' {
-			at = i
-			break
-		}
-	}
+	at := strings.LastIndexByte(s, '@')
 	if at < 0 {
-		return e, fmt.Errorf("%q: want user:password@host:port", redact(s))
+		return e, fmt.Errorf("%q: want user@host:port", redact(s))
 	}
-	cred, hp := s[:at], s[at+1:]
-	for i := 0; i < len(cred); i++ {
-		if cred[i] == ':' {
-			e.user, e.password = cred[:i], cred[i+1:]
-			break
-		}
-		if i == len(cred)-1 {
-			e.user = cred
-		}
+	e.user, e.addr = s[:at], s[at+1:]
+	if strings.Contains(e.user, ":") {
+		return e, fmt.Errorf("%q holds a password, which would show in ps: give user@host:port and put the password in $%s or a file named by --dump-schema-password-file",
+			redact(s), EnvSchemaPassword)
 	}
-	for i := 0; i < len(hp); i++ {
-		if hp[i] == '/' {
-			hp, e.db = hp[:i], hp[i+1:]
-			break
-		}
+	if i := strings.IndexByte(e.addr, '/'); i >= 0 {
+		e.addr, e.db = e.addr[:i], e.addr[i+1:]
 	}
-	if _, _, err := net.SplitHostPort(hp); err != nil {
-		return e, fmt.Errorf("%q: %v", redact(s), err)
+	if _, _, err := net.SplitHostPort(e.addr); err != nil {
+		return e, fmt.Errorf("%q: %v", s, err)
 	}
-	e.addr = hp
 	if e.user == "" {
-		return e, fmt.Errorf("%q: no user", redact(s))
+		return e, fmt.Errorf("%q: no user", s)
 	}
 	return e, nil
 }
 
 // redact hides the password of a user:password@host endpoint.
 func redact(s string) string {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '@' {
-			for j := 0; j < i; j++ {
-				if s[j] == ':' {
-					return s[:j+1] + "***" + s[i:]
-				}
-			}
-			return s
-		}
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	if j := strings.IndexByte(s[:at], ':'); j >= 0 {
+		return s[:j+1] + "***" + s[at:]
 	}
 	return s
 }

@@ -158,7 +158,7 @@ func (e *sessionEnv) replicaHosts(mysqlStyle, replicasCmd bool) ([]string, [][]a
 }
 
 func (e *sessionEnv) connID() uint32   { return e.ss.id }
-func (e *sessionEnv) userName() string { return e.ss.c.GetUser() }
+func (e *sessionEnv) userName() string { return e.ss.user }
 func (e *sessionEnv) database() string { return e.ss.db }
 func (e *sessionEnv) now() time.Time   { return time.Now() }
 

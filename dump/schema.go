@@ -48,7 +48,7 @@ func (ss *session) passthrough(q, useDB string) (*gmysql.Result, error) {
 		if db == "" {
 			db = ep.db
 		}
-		c, err := client.ConnectWithContext(ctx, ep.addr, ep.user, ep.password, db, upstreamTimeout)
+		c, err := client.ConnectWithContext(ctx, ep.addr, ep.user, ss.srv.cfg.SchemaPassword, db, upstreamTimeout)
 		cancel()
 		if err != nil {
 			return nil, myError(gmysql.ER_UNKNOWN_ERROR, "binlogsvr: connecting to the schema endpoint %s: %v", ep.addr, err)
@@ -105,6 +105,12 @@ func placeholders(q string) int {
 // prepare answers COM_STMT_PREPARE: the OK packet, then one definition per
 // parameter (columns are described by each execute's result).
 func (ss *session) prepare(q string) error {
+	if len(ss.stmts) >= ss.srv.cfg.MaxPreparedStmts {
+		// NB: each statement is kept until COM_STMT_CLOSE; without a cap a
+		// client could hold memory without limit.
+		return &gmysql.MyError{Code: gmysql.ER_MAX_PREPARED_STMT_COUNT_REACHED, State: "42000",
+			Message: fmt.Sprintf("Can't create more than max_prepared_stmt_count statements (current value: %d; binlogsvr --dump-max-prepared-stmts)", ss.srv.cfg.MaxPreparedStmts)}
+	}
 	ss.next++
 	id := ss.next
 	st := &pstmt{query: q, params: placeholders(q)}

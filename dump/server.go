@@ -2,8 +2,9 @@ package dump
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -12,17 +13,19 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"os"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gmysql "github.com/go-mysql-org/go-mysql/mysql"
-	"github.com/go-mysql-org/go-mysql/server"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/binlog"
+	"github.com/binlogsvr/binlogsvr/logger/pki"
 )
 
 // ReaderSource gives the member's committed log; *logger.Node satisfies
@@ -38,13 +41,14 @@ type Server struct {
 	m   *metrics
 	ln  net.Listener
 
-	rsaKey *rsa.PrivateKey
-	tls    *tls.Config
-	decoy  string // password of every unknown user
-	cache  *chunkCache
+	tls      *tls.Config
+	cache    *chunkCache
+	throttle *throttle  // failed logins by client address; nil: none
+	budget   *memBudget // large commands of all sessions
+	nextID   atomic.Uint32
 
 	mu       sync.Mutex
-	confs    map[string]*server.Server // go-mysql server settings by greeting version
+	open     int // connections, logged in or logging in
 	sessions map[uint32]*session
 	dumpers  map[uint32]*session // by client server id
 	wg       sync.WaitGroup
@@ -63,13 +67,24 @@ func New(cfg Config, src ReaderSource, log *slog.Logger, reg prometheus.Register
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.SchemaEndpoint != "" && cfg.SchemaPassword == "" {
+		// NB: a caller that did not call LoadSecrets (the password is never
+		// on the command line) still gets the environment's or the file's.
+		if err := cfg.LoadSecrets(os.Getenv); err != nil {
+			return nil, err
+		}
+	}
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, src: src, log: log.With("component", "dump"), confs: map[string]*server.Server{},
-		sessions: map[uint32]*session{}, dumpers: map[uint32]*session{}}
-	s.decoy = rand.Text()
+	s := &Server{cfg: cfg, src: src, log: log.With("component", "dump"),
+		sessions: map[uint32]*session{}, dumpers: map[uint32]*session{},
+		budget: &memBudget{limit: 4 * int64(cfg.MaxPacket)}}
+	s.nextID.Store(10000) // NB: connection ids as go-mysql's server numbered them
+	if cfg.LoginFailures > 0 {
+		s.throttle = newThrottle(cfg.LoginFailures, time.Minute)
+	}
 	s.cache = newChunkCache(cfg.ReadBufferBytes, cfg.CacheBytes)
 	var err error
-	if s.rsaKey, s.tls, err = loadKeys(cfg); err != nil {
+	if s.tls, err = loadTLS(cfg); err != nil {
 		return nil, err
 	}
 	if s.m, err = newMetrics(reg, s); err != nil {
@@ -81,41 +96,35 @@ func New(cfg Config, src ReaderSource, log *slog.Logger, reg prometheus.Register
 	return s, nil
 }
 
-// loadKeys loads the TLS certificate, or makes a self-signed one as MySQL
-// does at first start; its RSA key also serves caching_sha2_password's
-// password exchange over plain TCP.
-func loadKeys(cfg Config) (*rsa.PrivateKey, *tls.Config, error) {
+// loadTLS returns the TLS config: the certificate files (re-read when
+// they change, so a rotation needs no restart), or a self-signed
+// certificate made now, as MySQL does at first start.
+func loadTLS(cfg Config) (*tls.Config, error) {
 	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		tc, err := pki.Files{Cert: cfg.TLSCert, Key: cfg.TLSKey}.ServerConfig(tls.NoClientCert)
 		if err != nil {
-			return nil, nil, fmt.Errorf("dump: --dump-tls-cert/--dump-tls-key: %w", err)
+			return nil, fmt.Errorf("dump: --dump-tls-cert/--dump-tls-key: %w", err)
 		}
-		key, ok := cert.PrivateKey.(*rsa.PrivateKey)
-		if !ok {
-			if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-				return nil, nil, err
-			}
-		}
-		return key, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+		return tc, nil
 	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dump: generating an RSA key: %w", err)
+		return nil, fmt.Errorf("dump: generating a key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:      pkix.Name{CommonName: "binlogsvr_dump_auto_generated_certificate"},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().AddDate(10, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dump: making a self-signed certificate: %w", err)
+		return nil, fmt.Errorf("dump: making a self-signed certificate: %w", err)
 	}
 	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	return key, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // Addr is the address the server listens on.
@@ -143,9 +152,14 @@ func (s *Server) Run(ctx context.Context) error {
 			break
 		}
 		s.m.connections.Inc()
+		if !s.admit() {
+			s.refuseFull(c)
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.leave()
 			s.serveConn(ctx, c)
 		}()
 	}
@@ -220,37 +234,56 @@ func (s *Server) identity() (binlog.Flavor, string) {
 	return flav, ver
 }
 
-// conf returns go-mysql server settings for a flavor and version: MariaDB
-// clients get mysql_native_password and a "5.5.5-" greeting (a MariaDB
-// replica falls back to file/position unless it reads "MariaDB" there);
-// MySQL clients get caching_sha2_password.
-func (s *Server) conf(flav binlog.Flavor, ver string) (*server.Server, string) {
-	greet, method := ver, gmysql.AUTH_CACHING_SHA2_PASSWORD
+// authFor returns the greeting's version string and the authentication
+// method for a flavor and version: MariaDB clients get
+// mysql_native_password and a "5.5.5-" greeting (a MariaDB replica falls
+// back to file/position unless it reads "MariaDB" there); MySQL clients
+// get caching_sha2_password.
+func authFor(flav binlog.Flavor, ver string) (greeting, method string) {
 	if flav.Name() == "mariadb" {
-		greet, method = "5.5.5-"+ver, gmysql.AUTH_NATIVE_PASSWORD
+		return "5.5.5-" + ver, gmysql.AUTH_NATIVE_PASSWORD
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.confs[greet]
-	if !ok {
-		c = server.NewServer(greet, gmysql.DEFAULT_COLLATION_ID, method, s.rsaKey, s.tls)
-		s.confs[greet] = c
-	}
-	return c, method
+	return ver, gmysql.AUTH_CACHING_SHA2_PASSWORD
 }
 
-// register adds a session; false if the server is stopping or full.
-func (s *Server) register(ss *session) (ok, full bool) {
+// admit counts a new connection; false when --dump-max-clients
+// connections (logged in or logging in) are open.
+func (s *Server) admit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open >= s.cfg.MaxClients {
+		return false
+	}
+	s.open++
+	return true
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	s.open--
+	s.mu.Unlock()
+}
+
+// refuseFull answers a connection over the cap with "Too many
+// connections" in place of the greeting, as MySQL does, and closes it.
+// NB: runs in the accept loop: the packet fits any fresh socket's buffer,
+// and the deadline bounds the write anyway.
+func (s *Server) refuseFull(c net.Conn) {
+	s.m.refused.WithLabelValues(refusedFull).Inc()
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	writePacket(c, 0, errPacket(myError(gmysql.ER_CON_COUNT_ERROR, "Too many connections")))
+	c.Close()
+}
+
+// register adds a logged-in session; false if the server is stopping.
+func (s *Server) register(ss *session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false, false
-	}
-	if len(s.sessions) >= s.cfg.MaxClients {
-		return false, true
+		return false
 	}
 	s.sessions[ss.id] = ss
-	return true, false
+	return true
 }
 
 func (s *Server) unregister(ss *session) {

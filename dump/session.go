@@ -13,6 +13,7 @@ import (
 	"time"
 
 	gmysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/packet"
 	"github.com/go-mysql-org/go-mysql/server"
 
 	"github.com/binlogsvr/binlogsvr/logger/binlog"
@@ -30,8 +31,9 @@ const maxCommand = 64 << 20
 type session struct {
 	srv  *Server
 	id   uint32
-	nc   net.Conn // the raw connection (TLS once negotiated)
-	c    *server.Conn
+	nc   net.Conn // the connection (TLS if the client switched)
+	user string
+	c    *server.Conn // go-mysql's encoder of answers
 	rd   *packetReader
 	log  *slog.Logger
 	flav binlog.Flavor
@@ -54,42 +56,96 @@ type session struct {
 // serveConn runs one connection from handshake to close.
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
+	remote := nc.RemoteAddr().String()
 	defer func() {
 		// NB: bad input from a client must never crash the member (rule 6).
 		if p := recover(); p != nil {
 			s.m.errors.WithLabelValues("panic").Inc()
-			s.log.Error("a client connection panicked; dropped", "remote", nc.RemoteAddr().String(), "panic", p, "stack", string(debug.Stack()))
+			s.log.Error("a client connection panicked; dropped", "remote", remote, "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
-	flav, ver := s.identity()
-	conf, method := s.conf(flav, ver)
-	ss := &session{srv: s, nc: nc, flav: flav, ver: ver, vars: map[string]string{}, stmts: map[uint32]*pstmt{}, done: make(chan struct{})}
-	defer close(ss.done)
-	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	c, err := conf.NewCustomizedConn(nc, &authHandler{user: s.cfg.User, password: s.cfg.Password, method: method, decoy: s.decoy}, &loginHandler{ss: ss})
-	if err != nil {
+	key := throttleKey(nc.RemoteAddr())
+	if d, first := s.throttle.blocked(key, time.Now()); d > 0 {
 		s.m.authFail.Inc()
-		s.log.Info("login refused", "remote", nc.RemoteAddr().String(), "err", err)
+		s.m.refused.WithLabelValues(refusedThrottle).Inc()
+		if first {
+			s.log.Warn("login refused", "user", "", "remote", remote, "reason", refusedThrottle, "blocked_for", d.Round(time.Second).String())
+		}
+		nc.SetWriteDeadline(time.Now().Add(time.Second))
+		writePacket(nc, 0, errPacket(myError(gmysql.ER_HOST_IS_BLOCKED, "Host '%s' is blocked for %s after %d failed logins (binlogsvr --dump-login-failures)",
+			hostOf(nc.RemoteAddr()), d.Round(time.Second), s.cfg.LoginFailures)))
 		return
 	}
+	flav, ver := s.identity()
+	greeting, method := authFor(flav, ver)
+	id := s.nextID.Add(1)
+	nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) }) // NB: shutdown ends a login at once
+	lg, err := handshake(nc, loginParams{connID: id, greeting: greeting, method: method, user: s.cfg.User,
+		password: s.cfg.Password, tls: s.tls, requireTLS: s.cfg.RequireTLS})
+	if err != nil {
+		stop()
+		s.refuseLogin(nc, key, lg, err)
+		return
+	}
+	if !stop() {
+		return
+	}
+	s.throttle.ok(key)
 	nc.SetDeadline(time.Time{})
-	ss.c, ss.id = c, c.ConnectionID()
-	ss.nc = c.Conn.Conn // NB: the TLS connection if the client asked for TLS
-	ss.rd = newPacketReader(ss.nc, maxCommand)
-	ss.log = s.log.With("conn", ss.id, "remote", nc.RemoteAddr().String())
-	ss.info.st = ClientStatus{ID: ss.id, Remote: nc.RemoteAddr().String(), User: c.GetUser(), Since: time.Now()}
-	ok, full := s.register(ss)
-	if !ok {
-		if full {
-			ss.c.Sequence = 2
-			ss.c.WriteValue(myError(gmysql.ER_CON_COUNT_ERROR, "Too many connections"))
-		}
+	ss := &session{srv: s, id: id, nc: lg.nc, user: lg.user, db: lg.db, flav: flav, ver: ver,
+		vars: map[string]string{}, stmts: map[uint32]*pstmt{}, done: make(chan struct{})}
+	defer close(ss.done)
+	ss.c = &server.Conn{Conn: packet.NewTLSConn(lg.nc)} // NB: go-mysql encodes answers; it never reads
+	ss.c.SetCapability(lg.caps)
+	ss.rd = newPacketReader(lg.r, s.cfg.MaxPacket)
+	ss.rd.budget = s.budget
+	defer ss.rd.release()
+	ss.log = s.log.With("conn", ss.id, "remote", remote)
+	ss.info.st = ClientStatus{ID: ss.id, Remote: remote, User: lg.user, Since: time.Now()}
+	if !s.register(ss) {
 		return
 	}
 	defer s.unregister(ss)
 	defer ss.closeUpstream()
-	ss.log.Debug("client logged in", "user", c.GetUser())
+	ss.c.Sequence = lg.seq
+	nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	if err := ss.c.WriteValue(nil); err != nil { // the login's OK
+		return
+	}
+	ss.log.Debug("client logged in", "user", lg.user, "tls", lg.tls)
 	ss.loop(ctx)
+}
+
+// refuseLogin answers and logs a failed login in one line (never the
+// password, which the server never sees anyway) and counts it; a wrong
+// password counts toward the address's throttling.
+func (s *Server) refuseLogin(nc net.Conn, key string, lg *login, err error) {
+	var r *loginRefused
+	if !errors.As(err, &r) {
+		r = &loginRefused{reason: refusedBad, err: err}
+	}
+	s.m.authFail.Inc()
+	s.m.refused.WithLabelValues(r.reason).Inc()
+	attrs := []any{"user", "", "remote", nc.RemoteAddr().String(), "reason", r.reason, "err", r.err.Error()}
+	if lg != nil {
+		attrs[1] = clipName(lg.user)
+	}
+	if r.reason == refusedPassword {
+		if d := s.throttle.fail(key, time.Now()); d > 0 {
+			attrs = append(attrs, "blocked_for", d.String())
+		}
+	}
+	if r.reason == refusedIO {
+		s.log.Debug("login refused", attrs...) // a port scan or a client gone: not worth a line each
+	} else {
+		s.log.Warn("login refused", attrs...)
+	}
+	if r.reply != nil && lg != nil {
+		nc := lg.nc
+		nc.SetWriteDeadline(time.Now().Add(time.Second))
+		writePacket(nc, lg.seq, errPacket(r.reply))
+	}
 }
 
 // kill ends the session: its connection closes, which ends any read,
@@ -126,6 +182,7 @@ func (ss *session) loop(ctx context.Context) {
 			ss.nc.SetReadDeadline(time.Now().Add(idleTimeout))
 			var err error
 			if pkt, seq, err = ss.rd.read(); err != nil {
+				ss.readFailed(err)
 				return
 			}
 		}
@@ -178,6 +235,25 @@ func (ss *session) loop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// readFailed answers a command that was refused from its header (too
+// large, or no memory for it) before the connection closes.
+func (ss *session) readFailed(err error) {
+	var e *gmysql.MyError
+	switch {
+	case errors.Is(err, errPacketTooLarge):
+		e = &gmysql.MyError{Code: gmysql.ER_NET_PACKET_TOO_LARGE, State: "08S01",
+			Message: fmt.Sprintf("Got a packet bigger than 'max_allowed_packet' bytes (binlogsvr --dump-max-packet %d)", ss.srv.cfg.MaxPacket)}
+	case errors.Is(err, errNoMemory):
+		e = &gmysql.MyError{Code: gmysql.ER_OUT_OF_RESOURCES, State: "HY000", Message: "Out of memory: other clients' large commands use the dump server's budget (4 × --dump-max-packet); retry later"}
+	default:
+		return
+	}
+	ss.srv.m.errors.WithLabelValues("too_large").Inc()
+	ss.log.Info("command refused", "err", err)
+	ss.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	writePacket(ss.nc, ss.rd.seq+1, errPacket(e))
 }
 
 // eofValue is answered with an EOF packet (COM_SET_OPTION).
@@ -262,35 +338,6 @@ func (ss *session) registerReplica(data []byte) any {
 		st.Registered, st.ServerID, st.ReportHost, st.ReportPort = true, r.ServerID, r.Host, r.Port
 	})
 	ss.log.Debug("replica registered", "server_id", r.ServerID, "host", r.Host, "port", r.Port)
-	return nil
-}
-
-// authHandler is the dump server's one account.
-type authHandler struct{ user, password, method, decoy string }
-
-// GetCredential returns the account's credential. NB: an unknown user gets
-// an unguessable decoy password, so it fails with "Access denied" (1045)
-// as on MySQL, and the answer does not tell which user names exist.
-func (a *authHandler) GetCredential(user string) (server.Credential, bool, error) {
-	pw := a.password
-	if user != a.user {
-		pw = a.decoy
-	}
-	return server.Credential{Passwords: []string{pw}, AuthPluginName: a.method}, true, nil
-}
-func (a *authHandler) OnAuthSuccess(*server.Conn) error  { return nil }
-func (a *authHandler) OnAuthFailure(*server.Conn, error) {}
-
-// loginHandler receives what go-mysql's handshake hands to a Handler: the
-// database named at login. Commands never reach it; the session's own
-// loop reads them.
-type loginHandler struct {
-	server.EmptyHandler
-	ss *session
-}
-
-func (h *loginHandler) UseDB(db string) error {
-	h.ss.db = db
 	return nil
 }
 

@@ -118,6 +118,7 @@ func (s *session) status(now time.Time) ClientStatus {
 type metrics struct {
 	connections prometheus.Counter
 	authFail    prometheus.Counter
+	refused     *prometheus.CounterVec
 	dumps       *prometheus.CounterVec
 	errors      *prometheus.CounterVec
 	srv         *Server
@@ -130,6 +131,8 @@ func newMetrics(reg prometheus.Registerer, srv *Server) (*metrics, error) {
 	m := &metrics{
 		connections: prometheus.NewCounter(prometheus.CounterOpts{Name: "binlogsvr_dump_connections_total", Help: "Connections accepted by the dump server."}),
 		authFail:    prometheus.NewCounter(prometheus.CounterOpts{Name: "binlogsvr_dump_auth_failures_total", Help: "Logins refused (wrong user or password, bad handshake)."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "binlogsvr_dump_logins_refused_total",
+			Help: "Connections refused before or at login, by reason: access_denied, throttled, tls_required, too_many_clients, packet_too_large, malformed, io."}, []string{"reason"}),
 		dumps:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "binlogsvr_dump_dumps_total", Help: "Dumps started, by mode (file, gtid, mariadb-gtid)."}, []string{"mode"}),
 		errors:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "binlogsvr_dump_errors_total", Help: "Dumps that ended in an error, by reason."}, []string{"reason"}),
 		srv:         srv,
@@ -145,7 +148,7 @@ func newMetrics(reg prometheus.Registerer, srv *Server) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.authFail, m.dumps, m.errors, m} {
+	for _, c := range []prometheus.Collector{m.connections, m.authFail, m.refused, m.dumps, m.errors, m} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -2,9 +2,11 @@ package dump
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -179,21 +181,67 @@ func (p *packetWriter) buffered() int {
 	return p.w.Buffered()
 }
 
+// errPacketTooLarge: a client announced a packet longer than the
+// reader's limit (refused from the header, before reading or allocating).
+var errPacketTooLarge = errors.New("dump: packet too large")
+
+// errNoMemory: the server-wide budget for large commands is spent.
+var errNoMemory = errors.New("dump: the memory for large commands is in use")
+
+// largeCommand is the size from which a command's buffer is taken from
+// the server-wide budget (memBudget).
+const largeCommand = 1 << 20
+
+// memBudget bounds the bytes all sessions together hold in commands of
+// largeCommand bytes or more, so many clients sending huge COM_QUERYs at
+// once cannot exhaust memory. Safe for concurrent use.
+type memBudget struct {
+	used  atomic.Int64
+	limit int64
+}
+
+func (b *memBudget) take(n int64) bool {
+	if b.used.Add(n) > b.limit {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *memBudget) give(n int64) { b.used.Add(-n) }
+
 // packetReader reads MySQL packets (joining continued ones). maxLen
 // bounds a command so a hostile client cannot make the server allocate
-// without limit.
+// without limit: a longer one is refused from its header. Not safe for
+// concurrent use.
 type packetReader struct {
 	r      *bufio.Reader
 	maxLen int
-	seq    uint8 // sequence number of the last packet read
+	seq    uint8      // sequence number of the last packet read
+	budget *memBudget // nil: no server-wide budget
+	held   int64      // bytes of budget held by the last command
 }
 
 func newPacketReader(r io.Reader, maxLen int) *packetReader {
-	return &packetReader{r: bufio.NewReaderSize(r, 16<<10), maxLen: maxLen}
+	if br, ok := r.(*bufio.Reader); ok {
+		return &packetReader{r: br, maxLen: maxLen}
+	}
+	return &packetReader{r: bufio.NewReaderSize(r, min(16<<10, maxLen+4)), maxLen: maxLen}
 }
 
-// read returns the next payload and the sequence number of its first packet.
+// release gives back the budget the last command held: call it when the
+// command's bytes are no longer used (read does so itself).
+func (p *packetReader) release() {
+	if p.held > 0 {
+		p.budget.give(p.held)
+		p.held = 0
+	}
+}
+
+// read returns the next payload and the sequence number of its first
+// packet. The previous payload's budget is given back.
 func (p *packetReader) read() ([]byte, uint8, error) {
+	p.release()
 	var out []byte
 	var first uint8
 	for i := 0; ; i++ {
@@ -206,11 +254,22 @@ func (p *packetReader) read() ([]byte, uint8, error) {
 			first = h[3]
 		}
 		p.seq = h[3]
-		if len(out)+n > p.maxLen {
-			return nil, 0, fmt.Errorf("%w: a command of more than %d bytes", ErrMalformed, p.maxLen)
+		total := len(out) + n
+		if total > p.maxLen {
+			return nil, 0, fmt.Errorf("%w: more than %d bytes", errPacketTooLarge, p.maxLen)
 		}
+		if p.budget != nil && total >= largeCommand {
+			if !p.budget.take(int64(total) - p.held) {
+				return nil, 0, errNoMemory
+			}
+			p.held = int64(total)
+		}
+		// NB: grown to the exact size (append would round a 64 MiB command
+		// up), and only for bytes the header announced within the limit.
+		grown := make([]byte, total)
+		copy(grown, out)
 		start := len(out)
-		out = append(out, make([]byte, n)...)
+		out = grown
 		if _, err := io.ReadFull(p.r, out[start:]); err != nil {
 			return nil, 0, err
 		}
