@@ -54,7 +54,7 @@ func TestFrameHead(t *testing.T) {
 		{"flipped checksum", func() []byte { b := append([]byte(nil), good...); b[13] ^= 1; return b }(), frameHead{}, "header checksum"},
 		{"unknown method", withHeader(good, func(h []byte) { binary.BigEndian.PutUint16(h, 300) }), frameHead{}, "unknown method 300"},
 		{"empty", withHeader(good, func(h []byte) { binary.BigEndian.PutUint64(h[2:], 0) }), frameHead{}, "empty payload"},
-		{"oversize", withHeader(good, func(h []byte) { binary.BigEndian.PutUint64(h[2:], wireMaxFrame+1) }), frameHead{}, "larger than"},
+		{"oversize", withHeader(good, func(h []byte) { binary.BigEndian.PutUint64(h[2:], wireMaxBatch+1) }), frameHead{}, "larger than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseFrameHead(tc.b)
