@@ -21,6 +21,8 @@ import (
 	sm "github.com/lni/dragonboat/v4/statemachine"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
+
+	"github.com/binlogsvr/binlogsvr/logger/pki"
 )
 
 // Roles of a member.
@@ -65,6 +67,13 @@ type Config struct {
 
 	Retention Retention
 	Disk      DiskConfig // disk.go: free space, a full disk
+
+	// RaftTLS is this member's certificate and key and the fleet's CA for
+	// the raft links (--raft-tls-*): mutual TLS between member
+	// certificates, on either transport. Required unless Insecure.
+	RaftTLS pki.Files
+	// Insecure runs the raft links in plaintext (the daemon's --insecure).
+	Insecure bool
 
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
@@ -117,6 +126,9 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		"a new or far-behind member then gets a snapshot, not tens of MiB of entries (0: by --snapshot-entries only; ignored with --retain-*)")
 	fs.IntVar(&c.Retention.MaxFiles, "retain-files", c.Retention.MaxFiles, "keep at most this many binlog files on this member (0: no limit)")
 	fs.Uint64Var(&c.Retention.MaxBytes, "retain-bytes", c.Retention.MaxBytes, "keep at most this many bytes of binlog files on this member (0: no limit)")
+	fs.StringVar(&c.RaftTLS.CA, "raft-tls-ca", c.RaftTLS.CA, "PEM file of the CA whose member certificates the raft links accept (binlogctl certs create-ca); re-read when it changes")
+	fs.StringVar(&c.RaftTLS.Cert, "raft-tls-cert", c.RaftTLS.Cert, "PEM file of this member's certificate for the raft links (binlogctl certs create-member), issued for the host of --raft-addr; re-read when it changes")
+	fs.StringVar(&c.RaftTLS.Key, "raft-tls-key", c.RaftTLS.Key, "PEM file of the key of --raft-tls-cert; re-read when it changes")
 	fs.DurationVar(&c.Retention.MaxAge, "retain-age", c.Retention.MaxAge, "remove this member's binlog files older than this (0: keep forever)")
 	c.Disk.RegisterFlags(fs)
 }
@@ -147,6 +159,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil && c.TransportFactory == nil {
 		return fmt.Errorf("logger: --raft-addr %q: %v", c.RaftAddr, err)
+	}
+	if err := c.validateRaftTLS(); err != nil {
+		return err
 	}
 	if len(c.Members) > 0 {
 		addr, ok := c.Members[c.ReplicaID]
@@ -244,6 +259,8 @@ type Node struct {
 	snapDue chan struct{}
 	snapAt  atomic.Uint64
 
+	feed *memberFeed // the tcp transport's membership; nil on other transports
+
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
 	stop   chan struct{}
@@ -280,10 +297,8 @@ func Start(cfg Config) (*Node, error) {
 	}
 	cfg.FS = newDiskFS(cfg.FS, guard)
 	cfg.PebbleFS = newPebbleDiskFS(cfg.PebbleFS, guard)
-	tf := cfg.TransportFactory
-	if tf == nil && cfg.Transport != TransportDragonboat {
-		tf = &tcpFactory{log: n.log}
-	}
+	tf, feed := cfg.raftTransport(n.log)
+	n.feed = feed
 	nhc := config.NodeHostConfig{
 		NodeHostDir:         filepath.Join(cfg.DataDir, "raft"),
 		WALDir:              filepath.Join(cfg.DataDir, "raft"),
@@ -293,6 +308,7 @@ func Start(cfg Config) (*Node, error) {
 		Expert:              config.ExpertConfig{FS: cfg.FS, TransportFactory: tf},
 		SystemEventListener: &events{log: n.log, sends: m.snapshotSends},
 	}
+	cfg.dragonboatTLS(&nhc)
 	// NB: one raft shard per process: one LogDB shard and small memtables
 	// keep the resident size low (dragonboat's default reserves gigabytes).
 	nhc.Expert.LogDB = config.GetTinyMemLogDBConfig()
@@ -324,6 +340,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("logger: starting raft on %s (data in %s): %w", cfg.RaftAddr, cfg.DataDir, err)
 	}
 	n.nh = nh
+	n.startFeed()
 	rc := config.Config{
 		ReplicaID: cfg.ReplicaID, ShardID: cfg.ShardID, CheckQuorum: true, PreVote: true,
 		ElectionRTT: cfg.ElectionRTT, HeartbeatRTT: cfg.HeartbeatRTT,
@@ -352,6 +369,7 @@ func Start(cfg Config) (*Node, error) {
 		n.stopDisk()
 		return nil, fmt.Errorf("logger: starting shard %d as member %d: %w", cfg.ShardID, cfg.ReplicaID, err)
 	}
+	n.runFeed()
 	n.wg.Add(1)
 	go n.retentionLoop()
 	if n.snapDue != nil {

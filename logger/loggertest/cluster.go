@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/pki"
 )
 
 var clusterSeq atomic.Int64
@@ -43,6 +44,9 @@ type Options struct {
 	// absent) instead of the channel transport. Partition is not
 	// available then.
 	Transports map[uint64]string
+	// RaftTLS, with Transports, gives members their raft TLS files
+	// (logger.Config.RaftTLS); the others run with Insecure.
+	RaftTLS map[uint64]pki.Files
 }
 
 // Cluster is an in-process group of members.
@@ -124,6 +128,7 @@ func (c *Cluster) config(id uint64) logger.Config {
 		if tr, ok := c.opts.Transports[id]; ok {
 			cfg.Transport = tr
 		}
+		cfg.RaftTLS, cfg.Insecure = c.opts.RaftTLS[id], !c.opts.RaftTLS[id].Set()
 	}
 	return cfg
 }
