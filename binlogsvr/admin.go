@@ -40,6 +40,8 @@ type Status struct {
 	Applied      uint64 `json:"applied"`
 	Transactions uint64 `json:"transactions"`
 	SourceError  string `json:"source_error,omitempty"`
+	// Insecure: this member runs with --insecure (no TLS, no tokens).
+	Insecure bool `json:"insecure,omitempty"`
 	// Ingest is the leader's pull from the source (on other members: idle).
 	Ingest *semisync.Status `json:"ingest,omitempty"`
 	// DumpAddr and DumpClients: this member's serving of replicas and CDC
@@ -87,7 +89,8 @@ func (s *Server) routes() http.Handler {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	return mux
+	return s.authorize(mux) // auth.go: the role each route needs
+
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -104,7 +107,7 @@ func writeError(w http.ResponseWriter, code int, format string, args ...any) {
 
 // localStatus is this member's own view, without asking the others.
 func (s *Server) localStatus() (Status, error) {
-	st := Status{ID: s.cfg.Log.ReplicaID, Role: s.cfg.Log.Role, SourceError: s.getSeedErr()}
+	st := Status{ID: s.cfg.Log.ReplicaID, Role: s.cfg.Log.Role, SourceError: s.getSeedErr(), Insecure: s.cfg.Insecure}
 	st.Leader, _ = s.node.LeaderID()
 	d := s.node.Disk()
 	st.DiskFreeBytes, st.DiskState = d.FreeBytes, d.State
@@ -201,7 +204,7 @@ func (s *Server) memberStatuses(ctx context.Context, m logger.Membership, self S
 		go func() {
 			defer wg.Done()
 			var peer Status
-			if err := s.getJSON(ctx, "http://"+ms.AdminAddr+"/status?local=1", &peer); err != nil {
+			if err := s.getJSON(ctx, s.adminURL(ms.AdminAddr, "/status?local=1"), &peer); err != nil {
 				ms.Error = err.Error()
 				return
 			}

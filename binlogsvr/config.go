@@ -12,6 +12,7 @@ import (
 	"github.com/binlogsvr/binlogsvr/dump"
 	"github.com/binlogsvr/binlogsvr/learner"
 	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/pki"
 	"github.com/binlogsvr/binlogsvr/semisync"
 )
 
@@ -43,6 +44,17 @@ type Config struct {
 	LogLevel  string
 	Members   learner.Config // members.go
 	Failover  failoverConfig // failover.go
+	// Insecure turns off TLS on the raft links and the admin API and the
+	// admin API's tokens (loud in the log and in /status).
+	Insecure bool
+	// AdminTLS is the admin API's certificate and the CA its clients'
+	// certificates are verified against; unset parts default to the raft
+	// member's (--raft-tls-*), so a fleet needs one certificate per member.
+	AdminTLS pki.Files
+	// AdminTokenFile holds the admin API's tokens: lines "ROLE NAME TOKEN".
+	AdminTokenFile string
+	// MetricsOpen serves /metrics without a token.
+	MetricsOpen bool
 	// DebugAPI enables /debug/append and /debug/bench, which append
 	// synthetic transactions for tests and benchmarks. Never in production.
 	DebugAPI bool
@@ -69,6 +81,12 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DumpPasswordFile, "dump-password-file", c.DumpPasswordFile, "file holding the dump account's password")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "host:port of the admin HTTP API (/status, /metrics, /healthz)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "turn off TLS on the raft links and the admin API and the admin API's tokens (anyone who can reach a port can change the fleet; for throw-away tests only)")
+	fs.StringVar(&c.AdminTLS.Cert, "admin-tls-cert", c.AdminTLS.Cert, "the admin API's TLS certificate (default: --raft-tls-cert; re-read when it changes)")
+	fs.StringVar(&c.AdminTLS.Key, "admin-tls-key", c.AdminTLS.Key, "the admin API's TLS key (default: --raft-tls-key)")
+	fs.StringVar(&c.AdminTLS.CA, "admin-tls-ca", c.AdminTLS.CA, "CA that client certificates to the admin API must come from (default: --raft-tls-ca)")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "the admin API's tokens, lines \"ROLE NAME TOKEN\" (roles read, operate; # comments); re-read when it changes. Make lines with `binlogctl certs create-token`")
+	fs.BoolVar(&c.MetricsOpen, "metrics-open", c.MetricsOpen, "serve /metrics without a token")
 	fs.BoolVar(&c.DebugAPI, "debug-api", c.DebugAPI, "enable /debug/append and /debug/bench (synthetic appends for tests and benchmarks; never in production)")
 	fs.DurationVar(&c.Ingest.DebugCommitDelay, "debug-commit-delay", 0, "with --debug-api: delay every ingested transaction before it is proposed (tests: the ACK waits for the commit)")
 }
@@ -96,6 +114,9 @@ func secret(env, file, flag string) (string, error) {
 
 // Validate checks the configuration and names the flag to fix.
 func (c *Config) Validate() error {
+	if c.Insecure {
+		c.Log.Insecure = true // NB: one --insecure for raft and admin
+	}
 	if err := c.Log.Validate(); err != nil {
 		return err
 	}
@@ -114,6 +135,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateFailover(); err != nil {
+		return err
+	}
+	if err := c.validateAdmin(); err != nil { // auth.go
 		return err
 	}
 	if c.Ingest.DebugCommitDelay != 0 && !c.DebugAPI {

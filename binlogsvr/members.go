@@ -74,7 +74,7 @@ func (s *Server) fetchReport(ctx context.Context, addr string, files bool) (lear
 	if files {
 		path += "?files=1"
 	}
-	err := s.getJSON(ctx, "http://"+addr+path, &r)
+	err := s.getJSON(ctx, s.adminURL(addr, path), &r)
 	return r, err
 }
 

@@ -190,7 +190,7 @@ func checkBinlogctl(t *testing.T, f *fleet.Fleet, src *sandbox.Server) {
 	var out []byte
 	err = fleet.Poll(context.Background(), 15*time.Second, func() error {
 		var err error
-		out, err = exec.Command(bin, "--admin", f.Member(2).AdminAddr, "status", "--json").Output()
+		out, err = exec.Command(bin, append(f.CtlArgs(), "--admin", f.Member(2).AdminAddr, "status", "--json")...).Output()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			t.Logf("binlogctl status --json: %v: %s", err, ee.Stderr)
@@ -220,7 +220,7 @@ func checkBinlogctl(t *testing.T, f *fleet.Fleet, src *sandbox.Server) {
 			}
 		}
 	}
-	table, err := exec.Command(bin, "--admin", f.Member(2).AdminAddr, "status").Output()
+	table, err := exec.Command(bin, append(f.CtlArgs(), "--admin", f.Member(2).AdminAddr, "status")...).Output()
 	if err != nil {
 		t.Fatalf("binlogctl status: %v", err)
 	}
@@ -228,7 +228,7 @@ func checkBinlogctl(t *testing.T, f *fleet.Fleet, src *sandbox.Server) {
 		t.Fatalf("binlogctl status table:\n%s", table)
 	}
 	// A dead admin address gets a message that says what to check.
-	out, err = exec.Command(bin, "--admin", "127.0.0.1:1", "status").CombinedOutput()
+	out, err = exec.Command(bin, append(f.CtlArgs(), "--admin", "127.0.0.1:1", "status")...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "is binlogsvr running") {
 		t.Fatalf("binlogctl against nothing: %v: %s", err, out)
 	}

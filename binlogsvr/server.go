@@ -38,6 +38,9 @@ type Server struct {
 	adminLn net.Listener
 	admin   *http.Server
 
+	tokens  *tokenStore  // auth.go; nil with --insecure
+	members *http.Client // to other members' admin APIs (TLS, this member's certificate)
+
 	mu         sync.Mutex
 	seedErr    string // why the log's first source could not be seeded yet
 	appendMu   sync.Mutex
@@ -52,13 +55,17 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.ServerID == 0 {
 		cfg.ServerID = uint32(1000 + cfg.Log.ReplicaID)
 	}
-	s := &Server{cfg: cfg, log: log, reg: prometheus.NewRegistry(), httpClient: &http.Client{Timeout: 2 * time.Second}}
+	s := &Server{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
 		return nil, fmt.Errorf("binlogsvr: admin API on --admin-addr %s: %w", cfg.AdminAddr, err)
 	}
 	s.adminLn = ln
+	if err := s.initAdminAuth(); err != nil { // auth.go
+		ln.Close()
+		return nil, err
+	}
 	lc := cfg.Log
 	lc.Logger = log
 	lc.Registry = s.reg
@@ -104,7 +111,11 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
-	s.admin = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 5 * time.Second}
+	// NB: limits before authentication: a stranger holds a connection for
+	// at most ReadHeaderTimeout, with headers of at most
+	// maxAdminHeaderBytes; bodies are capped by authorize.
+	s.admin = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: maxAdminHeaderBytes,
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	return s, nil
 }
 
@@ -117,7 +128,7 @@ func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 // Run serves until ctx ends, then shuts down cleanly.
 func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("binlogsvr started", "id", s.cfg.Log.ReplicaID, "role", s.cfg.Log.Role, "raft_addr", s.cfg.Log.RaftAddr,
-		"admin_addr", s.AdminAddr(), "data_dir", s.cfg.Log.DataDir, "server_id", s.cfg.ServerID)
+		"admin_addr", s.AdminAddr(), "data_dir", s.cfg.Log.DataDir, "server_id", s.cfg.ServerID, "insecure", s.cfg.Insecure)
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	wg.Add(1)
@@ -128,7 +139,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	lctx, cancel := context.WithCancel(ctx)
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); s.insecureLoop(lctx) }() // auth.go
 	go func() { defer wg.Done(); s.registerLoop(lctx) }()
 	go func() { defer wg.Done(); s.seedLoop(lctx) }()
 	go func() { defer wg.Done(); _ = s.ing.Run(lctx) }()

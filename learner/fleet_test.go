@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -89,7 +88,7 @@ func newRig(t *testing.T, src *sandbox.Server, spec func(id uint64) fleet.Member
 
 // binlogctl runs the real binlogctl against member id.
 func (r *rig) binlogctl(id uint64, args ...string) (string, error) {
-	out, err := exec.Command(r.ctl, append([]string{"--admin", r.f.Member(id).AdminAddr}, args...)...).CombinedOutput()
+	out, err := exec.Command(r.ctl, append(append(r.f.CtlArgs(), "--admin", r.f.Member(id).AdminAddr), args...)...).CombinedOutput()
 	return string(out), err
 }
 
@@ -184,7 +183,7 @@ func (r *rig) logHas(id uint64, s string) bool {
 }
 
 func (r *rig) metrics(id uint64) string {
-	resp, err := http.Get("http://" + r.f.Member(id).AdminAddr + "/metrics")
+	resp, err := r.f.HTTP().Get(r.f.URL(id, "/metrics"))
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -251,7 +250,7 @@ func (r *rig) logFiles(id uint64) [][]byte {
 	}
 	var out [][]byte
 	for _, f := range files {
-		resp, err := http.Get("http://" + r.f.Member(id).AdminAddr + "/binlogs/" + f.Name)
+		resp, err := r.f.HTTP().Get(r.f.URL(id, "/binlogs/"+f.Name))
 		if err != nil {
 			r.t.Fatal(err)
 		}
@@ -722,7 +721,7 @@ func TestReportsAsyncFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := http.Get("http://" + f.Member(1).AdminAddr + "/metrics")
+	b, err := f.HTTP().Get(f.URL(1, "/metrics"))
 	if err != nil {
 		t.Fatal(err)
 	}

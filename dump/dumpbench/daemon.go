@@ -91,6 +91,7 @@ func RunDaemon(ctx context.Context, o Options, n int) (res DaemonResult, err err
 		return res, err
 	}
 	defer f.Close()
+	adminHTTP, adminScheme = f.HTTP(), f.Scheme() // NB: TLS and the fleet's operate token
 	st, err := f.WaitStreaming(ctx, 90*time.Second)
 	if err != nil {
 		return res, err
@@ -259,12 +260,19 @@ func samplePID(pid int, atPeak func()) func() float64 {
 	return func() float64 { close(stop); <-done; return peak }
 }
 
+// adminHTTP and adminScheme reach the fleet's admin APIs (set once the
+// fleet runs: HTTPS with its token).
+var (
+	adminHTTP   = http.DefaultClient
+	adminScheme = "http"
+)
+
 func getJSON(ctx context.Context, admin, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminScheme+"://"+admin+path, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := adminHTTP.Do(req)
 	if err != nil {
 		return err
 	}
@@ -277,8 +285,8 @@ func getJSON(ctx context.Context, admin, path string, v any) error {
 
 // metricsText is a member's /metrics ("" on error).
 func metricsText(admin string) string {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + admin + "/metrics")
+	c := http.Client{Timeout: time.Second, Transport: adminHTTP.Transport}
+	resp, err := c.Get(adminScheme + "://" + admin + "/metrics")
 	if err != nil {
 		return ""
 	}
@@ -305,8 +313,8 @@ func goMetric(metrics, name string) (float64, bool) {
 func profileDaemon(admin, dir, name string, secs int, logf func(string, ...any)) func() {
 	_ = os.MkdirAll(dir, 0o755)
 	save := func(path, file string) {
-		c := http.Client{Timeout: time.Duration(secs+30) * time.Second}
-		resp, err := c.Get("http://" + admin + path)
+		c := http.Client{Timeout: time.Duration(secs+30) * time.Second, Transport: adminHTTP.Transport}
+		resp, err := c.Get(adminScheme + "://" + admin + path)
 		if err != nil {
 			logf("dumpbench: profile %s: %v", path, err)
 			return

@@ -566,8 +566,8 @@ func (r *rig) logGTIDs(id uint64) map[string]bool {
 	}
 	out := map[string]bool{}
 	for _, f := range files {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.f.Member(id).AdminAddr+"/binlogs/"+f.Name, nil)
-		resp, err := http.DefaultClient.Do(req)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.f.URL(id, "/binlogs/"+f.Name), nil)
+		resp, err := r.f.HTTP().Do(req)
 		if err != nil {
 			r.t.Fatal(err)
 		}

@@ -186,7 +186,7 @@ func (r *rig) failoverStatus() (failover.Status, error) {
 }
 
 func (r *rig) get(ctx context.Context, id uint64, path string, v any) error {
-	return fleet.GetJSON(ctx, r.f.Member(id).AdminAddr, path, v)
+	return r.f.GetJSONAt(ctx, r.f.Member(id).AdminAddr, path, v)
 }
 
 // ctl runs binlogctl against a running member.
@@ -203,7 +203,7 @@ func (r *rig) ctl(args ...string) (string, error) {
 			break
 		}
 	}
-	out, err := exec.Command(bin, append([]string{"--admin", admin, "--timeout", "5m"}, args...)...).CombinedOutput()
+	out, err := exec.Command(bin, append(append(r.f.CtlArgs(), "--admin", admin, "--timeout", "5m"), args...)...).CombinedOutput()
 	return string(out), err
 }
 

@@ -348,7 +348,7 @@ func (r *run) failoverStatus(ctx context.Context) (failover.Status, error) {
 		if !m.Running() {
 			continue
 		}
-		if err = fleet.GetJSON(ctx, m.AdminAddr, "/failover/status", &st); err == nil {
+		if err = r.f.GetJSONAt(ctx, m.AdminAddr, "/failover/status", &st); err == nil {
 			return st, nil
 		}
 	}

@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -293,8 +292,8 @@ func benchLog(dur time.Duration) (string, error) {
 			go func() {
 				defer close(pdone)
 				follower := leader%3 + 1
-				go saveProfile(f.Member(follower).AdminAddr, dur, filepath.Join(profileDir, fmt.Sprintf("cpu-%d-%d-follower.pprof", size, conc)))
-				saveProfile(f.Member(leader).AdminAddr, dur, filepath.Join(profileDir, fmt.Sprintf("cpu-%d-%d.pprof", size, conc)))
+				go saveProfile(f, follower, dur, filepath.Join(profileDir, fmt.Sprintf("cpu-%d-%d-follower.pprof", size, conc)))
+				saveProfile(f, leader, dur, filepath.Join(profileDir, fmt.Sprintf("cpu-%d-%d.pprof", size, conc)))
 			}()
 		} else {
 			close(pdone)
@@ -351,13 +350,13 @@ func human(n int) string {
 }
 
 // saveProfile fetches a CPU profile of d (less a second) from the admin API.
-func saveProfile(admin string, d time.Duration, path string) {
+func saveProfile(f *fleet.Fleet, id uint64, d time.Duration, path string) {
 	secs := int(d.Seconds()) - 1
 	if secs < 1 {
 		secs = 1
 	}
 	time.Sleep(500 * time.Millisecond)
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
+	resp, err := f.HTTP().Get(f.URL(id, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench: profile:", err)
 		return

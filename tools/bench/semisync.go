@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,8 +96,8 @@ func tail(s string, n int) string {
 var fleetAckStats string
 
 // ackStats reads the leader's ACK latency and batch size from /metrics.
-func ackStats(admin string) string {
-	resp, err := http.Get("http://" + admin + "/metrics")
+func ackStats(f *fleet.Fleet, id uint64) string {
+	resp, err := f.HTTP().Get(f.URL(id, "/metrics"))
 	if err != nil {
 		return ""
 	}
@@ -200,13 +199,13 @@ var setups = []setup{
 			go func() {
 				time.Sleep(20 * time.Second) // NB: into the first run, after the prepare
 				if l, err := f.Leader(ctx, 5*time.Second); err == nil {
-					saveProfile(f.Member(l).AdminAddr, 8*time.Second, filepath.Join(profileDir, "cpu-fleet-leader.pprof"))
+					saveProfile(f, l, 8*time.Second, filepath.Join(profileDir, "cpu-fleet-leader.pprof"))
 				}
 			}()
 		}
 		cleanup := func() {
 			if l, err := f.Leader(ctx, 5*time.Second); err == nil {
-				fleetAckStats = ackStats(f.Member(l).AdminAddr)
+				fleetAckStats = ackStats(f, l)
 			}
 			f.Close()
 			src.Close()

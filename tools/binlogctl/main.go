@@ -1,10 +1,12 @@
 // Command binlogctl operates a binlogsvr fleet through a member's admin API.
 //
-//	binlogctl --admin HOST:PORT status [--json]
+//	binlogctl --admin HOST:PORT --ca ca.crt --token-file FILE status [--json]
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +23,12 @@ import (
 	"github.com/binlogsvr/binlogsvr/binlogsvr"
 )
 
-const usage = `Usage: binlogctl [--admin HOST:PORT] [--timeout D] COMMAND [flags]
+const usage = `Usage: binlogctl [--admin HOST:PORT] [--ca FILE] [--token-file FILE] [--timeout D] COMMAND [flags]
+
+binlogctl speaks HTTPS to the admin API, verifies the member against --ca ($BINLOGCTL_CA) and sends the token
+in --token-file ($BINLOGCTL_TOKEN; a role read token is enough for status, members, history and candidates
+list; the rest needs operate), or a client certificate (--cert/--key). --insecure speaks plain HTTP to a
+fleet started with --insecure.
 
 Commands:
   status [--json]                 the group: leader, epoch, source, ingest, semi-sync, files, members,
@@ -40,6 +47,9 @@ Commands:
   candidates [list|add|remove]    the replicas that may be promoted
   rejoin-check HOST:PORT          an old source's transactions the log lacks (never acknowledged)
   rejoin HOST:PORT                attach an old source as a replica of the fleet when nothing is errant
+  certs create-ca|create-member|create-client|create-token
+                                  make the fleet's CA, member and client certificates and token lines
+                                  (binlogctl certs --help)
 
 Each command takes --help for its own flags.
 
@@ -56,6 +66,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetInterspersed(false)
 	admin := fs.String("admin", envOr("BINLOGCTL_ADMIN", "127.0.0.1:7070"), "admin API address of any member (or $BINLOGCTL_ADMIN)")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the admin API")
+	tokenFile := fs.String("token-file", os.Getenv("BINLOGCTL_TOKEN_FILE"), "file holding the admin API token (its first non-comment line; or the token in $BINLOGCTL_TOKEN)")
+	caFile := fs.String("ca", os.Getenv("BINLOGCTL_CA"), "the fleet's CA certificate, to verify the member (or $BINLOGCTL_CA; default: the system's CAs)")
+	certFile := fs.String("cert", os.Getenv("BINLOGCTL_CERT"), "client certificate (binlogctl certs create-client) instead of a token (or $BINLOGCTL_CERT)")
+	keyFile := fs.String("key", os.Getenv("BINLOGCTL_KEY"), "the client certificate's key (or $BINLOGCTL_KEY)")
+	insecure := fs.Bool("insecure", os.Getenv("BINLOGCTL_INSECURE") != "", "plain HTTP without a token, to a fleet started with --insecure (or $BINLOGCTL_INSECURE=1)")
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
@@ -68,9 +83,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	c := &client{base: "http://" + *admin, http: &http.Client{Timeout: *timeout}}
-	var err error
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	c, err := newClient(*admin, *timeout, *insecure, *tokenFile, *caFile, *certFile, *keyFile, cmd != "certs")
+	if err != nil {
+		fmt.Fprintln(stderr, "binlogctl:", err)
+		return 2
+	}
 	f, ok := commands()[cmd]
 	if !ok {
 		fmt.Fprintf(stderr, "binlogctl: unknown command %q\n\n", cmd)
@@ -103,7 +121,7 @@ type command func(c *client, args []string, stdout, stderr io.Writer) error
 // commands maps command names to their functions: status here, membership
 // commands in members.go, failover commands in failover.go.
 func commands() map[string]command {
-	m := map[string]command{"status": cmdStatus}
+	m := map[string]command{"status": cmdStatus, "certs": cmdCerts}
 	for k, v := range membersCommands() {
 		m[k] = v
 	}
@@ -121,8 +139,92 @@ func envOr(k, d string) string {
 }
 
 type client struct {
-	base string
-	http *http.Client
+	base     string
+	admin    string
+	token    string
+	insecure bool
+	http     *http.Client
+}
+
+// newClient makes the admin API client from the global flags. need false
+// (binlogctl certs) skips reading the credentials.
+func newClient(admin string, timeout time.Duration, insecure bool, tokenFile, caFile, certFile, keyFile string, need bool) (*client, error) {
+	c := &client{admin: admin, insecure: insecure, http: &http.Client{Timeout: timeout}}
+	if insecure {
+		c.base = "http://" + admin
+		return c, nil
+	}
+	c.base = "https://" + admin
+	if !need {
+		return c, nil
+	}
+	c.token = strings.TrimSpace(os.Getenv("BINLOGCTL_TOKEN"))
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		c.token = ""
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			// NB: a line of the members' token file ("ROLE NAME TOKEN") works too.
+			f := strings.Fields(line)
+			c.token = f[len(f)-1]
+			break
+		}
+		if c.token == "" {
+			return nil, fmt.Errorf("--token-file %s holds no token", tokenFile)
+		}
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--ca %s holds no PEM certificate", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("--cert and --key go together")
+	}
+	if certFile != "" {
+		kp, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cert/--key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{kp}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	c.http.Transport = tr
+	return c, nil
+}
+
+// explain turns a transport error into what to do about it.
+func (c *client) explain(err error) error {
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("the admin API at %s speaks plain HTTP (a member started with --insecure?): pass --insecure to binlogctl", c.admin)
+	case errors.As(err, &ua) || strings.Contains(msg, "signed by unknown authority"):
+		return fmt.Errorf("the member at %s has a certificate from a CA binlogctl does not trust: pass the fleet's CA with --ca FILE or $BINLOGCTL_CA (%v)", c.admin, err)
+	case errors.As(err, &hn):
+		return fmt.Errorf("the member's certificate is not for %s: use an --admin address its certificate names (%v)", c.admin, err)
+	case errors.As(err, &ci):
+		return fmt.Errorf("the member's certificate at %s is not valid: %v", c.admin, err)
+	case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:"):
+		return fmt.Errorf("TLS with the admin API at %s failed: %v (check --ca, --cert/--key)", c.admin, err)
+	}
+	return fmt.Errorf("cannot reach the admin API at %s: %v (is binlogsvr running, and is --admin right?)", c.admin, err)
 }
 
 // get fetches path and decodes its JSON into v.
@@ -146,16 +248,31 @@ func (c *client) do(ctx context.Context, method, path string, form url.Values, v
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	hc := *c.http
 	hc.Timeout = timeout
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the admin API at %s: %v (is binlogsvr running, and is --admin right?)", strings.TrimPrefix(c.base, "http://"), err)
+		return c.explain(err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
+	}
+	switch {
+	case resp.StatusCode == http.StatusBadRequest && strings.Contains(string(b), "HTTP request to an HTTPS server"):
+		return fmt.Errorf("the admin API at %s speaks TLS: drop --insecure (and pass the fleet's CA with --ca)", c.admin)
+	case resp.StatusCode == http.StatusUnauthorized:
+		hint := "pass a token with --token-file FILE or $BINLOGCTL_TOKEN (or a client certificate with --cert/--key)"
+		if c.token != "" {
+			hint = "the token binlogctl sent is not in the member's --admin-token-file (rotated?)"
+		}
+		return fmt.Errorf("%s: the admin API wants credentials: %s: %s", resp.Status, hint, apiError(b))
+	case resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%s: %s (use a token with role operate)", resp.Status, apiError(b))
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
@@ -201,6 +318,9 @@ func printStatus(w io.Writer, st binlogsvr.Status) {
 		source = "none yet"
 	} else if st.Flavor != "" {
 		source += " (" + st.Flavor + ")"
+	}
+	if st.Insecure {
+		fmt.Fprintf(w, "INSECURE:       member %d runs with --insecure: no TLS, no tokens; anyone who can reach its ports can change the fleet\n", st.ID)
 	}
 	fmt.Fprintf(w, "Leader:         %s\n", leader)
 	fmt.Fprintf(w, "Epoch:          %d\n", st.Epoch)
@@ -275,4 +395,13 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// apiError is the error message of an admin API answer.
+func apiError(b []byte) string {
+	var e struct{ Error string }
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -110,7 +110,7 @@ func run(ctx context.Context) error {
 	w := startWriters(src, 8)
 	time.Sleep(3 * time.Second)
 	fmt.Printf("    %d commits acknowledged so far\n", w.count())
-	if err := binlogctl(f.Member(leader).AdminAddr, "status"); err != nil {
+	if err := binlogctl(f, f.Member(leader).AdminAddr, "status"); err != nil {
 		return err
 	}
 
@@ -142,7 +142,7 @@ func run(ctx context.Context) error {
 	fmt.Printf("    the fleet promoted %s and streams from it %v after the kill\n", newSrc, time.Since(t0).Round(time.Millisecond))
 
 	step("the failover, step by step (binlogctl history)")
-	if err := binlogctl(f.Member(other(leader)).AdminAddr, "history"); err != nil {
+	if err := binlogctl(f, f.Member(other(leader)).AdminAddr, "history"); err != nil {
 		return err
 	}
 
@@ -167,7 +167,7 @@ func run(ctx context.Context) error {
 	if _, err := rep.Exec(ctx, "INSERT INTO demo.t (id, v) VALUES (-1, 'after failover')"); err != nil {
 		return err
 	}
-	if err := binlogctl(f.Member(other(leader)).AdminAddr, "status"); err != nil {
+	if err := binlogctl(f, f.Member(other(leader)).AdminAddr, "status"); err != nil {
 		return err
 	}
 	return nil
@@ -271,15 +271,18 @@ func waitSeeded(ctx context.Context, f *fleet.Fleet) (uint64, error) {
 	return leader, err
 }
 
-func binlogctl(admin string, args ...string) error {
+func binlogctl(f *fleet.Fleet, admin string, args ...string) error {
 	bin := "binlogctl"
 	if d := os.Getenv("BINLOGSVR_BIN"); d != "" {
 		bin = filepath.Join(d, "binlogctl")
 	} else if exe, err := os.Executable(); err == nil {
 		bin = filepath.Join(filepath.Dir(exe), "binlogctl")
 	}
-	fmt.Printf("    $ binlogctl --admin %s %s\n", admin, strings.Join(args, " "))
-	cmd := exec.Command(bin, append([]string{"--admin", admin}, args...)...)
+	// NB: the fleet runs with TLS and tokens: binlogctl verifies the member
+	// against the fleet's CA and sends the operate token from a file.
+	global := append(f.CtlArgs(), "--admin", admin)
+	fmt.Printf("    $ binlogctl %s %s\n", strings.Join(global, " "), strings.Join(args, " "))
+	cmd := exec.Command(bin, append(global, args...)...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	return cmd.Run()
 }

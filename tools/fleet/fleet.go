@@ -35,6 +35,10 @@ type Options struct {
 	ExtraArgs                          []string // passed to every member
 	// Output receives the members' logs (default: a file per member in Dir).
 	Output io.Writer
+	// Insecure starts the members with --insecure (plain raft links, plain
+	// HTTP admin API without tokens). By default the fleet makes a CA, a
+	// certificate per member and a token file (Fleet.PKI).
+	Insecure bool
 }
 
 // Member is one binlogsvr process.
@@ -58,6 +62,12 @@ type Fleet struct {
 	opts    Options
 	Members []*Member
 	http    *http.Client
+	// PKI is the fleet's CA, certificates and tokens; nil when
+	// Options.Insecure.
+	PKI *PKI
+
+	trOnce sync.Once
+	tr     http.RoundTripper
 }
 
 // FreePort returns a free loopback port.
@@ -256,13 +266,13 @@ func (f *Fleet) Post(ctx context.Context, id uint64, path string, v any) error {
 }
 
 func (f *Fleet) do(ctx context.Context, method, addr, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, f.Scheme()+"://"+addr+path, nil)
 	if err != nil {
 		return err
 	}
-	c := f.http
+	c := &http.Client{Transport: f.transport(), Timeout: 5 * time.Second}
 	if method == http.MethodPost {
-		c = &http.Client{} // NB: benchmarks run for minutes; ctx bounds them
+		c.Timeout = 0 // NB: benchmarks run for minutes; ctx bounds them
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -354,9 +364,10 @@ func (f *Fleet) LeaderStatus(ctx context.Context) (binlogsvr.Status, error) {
 	return binlogsvr.Status{}, errors.New("fleet: no member answers with a leader")
 }
 
-// GetJSON fetches http://addr+path and decodes its JSON answer.
+// GetJSON fetches http://addr+path (an --insecure member) and decodes its
+// JSON answer; for a fleet's members use Fleet.GetJSONAt.
 func GetJSON(ctx context.Context, addr, path string, v any) error {
-	return (&Fleet{http: &http.Client{Timeout: 5 * time.Second}}).do(ctx, http.MethodGet, addr, path, v)
+	return (&Fleet{}).do(ctx, http.MethodGet, addr, path, v)
 }
 
 // WaitStreaming waits (up to d) until the leader pulls from the source, and

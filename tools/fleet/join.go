@@ -46,6 +46,13 @@ func StartEach(ctx context.Context, o Options, spec func(id uint64) MemberSpec) 
 		o.Bin = b
 	}
 	f := &Fleet{opts: o, http: &http.Client{Timeout: 5 * time.Second}}
+	if !o.Insecure {
+		p, err := newPKI(filepath.Join(o.Dir, "pki"))
+		if err != nil {
+			return nil, err
+		}
+		f.PKI = p
+	}
 	specs := map[uint64]MemberSpec{}
 	for id := 1; id <= o.Members; id++ {
 		sp := spec(uint64(id))
@@ -114,6 +121,11 @@ func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
 	if f.opts.Source != "" {
 		args = append(args, "--source", f.opts.Source, "--source-user", f.opts.SourceUser)
 	}
+	sec, err := f.securityArgs(m) // pki.go
+	if err != nil {
+		return err
+	}
+	args = append(args, sec...)
 	args = append(args, f.opts.ExtraArgs...)
 	args = append(args, extra...)
 	cmd := exec.Command(f.opts.Bin, args...)
