@@ -123,7 +123,7 @@ func TestPacketFraming(t *testing.T) {
 	}
 	// A reader refuses a command over its bound.
 	raw := []byte{0xff, 0xff, 0xff, 0}
-	if _, _, err := newPacketReader(bytes.NewReader(raw), 1000).read(); !errors.Is(err, ErrMalformed) {
+	if _, _, err := newPacketReader(bytes.NewReader(raw), 1000).read(); !errors.Is(err, errPacketTooLarge) {
 		t.Errorf("oversized command: %v", err)
 	}
 }

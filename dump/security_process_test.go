@@ -212,4 +212,3 @@ func TestDumpPortUnderAttack(t *testing.T) {
 		}
 	})
 }
-
