@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,4 +222,81 @@ func tail(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// TestProcessesDiskReserve: a leader whose disk has less free space than
+// --disk-reserve-bytes proposes nothing (an append waits) and says so in
+// its status; once space is freed the waiting append commits.
+func TestProcessesDiskReserve(t *testing.T) {
+	dir := t.TempDir()
+	for id := 1; id <= 3; id++ {
+		mountTmpfs(t, filepath.Join(dir, fmt.Sprintf("member%d", id)), "160m") // NB: tan reserves its 64 MiB log file (fallocate)
+	}
+	src := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB, SemiSyncSource: true})
+	user, pass := src.ReplUser()
+	ctx := context.Background()
+	f, err := fleet.Start(ctx, fleet.Options{Dir: dir, Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass, Insecure: true,
+		ExtraArgs: []string{"--debug-api", "--disk-reserve-bytes", strconv.Itoa(32 << 20), "--disk-warn-bytes", strconv.Itoa(48 << 20), "--raft-log-prefill=false"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.Close()
+		if t.Failed() {
+			t.Log(f.LogTails(30))
+		}
+	})
+	appendOn(t, f, 10, 1000)
+	l, err := f.Leader(ctx, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill the leader's disk to 8 MiB above nothing: below the reserve.
+	var sfs syscall.Statfs_t
+	ldir := f.Member(l).DataDir
+	if err := syscall.Statfs(ldir, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(ldir, "filler")
+	if err := os.WriteFile(filler, make([]byte, int64(sfs.Bavail)*sfs.Bsize-8<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := fleet.Poll(ctx, 15*time.Second, func() error {
+		st, err := f.Status(ctx, l, true)
+		if err != nil {
+			return err
+		}
+		if st.DiskState != "reserve" || st.DiskFreeBytes > 32<<20 {
+			return fmt.Errorf("leader %d: disk_state %q, %d bytes free", l, st.DiskState, st.DiskFreeBytes)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := leaderTxns(t, f)
+	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err = f.Post(actx, l, "/debug/append?n=1&size=1000", nil)
+	cancel()
+	if err == nil {
+		t.Fatal("an append committed on a leader below --disk-reserve-bytes")
+	}
+	if after := leaderTxns(t, f); after != before {
+		t.Fatalf("the log grew from %d to %d transactions while the leader's disk was below the reserve", before, after)
+	}
+	if st, _ := f.Status(ctx, l, true); !f.Member(l).Running() || st.Leader != l {
+		t.Fatalf("leader %d: running %v, leader now %d", l, f.Member(l).Running(), st.Leader)
+	}
+	logb, _ := os.ReadFile(f.Member(l).LogPath)
+	if !strings.Contains(string(logb), "below --disk-reserve-bytes") {
+		t.Fatalf("the leader did not log the pause:\n%s", tail(string(logb), 20))
+	}
+	// Space returns: appends go on.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	appendOn(t, f, 5, 1000)
+	if st, err := f.Status(ctx, l, true); err != nil || st.DiskState == "reserve" {
+		t.Fatalf("leader %d after space returned: %+v, %v", l, st.DiskState, err)
+	}
+	converge(t, f)
 }
