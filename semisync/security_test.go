@@ -114,7 +114,11 @@ func TestSourceSSLModesMariaDB(t *testing.T) {
 func TestStatementEvents(t *testing.T) {
 	for _, flavor := range flavors {
 		t.Run(string(flavor), func(t *testing.T) {
-			src := sandboxtest.Start(t, sandbox.Options{Flavor: flavor, SemiSyncSource: true, SemiSyncTimeout: 10 * time.Minute})
+			var srcArgs []string
+			if flavor == sandbox.MySQL {
+				srcArgs = []string{"--performance-schema=ON"} // NB: to see the dump connection's type
+			}
+			src := sandboxtest.Start(t, sandbox.Options{Flavor: flavor, SemiSyncSource: true, SemiSyncTimeout: 10 * time.Minute, ExtraArgs: srcArgs})
 			var extra []string
 			if flavor == sandbox.MySQL {
 				extra = []string{"--source-ssl-mode", "VERIFY_CA", "--source-ssl-ca", filepath.Join(src.DataDir(), "ca.pem")}
