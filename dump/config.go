@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/binlogsvr/binlogsvr/logger/mysqltls"
 	"github.com/spf13/pflag"
 )
 
@@ -42,6 +44,11 @@ type Config struct {
 	SchemaEndpoint     string
 	SchemaPassword     string `json:"-"`
 	SchemaPasswordFile string
+	// SchemaTLS is the TLS toward the schema endpoint
+	// (--dump-schema-ssl-mode, --dump-schema-ssl-ca; PREFERRED by default,
+	// MySQL's client default). Its login never sends the password in
+	// cleartext over a plaintext connection.
+	SchemaTLS mysqltls.Config
 
 	// TLSCert and TLSKey are PEM files (re-read when they change); when
 	// both are set, clients may use TLS with them, else with a self-signed
@@ -102,6 +109,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Uint32Var(&c.ServerID, "dump-server-id", c.ServerID, "the fleet's server_id as replicas see it: the same on every member, different from every replica's")
 	fs.StringVar(&c.ServerUUID, "dump-server-uuid", c.ServerUUID, "the fleet's server_uuid as replicas see it (empty: derived from --dump-server-id)")
 	fs.StringVar(&c.SchemaEndpoint, "dump-schema-endpoint", c.SchemaEndpoint, "read-only MySQL endpoint user@host:port[/db] (a replica) that schema SQL from CDC tools is passed through to (password from $"+EnvSchemaPassword+" or --dump-schema-password-file)")
+	c.SchemaTLS.RegisterFlags(fs, "dump-schema", "the schema endpoint")
 	fs.StringVar(&c.SchemaPasswordFile, "dump-schema-password-file", c.SchemaPasswordFile, "file holding the password of --dump-schema-endpoint's user")
 	fs.StringVar(&c.TLSCert, "dump-tls-cert", c.TLSCert, "PEM certificate file for TLS to dump clients (with --dump-tls-key; re-read when it changes)")
 	fs.StringVar(&c.TLSKey, "dump-tls-key", c.TLSKey, "PEM private key file for TLS to dump clients (with --dump-tls-cert)")
@@ -149,6 +157,12 @@ func (c *Config) Validate() error {
 	if c.SchemaEndpoint != "" {
 		if _, err := parseEndpoint(c.SchemaEndpoint); err != nil {
 			return fmt.Errorf("dump: --dump-schema-endpoint: %v", err)
+		}
+		if c.SchemaTLS.Prefix == "" {
+			c.SchemaTLS.Prefix = "dump-schema"
+		}
+		if err := c.SchemaTLS.Validate(); err != nil {
+			return fmt.Errorf("dump: %w", err)
 		}
 	}
 	if c.MaxClients < 0 || c.HandshakeTimeout < 0 || c.WriteTimeout < 0 || c.ReadBufferBytes < 0 || (c.ReadBufferBytes > 0 && c.ReadBufferBytes < 4096) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/binlogsvr/binlogsvr/dump"
 	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/mysqltls"
 	"github.com/binlogsvr/binlogsvr/logger/pki"
 )
 
@@ -284,5 +286,38 @@ func TestMaxPacket(t *testing.T) {
 	_, err = c.Execute("SELECT '" + strings.Repeat("x", 100<<10) + "'")
 	if myCode(err) != mysql.ER_NET_PACKET_TOO_LARGE {
 		t.Fatalf("a 100 KiB query: got %v, want error 1153", err)
+	}
+}
+
+// TestSchemaEndpointSecret: the schema endpoint's password never comes
+// from the command line: the old user:password@host form is refused with
+// an error naming where the password goes (and not showing it), and
+// LoadSecrets reads it from the environment or a file.
+func TestSchemaEndpointSecret(t *testing.T) {
+	cfg := dump.DefaultConfig()
+	cfg.SchemaEndpoint = "root:hunter2@127.0.0.1:3306"
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), dump.EnvSchemaPassword) || !strings.Contains(err.Error(), "--dump-schema-password-file") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("old form: %v", err)
+	}
+	cfg.SchemaEndpoint = "root@127.0.0.1:3306/db"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("user@host:port/db: %v", err)
+	}
+	env := map[string]string{dump.EnvSchemaPassword: "from-env"}
+	if err := cfg.LoadSecrets(func(k string) string { return env[k] }); err != nil || cfg.SchemaPassword != "from-env" {
+		t.Fatalf("from the environment: %q %v", cfg.SchemaPassword, err)
+	}
+	file := t.TempDir() + "/pw"
+	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.SchemaPasswordFile = file
+	if err := cfg.LoadSecrets(func(k string) string { return env[k] }); err != nil || cfg.SchemaPassword != "from-file" {
+		t.Fatalf("from the file: %q %v", cfg.SchemaPassword, err)
+	}
+	cfg.SchemaTLS.Mode = mysqltls.VerifyCA
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--dump-schema-ssl-ca") {
+		t.Fatalf("VERIFY_CA without a CA: %v", err)
 	}
 }

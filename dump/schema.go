@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 	gmysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/binlogsvr/binlogsvr/logger/mysqltls"
 )
 
 // upstreamTimeout bounds one passed-through statement.
@@ -48,10 +50,23 @@ func (ss *session) passthrough(q, useDB string) (*gmysql.Result, error) {
 		if db == "" {
 			db = ep.db
 		}
-		c, err := client.ConnectWithContext(ctx, ep.addr, ep.user, ss.srv.cfg.SchemaPassword, db, upstreamTimeout)
+		// NB: with --dump-schema-ssl-mode's TLS, and never the password in
+		// cleartext over plaintext (mysqltls refuses mysql_clear_password).
+		c, err := mysqltls.Connect(ctx, ss.srv.cfg.SchemaTLS, ep.addr, ep.user, ss.srv.cfg.SchemaPassword)
 		cancel()
 		if err != nil {
 			return nil, myError(gmysql.ER_UNKNOWN_ERROR, "binlogsvr: connecting to the schema endpoint %s: %v", ep.addr, err)
+		}
+		if db != "" {
+			c.SetDeadline(time.Now().Add(upstreamTimeout))
+			if err := c.UseDB(db); err != nil {
+				c.Close()
+				var me *gmysql.MyError
+				if errors.As(err, &me) {
+					return nil, me
+				}
+				return nil, myError(gmysql.ER_UNKNOWN_ERROR, "binlogsvr: schema endpoint %s: USE %s: %v", ep.addr, db, err)
+			}
 		}
 		ss.up = &upstream{c: c}
 	}
