@@ -23,14 +23,27 @@
 //     file switch, HEARTBEAT v1 or MySQL v2 when idle, EOF for
 //     non-blocking dumps); wire.go frames it (events over 16 MiB span
 //     several packets);
-//   - server.go, session.go, env.go, schema.go: the shell. go-mysql's
-//     server package does the handshake and authentication
+//   - login.go, throttle.go: the connection phase, done here rather than
+//     by go-mysql's server package so that it can be bounded: greeting,
+//     TLS switch (certificate files re-read on change, or a self-signed
+//     one; --dump-require-tls refuses plaintext with 3159), authentication
 //     (mysql_native_password for a MariaDB log, caching_sha2_password for a
-//     MySQL log, TLS with a configured or self-signed certificate); the
-//     session then owns the connection: its own command loop, and during a
-//     dump its own packet sequence and a reader goroutine that notices a
-//     client that leaves. Prepared statements are emulated (zongji reads
-//     table metadata that way) by inlining parameters;
+//     MySQL log; never a cleartext plugin). Before login a packet is at
+//     most 64 KiB (refused from its header), the login has a deadline
+//     (--dump-login-timeout), and connections still logging in count
+//     toward --dump-max-clients. Failed logins block an address for a
+//     doubling backoff (--dump-login-failures), in a bounded table;
+//   - server.go, session.go, env.go, schema.go: the shell. After login the
+//     session owns the connection: its own command loop (commands bounded
+//     by --dump-max-packet and a server-wide budget for large ones;
+//     go-mysql's server.Conn encodes the answers), and during a dump its
+//     own packet sequence and a reader goroutine that notices a client
+//     that leaves. Prepared statements are emulated (zongji reads table
+//     metadata that way) by inlining parameters, at most
+//     --dump-max-prepared-stmts per session. Schema SQL goes to
+//     --dump-schema-endpoint (user@host:port; the password from
+//     $BINLOGSVR_SCHEMA_PASSWORD or --dump-schema-password-file) through
+//     logger/mysqltls (--dump-schema-ssl-mode);
 //   - status.go: ClientStatus and the binlogsvr_dump_* metrics.
 //
 // Semi-sync is not offered: probes get no row (MariaDB) or 0 (MySQL), so
@@ -41,7 +54,8 @@
 //
 //  1. Fill Config (Addr, User, Password from the daemon's --dump-addr,
 //     --dump-user and $BINLOGSVR_DUMP_PASSWORD; the rest from
-//     RegisterFlags) and call New with a ReaderSource (a *logger.Node), a
+//     RegisterFlags; LoadSecrets for the schema endpoint's password, which
+//     New also does if the caller did not) and call New with a ReaderSource (a *logger.Node), a
 //     logger and a registry. New listens at once, so Addr is known.
 //  2. Call Run(ctx) exactly once; it serves until ctx ends, then closes
 //     every connection and returns after all goroutines have ended.
