@@ -292,7 +292,7 @@ func (t *tcpTransport) handle(raw net.Conn) {
 		}
 		c = tc
 	}
-	err := t.serve(c)
+	err := t.serve(c, t.serverTLS != nil)
 	// NB: a peer that stops or reconnects is routine (raft resends); a
 	// bad frame is not.
 	var we *wireError
@@ -358,7 +358,9 @@ func (e *wireError) Unwrap() error { return e.err }
 
 // serve reads frames from one peer until it closes, sends a poison, or a
 // frame is bad. Each frame is handed to dragonboat before the next is read.
-func (t *tcpTransport) serve(c net.Conn) error {
+// NB: over TLS dragonboat's transport sends no payload checksum (0): TLS
+// checks integrity, so serve does not either.
+func (t *tcpTransport) serve(c net.Conn, encrypted bool) error {
 	r := bufio.NewReaderSize(c, wireReadBuf)
 	var head [wireHeadLen]byte
 	var keep []byte
@@ -400,7 +402,7 @@ func (t *tcpTransport) serve(c net.Conn) error {
 		if deadline {
 			c.SetReadDeadline(time.Time{})
 		}
-		if crc32.ChecksumIEEE(p) != f.crc {
+		if !encrypted && crc32.ChecksumIEEE(p) != f.crc {
 			return &wireError{rejectFrame, errors.New("logger: transport: payload checksum mismatch")}
 		}
 		if err := t.deliver(f.method, p, c.RemoteAddr().String()); err != nil {
