@@ -214,7 +214,8 @@ func cmdCandidates(c *client, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	prio := fs.Int("priority", 0, "add: priority (higher wins ties)")
 	never := fs.Bool("never-promote", false, "add: never promote it")
-	user := fs.String("user", "", "add: its admin account (default: the fleet's --failover-admin-user); the password is read from $BINLOGCTL_CANDIDATE_PASSWORD")
+	user := fs.String("user", "", "add: its admin account, with the fleet's admin password (default: the fleet's --failover-admin-user)")
+	cred := fs.String("credential", "", "add: the NAME of its account in every member's --failover-credentials-file (the log stores only the name)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -243,8 +244,12 @@ func cmdCandidates(c *client, args []string, stdout, stderr io.Writer) error {
 		if fs.NArg() != 1 {
 			return usageError{fmt.Errorf("candidates add needs host:port")}
 		}
+		if envOr("BINLOGCTL_CANDIDATE_PASSWORD", "") != "" {
+			return usageError{fmt.Errorf("$BINLOGCTL_CANDIDATE_PASSWORD is no longer used: a candidate's password is never stored in the log; " +
+				"put \"NAME USER PASSWORD\" in every member's --failover-credentials-file and use --credential NAME")}
+		}
 		form := url.Values{"addr": {fs.Arg(0)}, "priority": {strconv.Itoa(*prio)}, "never_promote": {strconv.FormatBool(*never)}, "user": {*user},
-			"password": {envOr("BINLOGCTL_CANDIDATE_PASSWORD", "")}}
+			"credential": {*cred}}
 		var out failover.Candidate
 		if err := c.foSend(ctx, http.MethodPost, "/failover/candidates", form, &out); err != nil {
 			return err
