@@ -1,0 +1,190 @@
+package logger
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lni/dragonboat/v4/config"
+	"github.com/lni/dragonboat/v4/raftio"
+	pb "github.com/lni/dragonboat/v4/raftpb"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+var guardMembers = map[uint64]string{1: "127.0.0.1:1001", 2: "127.0.0.1:1002", 3: "127.0.0.1:1003"}
+
+// guarded is a tcp transport of member 1 of shard 1 (deployment 1) with
+// the production guard, not started: tests hand it connections.
+type guarded struct {
+	tr      *tcpTransport
+	mu      sync.Mutex
+	batches []pb.MessageBatch
+	chunks  []pb.Chunk
+}
+
+func newGuarded() *guarded {
+	g := &guarded{}
+	f := &tcpFactory{log: slog.New(slog.DiscardHandler), guard: &frameGuard{shard: 1, replica: 1, peers: newPeerSet(guardMembers)}}
+	g.tr = f.Create(config.NodeHostConfig{RaftAddress: guardMembers[1]},
+		func(b pb.MessageBatch) { g.mu.Lock(); g.batches = append(g.batches, b); g.mu.Unlock() },
+		func(c pb.Chunk) bool { g.mu.Lock(); g.chunks = append(g.chunks, c); g.mu.Unlock(); return true }).(*tcpTransport)
+	// NB: the guard does not log more than once per logEvery anyway.
+	g.tr.guard.lastLog.Store(time.Now().Add(time.Hour).UnixNano())
+	return g
+}
+
+// feed writes b into an accepted connection as a peer would and closes
+// it; the transport serves it with the code that serves real connections
+// (handle: recover, serve, the guard). It returns when the handler ended.
+func (g *guarded) feed(b []byte) {
+	srv, cli := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer srv.Close()
+		g.tr.handle(srv)
+	}()
+	go io.Copy(io.Discard, cli) // the poison's answer
+	cli.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	cli.Write(b)
+	cli.Close()
+	<-done
+}
+
+func guardBatch(src string, from, to uint64, typ pb.MessageType, term uint64) []byte {
+	b := pb.MessageBatch{DeploymentId: 1, BinVer: raftio.TransportBinVersion, SourceAddress: src,
+		Requests: []pb.Message{{Type: typ, ShardID: 1, From: from, To: to, Term: term}}}
+	p, _ := b.Marshal()
+	return frame(wireRaft, p)
+}
+
+func guardChunk(shard, to, from uint64, data []byte) []byte {
+	c := pb.Chunk{DeploymentId: 1, BinVer: raftio.TransportBinVersion, ShardID: shard, ReplicaID: to, From: from, ChunkCount: 1, Data: data}
+	p, _ := c.Marshal()
+	return frame(wireSnapshot, p)
+}
+
+func poison51() []byte {
+	b := append([]byte("\n"), bytes.Repeat([]byte("0"), 49)...)
+	return append(b, 0x98)
+}
+
+func hugeHeader() []byte {
+	f := frame(wireRaft, []byte("x"))
+	h := f[2:wireHeadLen]
+	binary.BigEndian.PutUint64(h[2:], 1<<30)
+	binary.BigEndian.PutUint32(h[10:], 0)
+	binary.BigEndian.PutUint32(h[10:], crc32.ChecksumIEEE(h))
+	return f
+}
+
+// Each crafted frame is rejected for its reason and never reaches
+// dragonboat; a good one does.
+func TestGuardRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		b      []byte
+		reason string
+	}{
+		{"invalid target x", guardBatch("x", 2, 1, pb.Heartbeat, 1), rejectSource},
+		{"empty source", guardBatch("", 2, 1, pb.Heartbeat, 1), rejectSource},
+		{"inconsistent target", guardBatch("127.0.0.1:1003", 2, 1, pb.Heartbeat, 1), rejectSender},
+		{"unknown address", guardBatch("127.0.0.9:9999", 9, 1, pb.RequestVote, 1000), rejectSender},
+		{"from itself", guardBatch(guardMembers[1], 1, 1, pb.Heartbeat, 1), rejectSender},
+		{"no target", guardBatch(guardMembers[2], 2, 0, pb.Heartbeat, 1), rejectTarget},
+		{"other replica", guardBatch(guardMembers[2], 2, 3, pb.Heartbeat, 1), rejectTarget},
+		{"local type", guardBatch(guardMembers[2], 2, 1, pb.Election, 1), rejectType},
+		{"install snapshot", guardBatch(guardMembers[2], 2, 1, pb.InstallSnapshot, 1), rejectType},
+		{"51-byte payload", frame(wireRaft, poison51()), rejectDecode},
+		{"1 GiB header", hugeHeader(), rejectFrame},
+		{"chunk from a stranger", guardChunk(1, 1, 9, []byte("x")), rejectSender},
+		{"chunk of another shard", guardChunk(7, 1, 2, []byte("x")), rejectShard},
+		{"chunk too large", guardChunk(1, 1, 2, make([]byte, wireMaxChunk+1)), rejectFrame},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGuarded()
+			g.feed(tc.b)
+			if n := len(g.batches) + len(g.chunks); n != 0 {
+				t.Fatalf("%d batches or chunks reached dragonboat", n)
+			}
+			if got := testutil.ToFloat64(g.tr.guard.rejected.WithLabelValues(tc.reason)); got != 1 {
+				t.Fatalf("rejected{reason=%q} = %v, want 1", tc.reason, got)
+			}
+		})
+	}
+	g := newGuarded()
+	g.feed(append(guardBatch(guardMembers[2], 2, 1, pb.Heartbeat, 1), guardChunk(1, 1, 3, []byte("x"))...))
+	if len(g.batches) != 1 || len(g.chunks) != 1 {
+		t.Fatalf("a good batch and chunk: %d and %d reached dragonboat", len(g.batches), len(g.chunks))
+	}
+}
+
+// A joining member knows no membership: the first address a sender id
+// comes from is pinned; another for it is refused, and the membership,
+// once known, decides.
+func TestGuardJoining(t *testing.T) {
+	p := newPeerSet(nil)
+	if !p.admit(2, "127.0.0.1:1002") || !p.admit(2, "127.0.0.1:1002") {
+		t.Fatal("the first address of a sender was refused")
+	}
+	if p.admit(2, "127.0.0.1:9") {
+		t.Fatal("a second address for a pinned sender was accepted")
+	}
+	p.Set(map[uint64]string{1: "127.0.0.1:1001", 3: "127.0.0.1:1003"})
+	if p.admit(2, "127.0.0.1:1002") || !p.admit(3, "127.0.0.1:1003") {
+		t.Fatal("the known membership did not decide")
+	}
+	// A member added later is found by a refresh.
+	p.refresh = func() { p.Set(map[uint64]string{1: "127.0.0.1:1001", 3: "127.0.0.1:1003", 4: "127.0.0.1:1004"}) }
+	if !p.admit(4, "127.0.0.1:1004") {
+		t.Fatal("a member added since was refused after a refresh")
+	}
+}
+
+// FuzzRaftFrame feeds bytes into an accepted connection of the tcp
+// transport (the production handler: framing, caps, decoding, the guard,
+// recover) and checks that nothing the guard should stop reaches
+// dragonboat.
+//
+//	go test -run '^$' -fuzz '^FuzzRaftFrame$' -fuzztime 20s ./logger/
+func FuzzRaftFrame(f *testing.F) {
+	f.Add(guardBatch(guardMembers[2], 2, 1, pb.Heartbeat, 1))
+	f.Add(guardBatch("x", 2, 1, pb.Heartbeat, 1))
+	f.Add(guardBatch("127.0.0.1:1003", 2, 1, pb.Heartbeat, 1))
+	f.Add(guardBatch("127.0.0.9:9999", 9, 1, pb.RequestVote, 1000))
+	f.Add(guardBatch(guardMembers[2], 2, 0, pb.Heartbeat, 1))
+	f.Add(frame(wireRaft, poison51()))
+	f.Add(poison51())
+	f.Add(hugeHeader())
+	f.Add(guardChunk(1, 1, 2, []byte("chunk")))
+	f.Add(guardChunk(1, 1, 9, []byte("x")))
+	f.Add(append(guardBatch(guardMembers[3], 3, 1, pb.Replicate, 2), 0, 0))
+	g := newGuarded()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		g.mu.Lock()
+		g.batches, g.chunks = nil, nil
+		g.mu.Unlock()
+		g.feed(b)
+		for _, m := range g.batches {
+			if m.DeploymentId != 1 || m.SourceAddress == "" {
+				t.Fatalf("a batch from %q, deployment %d, reached dragonboat", m.SourceAddress, m.DeploymentId)
+			}
+			for _, r := range m.Requests {
+				if r.ShardID != 1 || r.To != 1 || !wireTypes[r.Type] || guardMembers[r.From] != m.SourceAddress {
+					t.Fatalf("message %+v from %q reached dragonboat", r, m.SourceAddress)
+				}
+			}
+		}
+		for _, c := range g.chunks {
+			if c.ShardID != 1 || c.ReplicaID != 1 || guardMembers[c.From] == "" || c.From == 1 || len(c.Data) > wireMaxChunk {
+				t.Fatalf("chunk of shard %d for %d from %d reached dragonboat", c.ShardID, c.ReplicaID, c.From)
+			}
+		}
+	})
+}
