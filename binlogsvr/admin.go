@@ -89,6 +89,7 @@ func (s *Server) routes() http.Handler {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
+	s.mux = mux
 	return s.authorize(mux) // auth.go: the role each route needs
 
 }

@@ -38,8 +38,9 @@ type Server struct {
 	adminLn net.Listener
 	admin   *http.Server
 
-	tokens  *tokenStore  // auth.go; nil with --insecure
-	members *http.Client // to other members' admin APIs (TLS, this member's certificate)
+	tokens  *tokenStore    // auth.go; nil with --insecure
+	members *http.Client   // to other members' admin APIs (TLS, this member's certificate)
+	mux     *http.ServeMux // the admin routes, without authorize (auth_test.go)
 
 	mu         sync.Mutex
 	seedErr    string // why the log's first source could not be seeded yet
