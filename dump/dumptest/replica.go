@@ -41,6 +41,18 @@ const (
 // PointReplica makes r replicate from the dump server at addr and starts it.
 func PointReplica(t testing.TB, r *sandbox.Server, addr string, mode ReplicaMode) {
 	t.Helper()
+	pointReplica(t, r, addr, mode, false)
+}
+
+// PointReplicaTLS is PointReplica over TLS (MASTER_SSL=1 /
+// SOURCE_SSL=1; the server's certificate is not verified).
+func PointReplicaTLS(t testing.TB, r *sandbox.Server, addr string, mode ReplicaMode) {
+	t.Helper()
+	pointReplica(t, r, addr, mode, true)
+}
+
+func pointReplica(t testing.TB, r *sandbox.Server, addr string, mode ReplicaMode, ssl bool) {
+	t.Helper()
 	host, port, err := splitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +65,9 @@ func PointReplica(t testing.TB, r *sandbox.Server, addr string, mode ReplicaMode
 			gtid = "no"
 			extra = ", MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=4"
 		}
+		if ssl {
+			extra += ", MASTER_SSL=1"
+		}
 		q = fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='%s', MASTER_PASSWORD='%s', "+
 			"MASTER_USE_GTID=%s, MASTER_HEARTBEAT_PERIOD=1, MASTER_CONNECT_RETRY=1%s", host, port, DumpUser, DumpPassword, gtid, extra)
 		exec(t, r, q, "START SLAVE")
@@ -61,6 +76,9 @@ func PointReplica(t testing.TB, r *sandbox.Server, addr string, mode ReplicaMode
 	auto := "SOURCE_AUTO_POSITION=1"
 	if mode == ByFilePos {
 		auto = "SOURCE_AUTO_POSITION=0, SOURCE_LOG_FILE='binlog.000001', SOURCE_LOG_POS=4"
+	}
+	if ssl {
+		auto += ", SOURCE_SSL=1"
 	}
 	q = fmt.Sprintf("CHANGE REPLICATION SOURCE TO SOURCE_HOST='%s', SOURCE_PORT=%d, SOURCE_USER='%s', SOURCE_PASSWORD='%s', "+
 		"%s, GET_SOURCE_PUBLIC_KEY=1, SOURCE_HEARTBEAT_PERIOD=1, SOURCE_CONNECT_RETRY=1", host, port, DumpUser, DumpPassword, auto)
