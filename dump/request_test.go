@@ -206,3 +206,36 @@ func FuzzParseDump(f *testing.F) {
 		parseRegister(b)
 	})
 }
+
+// TestCommandBudget: large commands of all sessions share one budget: a
+// second 2 MiB command is refused while the first is held, and accepted
+// once the first reader moved on.
+func TestCommandBudget(t *testing.T) {
+	b := &memBudget{limit: 3 << 20}
+	frame := func(n int) []byte {
+		return append([]byte{byte(n), byte(n >> 8), byte(n >> 16), 0}, make([]byte, n)...)
+	}
+	two, small := frame(2<<20), frame(10)
+	r1 := newPacketReader(bytes.NewReader(append(append([]byte{}, two...), small...)), 64<<20)
+	r1.budget = b
+	r2 := newPacketReader(bytes.NewReader(append(append([]byte{}, two...), two...)), 64<<20)
+	r2.budget = b
+	if _, _, err := r1.read(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r2.read(); !errors.Is(err, errNoMemory) {
+		t.Fatalf("second large command while the first is held: %v, want errNoMemory", err)
+	}
+	if _, _, err := r1.read(); err != nil {
+		t.Fatal(err)
+	}
+	r2 = newPacketReader(bytes.NewReader(two), 64<<20)
+	r2.budget = b
+	if _, _, err := r2.read(); err != nil {
+		t.Fatalf("after the first was released: %v", err)
+	}
+	r2.release()
+	if u := b.used.Load(); u != 0 {
+		t.Fatalf("budget in use after release: %d", u)
+	}
+}
