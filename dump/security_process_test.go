@@ -51,12 +51,12 @@ func vmRSS(t *testing.T, pid int) int64 {
 func TestDumpPortUnderAttack(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	// NB: --insecure is for raft and the admin API, which this test does
-	// not exercise; the dump port's TLS is its own.
+	// NB: the fleet's own CA secures raft and the admin API; the dump
+	// port's certificate is this test's.
 	p := pki.Testing(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	f, err := fleet.StartEach(ctx, fleet.Options{Dir: dir, Members: 1, ExtraArgs: []string{"--insecure"}}, func(uint64) fleet.MemberSpec {
+	f, err := fleet.StartEach(ctx, fleet.Options{Dir: dir, Members: 1}, func(uint64) fleet.MemberSpec {
 		return fleet.MemberSpec{Serve: true, Args: []string{"--dump-require-tls", "--dump-tls-cert", p.Members[0].Cert, "--dump-tls-key", p.Members[0].Key,
 			"--dump-max-clients", "20", "--dump-login-timeout", "3s"}}
 	})
