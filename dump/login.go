@@ -237,11 +237,13 @@ func parseHandshakeResponse(pkt []byte, caps uint32) (handshakeResponse, error) 
 	}
 	switch {
 	case caps&gmysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0:
-		v, isNull, n, err := gmysql.LengthEncodedString(b)
-		if err != nil || isNull {
+		// NB: not gmysql.LengthEncodedString, which indexes past the end
+		// of a short input.
+		n, hl, ok := lenencInt(b)
+		if !ok || n > uint64(len(b)-hl) {
 			return r, errors.New("bad auth data")
 		}
-		r.auth, b = v, b[n:]
+		r.auth, b = b[hl:hl+int(n)], b[hl+int(n):]
 	default:
 		if len(b) < 1 || len(b) < 1+int(b[0]) {
 			return r, errors.New("auth data truncated")
@@ -262,6 +264,33 @@ func parseHandshakeResponse(pkt []byte, caps uint32) (handshakeResponse, error) 
 		}
 	}
 	return r, nil // NB: connection attributes are not read
+}
+
+// lenencInt decodes a length-encoded integer: its value and length; ok
+// is false when b is too short or holds NULL (0xfb) or 0xff.
+func lenencInt(b []byte) (v uint64, n int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
+	}
+	switch b[0] {
+	case 0xfb, 0xff:
+		return 0, 0, false
+	case 0xfc:
+		n = 3
+	case 0xfd:
+		n = 4
+	case 0xfe:
+		n = 9
+	default:
+		return uint64(b[0]), 1, true
+	}
+	if len(b) < n {
+		return 0, 0, false
+	}
+	for i := n - 1; i >= 1; i-- {
+		v = v<<8 | uint64(b[i])
+	}
+	return v, n, true
 }
 
 // checkPassword verifies a client's scramble of the account's password
