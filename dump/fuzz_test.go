@@ -70,6 +70,7 @@ func FuzzDumpHandshake(f *testing.F) {
 	f.Add(login)
 	f.Add(append(append([]byte{}, login...), cmd(0, 3, "SELECT @@server_id")...))
 	f.Add(append(append(append([]byte{}, login...), cmd(0, 0x16, "SELECT ? FROM t")...), cmd(0, 0x17, "\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x01\x0f\x00\x01x")...))
+	f.Add(append(append(append([]byte{}, login...), cmd(0, 0x16, "SELECT ?")...), cmd(0, 0x17, "\x01\x00\x00\x00\x00\x01\x00\x00\x00\x00\x01\x0f\x00\xfc")...))
 	f.Add(append(append([]byte{}, login...), cmd(0, 0x12, "\x04\x00\x00\x00\x00\x00\x01\x00\x00\x00binlog.000001")...))
 	f.Add(append(append([]byte{}, login...), cmd(0, 0x1e, "\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")...))
 	f.Add(fuzzPacket(1, append(binary.LittleEndian.AppendUint32(nil, 0x000fae85), make([]byte, 28)...)))

@@ -248,12 +248,14 @@ func (st *pstmt) bind(b []byte) ([]any, error) {
 			}
 			continue
 		}
-		v, isNull, m, err := gmysql.LengthEncodedString(b)
-		if err != nil || isNull {
+		// NB: not gmysql.LengthEncodedString, which indexes past the end
+		// of a short input.
+		l, hl, ok := lenencInt(b)
+		if !ok || l > uint64(len(b)-hl) {
 			return nil, fmt.Errorf("parameter %d (type %d) cannot be decoded", i, t)
 		}
-		args[i] = string(v)
-		b = b[m:]
+		args[i] = string(b[hl : hl+int(l)])
+		b = b[hl+int(l):]
 	}
 	return args, nil
 }
