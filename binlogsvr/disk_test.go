@@ -96,6 +96,10 @@ func TestProcessesDiskFull(t *testing.T) {
 	}
 
 	// Appends until member 3 is gone (at most ~80 MiB of transactions).
+	// Once the tmpfs has less than --disk-warn-bytes free, the appends
+	// wait for member 3 to report it (it measures every 2 s; on a quiet
+	// machine the appends fill the rest in less).
+	sawLow := false
 	for i := 0; i < 40 && f.Member(3).Running(); i++ {
 		lctx, cancel := context.WithTimeout(ctx, wait)
 		l, err := f.Leader(lctx, wait)
@@ -106,6 +110,26 @@ func TestProcessesDiskFull(t *testing.T) {
 		if err != nil && f.Member(3).Running() {
 			t.Fatalf("append %d with member 3 running: %v", i, err)
 		}
+		var sfs syscall.Statfs_t
+		if err := syscall.Statfs(full, &sfs); err != nil {
+			t.Fatal(err)
+		}
+		if sawLow || sfs.Bavail*uint64(sfs.Bsize) >= 16<<20 || !f.Member(3).Running() {
+			continue
+		}
+		if err := fleet.Poll(ctx, 10*time.Second, func() error {
+			st, err := f.Status(ctx, 3, true)
+			if err != nil {
+				return err
+			}
+			if st.DiskState != "low" {
+				return fmt.Errorf("member 3's disk state %q with %d bytes free", st.DiskState, st.DiskFreeBytes)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("below --disk-warn-bytes: %v", err)
+		}
+		sawLow = true
 	}
 	if err := fleet.Poll(ctx, 15*time.Second, func() error {
 		if f.Member(3).Running() {

@@ -308,7 +308,9 @@ func TestValidate(t *testing.T) {
 // TestAuthWatchSplit feeds an auth switch one byte at a time, and one
 // preceded by a caching_sha2 "more data" packet.
 func TestAuthWatchSplit(t *testing.T) {
-	pkt := func(p []byte) []byte { return append([]byte{byte(len(p)), byte(len(p) >> 8), byte(len(p) >> 16), 2}, p...) }
+	pkt := func(p []byte) []byte {
+		return append([]byte{byte(len(p)), byte(len(p) >> 8), byte(len(p) >> 16), 2}, p...)
+	}
 	sw := pkt([]byte("\xfemysql_clear_password\x00salt\x00"))
 	for _, c := range []struct {
 		name   string
