@@ -6,7 +6,7 @@ GOFLAGS   ?=
 PKGS      := ./...
 TESTFLAGS ?= -race -count=1 -p 1 -timeout 40m
 
-.PHONY: build test test-race-daemons unit lint bench demo peers clean
+.PHONY: build test test-race-daemons fuzz unit lint bench demo peers clean
 
 build:
 	$(GO) build -o $(BIN)/ ./binlogsvr/cmd/binlogsvr ./tools/binlogctl ./tools/bench ./tools/demo
@@ -30,6 +30,20 @@ test: build
 	@set -o pipefail; BINLOGSVR_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) $(PKGS) 2>&1 | tee $(BIN)/test.log \
 	  || { echo "== make test failed; the failures (all output in $(BIN)/test.log):"; $(call failures,$(BIN)/test.log); false; }
 	$(MAKE) test-race-daemons
+	$(MAKE) fuzz
+
+# The fuzz targets of the parsers that face the network before any login:
+# raft frames, the dump port's handshake, the admin API's requests. CI runs
+# each for FUZZTIME; run longer by hand (FUZZTIME=10m make fuzz). A crash
+# leaves its input under the package's testdata/fuzz/ and fails the target.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := FuzzRaftFrame:./logger/ FuzzDumpHandshake:./dump/ FuzzAdminRequest:./binlogsvr/
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $${t%%:*} in $${t#*:} for $(FUZZTIME)"; \
+	  $(GO) test -list "^$${t%%:*}$$" $${t#*:} | grep -qx "$${t%%:*}" || { echo "fuzz target $${t%%:*} not found in $${t#*:}"; exit 1; }; \
+	  $(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -parallel 2 $${t#*:}; \
+	done
 
 # The daemons the suite starts are not race-built; `make test-race-daemons`
 # (the last step of `make test`) runs the membership and daemon tests again
