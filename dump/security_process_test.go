@@ -98,8 +98,8 @@ func TestDumpPortUnderAttack(t *testing.T) {
 				defer nc.Close()
 				nc.SetDeadline(time.Now().Add(30 * time.Second))
 				go io.Copy(io.Discard, nc)
-				for k := 0; k < 64; k++ { // 64 × 16 MiB = 1 GiB
-					chunk := chunk
+				chunk := append([]byte(nil), chunk...) // NB: its own: the sequence byte changes
+				for k := 0; k < 64; k++ {              // 64 × 16 MiB = 1 GiB
 					chunk[3] = byte(1 + k)
 					n, err := nc.Write(chunk)
 					sent[i] += int64(n)

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -203,11 +203,31 @@ func (f *Fleet) baseTransport() http.RoundTripper {
 	f.trOnce.Do(func() {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		if f.PKI != nil {
-			pool := x509.NewCertPool()
-			if b, err := os.ReadFile(f.PKI.CA); err == nil {
-				pool.AppendCertsFromPEM(b)
+			// NB: pki.Files re-reads the CA file when it changes, so the
+			// client follows a CA rotation as the members do; one
+			// config per host verifies the certificate for that host.
+			files := pki.Files{CA: f.PKI.CA}
+			var mu sync.Mutex
+			confs := map[string]*tls.Config{}
+			tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				host, _, err := net.SplitHostPort(addr)
+				if err != nil {
+					return nil, err
+				}
+				mu.Lock()
+				conf, ok := confs[host]
+				if !ok {
+					if conf, err = files.ClientConfig(host); err == nil {
+						confs[host] = conf
+					}
+				}
+				mu.Unlock()
+				if err != nil {
+					return nil, err
+				}
+				d := tls.Dialer{Config: conf}
+				return d.DialContext(ctx, network, addr)
 			}
-			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		}
 		f.tr = tr
 	})
