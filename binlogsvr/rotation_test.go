@@ -319,4 +319,3 @@ func allReachable(t *testing.T, f *fleet.Fleet) {
 		t.Fatal(err)
 	}
 }
-
