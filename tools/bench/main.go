@@ -61,7 +61,7 @@ func main() {
 	logArgs = strings.Fields(*logArgsFlag)
 	which := flag.Args()
 	if len(which) == 0 {
-		which = []string{"log", "semisync", "dump", "rto"}
+		which = []string{"log", "tls", "semisync", "dump", "rto"}
 	}
 	for _, w := range which {
 		var section string
@@ -69,6 +69,8 @@ func main() {
 		switch w {
 		case "log":
 			section, err = benchLog(*dur)
+		case "tls":
+			section, err = benchTLS(*dur)
 		case "semisync":
 			section, err = benchSemisync(max(*dur, 10*time.Second))
 		case "dump":
@@ -101,7 +103,7 @@ func main() {
 			}
 			section = failoverbench.Markdown(rs...)
 		default:
-			err = fmt.Errorf("unknown benchmark %q (known: log, semisync, dump, rto)", w)
+			err = fmt.Errorf("unknown benchmark %q (known: log, tls, semisync, dump, rto)", w)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
