@@ -38,7 +38,7 @@ func cmdCerts(_ *client, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
 		fmt.Fprint(stderr, certsUsage)
 		if len(args) == 0 {
-			return usageError{errors.New("certs needs a subcommand")}
+			return usageFor("certs", "certs needs a subcommand")
 		}
 		return pflag.ErrHelp
 	}

@@ -58,7 +58,7 @@ func cmdPromote(c *client, args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	if to == "" {
-		return usageError{fmt.Errorf("promote --to needs a replica's host:port")}
+		return usageFor("promote --to", "--to needs a replica's host:port")
 	}
 	return runOp(c, failover.KindSwitchover, url.Values{"to": {to}, "timeout": {timeout.String()}}, *timeout, *asJSON, stdout)
 }
@@ -164,7 +164,7 @@ func rejoin(c *client, args []string, stdout, stderr io.Writer, do bool) error {
 		return usageError{err}
 	}
 	if fs.NArg() != 1 {
-		return usageError{fmt.Errorf("%s needs the old source's host:port", name)}
+		return usageFor(name, "HOST:PORT is the old source's")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -39,7 +39,7 @@ Commands:
   promote --to HOST:PORT          planned switchover of the source to that replica (zero loss)
   demote ID                       turn a logger into a learner
   remove ID                       remove a member (refused if it would break the quorum)
-  transfer-leader [ID]            hand the group's leadership to a logger
+  transfer-leader ID              hand the group's leadership to a logger
   weight ID N                     set a logger's weight (the heaviest caught-up logger leads)
   purge FILE [--force] [--dry-run]  purge binlog files group-wide (held files are refused unless --force)
   failover [--force] [--to ADDR]  fail over now (after the fence and the candidate checks)
@@ -100,6 +100,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
+	var ee exitError
+	if errors.As(err, &ee) {
+		fmt.Fprintln(stderr, "binlogctl:", err)
+		return ee.code
+	}
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintln(stderr, "binlogctl:", err)
@@ -116,6 +121,54 @@ type usageError struct{ error }
 func (u usageError) Unwrap() error { return u.error }
 
 // command runs one binlogctl command.
+// exitError ends binlogctl with its own exit code (purge: 3 when holds
+// kept files it was asked to purge).
+type exitError struct {
+	error
+	code int
+}
+
+func (e exitError) Unwrap() error { return e.error }
+
+// synopsis returns the usage line of a command as --help shows it: the
+// first line of the command list that starts with prefix ("remove",
+// "promote --to"). Usage errors quote it, so that the help and the errors
+// cannot disagree (TestUsageMatchesCommands).
+func synopsis(prefix string) string {
+	for _, s := range synopses() {
+		if s == prefix || strings.HasPrefix(s, prefix+" ") {
+			return s
+		}
+	}
+	return prefix
+}
+
+// usageFor is the usage error of a command called with missing or bad
+// arguments; why (optional) says what was wrong.
+func usageFor(prefix, why string) error {
+	if why != "" {
+		why = ": " + why
+	}
+	return usageError{fmt.Errorf("usage: binlogctl %s%s", synopsis(prefix), why)}
+}
+
+// synopses are the command lines of usage, in order: each line of the
+// command list that starts with two spaces and a command name, up to the
+// gap before its description.
+func synopses() []string {
+	var out []string
+	_, list, _ := strings.Cut(usage, "\nCommands:\n")
+	list, _, _ = strings.Cut(list, "\n\n")
+	for _, l := range strings.Split(list, "\n") {
+		if !strings.HasPrefix(l, "  ") || strings.HasPrefix(l, "   ") {
+			continue
+		}
+		s, _, _ := strings.Cut(strings.TrimSpace(l), "  ")
+		out = append(out, s)
+	}
+	return out
+}
+
 type command func(c *client, args []string, stdout, stderr io.Writer) error
 
 // commands maps command names to their functions: status here, membership

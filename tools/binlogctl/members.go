@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,14 +57,15 @@ func newFlags(name string, stderr io.Writer) *pflag.FlagSet {
 	return fs
 }
 
-// oneID parses the single member-id argument.
-func oneID(fs *pflag.FlagSet, usage string) (uint64, error) {
+// oneID parses the single member-id argument of the command whose usage
+// line starts with cmd.
+func oneID(fs *pflag.FlagSet, cmd string) (uint64, error) {
 	if fs.NArg() != 1 {
-		return 0, usageError{fmt.Errorf("usage: binlogctl %s", usage)}
+		return 0, usageFor(cmd, "")
 	}
 	n, err := strconv.ParseUint(fs.Arg(0), 10, 64)
 	if err != nil || n == 0 {
-		return 0, usageError{fmt.Errorf("member id %q is not a positive integer", fs.Arg(0))}
+		return 0, usageFor(cmd, fmt.Sprintf("member id %q is not a positive integer", fs.Arg(0)))
 	}
 	return n, nil
 }
@@ -170,12 +170,12 @@ func cmdAddLearner(c *client, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	id, err := oneID(fs, "add-learner ID --raft-addr HOST:PORT")
+	id, err := oneID(fs, "add-learner")
 	if err != nil {
 		return err
 	}
 	if *addr == "" {
-		return usageError{errors.New("add-learner needs --raft-addr HOST:PORT (where the new member's raft transport listens)")}
+		return usageFor("add-learner", "--raft-addr is where the new member's raft transport listens")
 	}
 	var out learner.Outcome
 	form := url.Values{"id": {fmt.Sprint(id)}, "addr": {*addr}}
@@ -192,10 +192,13 @@ func cmdAddLearner(c *client, args []string, stdout, stderr io.Writer) error {
 func cmdPromoteMember(c *client, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("promote", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
+	// NB: never set here (cmdPromote takes --to first); listed so that
+	// promote --help shows the switchover too.
+	fs.String("to", "", "instead of a learner: a planned switchover of the source to this replica, HOST:PORT (promote --to HOST:PORT --help: its flags)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	id, err := oneID(fs, "promote ID   (a caught-up learner becomes a logger)")
+	id, err := oneID(fs, "promote")
 	if err != nil {
 		return err
 	}
@@ -214,7 +217,7 @@ func cmdDemote(c *client, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	id, err := oneID(fs, "demote ID [--new-id N] [--raft-addr HOST:PORT]")
+	id, err := oneID(fs, "demote")
 	if err != nil {
 		return err
 	}
@@ -238,7 +241,7 @@ func cmdRemove(c *client, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	id, err := oneID(fs, "remove ID")
+	id, err := oneID(fs, "remove")
 	if err != nil {
 		return err
 	}
@@ -255,7 +258,7 @@ func cmdTransferLeader(c *client, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	id, err := oneID(fs, "transfer-leader ID")
+	id, err := oneID(fs, "transfer-leader")
 	if err != nil {
 		return err
 	}
@@ -273,11 +276,11 @@ func cmdWeight(c *client, args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	if fs.NArg() != 2 {
-		return usageError{errors.New("usage: binlogctl weight ID WEIGHT   (0..1000; the leader hands off to the heaviest caught-up logger)")}
+		return usageFor("weight", "N is 0..1000; the leader hands off to the heaviest caught-up logger")
 	}
 	id, err := strconv.ParseUint(fs.Arg(0), 10, 64)
 	if err != nil || id == 0 {
-		return usageError{fmt.Errorf("member id %q is not a positive integer", fs.Arg(0))}
+		return usageFor("weight", fmt.Sprintf("member id %q is not a positive integer", fs.Arg(0)))
 	}
 	var out learner.Outcome
 	if err := c.post(context.Background(), fmt.Sprintf("/members/%d/weight", id), url.Values{"weight": {fs.Arg(1)}}, &out); err != nil {
@@ -295,7 +298,7 @@ func cmdPurge(c *client, args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	if fs.NArg() != 1 {
-		return usageError{errors.New("usage: binlogctl purge binlog.NNNNNN [--force] [--dry-run]   (removes the files before it from every member)")}
+		return usageFor("purge", "FILE is binlog.NNNNNN; the files before it go from every member")
 	}
 	form := url.Values{"to": {fs.Arg(0)}}
 	if *force {
@@ -317,5 +320,17 @@ func cmdPurge(c *client, args []string, stdout, stderr io.Writer) error {
 	for _, h := range p.Holds {
 		fmt.Fprintf(stdout, "  held: %s by %s: %s\n", h.Name, h.By, h.Why)
 	}
+	// NB: exit 3, not 0 or 1, when holds kept files it was asked to purge
+	// (nothing or only part purged): a script can tell "held" from "failed".
+	if len(p.Holds) > 0 && !p.Forced && !*dry {
+		if err == nil {
+			err = fmt.Errorf("purged below %s only, not below %s: %d hold(s) above", dash(p.FirstFile), fs.Arg(0), len(p.Holds))
+		}
+		return exitError{err, ExitPurgeHeld}
+	}
 	return err
 }
+
+// ExitPurgeHeld is binlogctl purge's exit code when holds kept some of the
+// files it was asked to purge.
+const ExitPurgeHeld = 3
