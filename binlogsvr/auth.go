@@ -42,6 +42,9 @@ var routeRoles = map[string]string{
 	"GET /failover/status":     roleRead,
 	"GET /failover/history":    roleRead,
 	"GET /failover/candidates": roleRead,
+	// NB: read, so that the leader's asks are not audited; the member
+	// probes only the source its own log names.
+	"GET /failover/probe-source": roleRead,
 
 	// NB: rejoin-check is a GET but logs in to MySQL servers.
 	"GET /failover/rejoin-check":  roleOperate,

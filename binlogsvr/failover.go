@@ -76,9 +76,11 @@ func (s *Server) initFailover() error {
 		FleetCred:     failover.Credentials{User: s.cfg.DumpUser, Password: s.cfg.DumpPassword},
 		Ingest: func() failover.IngestView {
 			st := s.ing.Status()
-			return failover.IngestView{Streaming: st.State == semisync.StateStreaming, Source: st.Source, LastAck: st.LastAckTime, LastError: st.LastError}
+			return failover.IngestView{Streaming: st.State == semisync.StateStreaming, Source: st.Source, LastAck: st.LastAckTime,
+				LastEvent: st.LastEventTime, LastError: st.LastError}
 		},
-		Logger: s.log,
+		AskPeers: s.askPeers, // vantage.go
+		Logger:   s.log,
 	})
 	if err != nil {
 		return err
@@ -94,6 +96,7 @@ func (s *Server) runFailover(ctx context.Context) { _ = s.fo.mgr.Run(ctx) }
 // member answers: a member that does not lead forwards to the leader.
 func (s *Server) failoverRoutes(mux *http.ServeMux) {
 	h := func(pattern string, f http.HandlerFunc) { mux.HandleFunc(pattern, s.onLeader(f)) }
+	s.vantageRoutes(mux) // vantage.go: answered by every member itself
 	h("GET /failover/status", func(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusOK, s.fo.mgr.Status())
 	})

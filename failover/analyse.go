@@ -2,6 +2,7 @@ package failover
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,9 @@ const (
 	VerdictDeadSource                        // the lease ran out: the source is dead or cut off
 	VerdictInProgress                        // an unfinished failover or switchover is in the log
 	VerdictStaleOperation                    // an unfinished failover that never fenced, while the source answers
+	VerdictLeaderStalled                     // this member was stalled: the lease restarted at the stall's end
+	VerdictConfirming                        // the lease ran out on the leader's own evidence: ask another member
+	VerdictSeenByPeer                        // the leader cannot reach the source but another member can
 )
 
 func (v Verdict) String() string {
@@ -39,6 +43,12 @@ func (v Verdict) String() string {
 		return "in-progress"
 	case VerdictStaleOperation:
 		return "stale-operation"
+	case VerdictLeaderStalled:
+		return "leader-stalled"
+	case VerdictConfirming:
+		return "confirming"
+	case VerdictSeenByPeer:
+		return "seen-by-peer"
 	}
 	return fmt.Sprintf("verdict(%d)", int(v))
 }
@@ -50,23 +60,97 @@ type Observation struct {
 	LeaderSince time.Time // when this member became leader
 	Epoch       uint64
 	Source      string // the log's source address
-	// LastContact is when the source was last seen alive: a probe answered,
-	// or the ingest ACKed a transaction. Zero: never, since leading.
+	// LastContact is when the source was last seen alive: a probe answered
+	// (when it started), the ingest stream brought an event or a
+	// heartbeat, or the ingest ACKed a transaction. Zero: never, since
+	// leading.
 	LastContact time.Time
 	Lease       time.Duration
 	// Op is the unfinished operation recorded in the log, if any.
 	Op *Operation
+
+	// StallEnd is when this member's latest stall ended: its timers fired,
+	// or its step loop ran, later than the stall threshold allows (a
+	// process pause, a starved machine). Zero: none. The lease restarts
+	// there, as it does for a new leader: what was not heard during a
+	// stall is no evidence.
+	StallEnd time.Time
+	// Stall is that stall's measured length.
+	Stall time.Duration
+	// FailedProbes are the start times of the lease probes that failed
+	// since the last one that answered, oldest first. Only those started
+	// after the last contact and the last stall are evidence.
+	FailedProbes []time.Time
+	// Peers is how many other members the leader can ask to probe the
+	// source for it (0: a single member decides on its own evidence).
+	Peers int
+	// Vantage is what the other members answered when last asked; nil:
+	// not asked.
+	Vantage *Vantage
 }
 
-// LeaseExpiry is when the source's lease runs out: one full lease after
-// the later of the last contact and the start of this leadership (a new
-// leader does not know when its predecessor last heard from the source).
-func (o Observation) LeaseExpiry() time.Time {
+// Vantage is the answer of the other members when the leader asked them
+// to probe the source with their own connections.
+type Vantage struct {
+	// Asked is when the leader started asking.
+	Asked time.Time `json:"asked"`
+	// Reached and Unreached are the members whose own probe reached, or
+	// failed to reach, the source; a member that could not be asked (down,
+	// cut off) is in neither, and Errors says why.
+	Reached   []uint64 `json:"reached,omitempty"`
+	Unreached []uint64 `json:"unreached,omitempty"`
+	Errors    []string `json:"errors,omitempty"`
+}
+
+// MinFailedProbes is how many fresh failed probes a dead verdict needs.
+const MinFailedProbes = 2
+
+// LeaseStart is when the source's lease was last renewed: the latest of
+// the last contact, the start of this leadership (a new leader does not
+// know when its predecessor last heard from the source) and the end of
+// this member's last stall.
+func (o Observation) LeaseStart() time.Time {
 	t := o.LeaderSince
 	if o.LastContact.After(t) {
 		t = o.LastContact
 	}
-	return t.Add(o.Lease)
+	if o.StallEnd.After(t) {
+		t = o.StallEnd
+	}
+	return t
+}
+
+// LeaseExpiry is when the source's lease runs out: one full lease after
+// LeaseStart.
+func (o Observation) LeaseExpiry() time.Time { return o.LeaseStart().Add(o.Lease) }
+
+// freshFrom is the time after which evidence counts: a probe that
+// started before the last contact or before the end of the last stall
+// says nothing about the source now.
+func (o Observation) freshFrom() time.Time {
+	t := o.LastContact
+	if o.StallEnd.After(t) {
+		t = o.StallEnd
+	}
+	return t
+}
+
+// FreshFailures counts the failed probes that started after freshFrom.
+func (o Observation) FreshFailures() int {
+	from, n := o.freshFrom(), 0
+	for _, p := range o.FailedProbes {
+		if !p.Before(from) {
+			n++
+		}
+	}
+	return n
+}
+
+// vantageFresh: the other members were asked after the fresh point and
+// within the last third of a lease.
+func (o Observation) vantageFresh() bool {
+	v := o.Vantage
+	return v != nil && !v.Asked.Before(o.freshFrom()) && o.Now.Sub(v.Asked) <= o.Lease/3
 }
 
 // Analyse maps an observation to its verdict. Pure.
@@ -95,14 +179,63 @@ func Analyse(o Observation) Verdict {
 		return VerdictDeadSource
 	}
 	switch {
-	case !held:
-		return VerdictDeadSource
-	case !o.LastContact.IsZero() && o.Now.Sub(o.LastContact) <= o.Lease/3:
+	case held && !o.LastContact.IsZero() && o.Now.Sub(o.LastContact) <= o.Lease/3:
 		return VerdictHealthy
-	case o.LastContact.Before(o.LeaderSince) && o.Now.Before(o.LeaderSince.Add(o.Lease)):
+	case held && o.StallEnd.After(o.LastContact) && !o.StallEnd.Before(o.LeaderSince):
+		return VerdictLeaderStalled
+	case held && o.LastContact.Before(o.LeaderSince):
 		return VerdictLeaseGrace
+	case held, o.FreshFailures() < MinFailedProbes:
+		// NB: a lease that ran out without fresh failed probes (a probe
+		// still in flight, or one that spanned a stall) waits for them.
+		return VerdictSuspect
+	case o.Peers > 0 && !o.vantageFresh():
+		return VerdictConfirming
+	case o.Peers > 0 && len(o.Vantage.Reached) > 0:
+		return VerdictSeenByPeer
 	}
-	return VerdictSuspect
+	// NB: the other members could not reach the source either, or none
+	// could be asked: the leader's own fresh evidence decides.
+	return VerdictDeadSource
+}
+
+// Explain says why o got verdict v, for the status and the log. Pure.
+func Explain(o Observation, v Verdict) string {
+	switch v {
+	case VerdictLeaderStalled:
+		return fmt.Sprintf("this member was stalled for %v (its timers ran late) until %s: the source's lease restarted there; no verdict before %s",
+			o.Stall.Round(time.Millisecond), o.StallEnd.UTC().Format("15:04:05.000"), o.LeaseExpiry().UTC().Format("15:04:05.000"))
+	case VerdictLeaseGrace:
+		return fmt.Sprintf("this member leads since %s: no verdict before %s", o.LeaderSince.UTC().Format("15:04:05.000"), o.LeaseExpiry().UTC().Format("15:04:05.000"))
+	case VerdictSuspect:
+		if !o.Now.Before(o.LeaseExpiry()) {
+			return fmt.Sprintf("the lease ran out but only %d fresh probe(s) failed (%d needed): waiting for fresh evidence", o.FreshFailures(), MinFailedProbes)
+		}
+		return fmt.Sprintf("no contact since %s; the lease runs out at %s", o.LastContact.UTC().Format("15:04:05.000"), o.LeaseExpiry().UTC().Format("15:04:05.000"))
+	case VerdictConfirming:
+		return "the lease ran out on this member's evidence: asking another member to probe the source"
+	case VerdictSeenByPeer:
+		return fmt.Sprintf("this member cannot reach the source but member(s) %v can, with their own connections: no failover "+
+			"(the fault is between this member and the source; binlogctl transfer-leader ID moves the ingest to a member that reaches it)", o.Vantage.Reached)
+	case VerdictDeadSource:
+		if IsFenced(o.Source) {
+			return "the source is fenced"
+		}
+		msg := fmt.Sprintf("the source's lease ran out: no contact since %s, %d fresh probes failed", o.LastContact.UTC().Format("15:04:05.000"), o.FreshFailures())
+		switch {
+		case o.Peers == 0:
+			msg += ", no other member to ask"
+		case o.Vantage != nil && len(o.Vantage.Unreached) > 0:
+			msg += fmt.Sprintf(", member(s) %v cannot reach it either", o.Vantage.Unreached)
+		default:
+			msg += ", no other member could be asked"
+			if o.Vantage != nil && len(o.Vantage.Errors) > 0 {
+				msg += " (" + strings.Join(o.Vantage.Errors, "; ") + ")"
+			}
+		}
+		return msg
+	}
+	return v.String()
 }
 
 // Action is what Decide asks the executor to do.

@@ -114,7 +114,10 @@ func TestChoose(t *testing.T) {
 func TestAnalyseDecide(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	lease := 3 * time.Second
-	base := Observation{Now: t0.Add(time.Minute), Leader: true, LeaderSince: t0, Epoch: 1, Source: "s:1", Lease: lease}
+	// NB: two fresh failed probes and no other member: the lease rules of
+	// lease_test.go are met wherever the lease has run out.
+	base := Observation{Now: t0.Add(time.Minute), Leader: true, LeaderSince: t0, Epoch: 1, Source: "s:1", Lease: lease,
+		FailedProbes: []time.Time{t0.Add(59 * time.Second), t0.Add(59500 * time.Millisecond)}}
 	with := func(f func(*Observation)) Observation { o := base; f(&o); return o }
 	live := Policy{Auto: true, AntiFlap: 5 * time.Minute}
 	for _, tc := range []struct {

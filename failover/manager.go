@@ -18,6 +18,8 @@ type IngestView struct {
 	Streaming bool
 	Source    string
 	LastAck   time.Time
+	// LastEvent is when the stream last brought an event or a heartbeat.
+	LastEvent time.Time
 	LastError string
 }
 
@@ -42,6 +44,10 @@ type Deps struct {
 	Now func() time.Time
 	// RunHook runs a hook (default: sh -c); tests replace it.
 	RunHook func(ctx context.Context, cmd string, env []string) (string, error)
+	// AskPeers asks every other member, in parallel and bounded by ctx, to
+	// probe the source with its own connection (ProbeSource on that
+	// member): one answer per other member. Nil: a single member.
+	AskPeers func(ctx context.Context) []PeerAnswer
 }
 
 // Status is the failover's state for /failover/status and binlogctl.
@@ -62,6 +68,16 @@ type Status struct {
 	AntiFlapTill time.Time  `json:"anti_flap_until,omitzero"`
 	Operation    *Operation `json:"operation,omitempty"`
 	Last         *Operation `json:"last,omitempty"`
+	// LastStall and LastStallEnd: this member's latest measured stall
+	// (its timers or its step loop ran late), after which the lease
+	// restarted.
+	LastStall    string    `json:"last_stall,omitempty"`
+	LastStallEnd time.Time `json:"last_stall_end,omitzero"`
+	// FailedProbes counts the fresh failed probes (started after the last
+	// contact and the last stall); Vantage is what the other members
+	// answered when last asked.
+	FailedProbes int      `json:"failed_probes"`
+	Vantage      *Vantage `json:"vantage,omitempty"`
 }
 
 // Request is an operator's failover or switchover.
@@ -103,7 +119,27 @@ type Manager struct {
 	probe      Server // the lease probe's connection (Run's goroutine only)
 	// warnedPassword: candidates whose stored password was warned about.
 	warnedPassword map[string]bool
+
+	// stall measures this process's lateness; idleSince is when Run last
+	// went back to waiting for its ticker (Run's goroutine only).
+	stall     *StallDetector
+	idleSince time.Time
+	// failedProbes are the start times of the probes that failed since
+	// the last one that answered (of probeSource), oldest first.
+	failedProbes []time.Time
+	probeSource  string
+	// peers is how many other members answered the last ask (1 before
+	// any: ask); vantage is the last ask's result.
+	peers   int
+	vantage *Vantage
+	// loggedStall is the end of the last stall logged; loggedPeer: the
+	// current "another member reaches the source" episode was logged.
+	loggedStall time.Time
+	loggedPeer  bool
 }
+
+// maxFailedProbes bounds Manager.failedProbes.
+const maxFailedProbes = 16
 
 // New returns a Manager.
 func New(cfg Config, deps Deps) (*Manager, error) {
@@ -128,7 +164,11 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 	if deps.RunHook == nil {
 		deps.RunHook = runHook
 	}
-	m := &Manager{cfg: cfg, deps: deps, log: deps.Logger.With("component", "failover"), reqs: make(chan request)}
+	m := &Manager{cfg: cfg, deps: deps, log: deps.Logger.With("component", "failover"), reqs: make(chan request),
+		stall: NewStallDetector(stallPeriod, StallThreshold(cfg.Lease), deps.Now)}
+	if deps.AskPeers != nil {
+		m.peers = 1 // NB: unknown until the first ask: ask
+	}
 	m.status.Auto = cfg.Auto
 	m.status.Lease = cfg.Lease.String()
 	return m, nil
@@ -137,11 +177,22 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 // Run probes the source, judges, and fails over while this member leads,
 // until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
+	dctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); m.stall.Run(dctx) }()
+	defer wg.Wait()
+	defer stop()
 	t := time.NewTicker(m.cfg.ProbeInterval)
 	defer t.Stop()
 	defer m.closeProbe()
+	m.idleSince = m.now()
 	for {
+		// NB: the step loop's own lateness: the ticker fires at most one
+		// interval after the loop went back to waiting for it.
+		m.stall.Observe(m.idleSince.Add(m.cfg.ProbeInterval), m.now())
 		m.tick(ctx)
+		m.idleSince = m.now()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -149,6 +200,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		case r := <-m.reqs:
 			op, err := m.handle(ctx, r.Request)
 			r.reply <- result{op, err}
+			m.idleSince = m.now()
 		}
 	}
 }
@@ -204,6 +256,7 @@ func (m *Manager) tick(ctx context.Context) {
 		m.seeded = false
 		m.onceAudits = nil
 		m.resumed = ""
+		m.failedProbes, m.vantage, m.loggedPeer = nil, nil, false
 		m.log.Info("leading: the source's lease starts now; it is judged only after one full lease", "lease", m.cfg.Lease)
 	} else if !leader {
 		m.leaderSince = time.Time{}
@@ -220,28 +273,54 @@ func (m *Manager) tick(ctx context.Context) {
 	m.renewLease(ctx, st)
 	op, _ := m.loadOp(MetaOperation)
 	last, _ := m.loadOp(MetaLast)
+	obs := m.observation(st, op)
+	v := Analyse(obs)
+	if v == VerdictConfirming || v == VerdictSeenByPeer {
+		// NB: asked again at most once a probe interval while the leader
+		// alone cannot reach the source.
+		m.mu.Lock()
+		again := m.vantage == nil || obs.Now.Sub(m.vantage.Asked) >= m.cfg.ProbeInterval
+		m.mu.Unlock()
+		if again {
+			vt := m.askPeers(ctx, st.Source.Addr)
+			m.mu.Lock()
+			m.vantage = vt
+			m.mu.Unlock()
+			obs = m.observation(st, op)
+			v = Analyse(obs)
+		}
+	}
+	now = obs.Now
+	pol := Policy{Auto: m.cfg.Auto, AntiFlap: m.cfg.AntiFlap}
 	m.mu.Lock()
-	obs := Observation{Now: now, Leader: true, LeaderSince: m.leaderSince, Epoch: st.Epoch, Source: st.Source.Addr,
-		LastContact: m.lastContact, Lease: m.cfg.Lease, Op: op}
-	pol := Policy{Auto: m.cfg.Auto, AntiFlap: m.cfg.AntiFlap, VetoedUntil: m.vetoedUntil}
+	pol.VetoedUntil = m.vetoedUntil
 	m.mu.Unlock()
 	if last != nil {
 		pol.LastFailover = last.Updated
 	}
-	v := Analyse(obs)
 	d := Decide(v, now, pol)
+	why := Explain(obs, v)
+	m.logVerdict(obs, v, why)
 	m.setStatus(func(s *Status) {
 		s.Leader, s.Epoch, s.Source, s.Fenced = true, st.Epoch, st.Source.Addr, IsFenced(st.Source.Addr)
 		s.LeaseExpiry, s.LeaseHeld, s.LastContact = obs.LeaseExpiry(), now.Before(obs.LeaseExpiry()), obs.LastContact
 		s.Verdict, s.Decision, s.Reason = v.String(), d.Action.String(), d.Reason
+		if d.Action == ActionNone {
+			s.Reason = why
+		}
 		s.Operation, s.Last = op, last
 		if last != nil {
 			s.AntiFlapTill = last.Updated.Add(m.cfg.AntiFlap)
 		}
+		s.LastStall, s.LastStallEnd = "", obs.StallEnd
+		if !obs.StallEnd.IsZero() {
+			s.LastStall = obs.Stall.Round(time.Millisecond).String()
+		}
+		s.FailedProbes, s.Vantage = obs.FreshFailures(), obs.Vantage
 	})
 	switch d.Action {
 	case ActionFailover:
-		m.log.Error("the source's lease ran out: failing over", "source", st.Source.Addr, "last_contact", obs.LastContact, "lease", m.cfg.Lease)
+		m.log.Error("the source's lease ran out: failing over", "source", st.Source.Addr, "last_contact", obs.LastContact, "lease", m.cfg.Lease, "why", why)
 		if _, err := m.failover(ctx, Request{Kind: KindFailover, Reason: d.Reason}, st); err != nil {
 			m.log.Error("failover did not finish; retrying", "err", err)
 		}
@@ -265,13 +344,51 @@ func (m *Manager) setStatus(f func(*Status)) {
 	m.mu.Unlock()
 }
 
-// renewLease probes the source on its own connection and counts ACKs.
+// observe gathers the Observation of this moment (the leader's).
+func (m *Manager) observation(st logger.State, op *Operation) Observation {
+	now := m.now()
+	stall := m.stall.Last(now)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Observation{Now: now, Leader: true, LeaderSince: m.leaderSince, Epoch: st.Epoch, Source: st.Source.Addr,
+		LastContact: m.lastContact, Lease: m.cfg.Lease, Op: op, StallEnd: stall.End, Stall: stall.Length,
+		FailedProbes: append([]time.Time(nil), m.failedProbes...), Peers: m.peers, Vantage: m.vantage}
+}
+
+// logVerdict logs, once each, a stall this leader measured and an episode
+// in which another member reaches the source while this one does not.
+func (m *Manager) logVerdict(o Observation, v Verdict, why string) {
+	m.mu.Lock()
+	newStall := !o.StallEnd.IsZero() && o.StallEnd.Add(-o.Stall).After(m.loggedStall)
+	if newStall {
+		m.loggedStall = o.StallEnd
+	}
+	peer := v == VerdictSeenByPeer && !m.loggedPeer
+	switch v {
+	case VerdictSeenByPeer:
+		m.loggedPeer = true
+	case VerdictHealthy, VerdictDeadSource:
+		m.loggedPeer = false
+	}
+	m.mu.Unlock()
+	if newStall {
+		m.log.Warn("this member was stalled: the source's lease restarts at the stall's end instead of being judged",
+			"stall", o.Stall.Round(time.Millisecond), "stall_end", o.StallEnd, "threshold", StallThreshold(o.Lease), "no_verdict_before", o.LeaseExpiry())
+	}
+	if peer {
+		m.log.Warn("no failover: another member reaches the source", "source", o.Source, "reached_by", o.Vantage.Reached, "why", why)
+	}
+}
+
+// renewLease probes the source on its own connection and counts stream
+// events, heartbeats and ACKs.
 func (m *Manager) renewLease(ctx context.Context, st logger.State) {
 	if st.Epoch == 0 || IsFenced(st.Source.Addr) {
 		m.closeProbe()
 		return
 	}
 	in := m.deps.Ingest()
+	start := m.now()
 	var perr error
 	pctx, cancel := context.WithTimeout(ctx, m.cfg.ProbeTimeout)
 	defer cancel()
@@ -283,17 +400,31 @@ func (m *Manager) renewLease(ctx context.Context, st logger.State) {
 			m.closeProbe()
 		}
 	}
-	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.probeSource != st.Source.Addr {
+		m.probeSource, m.failedProbes = st.Source.Addr, nil
+	}
 	if perr == nil {
-		m.lastContact = now
+		// NB: the probe's start: the source answered at some moment after it.
+		if start.After(m.lastContact) {
+			m.lastContact = start
+		}
+		m.failedProbes = nil
 		m.status.ProbeError = ""
 	} else {
+		m.failedProbes = append(m.failedProbes, start)
+		if len(m.failedProbes) > maxFailedProbes {
+			m.failedProbes = m.failedProbes[len(m.failedProbes)-maxFailedProbes:]
+		}
 		m.status.ProbeError = perr.Error()
 	}
-	if in.Source == st.Source.Addr && in.LastAck.After(m.lastContact) {
-		m.lastContact = in.LastAck
+	if in.Source == st.Source.Addr {
+		for _, t := range []time.Time{in.LastAck, in.LastEvent} {
+			if t.After(m.lastContact) {
+				m.lastContact = t
+			}
+		}
 	}
 }
 
@@ -317,8 +448,10 @@ func (m *Manager) handle(ctx context.Context, r Request) (*Operation, error) {
 		return m.switchover(ctx, r, st)
 	}
 	if !r.Force {
+		now := m.now()
+		stall := m.stall.Last(now)
 		m.mu.Lock()
-		held := m.now().Before(Observation{LeaderSince: m.leaderSince, LastContact: m.lastContact, Lease: m.cfg.Lease}.LeaseExpiry())
+		held := now.Before(Observation{LeaderSince: m.leaderSince, LastContact: m.lastContact, Lease: m.cfg.Lease, StallEnd: stall.End}.LeaseExpiry())
 		m.mu.Unlock()
 		if held && !IsFenced(st.Source.Addr) {
 			return nil, errors.New("failover: the source holds its lease (it answers); use binlogctl promote --to for a planned switchover, or --force")

@@ -125,6 +125,9 @@ type Status struct {
 	StatementEvents   uint64    `json:"statement_events"`
 	LastStatementGTID string    `json:"last_statement_gtid,omitempty"`
 	LastStatementTime time.Time `json:"last_statement_time,omitzero"`
+	// LastEventTime is when the stream last brought an event (heartbeats
+	// included): the source's lease counts it as contact.
+	LastEventTime time.Time `json:"last_event_time,omitzero"`
 }
 
 // Ingester pulls the source's binlog into the log while this member leads.
@@ -223,12 +226,14 @@ func (in *Ingester) setLastAck(file string, pos uint64, gtid string) {
 // observeEvent records the source's position and clock from each event
 // (heartbeats included) for the lag figures.
 func (in *Ingester) observeEvent(ev []byte, file string) {
+	now := time.Now()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.status.LastEventTime = now
 	h, err := binlog.ParseHeader(ev)
 	if err != nil {
 		return
 	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
 	if h.LogPos > 0 {
 		in.status.SourcePos = uint64(h.LogPos)
 		if h.Type == binlog.TypeHeartbeat || file == "" {
