@@ -99,12 +99,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
-	if err != nil {
 	var ee exitError
 	if errors.As(err, &ee) {
 		fmt.Fprintln(stderr, "binlogctl:", err)
 		return ee.code
 	}
+	if err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintln(stderr, "binlogctl:", err)
@@ -120,7 +120,6 @@ type usageError struct{ error }
 
 func (u usageError) Unwrap() error { return u.error }
 
-// command runs one binlogctl command.
 // exitError ends binlogctl with its own exit code (purge: 3 when holds
 // kept files it was asked to purge).
 type exitError struct {
@@ -169,6 +168,7 @@ func synopses() []string {
 	return out
 }
 
+// command runs one binlogctl command.
 type command func(c *client, args []string, stdout, stderr io.Writer) error
 
 // commands maps command names to their functions: status here, membership
