@@ -56,6 +56,9 @@ type Status struct {
 	// (logger.DiskOK, DiskLow, DiskReserve: appends paused, DiskUnknown).
 	DiskFreeBytes uint64 `json:"disk_free_bytes"`
 	DiskState     string `json:"disk_state"`
+	// Removed is set once this member was removed from the group: who did
+	// it and what to do (the member exits shortly after).
+	Removed string `json:"removed,omitempty"`
 }
 
 // MemberStatus is one member in Status.Members. The fields after Leader are
@@ -108,7 +111,7 @@ func writeError(w http.ResponseWriter, code int, format string, args ...any) {
 
 // localStatus is this member's own view, without asking the others.
 func (s *Server) localStatus() (Status, error) {
-	st := Status{ID: s.cfg.Log.ReplicaID, Role: s.cfg.Log.Role, SourceError: s.getSeedErr(), Insecure: s.cfg.Insecure}
+	st := Status{ID: s.cfg.Log.ReplicaID, Role: s.cfg.Log.Role, SourceError: s.getSeedErr(), Insecure: s.cfg.Insecure, Removed: s.removedMessage()}
 	st.Leader, _ = s.node.LeaderID()
 	d := s.node.Disk()
 	st.DiskFreeBytes, st.DiskState = d.FreeBytes, d.State
@@ -141,11 +144,11 @@ func (s *Server) localStatus() (Status, error) {
 
 func (s *Server) handleStatus(w http.ResponseWriter, req *http.Request) {
 	st, err := s.localStatus()
-	if err != nil {
+	if err != nil && st.Removed == "" {
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
-	if req.URL.Query().Get("local") != "" {
+	if req.URL.Query().Get("local") != "" || st.Removed != "" {
 		writeJSON(w, http.StatusOK, st)
 		return
 	}
@@ -236,8 +239,13 @@ func (s *Server) getJSON(ctx context.Context, url string, v any) error {
 }
 
 // handleHealth answers 200 when this member's log is open and it knows a
-// leader, 503 otherwise, with the reason.
+// leader, 503 otherwise, with the reason ("removed from the group: ..."
+// once this member was removed).
 func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	if msg := s.removedMessage(); msg != "" {
+		http.Error(w, "removed from the group: "+msg, http.StatusServiceUnavailable)
+		return
+	}
 	if s.node.Reader() == nil {
 		http.Error(w, "log not open", http.StatusServiceUnavailable)
 		return

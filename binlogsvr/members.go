@@ -1,6 +1,7 @@
 package binlogsvr
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,7 +42,7 @@ func (c *Config) defaultMembers() {
 // initMembers is called by New once the log node is started.
 func (s *Server) initMembers() error {
 	mg, err := learner.New(s.cfg.Members, learner.Deps{Node: s.node, Fetch: s.fetchReport, Replicas: s.dumpReplicas,
-		DumpAddr: s.cfg.DumpAddr, Log: s.log, Registry: s.reg})
+		DumpAddr: s.cfg.DumpAddr, Notify: s.notifyRemoved, Log: s.log, Registry: s.reg})
 	if err != nil {
 		return err
 	}
@@ -68,6 +69,48 @@ func (s *Server) dumpReplicas() []learner.Replica {
 	return out
 }
 
+// notifyRemoved tells the member at addr that it was removed (POST
+// /members/self/removed, with this member's certificate).
+func (s *Server) notifyRemoved(ctx context.Context, addr string, r learner.Removal) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.adminURL(addr, "/members/self/removed"), bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.httpClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("unreachable: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("answered %s", resp.Status)
+	}
+	return nil
+}
+
+// handleRemoved is how the leader tells this member it was removed from
+// the group; only another member (its certificate) may.
+func (s *Server) handleRemoved(w http.ResponseWriter, req *http.Request) {
+	if ri := infoOf(req); !s.cfg.Insecure && (ri == nil || ri.caller.kind != "member") {
+		writeError(w, http.StatusForbidden, "only another member of the group (its certificate) tells a member it was removed")
+		return
+	}
+	var r learner.Removal
+	if err := json.NewDecoder(req.Body).Decode(&r); err != nil {
+		writeError(w, http.StatusBadRequest, "the body is not a removal record: %v", err)
+		return
+	}
+	if err := s.mem.MarkRemoved(r); err != nil {
+		writeError(w, membersErrorCode(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": r.Message()})
+}
+
 func (s *Server) fetchReport(ctx context.Context, addr string, files bool) (learner.Report, error) {
 	var r learner.Report
 	path := "/members/self"
@@ -91,6 +134,7 @@ func (s *Server) membersRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /members/self", func(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusOK, s.mem.SelfReport(req.URL.Query().Get("files") != ""))
 	})
+	mux.HandleFunc("POST /members/self/removed", s.handleRemoved)
 	mux.HandleFunc("POST /members", func(w http.ResponseWriter, req *http.Request) {
 		id, err := formID(req, "id")
 		if err != nil {
@@ -186,6 +230,11 @@ func (s *Server) memberOp(op string) http.HandlerFunc {
 }
 
 func (s *Server) change(w http.ResponseWriter, req *http.Request, c learner.Change) {
+	if ri := infoOf(req); ri != nil && ri.caller.kind != "" {
+		c.By = fmt.Sprintf("%s via member %d", ri.caller, s.cfg.Log.ReplicaID)
+	} else {
+		c.By = fmt.Sprintf("an admin call to member %d", s.cfg.Log.ReplicaID)
+	}
 	out, err := s.mem.Apply(req.Context(), c)
 	if err != nil {
 		writeError(w, membersErrorCode(err), "%v", err)
@@ -252,7 +301,45 @@ func formBool(req *http.Request, name string) bool {
 	return false
 }
 
-// runMembers runs the membership goroutines until ctx ends.
-func (s *Server) runMembers(ctx context.Context) {
-	_ = s.mem.Run(ctx)
+// runMembers runs the membership goroutines until ctx ends. Once this
+// member was removed from the group it says so (log, /status, /healthz),
+// leaves the marker that keeps a restart on this data directory from
+// starting, lingers removedLinger for monitoring to see why, and returns
+// the *learner.RemovedError the daemon exits with (ExitRemoved).
+func (s *Server) runMembers(ctx context.Context) error {
+	err := s.mem.Run(ctx)
+	var re *learner.RemovedError
+	if !errors.As(err, &re) {
+		return nil
+	}
+	s.log.Error(re.Error(), "exit_code", ExitRemoved, "exit_in", removedLinger)
+	if werr := learner.WriteRemovedMarker(s.cfg.Log.DataDir, re.Removal); werr != nil {
+		s.log.Warn("cannot leave the removal marker in the data directory; a restart will not be refused", "dir", s.cfg.Log.DataDir, "err", werr)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(removedLinger):
+	}
+	return err
+}
+
+// ExitRemoved is the daemon's exit code once its member was removed from
+// the group, and when it is started on the data directory of a removed
+// member (sysexits' EX_CONFIG: restarting it does not help; systemd:
+// RestartPreventExitStatus=78).
+const ExitRemoved = 78
+
+// removedLinger is how long a removed member keeps answering /status and
+// /healthz (503, "removed from the group") before it exits.
+const removedLinger = 10 * time.Second
+
+// removedMessage is this member's removal, "" while it is a member.
+func (s *Server) removedMessage() string {
+	if s.mem == nil {
+		return ""
+	}
+	if r, ok := s.mem.Removed(); ok {
+		return r.Message()
+	}
+	return ""
 }

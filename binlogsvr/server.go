@@ -56,6 +56,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.ServerID == 0 {
 		cfg.ServerID = uint32(1000 + cfg.Log.ReplicaID)
 	}
+	// NB: the data directory of a member removed from the group never
+	// starts again (ExitRemoved): it would only wait for a group that
+	// ignores it.
+	if err := learner.CheckRemovedMarker(cfg.Log.DataDir); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
@@ -146,7 +152,15 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.seedLoop(lctx) }()
 	go func() { defer wg.Done(); _ = s.ing.Run(lctx) }()
 	wg.Add(2)
-	go func() { defer wg.Done(); s.runMembers(lctx) }()  // members.go
+	go func() {
+		defer wg.Done()
+		if err := s.runMembers(lctx); err != nil { // members.go; a removed member exits
+			select {
+			case errc <- err:
+			default:
+			}
+		}
+	}()
 	go func() { defer wg.Done(); s.runFailover(lctx) }() // failover.go
 	if s.dump != nil {
 		wg.Add(1)

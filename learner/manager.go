@@ -34,6 +34,9 @@ type Deps struct {
 	Replicas func() []Replica
 	// DumpAddr is where this member serves dumps ("" : it does not).
 	DumpAddr string
+	// Notify tells the member at an admin address that it was removed
+	// (optional; see Manager.MarkRemoved).
+	Notify   func(ctx context.Context, adminAddr string, r Removal) error
 	Log      *slog.Logger
 	Registry prometheus.Registerer
 }
@@ -59,6 +62,11 @@ type Manager struct {
 	leaderSince time.Time
 	lastHandoff time.Time
 	lastLog     map[uint64]time.Time
+
+	removal   atomic.Pointer[Removal] // set once this member was removed
+	removedCh chan struct{}           // MarkRemoved wakes Run
+	notifyTry map[uint64]time.Time    // removed members told (leader; Run's goroutine)
+	notifying atomic.Bool
 }
 
 // New returns a Manager; Run runs it.
@@ -75,7 +83,7 @@ func New(cfg Config, d Deps) (*Manager, error) {
 	nc := d.Node.Config()
 	mg := &Manager{cfg: cfg, d: d, log: d.Log.With("component", "members"), tracker: NewTracker(10 * time.Second),
 		ch:      &Changer{NH: d.Node.NodeHost(), Shard: nc.ShardID, Timeout: cfg.Timeout},
-		contact: map[uint64]time.Time{}, lastLog: map[uint64]time.Time{}}
+		contact: map[uint64]time.Time{}, lastLog: map[uint64]time.Time{}, removedCh: make(chan struct{}, 1), notifyTry: map[uint64]time.Time{}}
 	mg.gate.node = d.Node
 	// NB: a logger serves at once (it was part of the quorum); a member
 	// that starts as a learner serves only once it has caught up.
@@ -122,7 +130,9 @@ func (mg *Manager) View() View {
 	return mg.view
 }
 
-// Run watches the group until ctx ends.
+// Run watches the group until ctx ends. It returns a *RemovedError
+// (ErrRemoved) once this member was removed from the group: the daemon
+// then says so and exits.
 func (mg *Manager) Run(ctx context.Context) error {
 	t := time.NewTicker(mg.cfg.WatchInterval)
 	defer t.Stop()
@@ -141,6 +151,11 @@ func (mg *Manager) Run(ctx context.Context) error {
 		if err != nil || !v.Complete {
 			mg.waiting(err)
 		}
+		if rem, ok := mg.selfRemoved(err); ok && ctx.Err() == nil {
+			mg.removal.CompareAndSwap(nil, &rem)
+			mg.gate.open.Store(false)
+			return &RemovedError{Removal: *mg.removal.Load()}
+		}
 		if err != nil {
 			mg.log.Debug("members: refreshing the view", "err", err)
 		} else {
@@ -152,6 +167,9 @@ func (mg *Manager) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-mg.removedCh:
+			mg.gate.open.Store(false)
+			return &RemovedError{Removal: *mg.removal.Load()}
 		case <-t.C:
 		}
 	}
@@ -362,6 +380,7 @@ func (mg *Manager) refresh(ctx context.Context, readWithin time.Duration) (View,
 // lines, the leader's handoff.
 func (mg *Manager) afterRefresh(ctx context.Context, v View) {
 	mg.m.observe(v)
+	mg.notifyRemoved(ctx, v)
 	self := mg.d.Node.Config().ReplicaID
 	me, ok := v.Get(self)
 	if ok && v.Complete && me.CaughtUp && !mg.gate.Open() {

@@ -90,15 +90,21 @@ func (mg *Manager) apply(ctx context.Context, c Change) (Outcome, error) {
 			}
 			out.Leader = to
 		}
+		addr := c.Addr
+		if addr == "" {
+			addr = m.RaftAddr
+		}
+		next := removedNext(c.ID)
+		if c.Op == OpDemote {
+			next = demotedNext(c.NewID, addr)
+		}
+		mg.recordRemoval(ctx, c, next)
 		if err := mg.ch.Remove(ctx, ccid, c.ID); err != nil {
+			mg.forgetRemoval(ctx, c.ID)
 			return out, err
 		}
-		out.Message = fmt.Sprintf("member %d removed from the group", c.ID)
+		out.Message = fmt.Sprintf("member %d removed from the group (its process logs so and exits)", c.ID)
 		if c.Op == OpDemote {
-			addr := c.Addr
-			if addr == "" {
-				addr = m.RaftAddr
-			}
 			out.Addr = addr
 			if ccid, err = mg.ch.ConfigChangeID(ctx); err == nil {
 				err = mg.ch.AddLearner(ctx, ccid, c.NewID, addr)

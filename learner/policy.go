@@ -29,6 +29,9 @@ type Change struct {
 	AdminAddr string
 	NewID     uint64 // demote: the id the member rejoins with as a learner
 	Weight    int    // weight
+	// By names who asked (the admin caller, for the record a removed
+	// member shows).
+	By string
 }
 
 // Sentinel classes of refusals (errors.Is).

@@ -372,6 +372,9 @@ func printStatus(w io.Writer, st binlogsvr.Status) {
 	} else if st.Flavor != "" {
 		source += " (" + st.Flavor + ")"
 	}
+	if st.Removed != "" {
+		fmt.Fprintf(w, "REMOVED:        %s\n", st.Removed)
+	}
 	if st.Insecure {
 		fmt.Fprintf(w, "INSECURE:       member %d runs with --insecure: no TLS, no tokens; anyone who can reach its ports can change the fleet\n", st.ID)
 	}

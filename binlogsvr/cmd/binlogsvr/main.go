@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/binlogsvr/binlogsvr/binlogsvr"
+	"github.com/binlogsvr/binlogsvr/learner"
 	"github.com/binlogsvr/binlogsvr/logger"
 )
 
@@ -22,9 +23,23 @@ func main() {
 			return
 		}
 		fmt.Fprintln(os.Stderr, "binlogsvr:", err)
+		if errors.Is(err, learner.ErrRemoved) {
+			os.Exit(binlogsvr.ExitRemoved)
+		}
 		os.Exit(1)
 	}
 }
+
+// exitCodes ends --help.
+const exitCodes = `
+Exit codes:
+  0   stopped by SIGTERM or SIGINT
+  1   bad flags, or the member could not start (the message says why)
+  75  the data directory's disk is full: restart once space is freed
+  78  this member was removed from the group (binlogctl remove, or the old id of a demoted logger), or the
+      data directory belongs to a removed member: restarting does not help; wipe --data-dir and add the
+      machine again under a new id (systemd: RestartPreventExitStatus=78)
+`
 
 func run(args []string) error {
 	// NB: the data directory holds every row the source wrote: directories
@@ -35,6 +50,7 @@ func run(args []string) error {
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: binlogsvr --id N --data-dir DIR --raft-addr HOST:PORT (--members 1=HOST:PORT,... | --join) [flags]\n\n")
 		fs.PrintDefaults()
+		fmt.Fprint(os.Stderr, exitCodes)
 	}
 	cfg.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
