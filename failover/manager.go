@@ -78,6 +78,9 @@ type Status struct {
 	// answered when last asked.
 	FailedProbes int      `json:"failed_probes"`
 	Vantage      *Vantage `json:"vantage,omitempty"`
+	// LeaderSince is when this member began to lead (its lease grace
+	// started there).
+	LeaderSince time.Time `json:"leader_since,omitzero"`
 }
 
 // Request is an operator's failover or switchover.
@@ -316,7 +319,7 @@ func (m *Manager) tick(ctx context.Context) {
 		if !obs.StallEnd.IsZero() {
 			s.LastStall = obs.Stall.Round(time.Millisecond).String()
 		}
-		s.FailedProbes, s.Vantage = obs.FreshFailures(), obs.Vantage
+		s.FailedProbes, s.Vantage, s.LeaderSince = obs.FreshFailures(), obs.Vantage, obs.LeaderSince
 	})
 	switch d.Action {
 	case ActionFailover:

@@ -93,13 +93,13 @@ func (d *StallDetector) Observe(expected, actual time.Time) {
 // Last returns the latest stall as of now. A stall still going on (the
 // timer is overdue by more than the threshold: the process just woke up
 // and the detector's goroutine has not run yet, or it is starved) ends
-// now.
+// now, and is recorded as such.
 func (d *StallDetector) Last(now time.Time) Stall {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.beat.IsZero() {
 		if s, ok := LateBy(d.beat.Add(d.period), now, d.threshold); ok && s.End.After(d.last.End) {
-			return s
+			d.last = s
 		}
 	}
 	return d.last
