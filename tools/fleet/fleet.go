@@ -39,6 +39,17 @@ type Options struct {
 	// HTTP admin API without tokens). By default the fleet makes a CA, a
 	// certificate per member and a token file (Fleet.PKI).
 	Insecure bool
+	// Host, when set, names the loopback address (127.0.0.0/8) member id
+	// binds its raft, admin and dump ports on; its certificate carries that
+	// IP. Default 127.0.0.1.
+	Host func(id uint64) string
+	// PeerAddr, when set, is the raft address member from is given for
+	// member to in --members (e.g. a proxy in front of it); default to's
+	// RaftAddr.
+	PeerAddr func(from, to uint64, raftAddr string) string
+	// Cmd, when set, is called on each member's command just before it
+	// starts (e.g. to start it in a cgroup).
+	Cmd func(m *Member, cmd *exec.Cmd)
 }
 
 // Member is one binlogsvr process.
@@ -83,6 +94,19 @@ func FreePort() (int, error) {
 func freeAddr() (string, error) {
 	p, err := FreePort()
 	return fmt.Sprintf("127.0.0.1:%d", p), err
+}
+
+// freeAddrOn returns a free port on loopback address host.
+func freeAddrOn(host string) (string, error) {
+	if host == "" || host == "127.0.0.1" {
+		return freeAddr()
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 // ModuleRoot finds the directory of this module's go.mod, from the

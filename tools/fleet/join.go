@@ -78,15 +78,19 @@ func (f *Fleet) NewMember(serve bool) (*Member, error) {
 	id := uint64(len(f.Members) + 1)
 	m := &Member{ID: id, DataDir: filepath.Join(f.opts.Dir, fmt.Sprintf("member%d", id)),
 		LogPath: filepath.Join(f.opts.Dir, fmt.Sprintf("member%d.log", id))}
+	host := ""
+	if f.opts.Host != nil {
+		host = f.opts.Host(id)
+	}
 	var err error
-	if m.RaftAddr, err = freeAddr(); err != nil {
+	if m.RaftAddr, err = freeAddrOn(host); err != nil {
 		return nil, err
 	}
-	if m.AdminAddr, err = freeAddr(); err != nil {
+	if m.AdminAddr, err = freeAddrOn(host); err != nil {
 		return nil, err
 	}
 	if serve {
-		if m.DumpAddr, err = freeAddr(); err != nil {
+		if m.DumpAddr, err = freeAddrOn(host); err != nil {
 			return nil, err
 		}
 	}
@@ -111,7 +115,11 @@ func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
 	} else {
 		var members []string
 		for _, o := range f.Members[:min(f.opts.Members, len(f.Members))] {
-			members = append(members, fmt.Sprintf("%d=%s", o.ID, o.RaftAddr))
+			addr := o.RaftAddr
+			if f.opts.PeerAddr != nil && o.ID != m.ID {
+				addr = f.opts.PeerAddr(m.ID, o.ID, addr)
+			}
+			members = append(members, fmt.Sprintf("%d=%s", o.ID, addr))
 		}
 		args = append(args, "--members", strings.Join(members, ","))
 	}
@@ -144,6 +152,9 @@ func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // NB: never outlive the test
 	if runtime.GOOS != "linux" {
 		cmd.SysProcAttr = nil
+	}
+	if f.opts.Cmd != nil {
+		f.opts.Cmd(m, cmd)
 	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("fleet: starting member %d: %w", m.ID, err)

@@ -149,9 +149,9 @@ func commonArgs(l layout) []string {
 func binlogArgs(l layout, o Options, port int) []string {
 	return []string{
 		"--port=" + strconv.Itoa(port),
-		"--bind-address=127.0.0.1",
+		"--bind-address=" + o.BindAddress,
 		"--skip-name-resolve",
-		"--report-host=127.0.0.1",
+		"--report-host=" + o.BindAddress,
 		"--report-port=" + strconv.Itoa(port),
 		"--server-id=" + strconv.FormatUint(uint64(o.ServerID), 10),
 		"--log-bin=" + l.in(filepath.Join(l.binlogDir, "binlog")),

@@ -5,7 +5,8 @@
 #   sudo bash tools/sandbox/install.sh
 #
 # It installs, from the machine's own apt sources:
-#   - MariaDB 10.11 (mariadb-server, mariadb-client), debootstrap and sysbench. The packaged
+#   - MariaDB 10.11 (mariadb-server, mariadb-client), debootstrap, sysbench and nftables (tools/netsim's
+#     partitions). The packaged
 #     mariadb service is stopped and disabled: the sandbox starts its own servers.
 #   - Oracle MySQL 9.7 (mysql-server-core, mysql-client-core) from Debian sid, in a debootstrap
 #     chroot cached at ${BINLOGSVR_MYSQL_CHROOT:-/var/cache/binlogsvr/mysql-sid}. Its packages need a
@@ -20,7 +21,7 @@ set -euo pipefail
 CHROOT="${BINLOGSVR_MYSQL_CHROOT:-/var/cache/binlogsvr/mysql-sid}"
 CHROOT="${CHROOT%/}"
 DEB_CACHE="${BINLOGSVR_DEB_CACHE:-/var/cache/binlogsvr/debs}"
-HOST_PACKAGES=(mariadb-server mariadb-client debootstrap sysbench)
+HOST_PACKAGES=(mariadb-server mariadb-client debootstrap sysbench nftables)
 CHROOT_PACKAGES=(mysql-server-core mysql-client-core)
 SOURCES=/etc/apt/sources.list.d/debian.sources
 

@@ -39,6 +39,10 @@ type Options struct {
 	Dir string
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
+	// BindAddress is the loopback address the server listens on and reports (--bind-address,
+	// --report-host); "" means 127.0.0.1. It must lie in 127.0.0.0/8 (tools/netsim gives each
+	// simulated host its own).
+	BindAddress string
 }
 
 // Server is one running (or stopped) sandbox server. Its methods are safe for concurrent use.
@@ -77,6 +81,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	if o.SemiSyncTimeout <= 0 {
 		o.SemiSyncTimeout = 30 * time.Second
+	}
+	if o.BindAddress == "" {
+		o.BindAddress = "127.0.0.1"
+	}
+	if ip := net.ParseIP(o.BindAddress); ip == nil || !ip.IsLoopback() || ip.To4() == nil {
+		return nil, fmt.Errorf("sandbox: Options.BindAddress %q is not an IPv4 loopback address (127.0.0.0/8)", o.BindAddress)
 	}
 	parent := o.Dir
 	if parent == "" {
@@ -137,7 +147,7 @@ func startFresh(ctx context.Context, impl flavorImpl, o Options, parent, tmpl st
 	if err := copyTree(tmpl, l.dataDir); err != nil {
 		return fail(err)
 	}
-	port, err := freePort()
+	port, err := freePort(o.BindAddress)
 	if err != nil {
 		return fail(err)
 	}
@@ -264,8 +274,8 @@ func dialNet(ctx context.Context, network, addr string) (net.Conn, error) {
 	return d.DialContext(ctx, "unix", fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(addr)))
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("sandbox: find a free port: %w", err)
 	}
@@ -273,8 +283,8 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Addr is "127.0.0.1:PORT".
-func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+// Addr is "127.0.0.1:PORT" (Options.BindAddress instead of 127.0.0.1 when set).
+func (s *Server) Addr() string { return net.JoinHostPort(s.opts.BindAddress, strconv.Itoa(s.port)) }
 
 // Port is the server's TCP port; it stays the same across Restart.
 func (s *Server) Port() int { return s.port }
