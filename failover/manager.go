@@ -347,7 +347,7 @@ func (m *Manager) setStatus(f func(*Status)) {
 	m.mu.Unlock()
 }
 
-// observe gathers the Observation of this moment (the leader's).
+// observation gathers the Observation of this moment (the leader's).
 func (m *Manager) observation(st logger.State, op *Operation) Observation {
 	now := m.now()
 	stall := m.stall.Last(now)
