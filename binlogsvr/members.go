@@ -64,7 +64,7 @@ func (s *Server) dumpReplicas() []learner.Replica {
 		if err != nil {
 			continue
 		}
-		out = append(out, learner.Replica{ServerID: c.ServerID, Remote: c.Remote, Registered: c.Registered, File: n, Pos: c.Pos})
+		out = append(out, learner.Replica{ServerID: c.ServerID, UUID: c.UUID, Remote: c.Remote, Registered: c.Registered, File: n, Pos: c.Pos})
 	}
 	return out
 }

@@ -32,12 +32,16 @@ type Config struct {
 	// membership read (retried through elections) that an operator's
 	// request starts with.
 	Timeout time.Duration
+	// ReplicaHoldTTL: a disconnected replica's files are kept from group
+	// purges this long after it was last seen (0: only while connected).
+	ReplicaHoldTTL time.Duration
 }
 
 // DefaultConfig returns the flags' defaults.
 func DefaultConfig() Config {
 	return Config{Weight: -1, CaughtUpEntries: 2000, CaughtUpBytes: 16 << 20, WatchInterval: time.Second,
-		ProgressInterval: 3 * time.Second, HandoffDelay: 5 * time.Second, ReachableWithin: 5 * time.Second, Timeout: 15 * time.Second}
+		ProgressInterval: 3 * time.Second, HandoffDelay: 5 * time.Second, ReachableWithin: 5 * time.Second, Timeout: 15 * time.Second,
+		ReplicaHoldTTL: 24 * time.Hour}
 }
 
 // RegisterFlags registers the membership flags.
@@ -49,6 +53,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.ProgressInterval, "catch-up-log-interval", c.ProgressInterval, "how often a catching-up member's progress is logged")
 	fs.DurationVar(&c.HandoffDelay, "leader-handoff-delay", c.HandoffDelay, "a leader hands off to a heavier caught-up logger after leading this long (0: never hand off)")
 	fs.DurationVar(&c.ReachableWithin, "member-unreachable-after", c.ReachableWithin, "a member not heard from for this long counts as unreachable in safety checks")
+	fs.DurationVar(&c.ReplicaHoldTTL, "replica-hold-ttl", c.ReplicaHoldTTL, "a replica that disconnected (or that --dump-write-timeout dropped) keeps its binlog files from binlogctl purge this long after it was last seen, keyed by its server_id (and uuid); set it the same on every member (0: only while connected)")
 	fs.DurationVar(&c.Timeout, "membership-timeout", c.Timeout, "deadline of one membership change or leader transfer, and of the membership read a purge or change starts with")
 }
 
@@ -67,6 +72,8 @@ func (c *Config) Validate() error {
 		return errors.New("learner: --membership-timeout must be at least 1s")
 	case c.HandoffDelay < 0:
 		return errors.New("learner: --leader-handoff-delay must not be negative")
+	case c.ReplicaHoldTTL < 0:
+		return errors.New("learner: --replica-hold-ttl must not be negative (0: hold a replica's files only while it is connected)")
 	}
 	return nil
 }

@@ -67,6 +67,10 @@ type Manager struct {
 	removedCh chan struct{}           // MarkRemoved wakes Run
 	notifyTry map[uint64]time.Time    // removed members told (leader; Run's goroutine)
 	notifying atomic.Bool
+
+	recorded map[string]ReplicaHold // holds this member wrote (Run's goroutine)
+	holdRecs map[string]ReplicaHold // the log's holds at the last refresh (mu)
+	expired  []ReplicaHold          // expired holds at the last refresh (mu)
 }
 
 // New returns a Manager; Run runs it.
@@ -83,7 +87,8 @@ func New(cfg Config, d Deps) (*Manager, error) {
 	nc := d.Node.Config()
 	mg := &Manager{cfg: cfg, d: d, log: d.Log.With("component", "members"), tracker: NewTracker(10 * time.Second),
 		ch:      &Changer{NH: d.Node.NodeHost(), Shard: nc.ShardID, Timeout: cfg.Timeout},
-		contact: map[uint64]time.Time{}, lastLog: map[uint64]time.Time{}, removedCh: make(chan struct{}, 1), notifyTry: map[uint64]time.Time{}}
+		contact: map[uint64]time.Time{}, lastLog: map[uint64]time.Time{}, removedCh: make(chan struct{}, 1), notifyTry: map[uint64]time.Time{},
+		recorded: map[string]ReplicaHold{}}
 	mg.gate.node = d.Node
 	// NB: a logger serves at once (it was part of the quorum); a member
 	// that starts as a learner serves only once it has caught up.
@@ -160,6 +165,11 @@ func (mg *Manager) Run(ctx context.Context) error {
 			mg.log.Debug("members: refreshing the view", "err", err)
 		} else {
 			mg.afterRefresh(ctx, v)
+			mg.mu.Lock()
+			recs, expired := mg.holdRecs, mg.expired
+			mg.mu.Unlock()
+			mg.trackHolds(ctx, recs)
+			mg.dropExpired(ctx, v, expired)
 			if !seeded {
 				seeded = mg.seedWeight(ctx)
 			}
@@ -283,7 +293,9 @@ func (mg *Manager) refresh(ctx context.Context, readWithin time.Duration) (View,
 	in := Inputs{Loggers: ms.Nodes, Learners: ms.NonVotings, Removed: ms.Removed, Leader: leader,
 		Reports: map[uint64]Report{}, Errors: map[uint64]string{}, Admin: map[uint64]string{}, Weights: map[uint64]int{},
 		Limits: mg.cfg.Limits()}
+	var recs map[string]ReplicaHold
 	if rd := node.Reader(); rd != nil {
+		recs, _ = readHolds(rd)
 		if kv, err := rd.MetaPrefix("member."); err == nil {
 			for k, v := range kv {
 				parts := strings.Split(k, ".")
@@ -365,6 +377,13 @@ func (mg *Manager) refresh(ctx context.Context, readWithin time.Duration) (View,
 		}
 	}
 	mg.tracker.Forget(keep)
+	var rs []ReplicaHold
+	for _, h := range recs {
+		rs = append(rs, h)
+	}
+	v.ReplicaHolds, mg.expired = ReplicaHolds(rs, v.Members, in.Now, mg.cfg.ReplicaHoldTTL)
+	v.HoldTTLSeconds = mg.cfg.ReplicaHoldTTL.Seconds()
+	mg.holdRecs = recs
 	if leader == self {
 		if mg.leaderSince.IsZero() {
 			mg.leaderSince = in.Now

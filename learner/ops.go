@@ -180,7 +180,9 @@ type PurgePlan struct {
 
 // PlanPurge decides how far a group purge up to upTo may go: never past a
 // file a catching-up learner has not applied, a replica of any member
-// still reads, or, for a member whose position is unknown, anything. Pure.
+// still reads (or read when it disconnected, within --replica-hold-ttl:
+// View.ReplicaHolds), or, for a member whose position is unknown,
+// anything. Pure.
 func PlanPurge(v View, upTo uint32) PurgePlan {
 	p := PurgePlan{Requested: upTo, UpTo: upTo}
 	hold := func(f uint32, by, why string) {
@@ -207,6 +209,19 @@ func PlanPurge(v View, upTo uint32) PurgePlan {
 			}
 			hold(r.File, fmt.Sprintf("replica server_id %d (%s) of member %d", r.ServerID, r.Remote, m.ID), fmt.Sprintf("it reads %s:%d", logger.FileName(r.File), r.Pos))
 		}
+	}
+	for _, h := range v.ReplicaHolds {
+		if h.Connected {
+			continue // NB: held above, through its member's report
+		}
+		age := time.Duration(h.AgeSeconds * float64(time.Second)).Round(time.Second)
+		from := fmt.Sprintf("member %d", h.Member)
+		if h.Remote != "" {
+			from = h.Remote + " of " + from
+		}
+		hold(h.File, fmt.Sprintf("replica server_id %d (%s, disconnected %v ago)", h.ServerID, from, age),
+			fmt.Sprintf("it had read up to %s:%d; held until %s (--replica-hold-ttl), or until it reconnects and reads on",
+				logger.FileName(h.File), h.Pos, h.Expires.UTC().Format(time.RFC3339)))
 	}
 	return p
 }

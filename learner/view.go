@@ -58,6 +58,7 @@ func (r Retention) Limited() bool { return r.Files > 0 || r.Bytes > 0 || r.AgeSe
 // Replica is one dump client of a member and the file it reads.
 type Replica struct {
 	ServerID   uint32 `json:"server_id"`
+	UUID       string `json:"uuid,omitempty"`
 	Remote     string `json:"remote,omitempty"`
 	Registered bool   `json:"registered"`
 	File       uint32 `json:"file"`
@@ -118,6 +119,11 @@ type View struct {
 	At      time.Time `json:"at"`
 	// Complete: the leader's report was available, so lags are known.
 	Complete bool `json:"complete"`
+	// ReplicaHolds are the replicas the group purge keeps files for:
+	// connected ones, and disconnected ones within --replica-hold-ttl.
+	ReplicaHolds []ReplicaHold `json:"replica_holds,omitempty"`
+	// HoldTTLSeconds is the --replica-hold-ttl of the member that answered.
+	HoldTTLSeconds float64 `json:"replica_hold_ttl_seconds,omitempty"`
 }
 
 // Get returns member id.

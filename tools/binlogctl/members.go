@@ -142,6 +142,29 @@ func printMembers(w io.Writer, st binlogsvr.MembersStatus, now time.Time) {
 	if len(st.Removed) > 0 {
 		fmt.Fprintf(w, "\nRemoved ids (never reused): %v\n", st.Removed)
 	}
+	printHolds(w, st.View)
+}
+
+// printHolds lists the replicas whose files binlogctl purge keeps.
+func printHolds(w io.Writer, v learner.View) {
+	ttl := time.Duration(v.HoldTTLSeconds * float64(time.Second))
+	if len(v.ReplicaHolds) == 0 {
+		fmt.Fprintf(w, "\nReplica holds: none (a replica's files are kept while it is connected and %v after)\n", ttl)
+		return
+	}
+	fmt.Fprintf(w, "\nReplica holds (binlogctl purge keeps these files; a disconnected replica's for --replica-hold-ttl %v):\n", ttl)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVER ID\tUUID\tMEMBER\tREMOTE\tHOLDS FROM\tAGE\tSTATE")
+	for _, h := range v.ReplicaHolds {
+		age, state := "-", "connected"
+		if !h.Connected {
+			d := time.Duration(h.AgeSeconds * float64(time.Second)).Round(time.Second)
+			age = d.String()
+			state = fmt.Sprintf("disconnected %v ago, expires in %v", d, max(time.Until(h.Expires), 0).Round(time.Second))
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s:%d\t%s\t%s\n", h.ServerID, dash(h.UUID), h.Member, dash(h.Remote), logger.FileName(h.File), h.Pos, age, state)
+	}
+	tw.Flush()
 }
 
 func retention(m learner.Member) string {
