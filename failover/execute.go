@@ -54,6 +54,8 @@ func (m *Manager) execute(ctx context.Context, op *Operation) error {
 			err = m.stepPromote(ctx, op)
 		case StepPromoted:
 			err = m.stepResume(ctx, op)
+		case StepReadmitted:
+			err = m.stepWritable(ctx, op)
 		case StepResumed:
 			err = m.stepFinish(ctx, op)
 		default:
@@ -77,6 +79,7 @@ func (m *Manager) advance(ctx context.Context, op *Operation, step, msg string) 
 	m.mu.Lock()
 	m.onceAudits = nil
 	m.mu.Unlock()
+	m.unstick()
 	m.audit(ctx, op, step, "ok", msg)
 	m.log.Info("failover step", "op", op.ID, "step", step, "msg", msg)
 	return nil
@@ -194,14 +197,18 @@ func (m *Manager) observe(ctx context.Context, c Candidate, st logger.State, sta
 	return Judge(cs)
 }
 
-// stepChoose picks the candidate. With none eligible the source stays
-// fenced, and the record says why.
+// stepChoose picks the candidate. With none eligible the fenced source
+// itself may be re-admitted (readmit.go); else it stays fenced, and the
+// record and the status say why.
 func (m *Manager) stepChoose(ctx context.Context, op *Operation) error {
 	cands, err := m.Candidates(ctx)
 	if err != nil {
 		return err
 	}
 	c, err := Choose(cands, op.To)
+	if errors.Is(err, ErrNoCandidate) {
+		return m.noCandidate(ctx, op, err)
+	}
 	if err != nil {
 		m.auditOnce(ctx, Record{OpID: op.ID, Kind: op.Kind, Step: "choose", Outcome: "waiting", OldSource: op.OldSource.Addr,
 			Message: err.Error() + "; the source stays fenced"})

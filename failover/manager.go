@@ -81,6 +81,10 @@ type Status struct {
 	// LeaderSince is when this member began to lead (its lease grace
 	// started there).
 	LeaderSince time.Time `json:"leader_since,omitzero"`
+	// Advice is the one line saying what the operator must do while a
+	// failover waits with nothing to promote; RetryInterval is its backoff.
+	Advice        string `json:"advice,omitempty"`
+	RetryInterval string `json:"retry_interval,omitempty"`
 }
 
 // Request is an operator's failover or switchover.
@@ -122,6 +126,7 @@ type Manager struct {
 	probe      Server // the lease probe's connection (Run's goroutine only)
 	// warnedPassword: candidates whose stored password was warned about.
 	warnedPassword map[string]bool
+	stuck          stuckState // the no-candidate wait (readmit.go; Run's goroutine)
 
 	// stall measures this process's lateness; idleSince is when Run last
 	// went back to waiting for its ticker (Run's goroutine only).
@@ -328,8 +333,11 @@ func (m *Manager) tick(ctx context.Context) {
 			m.log.Error("failover did not finish; retrying", "err", err)
 		}
 	case ActionResume:
+		if !m.retryDue(op) {
+			break // NB: nothing to promote: the retries back off (readmit.go)
+		}
 		m.auditResume(ctx, op)
-		if err := m.execute(ctx, op); err != nil {
+		if err := m.execute(ctx, op); err != nil && !errors.Is(err, errWaiting) {
 			m.log.Warn("the unfinished operation did not finish; retrying", "op", op.ID, "step", op.Step, "err", err)
 		}
 	case ActionAbort:

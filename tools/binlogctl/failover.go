@@ -82,6 +82,9 @@ func flagValue(args []string, name string) (string, []string, bool) {
 }
 
 func cmdFailover(c *client, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "status" {
+		return cmdFailoverStatus(c, args[1:], stdout, stderr)
+	}
 	fs := pflag.NewFlagSet("failover", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	to := fs.String("to", "", "the candidate to promote (default: the most caught-up one)")
@@ -90,6 +93,9 @@ func cmdFailover(c *client, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the operation as JSON")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("failover takes no argument (got %q): binlogctl failover [--force] [--to ADDR], or binlogctl failover status", fs.Args())}
 	}
 	return runOp(c, failover.KindFailover, url.Values{"to": {*to}, "force": {strconv.FormatBool(*force)}, "timeout": {timeout.String()}}, *timeout, *asJSON, stdout)
 }
@@ -286,6 +292,34 @@ func cmdStatusWithFailover(c *client, args []string, stdout, stderr io.Writer) e
 		return nil
 	}
 	fmt.Fprintln(stdout)
+	printFailoverStatus(stdout, st)
+	return nil
+}
+
+// cmdFailoverStatus is binlogctl failover status: the failover's part of
+// status (with --json, /failover/status as is).
+func cmdFailoverStatus(c *client, args []string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("failover status", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print /failover/status as JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	var st failover.Status
+	if err := c.get(context.Background(), "/failover/status", &st); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, st)
+	}
+	fmt.Fprintf(stdout, "Source:         %s (epoch %d)\n", dash(st.Source), st.Epoch)
+	printFailoverStatus(stdout, st)
+	return nil
+}
+
+// printFailoverStatus prints the lease, the verdict, what the operator
+// must do (if anything), the operation and the last failover.
+func printFailoverStatus(stdout io.Writer, st failover.Status) {
 	lease := "not held"
 	if st.LeaseHeld {
 		lease = "held"
@@ -310,6 +344,9 @@ func cmdStatusWithFailover(c *client, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stdout, " (%s)", st.Reason)
 	}
 	fmt.Fprintln(stdout)
+	if st.Advice != "" {
+		fmt.Fprintf(stdout, "ACTION NEEDED:  %s (retrying every %s)\n", st.Advice, dash(st.RetryInterval))
+	}
 	if op := st.Operation; op != nil && !op.Finished() {
 		fmt.Fprintf(stdout, "In progress:    %s %s at step %s: %s\n", op.Kind, op.ID, op.Step, op.Message)
 	}
@@ -319,5 +356,4 @@ func cmdStatusWithFailover(c *client, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintln(stdout, "Last failover:  none")
 	}
 	fmt.Fprintln(stdout, "Audit trail:    binlogctl history")
-	return nil
 }

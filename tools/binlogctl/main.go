@@ -43,6 +43,7 @@ Commands:
   weight ID N                     set a logger's weight (the heaviest caught-up logger leads)
   purge FILE [--force] [--dry-run]  purge binlog files group-wide (held files are refused unless --force)
   failover [--force] [--to ADDR]  fail over now (after the fence and the candidate checks)
+  failover status [--json]        the lease, the verdict, the operation and what to do (if anything)
   history                         the failover audit trail
   candidates [list|add|remove]    the replicas that may be promoted
   rejoin-check HOST:PORT          an old source's transactions the log lacks (never acknowledged)
