@@ -43,10 +43,6 @@ type Options struct {
 	// binds its raft, admin and dump ports on; its certificate carries that
 	// IP. Default 127.0.0.1.
 	Host func(id uint64) string
-	// PeerAddr, when set, is the raft address member from is given for
-	// member to in --members (e.g. a proxy in front of it); default to's
-	// RaftAddr.
-	PeerAddr func(from, to uint64, raftAddr string) string
 	// Cmd, when set, is called on each member's command just before it
 	// starts (e.g. to start it in a cgroup).
 	Cmd func(m *Member, cmd *exec.Cmd)

@@ -115,11 +115,7 @@ func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
 	} else {
 		var members []string
 		for _, o := range f.Members[:min(f.opts.Members, len(f.Members))] {
-			addr := o.RaftAddr
-			if f.opts.PeerAddr != nil && o.ID != m.ID {
-				addr = f.opts.PeerAddr(m.ID, o.ID, addr)
-			}
-			members = append(members, fmt.Sprintf("%d=%s", o.ID, addr))
+			members = append(members, fmt.Sprintf("%d=%s", o.ID, o.RaftAddr))
 		}
 		args = append(args, "--members", strings.Join(members, ","))
 	}
