@@ -361,9 +361,14 @@ func (m *Manager) observation(st logger.State, op *Operation) Observation {
 	stall := m.stall.Last(now)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	peers := m.peers
+	if m.deps.AskPeers != nil && (m.vantage == nil || now.Sub(m.vantage.Asked) > m.cfg.Lease) {
+		// NB: members come and go: a count older than a lease is asked again.
+		peers = max(peers, 1)
+	}
 	return Observation{Now: now, Leader: true, LeaderSince: m.leaderSince, Epoch: st.Epoch, Source: st.Source.Addr,
 		LastContact: m.lastContact, Lease: m.cfg.Lease, Op: op, StallEnd: stall.End, Stall: stall.Length,
-		FailedProbes: append([]time.Time(nil), m.failedProbes...), Peers: m.peers, Vantage: m.vantage}
+		FailedProbes: append([]time.Time(nil), m.failedProbes...), Peers: peers, Vantage: m.vantage}
 }
 
 // logVerdict logs, once each, a stall this leader measured and an episode

@@ -60,6 +60,7 @@ func TestManagerStalledMidProbe(t *testing.T) {
 		{"leader cut off, another member reaches the source", false, false, func() []PeerAnswer {
 			return []PeerAnswer{{Member: 2, Probe: PeerProbe{Source: "src:3306", Reachable: true}}}
 		}, VerdictSeenByPeer},
+		{"source dead, no other member in the group", false, false, func() []PeerAnswer { return nil }, VerdictDeadSource},
 		{"no other member can be asked", false, false, func() []PeerAnswer {
 			return []PeerAnswer{{Member: 2, Err: errors.New("unreachable")}, {Member: 3, Err: errors.New("unreachable")}}
 		}, VerdictDeadSource},

@@ -66,9 +66,10 @@ func (m *Manager) askPeers(ctx context.Context, source string) *Vantage {
 	if m.deps.AskPeers == nil {
 		return v
 	}
-	// NB: a member answers within its probe timeout; the extra second is
-	// for the request itself on a loaded machine.
-	actx, cancel := context.WithTimeout(ctx, m.cfg.ProbeTimeout+time.Second)
+	// NB: a member answers within its probe timeout; the margin is for the
+	// request itself on a loaded machine. A member that does not answer
+	// (stopped, cut off) costs this bound once per ask.
+	actx, cancel := context.WithTimeout(ctx, m.cfg.ProbeTimeout+500*time.Millisecond)
 	defer cancel()
 	answers := m.deps.AskPeers(actx)
 	for _, a := range answers {
