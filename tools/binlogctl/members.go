@@ -198,7 +198,7 @@ func cmdAddLearner(c *client, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *addr == "" {
-		return usageFor("add-learner", "--raft-addr is where the new member's raft transport listens")
+		return usageFor("add-learner", "add-learner needs --raft-addr HOST:PORT, where the new member's raft transport listens")
 	}
 	var out learner.Outcome
 	form := url.Values{"id": {fmt.Sprint(id)}, "addr": {*addr}}
