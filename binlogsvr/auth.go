@@ -58,14 +58,17 @@ var routeRoles = map[string]string{
 	"POST /members/{id}/demote":   roleOperate,
 	"DELETE /members/{id}":        roleOperate,
 	"POST /members/{id}/weight":   roleOperate,
-	"POST /transfer-leader":       roleOperate,
-	"POST /purge":                 roleOperate,
-	"POST /debug/append":          roleOperate,
-	"POST /debug/bench":           roleOperate,
-	"POST /debug/max-file-size":   roleOperate,
-	"/debug/pprof/":               roleOperate,
-	"/debug/pprof/profile":        roleOperate,
-	"/debug/pprof/trace":          roleOperate,
+	// NB: members only (handleRemoved checks the certificate): the leader
+	// tells a removed member.
+	"POST /members/self/removed": roleOperate,
+	"POST /transfer-leader":      roleOperate,
+	"POST /purge":                roleOperate,
+	"POST /debug/append":         roleOperate,
+	"POST /debug/bench":          roleOperate,
+	"POST /debug/max-file-size":  roleOperate,
+	"/debug/pprof/":              roleOperate,
+	"/debug/pprof/profile":       roleOperate,
+	"/debug/pprof/trace":         roleOperate,
 }
 
 func roleRank(r string) int {
