@@ -146,12 +146,20 @@ type readmitCheck struct {
 func (m *Manager) noCandidate(ctx context.Context, op *Operation, cause error) error {
 	addr := op.OldSource.Addr
 	why := strings.TrimPrefix(strings.TrimPrefix(cause.Error(), ErrNoCandidate.Error()), ": ")
+	// stays is the audit's detail: the choice's own error and what keeps
+	// the source fenced.
+	stays := func(e error) error {
+		if e == nil {
+			return fmt.Errorf("%w; the source stays fenced", cause)
+		}
+		return fmt.Errorf("%w; the source stays fenced: %w", cause, e)
+	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	s, err := m.connectAdmin(cctx, addr, Candidate{})
 	if err != nil {
 		return m.wait(ctx, op, fmt.Sprintf("the source %s is fenced and unreachable and no candidate can be promoted (%s): "+
-			"add one with binlogctl candidates add HOST:PORT --credential NAME, or bring the source back (it is re-admitted once it answers)", addr, why), err)
+			"add one with binlogctl candidates add HOST:PORT --credential NAME, or bring the source back (it is re-admitted once it answers)", addr, why), stays(err))
 	}
 	defer s.Close()
 	st, _ := m.deps.Log.State()
@@ -171,24 +179,24 @@ func (m *Manager) noCandidate(ctx context.Context, op *Operation, cause error) e
 		}
 		return m.wait(ctx, op, fmt.Sprintf("the source %s is fenced and no candidate can be promoted (%s); it answers but cannot be checked yet "+
 			"(binlogctl history has why): add a candidate with binlogctl candidates add HOST:PORT --credential NAME; "+
-			"the source is re-admitted once it can be checked", addr, why), detail)
+			"the source is re-admitted once it can be checked", addr, why), stays(detail))
 	}
 	switch {
 	case chk.info.Flavor != st.Flavor && st.Flavor != "":
 		return m.wait(ctx, op, fmt.Sprintf("the source %s is fenced and no candidate can be promoted (%s); it answers but is %s and the log holds %s: "+
-			"add a candidate with binlogctl candidates add HOST:PORT --credential NAME", addr, why, chk.info.Flavor, st.Flavor), nil)
+			"add a candidate with binlogctl candidates add HOST:PORT --credential NAME", addr, why, chk.info.Flavor, st.Flavor), stays(nil))
 	case chk.missing > 0:
 		return m.wait(ctx, op, fmt.Sprintf("the source %s is fenced and no candidate can be promoted (%s); it answers but lacks %d of the log's transactions, "+
-			"so it is not re-admitted: add a candidate with binlogctl candidates add HOST:PORT --credential NAME", addr, why, chk.missing), nil)
+			"so it is not re-admitted: add a candidate with binlogctl candidates add HOST:PORT --credential NAME", addr, why, chk.missing), stays(nil))
 	case len(chk.errant) > 0:
 		return m.wait(ctx, op, fmt.Sprintf("the source %s is fenced and no candidate can be promoted (%s); it answers but holds %d transactions the log lacks "+
 			"and cannot take (%s), so it is not re-admitted: add a candidate with binlogctl candidates add HOST:PORT --credential NAME, "+
 			"or remove them from it (binlogctl rejoin-check %s says how); it is re-admitted once it holds nothing the log lacks",
-			addr, why, len(chk.errant), strings.Join(chk.errant, ","), addr), nil)
+			addr, why, len(chk.errant), strings.Join(chk.errant, ","), addr), stays(nil))
 	case m.stuck.refused != "" && m.stuck.refused == chk.info.GTIDs:
 		return m.wait(ctx, op, fmt.Sprintf("the source %s is fenced and no candidate can be promoted (%s); its re-admission failed: the log did not take "+
 			"its unacknowledged transactions (%s) within %v (binlogctl history): add a candidate with binlogctl candidates add HOST:PORT --credential NAME",
-			addr, why, strings.Join(chk.tail, ","), m.cfg.ResumeTimeout), nil)
+			addr, why, strings.Join(chk.tail, ","), m.cfg.ResumeTimeout), stays(nil))
 	}
 	return m.readmit(ctx, op, s, st, chk, why)
 }
@@ -204,10 +212,13 @@ func (m *Manager) checkReadmit(ctx context.Context, s Server, st logger.State) (
 	if st.Flavor != "" && info.Flavor != st.Flavor {
 		return chk, nil
 	}
-	if chk.missing, err = Missing(st.Flavor, st.GTIDs, info.GTIDs); err != nil {
+	if chk.held, err = m.heldGTIDs(ctx, s, info); err != nil {
 		return chk, err
 	}
-	if chk.held, err = m.heldGTIDs(ctx, s, info); err != nil {
+	// NB: against what it holds, binlog included: a MySQL commit that the
+	// log stored but whose ACK the fence stopped waits, binlogged but not
+	// yet in gtid_executed; it commits once the re-admitted ingest ACKs it.
+	if chk.missing, err = Missing(st.Flavor, st.GTIDs, chk.held); err != nil {
 		return chk, err
 	}
 	extra, err := m.unlogged(st, chk.held)
@@ -386,6 +397,7 @@ func (m *Manager) stepWritable(ctx context.Context, op *Operation) error {
 	if err := s.SetReadOnly(wctx, false); err != nil {
 		return err
 	}
+	writable := m.now()
 	// NB: a fence's SET GLOBAL read_only that waited for the commit lock
 	// (held by commits that waited for an ACK, which the ingest now sends)
 	// may still land, for up to lock_wait_timeout after it was sent: until
@@ -405,9 +417,10 @@ func (m *Manager) stepWritable(ctx context.Context, op *Operation) error {
 	m.mu.Lock()
 	m.lastContact = m.now()
 	m.mu.Unlock()
-	return m.advanceReadmit(ctx, op, StepResumed, fmt.Sprintf("%s is writable again (read_only off), semi-sync on; the log holds all it committed (%s) "+
+	st, _ = m.deps.Log.State()
+	return m.advanceReadmit(ctx, op, StepResumed, fmt.Sprintf("%s is writable again (read_only off), semi-sync on; the log holds all it committed (log: %s) "+
 		"and the ingest streams from it under epoch %d; writable %v after the failover started (%v after the re-admission)",
-		op.Target, info.GTIDs, op.NewEpoch, m.now().Sub(op.Started).Round(time.Millisecond), m.now().Sub(t0).Round(time.Millisecond)))
+		op.Target, st.GTIDs, op.NewEpoch, writable.Sub(op.Started).Round(time.Millisecond), writable.Sub(t0).Round(time.Millisecond)))
 }
 
 // refence fences the re-admitted source again after the log failed to

@@ -220,6 +220,9 @@ func TestNoCandidateWaitsThenReadmits(t *testing.T) {
 	for _, r := range historyOf(t, m) {
 		if r.Outcome == "waiting" {
 			waiting++
+			if !strings.Contains(r.Message, "no eligible candidate") || !strings.Contains(r.Message, "stays fenced") {
+				t.Errorf("the waiting record does not say why: %s", r.Message)
+			}
 		}
 	}
 	if waiting != 1 {
