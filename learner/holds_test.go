@@ -76,6 +76,7 @@ func TestReplicaHoldOutlivesDisconnect(t *testing.T) {
 	src := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB})
 	r := newRig(t, src, func(uint64) fleet.MemberSpec { return fleet.MemberSpec{Serve: true} },
 		"--debug-api", "--replica-hold-ttl", holdTTL.String(), "--dump-write-timeout", "2s")
+	t0 := time.Now()
 	if err := fleet.Poll(bg(), wait, func() error {
 		st, err := r.f.Status(bg(), r.leader(), true)
 		if err != nil || st.Epoch != 1 {
@@ -91,22 +92,24 @@ func TestReplicaHoldOutlivesDisconnect(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Small files, one big file (24 MiB: more than the sockets between a
-	// member and a replica buffer, so a replica that stops reading blocks
-	// its dump there), small files.
+	// Small files, one big file (9 MiB: more than the sockets between a
+	// member and a replica that stops reading take in, about 2 MiB here, so
+	// its dump blocks there), small files.
 	post("/debug/max-file-size?bytes=4096")
 	for range 2 {
 		post("/debug/append?n=50&size=400")
 	}
 	post(fmt.Sprintf("/debug/max-file-size?bytes=%d", 1<<30))
-	post("/debug/append?n=400&size=60000")
+	for range 3 {
+		post("/debug/append?n=50&size=60000")
+	}
 	post("/debug/max-file-size?bytes=4096")
 	for range 3 {
 		post("/debug/append?n=50&size=400")
 	}
 	var big, last string
 	for _, f := range r.files(1) {
-		if f.Size > 20<<20 {
+		if f.Size > 8<<20 {
 			big = f.Name
 		}
 		last = f.Name
@@ -126,7 +129,7 @@ func TestReplicaHoldOutlivesDisconnect(t *testing.T) {
 		}
 	}
 	// It reads no more: the member drops it after --dump-write-timeout.
-	t0 := time.Now()
+	t0 = time.Now()
 	if err := fleet.Poll(bg(), wait, func() error {
 		if !r.logHas(1, "replica disconnected: the group purge keeps its files") {
 			return errors.New("member 1 has not dropped the stalled replica yet")

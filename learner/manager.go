@@ -64,6 +64,7 @@ type Manager struct {
 	lastLog     map[uint64]time.Time
 
 	removal   atomic.Pointer[Removal] // set once this member was removed
+	selfRec   atomic.Pointer[Removal] // the log's record of this member's removal, read ahead
 	removedCh chan struct{}           // MarkRemoved wakes Run
 	notifyTry map[uint64]time.Time    // removed members told (leader; Run's goroutine)
 	notifying atomic.Bool
@@ -159,6 +160,16 @@ func (mg *Manager) Run(ctx context.Context) error {
 		if rem, ok := mg.selfRemoved(err); ok && ctx.Err() == nil {
 			mg.removal.CompareAndSwap(nil, &rem)
 			mg.gate.open.Store(false)
+			if rem.By == "" {
+				// NB: the record of who removed it was not readable (the
+				// replica's log closes with it): the leader's notification
+				// carries it, within notifyEvery.
+				select {
+				case <-ctx.Done():
+				case <-mg.removedCh:
+				case <-time.After(notifyEvery + 5*time.Second):
+				}
+			}
 			return &RemovedError{Removal: *mg.removal.Load()}
 		}
 		if err != nil {
@@ -313,6 +324,8 @@ func (mg *Manager) refresh(ctx context.Context, readWithin time.Duration) (View,
 					if w, err := strconv.Atoi(string(v)); err == nil {
 						in.Weights[id] = w
 					}
+				case "removed":
+					mg.cacheRemoval(id, v)
 				}
 			}
 		}

@@ -156,6 +156,9 @@ func (mg *Manager) selfRemoved(err error) (Removal, bool) {
 		return Removal{}, false
 	}
 	r := Removal{ID: self, Op: OpRemove, Next: removedNext(self)}
+	if rec := mg.selfRec.Load(); rec != nil {
+		r = *rec
+	}
 	if rd := mg.d.Node.Reader(); rd != nil {
 		if b, ok, err := rd.Meta(fmt.Sprintf(MetaRemoved, self)); err == nil && ok {
 			var rec Removal
@@ -165,6 +168,18 @@ func (mg *Manager) selfRemoved(err error) (Removal, bool) {
 		}
 	}
 	return r, true
+}
+
+// cacheRemoval keeps the log's record of this member's removal, seen by
+// a refresh before the removal stops the replica (and closes its log).
+func (mg *Manager) cacheRemoval(id uint64, v []byte) {
+	if id != mg.d.Node.Config().ReplicaID {
+		return
+	}
+	var rec Removal
+	if json.Unmarshal(v, &rec) == nil && rec.ID == id {
+		mg.selfRec.Store(&rec)
+	}
 }
 
 // removedInLocalView reports whether dragonboat no longer runs this
@@ -197,7 +212,14 @@ func (mg *Manager) MarkRemoved(r Removal) error {
 	if r.Next == "" {
 		r.Next = removedNext(r.ID)
 	}
-	mg.removal.CompareAndSwap(nil, &r)
+	// NB: replaces a removal this member noticed itself without the record
+	// of who removed it.
+	for {
+		cur := mg.removal.Load()
+		if (cur != nil && cur.By != "") || mg.removal.CompareAndSwap(cur, &r) {
+			break
+		}
+	}
 	select {
 	case mg.removedCh <- struct{}{}:
 	default:
