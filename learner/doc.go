@@ -17,6 +17,14 @@
 //   - changes.go: the dragonboat calls (the membership read, retried
 //     through elections; ordered configuration changes, leader transfer),
 //     every dragonboat error classified in one place.
+//   - holds.go: replica holds (ReplicaHolds is pure): a replica's files are
+//     kept from group purges while it is connected and --replica-hold-ttl
+//     after; the holds live in the log (Meta replica_hold.*), so they
+//     survive a leader change.
+//   - removed.go: a member removed from the group learns it (its replica
+//     stops, or the leader tells it through Deps.Notify), says so, and
+//     Run returns a *RemovedError; the marker it leaves in its data
+//     directory makes CheckRemovedMarker refuse a restart.
 //   - manager.go: the Manager, whose Run polls the members, logs progress,
 //     opens the dump serving gate, and hands leadership off.
 //
@@ -32,7 +40,10 @@
 //  2. Serve SelfReport on the admin API (GET /members/self, ?files=1 adds
 //     the file sizes) and make Deps.Fetch read it from the other members.
 //  3. Run the Manager's Run(ctx) in a goroutine owned by the daemon's Run,
-//     and join it; call Close when done.
+//     and join it; call Close when done. When Run returns a *RemovedError,
+//     write the marker (WriteRemovedMarker) and exit; serve MarkRemoved to
+//     the other members (Deps.Notify calls it), and check the marker
+//     (CheckRemovedMarker) before starting the log.
 //  4. Route admin requests to Apply and Purge; map refusals (IsRefusal,
 //     ErrBadInput, ErrUnknownMember, ErrUnsafe) to client errors: they
 //     changed nothing.
