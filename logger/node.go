@@ -37,6 +37,9 @@ type Config struct {
 	ReplicaID uint64
 	DataDir   string
 	RaftAddr  string
+	// RaftListenAddr is where the raft transport listens when peers reach
+	// it at another address (RaftAddr); "" listens on RaftAddr.
+	RaftListenAddr string
 	// Members are the initial loggers, replica id → raft address. Used to
 	// bootstrap a new group; ignored once the member has data.
 	Members map[uint64]string
@@ -110,6 +113,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Uint64Var(&c.ReplicaID, "id", c.ReplicaID, "this member's id in the group (a positive integer, unique in the fleet)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the raft log and the binlog store")
 	fs.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "host:port this member's raft transport listens on and peers reach it at")
+	fs.StringVar(&c.RaftListenAddr, "raft-listen-addr", c.RaftListenAddr, "host:port the raft transport listens on when peers reach it at another address (--raft-addr: a NAT, a port mapping or a proxy in front); default: --raft-addr")
 	fs.Var((*membersFlag)(&c.Members), "members", "initial loggers as id=host:port,... (bootstraps a new group; include this member)")
 	fs.BoolVar(&c.Join, "join", c.Join, "start a member that the group added with binlogctl (no --members)")
 	fs.StringVar(&c.Role, "role", c.Role, "this member's role: logger (votes) or learner (non-voting)")
@@ -159,6 +163,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil && c.TransportFactory == nil {
 		return fmt.Errorf("logger: --raft-addr %q: %v", c.RaftAddr, err)
+	}
+	if _, _, err := net.SplitHostPort(c.RaftListenAddr); c.RaftListenAddr != "" && err != nil {
+		return fmt.Errorf("logger: --raft-listen-addr %q: %v", c.RaftListenAddr, err)
 	}
 	if err := c.validateRaftTLS(); err != nil {
 		return err
@@ -304,6 +311,7 @@ func Start(cfg Config) (*Node, error) {
 		WALDir:              filepath.Join(cfg.DataDir, "raft"),
 		RTTMillisecond:      cfg.RTTMillisecond,
 		RaftAddress:         cfg.RaftAddr,
+		ListenAddress:       cfg.RaftListenAddr,
 		EnableMetrics:       true,
 		Expert:              config.ExpertConfig{FS: cfg.FS, TransportFactory: tf},
 		SystemEventListener: &events{log: n.log, sends: m.snapshotSends},
@@ -337,7 +345,7 @@ func Start(cfg Config) (*Node, error) {
 	nh, err := dragonboat.NewNodeHost(nhc)
 	if err != nil {
 		n.stopDisk()
-		return nil, fmt.Errorf("logger: starting raft on %s (data in %s): %w", cfg.RaftAddr, cfg.DataDir, err)
+		return nil, fmt.Errorf("logger: starting raft on %s (data in %s): %w", nhc.GetListenAddress(), cfg.DataDir, err)
 	}
 	n.nh = nh
 	n.startFeed()

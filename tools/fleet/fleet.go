@@ -46,16 +46,25 @@ type Options struct {
 	// Cmd, when set, is called on each member's command just before it
 	// starts (e.g. to start it in a cgroup).
 	Cmd func(m *Member, cmd *exec.Cmd)
+	// RaftFront, when set, puts something in front of each member's raft
+	// port (e.g. a delay proxy): it gets the address the member listens on
+	// (--raft-listen-addr, a free port on its host) and returns the one
+	// peers dial (--raft-addr, on the same host so the member's
+	// certificate fits).
+	RaftFront func(m *Member, listen string) (string, error)
 }
 
 // Member is one binlogsvr process.
 type Member struct {
-	ID        uint64
-	RaftAddr  string
-	AdminAddr string
-	DumpAddr  string
-	DataDir   string
-	LogPath   string
+	ID       uint64
+	RaftAddr string
+	// RaftListen is where its raft transport listens when Options.RaftFront
+	// put something in front of RaftAddr ("" otherwise).
+	RaftListen string
+	AdminAddr  string
+	DumpAddr   string
+	DataDir    string
+	LogPath    string
 
 	mu    sync.Mutex
 	cmd   *exec.Cmd

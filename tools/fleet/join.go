@@ -86,6 +86,12 @@ func (f *Fleet) NewMember(serve bool) (*Member, error) {
 	if m.RaftAddr, err = freeAddrOn(host); err != nil {
 		return nil, err
 	}
+	if f.opts.RaftFront != nil {
+		m.RaftListen = m.RaftAddr
+		if m.RaftAddr, err = f.opts.RaftFront(m, m.RaftListen); err != nil {
+			return nil, err
+		}
+	}
 	if m.AdminAddr, err = freeAddrOn(host); err != nil {
 		return nil, err
 	}
@@ -118,6 +124,9 @@ func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
 			members = append(members, fmt.Sprintf("%d=%s", o.ID, o.RaftAddr))
 		}
 		args = append(args, "--members", strings.Join(members, ","))
+	}
+	if m.RaftListen != "" {
+		args = append(args, "--raft-listen-addr", m.RaftListen)
 	}
 	if m.DumpAddr != "" {
 		args = append(args, "--dump-addr", m.DumpAddr)

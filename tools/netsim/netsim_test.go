@@ -272,3 +272,44 @@ func TestProxy(t *testing.T) {
 		t.Errorf("%d of 20 round trips stalled at 50%% loss", slow)
 	}
 }
+
+// TestProxyOnHost: a proxy listening on host b in front of b's listener
+// is part of host b: a cut from a to b stops connections through it (the
+// leg from a to the proxy carries a's mark and b's address), and Heal
+// restores them. So a delay proxy in front of a member's raft port keeps
+// partitions working.
+func TestProxyOnHost(t *testing.T) {
+	n := newNet(t)
+	a, _ := n.AddHost("a")
+	b, _ := n.AddHost("b")
+	lb := listen(t, b).Addr().String()
+	p, err := NewProxy(b.Addr(0), lb, Link{Delay: time.Millisecond}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if !dialFrom(t, a, p.Addr()) {
+		t.Fatal("a cannot reach b's listener through the proxy")
+	}
+	if err := n.Block(a, b); err != nil {
+		t.Fatal(err)
+	}
+	if dialFrom(t, a, p.Addr()) {
+		t.Fatal("a reaches b through the proxy across a cut from a to b")
+	}
+	if err := n.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Block(b, a); err != nil {
+		t.Fatal(err)
+	}
+	if dialFrom(t, a, p.Addr()) {
+		t.Fatal("a gets b's answer through the proxy across a cut from b to a")
+	}
+	if err := n.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if !dialFrom(t, a, p.Addr()) {
+		t.Fatal("a cannot reach b through the proxy after Heal")
+	}
+}

@@ -30,6 +30,7 @@ var kinds = map[string]struct {
 	"cut-source-leader": {false, cutSourceLeader},
 	"cut-source-all":    {true, cutSourceAll},
 	"loss":              {false, loss},
+	"member-delay":      {false, memberDelay},
 	"kill-member":       {false, killMember},
 	"stop-follower":     {false, stopFollower},
 	"stop-leader":       {false, stopLeader},
@@ -41,7 +42,7 @@ var kinds = map[string]struct {
 
 // passing are the kinds make test's soak draws from: those that pass
 // today (every kind; docs/RELIABILITY.md lists any that fail).
-const passing = "cut-leader,oneway-leader,cut-source-leader,cut-source-all,loss,kill-member,stop-follower,stop-leader,kill-source,stop-source,kill-replica,disk-full"
+const passing = "cut-leader,oneway-leader,cut-source-leader,cut-source-all,loss,member-delay,kill-member,stop-follower,stop-leader,kill-source,stop-source,kill-replica,disk-full"
 
 // hold is how long a partition or pause lasts: over twice the lease.
 const hold = 2*lease + 2*time.Second
@@ -100,10 +101,55 @@ func cutSourceAll(r *rig, _ *rand.Rand) (func(), error) {
 	return func() { _ = r.n.Heal() }, nil
 }
 
+// loss loses 2 % on every link: to the MariaDB servers and between
+// members.
 func loss(r *rig, _ *rand.Rand) (func(), error) {
 	r.setLinks(netsim.Link{Delay: delay, Jitter: jitter, Loss: 0.02})
+	r.setRaftLinks(netsim.Link{Loss: 0.02})
 	time.Sleep(20 * time.Second)
-	return func() { r.setLinks(netsim.Link{Delay: delay, Jitter: jitter}) }, nil
+	return func() {
+		r.setLinks(netsim.Link{Delay: delay, Jitter: jitter})
+		r.setRaftLinks(netsim.Link{})
+	}, nil
+}
+
+// memberDelay puts 20 ms RTT (cross-zone) between every two members for
+// 20 s: commits go on, each ACK now waits for a round trip to a follower
+// (the leader's mean ACK latency over the fault must be at least the RTT,
+// which shows the delay is real), and nothing fails over.
+func memberDelay(r *rig, _ *rand.Rand) (func(), error) {
+	l, err := r.leader()
+	if err != nil {
+		return nil, err
+	}
+	n0, s0, err := r.ackLatency(l)
+	if err != nil {
+		return nil, err
+	}
+	r.setRaftLinks(netsim.Link{Delay: delay, Jitter: jitter})
+	time.Sleep(20 * time.Second)
+	heal := func() { r.setRaftLinks(netsim.Link{}) }
+	if l2, err := r.leader(); err != nil || l2 != l {
+		heal()
+		return nil, fmt.Errorf("the leader changed (%d -> %d, %v) under 20 ms RTT between members", l, l2, err)
+	}
+	n1, s1, err := r.ackLatency(l)
+	if err != nil {
+		heal()
+		return nil, err
+	}
+	if n1 <= n0 {
+		heal()
+		return nil, fmt.Errorf("no ACK in 20 s under 20 ms RTT between members")
+	}
+	mean := time.Duration((s1 - s0) / (n1 - n0) * float64(time.Second))
+	before := time.Duration(s0 / max(n0, 1) * float64(time.Second))
+	r.t.Logf("20 ms RTT between members: %.0f ACKs in 20 s, mean ACK latency %v (%v before it, over %.0f ACKs)", n1-n0, mean.Round(100*time.Microsecond), before.Round(100*time.Microsecond), n0)
+	if mean < 2*delay {
+		heal()
+		return nil, fmt.Errorf("mean ACK latency %v under %v RTT between members: the delay is not on the raft links", mean, 2*delay)
+	}
+	return heal, nil
 }
 
 func killMember(r *rig, rnd *rand.Rand) (func(), error) {
@@ -598,11 +644,12 @@ func TestChaos(t *testing.T) {
 
 // TestNetworkFaults injects each network fault once, in a fixed order:
 // the leader cut from the followers, its one-way cut, 2 % loss on every
-// link to a MariaDB server (no failover for any), then the source cut from every member
+// link, 20 ms RTT between members (no failover for any), then the source
+// cut from every member
 // (a failover, no acknowledged commit lost).
 func TestNetworkFaults(t *testing.T) {
 	s := startSoak(t, 7)
-	s.run([]string{"cut-leader", "oneway-leader", "loss", "cut-source-all"}, 0, true)
+	s.run([]string{"cut-leader", "oneway-leader", "loss", "member-delay", "cut-source-all"}, 0, true)
 	lost := s.finish()
 	t.Logf("\n%s", s.table(7, 0, lost))
 	s.mu.Lock()

@@ -7,6 +7,7 @@
 package chaos
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,7 +59,10 @@ type rig struct {
 	members []*netsim.Host // index id-1
 	full    string         // member 3's data dir: a small tmpfs
 	proxies []*netsim.Proxy
-	seed    uint64
+	// raft are the delay proxies in front of each member's raft port, on
+	// its host (index id-1): every raft link goes through one.
+	raft []*netsim.Proxy
+	seed uint64
 
 	mu         sync.Mutex
 	src        *server   // the server the fleet last named as source
@@ -82,7 +87,7 @@ func newRig(t *testing.T, seed uint64) *rig {
 	// NB: cleanups run last first: this one runs after the fleet and the
 	// servers are gone.
 	t.Cleanup(func() {
-		for _, p := range r.proxies {
+		for _, p := range append(r.proxies, r.raft...) {
 			p.Close()
 		}
 		if err := n.Close(); err != nil {
@@ -132,6 +137,16 @@ func newRig(t *testing.T, seed uint64) *rig {
 				t.Error(err)
 			}
 		},
+		RaftFront: func(m *fleet.Member, listen string) (string, error) {
+			p, err := netsim.NewProxy(r.members[m.ID-1].Addr(0), listen, netsim.Link{}, seed*1000+500+m.ID)
+			if err != nil {
+				return "", err
+			}
+			r.mu.Lock()
+			r.raft = append(r.raft, p)
+			r.mu.Unlock()
+			return p.Addr(), nil
+		},
 	}, func(uint64) fleet.MemberSpec { return fleet.MemberSpec{Serve: true} })
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +176,44 @@ func (r *rig) setLinks(l netsim.Link) {
 	for _, p := range r.proxies {
 		p.Set(l)
 	}
+}
+
+// setRaftLinks changes every raft link between members (each way: a
+// member's raft port is reached through the proxy on its host).
+func (r *rig) setRaftLinks(l netsim.Link) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.raft {
+		p.Set(l)
+	}
+}
+
+// ackLatency is the leader's count and sum of ACK latencies
+// (binlogsvr_semisync_ack_latency_seconds) so far.
+func (r *rig) ackLatency(id uint64) (count, sum float64, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.f.URL(id, "/metrics"), nil)
+	resp, err := r.f.HTTP().Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("GET /metrics on member %d: %s", id, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), " ")
+		switch k {
+		case "binlogsvr_semisync_ack_latency_seconds_count":
+			count, _ = strconv.ParseFloat(v, 64)
+		case "binlogsvr_semisync_ack_latency_seconds_sum":
+			sum, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	return count, sum, sc.Err()
 }
 
 func mountTmpfs(t *testing.T, dir, size string) {
