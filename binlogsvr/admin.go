@@ -19,62 +19,16 @@ import (
 	"github.com/lni/dragonboat/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/binlogsvr/binlogsvr/dump"
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/semisync"
 )
 
 // Status is the JSON of GET /status: the group as this member sees it.
-type Status struct {
-	ID           uint64 `json:"id"`
-	Role         string `json:"role"`
-	Leader       uint64 `json:"leader"`
-	Epoch        uint64 `json:"epoch"`
-	Source       string `json:"source"`
-	Flavor       string `json:"flavor"`
-	GTIDExecuted string `json:"gtid_executed"`
-	LastGTID     string `json:"last_gtid"`
-	FirstFile    string `json:"first_file"`
-	LastFile     string `json:"last_file"`
-	LastPosition uint64 `json:"last_position"`
-	Applied      uint64 `json:"applied"`
-	Transactions uint64 `json:"transactions"`
-	SourceError  string `json:"source_error,omitempty"`
-	// Insecure: this member runs with --insecure (no TLS, no tokens).
-	Insecure bool `json:"insecure,omitempty"`
-	// Ingest is the leader's pull from the source (on other members: idle).
-	Ingest *semisync.Status `json:"ingest,omitempty"`
-	// DumpAddr and DumpClients: this member's serving of replicas and CDC
-	// subscribers (empty when it does not serve).
-	DumpAddr    string              `json:"dump_addr,omitempty"`
-	DumpClients []dump.ClientStatus `json:"dump_clients,omitempty"`
-	Members     []MemberStatus      `json:"members"`
-	// MembershipNote is set when Members comes from this member's own view
-	// because the group could not answer (no quorum, an election).
-	MembershipNote string `json:"membership_note,omitempty"`
-	// DiskFreeBytes and DiskState: this member's data directory's disk
-	// (logger.DiskOK, DiskLow, DiskReserve: appends paused, DiskUnknown).
-	DiskFreeBytes uint64 `json:"disk_free_bytes"`
-	DiskState     string `json:"disk_state"`
-	// Removed is set once this member was removed from the group: who did
-	// it and what to do (the member exits shortly after).
-	Removed string `json:"removed,omitempty"`
-}
+type Status = api.Status
 
-// MemberStatus is one member in Status.Members. The fields after Leader are
-// read from the member itself; Error says why they could not be.
-type MemberStatus struct {
-	ID           uint64 `json:"id"`
-	Role         string `json:"role"`
-	RaftAddr     string `json:"raft_addr"`
-	AdminAddr    string `json:"admin_addr,omitempty"`
-	Leader       bool   `json:"leader"`
-	Applied      uint64 `json:"applied"`
-	GTIDExecuted string `json:"gtid_executed,omitempty"`
-	LastFile     string `json:"last_file,omitempty"`
-	LastPosition uint64 `json:"last_position,omitempty"`
-	Error        string `json:"error,omitempty"`
-}
+// MemberStatus is one member in Status.Members.
+type MemberStatus = api.MemberStatus
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()

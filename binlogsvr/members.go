@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/learner"
 	"github.com/binlogsvr/binlogsvr/logger"
 )
@@ -122,11 +123,7 @@ func (s *Server) fetchReport(ctx context.Context, addr string, files bool) (lear
 }
 
 // MembersStatus is the JSON of GET /members.
-type MembersStatus struct {
-	// AskedMember is the member that answered.
-	AskedMember uint64 `json:"asked_member"`
-	learner.View
-}
+type MembersStatus = api.MembersStatus
 
 // membersRoutes registers the membership endpoints of the admin API.
 func (s *Server) membersRoutes(mux *http.ServeMux) {

@@ -8,36 +8,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/logger"
 )
 
 // ClientStatus describes one connection to the dump server, for /status
 // and binlogctl.
-type ClientStatus struct {
-	ID       uint32    `json:"id"` // the connection id (what KILL takes)
-	Remote   string    `json:"remote"`
-	User     string    `json:"user"`
-	Since    time.Time `json:"since"`
-	ServerID uint32    `json:"server_id,omitempty"` // from COM_REGISTER_SLAVE or the dump
-	UUID     string    `json:"uuid,omitempty"`      // @slave_uuid / @replica_uuid
-	// ReportHost/ReportPort are what COM_REGISTER_SLAVE announced.
-	ReportHost string `json:"report_host,omitempty"`
-	ReportPort uint16 `json:"report_port,omitempty"`
-	Registered bool   `json:"registered"`
-	// Dumping is set while a dump runs; Mode is "file", "gtid" (MySQL
-	// COM_BINLOG_DUMP_GTID) or "mariadb-gtid"; Start is the requested start.
-	Dumping bool   `json:"dumping"`
-	Mode    string `json:"mode,omitempty"`
-	Start   string `json:"start,omitempty"`
-	// File and Pos are the position after the last event sent.
-	File       string  `json:"file,omitempty"`
-	Pos        uint64  `json:"pos,omitempty"`
-	Events     uint64  `json:"events"`
-	Bytes      uint64  `json:"bytes"`
-	Heartbeats uint64  `json:"heartbeats"`
-	CaughtUp   bool    `json:"caught_up"`
-	LagSeconds float64 `json:"lag_seconds"`
-}
+type ClientStatus = api.DumpClientStatus
 
 // clientStats are one session's counters, updated by its goroutine and
 // read by Clients and the metrics collector.

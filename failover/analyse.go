@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // Verdict is the analysis of one moment: one code per situation, as
@@ -91,16 +93,7 @@ type Observation struct {
 
 // Vantage is the answer of the other members when the leader asked them
 // to probe the source with their own connections.
-type Vantage struct {
-	// Asked is when the leader started asking.
-	Asked time.Time `json:"asked"`
-	// Reached and Unreached are the members whose own probe reached, or
-	// failed to reach, the source; a member that could not be asked (down,
-	// cut off) is in neither, and Errors says why.
-	Reached   []uint64 `json:"reached,omitempty"`
-	Unreached []uint64 `json:"unreached,omitempty"`
-	Errors    []string `json:"errors,omitempty"`
-}
+type Vantage = api.Vantage
 
 // MinFailedProbes is how many fresh failed probes a dead verdict needs.
 const MinFailedProbes = 2

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/logger"
-	"github.com/binlogsvr/binlogsvr/semisync"
 )
 
 // Errors.
@@ -38,7 +38,7 @@ const (
 // fencedPrefix marks a fenced source address: a SetSource to it moves the
 // epoch and names a source nothing can connect to, so nothing more is
 // accepted from the old source, and so nothing more is ACKed (rule 5).
-const fencedPrefix = semisync.FencedPrefix
+const fencedPrefix = logger.FencedPrefix
 
 // IsFenced reports whether a log source address is a fence.
 func IsFenced(addr string) bool { return strings.HasPrefix(addr, fencedPrefix) }
@@ -56,71 +56,30 @@ func UnfencedAddr(addr string) string { return strings.TrimPrefix(addr, fencedPr
 
 // Operation kinds.
 const (
-	KindFailover   = "failover"
-	KindSwitchover = "switchover"
+	KindFailover   = api.KindFailover
+	KindSwitchover = api.KindSwitchover
 )
 
 // Steps of an operation, in order. An operation's Step is the last one
 // completed.
 const (
-	StepStarted  = "started"   // decided; pre-failover hook passed
-	StepFenced   = "fenced"    // SetSource to the fence's epoch applied
-	StepChosen   = "chosen"    // candidate chosen (Target)
-	StepCaughtUp = "caught-up" // the target applied the whole log; its replication stopped
-	StepPromoted = "promoted"  // writable, semi-sync source on, SetSource to it applied
-	StepResumed  = "resumed"   // the ingest streams from the new source
-	StepDone     = "done"      // hooks ran; finished
-	StepAborted  = "aborted"   // dropped without a source change
+	StepStarted  = api.StepStarted  // decided; pre-failover hook passed
+	StepFenced   = api.StepFenced   // SetSource to the fence's epoch applied
+	StepChosen   = api.StepChosen   // candidate chosen (Target)
+	StepCaughtUp = api.StepCaughtUp // the target applied the whole log; its replication stopped
+	StepPromoted = api.StepPromoted // writable, semi-sync source on, SetSource to it applied
+	StepResumed  = api.StepResumed  // the ingest streams from the new source
+	StepDone     = api.StepDone     // hooks ran; finished
+	StepAborted  = api.StepAborted  // dropped without a source change
 )
 
 // Operation is one failover or switchover as recorded in the log, so that
 // a new leader can finish it.
-type Operation struct {
-	ID      string    `json:"id"`
-	Kind    string    `json:"kind"`
-	Forced  bool      `json:"forced,omitempty"`
-	Reason  string    `json:"reason,omitempty"`
-	Step    string    `json:"step"`
-	Started time.Time `json:"started"`
-	Updated time.Time `json:"updated"`
-	Leader  uint64    `json:"leader"`
-
-	OldSource  logger.Source `json:"old_source"`
-	FromEpoch  uint64        `json:"from_epoch"`
-	FenceEpoch uint64        `json:"fence_epoch,omitempty"`
-	// LogGTIDs is the log's GTID state at the fence: what the new source
-	// must hold.
-	LogGTIDs  string        `json:"log_gtids,omitempty"`
-	To        string        `json:"to,omitempty"` // the operator's choice, if any
-	Target    string        `json:"target,omitempty"`
-	NewSource logger.Source `json:"new_source"`
-	NewEpoch  uint64        `json:"new_epoch,omitempty"`
-	Message   string        `json:"message,omitempty"`
-}
-
-// Finished reports whether nothing is left to do.
-func (o *Operation) Finished() bool {
-	return o.Step == StepDone || o.Step == StepAborted
-}
+type Operation = api.Operation
 
 // Record is one audit record: one step of one operation, or a decision
 // not to act.
-type Record struct {
-	Key       string    `json:"key"`
-	Time      time.Time `json:"time"`
-	OpID      string    `json:"op_id,omitempty"`
-	Kind      string    `json:"kind"`
-	Step      string    `json:"step"`
-	Outcome   string    `json:"outcome"` // ok, failed, vetoed, blocked, waiting
-	Leader    uint64    `json:"leader"`
-	Epoch     uint64    `json:"epoch"`
-	OldSource string    `json:"old_source,omitempty"`
-	NewSource string    `json:"new_source,omitempty"`
-	GTIDs     string    `json:"gtids,omitempty"`
-	Message   string    `json:"message,omitempty"`
-	// Elapsed is the time since the operation started.
-	Elapsed string `json:"elapsed,omitempty"`
-}
+type Record = api.Record
 
 // auditKey is the Meta key of a record made at t by leader.
 func auditKey(t time.Time, leader uint64) string {

@@ -5,39 +5,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // Candidate is a replica the fleet may promote. Candidates are stored in
 // the log (Meta key MetaCandidatePrefix+Addr) so that every leader knows
 // them; they come from --failover-candidate flags or the admin API.
-type Candidate struct {
-	Addr string `json:"addr"`
-	// Credential names the admin account used to log in to it: a line
-	// "NAME USER PASSWORD" of --failover-credentials-file on every member.
-	// The log holds only the name.
-	Credential string `json:"credential,omitempty"`
-	// User, without Credential, is the account to use with the fleet's
-	// admin password; empty: --failover-admin-user.
-	User string `json:"user,omitempty"`
-	// Password is only ever read: records written by older versions held
-	// it; such a record is still used (with a warning) and never written
-	// again (PutCandidate refuses a password).
-	Password string `json:"password,omitempty"`
-	// Priority breaks ties between equally caught-up candidates: higher
-	// wins.
-	Priority int `json:"priority"`
-	// NeverPromote keeps a replica out of every choice (a delayed replica,
-	// a backup host).
-	NeverPromote bool `json:"never_promote"`
-}
-
-// Redacted returns c without its password, for the API and the audit.
-func (c Candidate) Redacted() Candidate {
-	if c.Password != "" {
-		c.Password = "***"
-	}
-	return c
-}
+type Candidate = api.Candidate
 
 // ParseCandidate reads a --failover-candidate value:
 // "host:port[,priority=N][,never-promote][,user=NAME][,credential=NAME]".
@@ -72,26 +47,7 @@ func ParseCandidate(s string) (Candidate, error) {
 }
 
 // CandidateState is one candidate as observed just now.
-type CandidateState struct {
-	Candidate
-	Reachable bool   `json:"reachable"`
-	Error     string `json:"error,omitempty"`
-	ServerID  uint32 `json:"server_id,omitempty"`
-	UUID      string `json:"uuid,omitempty"`
-	// GTIDs is what it has applied: MySQL @@gtid_executed, MariaDB
-	// @@gtid_current_pos.
-	GTIDs string `json:"gtids,omitempty"`
-	// Missing counts the log's transactions it has not applied yet.
-	Missing uint64 `json:"missing"`
-	// Errant lists GTIDs it holds that the log does not: it never is
-	// promoted (rule 4: a promoted replica holds exactly the log).
-	Errant []string `json:"errant,omitempty"`
-	// IsSource: it is the log's current source.
-	IsSource bool `json:"is_source,omitempty"`
-	Eligible bool `json:"eligible"`
-	// Why it is not eligible.
-	Reason string `json:"reason,omitempty"`
-}
+type CandidateState = api.CandidateState
 
 // Judge fills Eligible and Reason from the observations. Pure.
 func Judge(c CandidateState) CandidateState {

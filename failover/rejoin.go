@@ -7,34 +7,12 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // RejoinReport is the rejoin check of an old source.
-type RejoinReport struct {
-	Server   string `json:"server"`
-	Flavor   string `json:"flavor"`
-	ServerID uint32 `json:"server_id"`
-	// ServerGTIDs is what the server has executed; LogGTIDs the log's state.
-	ServerGTIDs string `json:"server_gtids"`
-	LogGTIDs    string `json:"log_gtids"`
-	// Unacknowledged lists the server's transactions the log does not
-	// hold. The log stores a transaction before it is ACKed (rule 1), so
-	// none of them was ever acknowledged to a client: safe to discard.
-	Unacknowledged []string `json:"unacknowledged"`
-	// Transactions is how many transactions Unacknowledged holds (a MySQL
-	// entry is a run of them).
-	Transactions uint64 `json:"transactions"`
-	// Keep is the server's GTID state without the unacknowledged
-	// transactions: once they are undone, what its gtid_purged (MySQL) or
-	// gtid_slave_pos (MariaDB, after RESET MASTER) must be set to.
-	Keep string `json:"keep_gtids,omitempty"`
-	// Safe: nothing to discard; the server may replicate from the fleet.
-	Safe     bool   `json:"safe"`
-	IsSource bool   `json:"is_source,omitempty"`
-	Advice   string `json:"advice"`
-	// Rejoined is set by Rejoin once the server replicates from the fleet.
-	Rejoined bool `json:"rejoined,omitempty"`
-}
+type RejoinReport = api.RejoinReport
 
 // RejoinCheck compares a server's executed GTIDs with the log.
 func (m *Manager) RejoinCheck(ctx context.Context, addr string) (RejoinReport, error) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/logger"
 )
 
@@ -28,24 +29,7 @@ import (
 const MetaReplicaHoldPrefix = "replica_hold."
 
 // ReplicaHold is one replica's hold on the log.
-type ReplicaHold struct {
-	ServerID uint32 `json:"server_id"`
-	UUID     string `json:"uuid,omitempty"`
-	// File and Pos: how far it had read when last recorded (or now, when
-	// connected); the purge keeps File and after.
-	File uint32 `json:"file"`
-	Pos  uint64 `json:"pos"`
-	// Member it reads (or read) from, and its address there.
-	Member uint64 `json:"member"`
-	Remote string `json:"remote,omitempty"`
-	// Seen is when it was last seen connected.
-	Seen time.Time `json:"seen"`
-	// In a View: Connected now (then Seen is the view's time), or
-	// disconnected for AgeSeconds and kept until Expires.
-	Connected  bool      `json:"connected"`
-	AgeSeconds float64   `json:"age_seconds,omitempty"`
-	Expires    time.Time `json:"expires,omitzero"`
-}
+type ReplicaHold = api.ReplicaHold
 
 // HoldKey is the Meta key of a replica's hold (without the prefix).
 func HoldKey(serverID uint32, uuid string) string {

@@ -6,18 +6,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/logger"
 )
 
 // Outcome is what a membership change did.
-type Outcome struct {
-	Op      string `json:"op"`
-	ID      uint64 `json:"id"`
-	NewID   uint64 `json:"new_id,omitempty"`
-	Addr    string `json:"addr,omitempty"`
-	Leader  uint64 `json:"leader,omitempty"`
-	Message string `json:"message"`
-}
+type Outcome = api.Outcome
 
 // Apply checks a change against a fresh view and carries it out. A refusal
 // is a *RefusedError (ErrBadInput, ErrUnknownMember, ErrUnsafe) and changes
@@ -158,25 +152,10 @@ func (mg *Manager) moveLeadership(ctx context.Context, v View, leaving uint64) (
 }
 
 // Hold is a file the group purge must keep, and why.
-type Hold struct {
-	File uint32 `json:"file"`
-	Name string `json:"name"`
-	By   string `json:"by"`
-	Why  string `json:"why"`
-}
+type Hold = api.Hold
 
 // PurgePlan is the answer to a purge request.
-type PurgePlan struct {
-	Requested uint32 `json:"requested"`
-	// UpTo is what may be purged without a force: files below it go.
-	UpTo   uint32 `json:"up_to"`
-	Holds  []Hold `json:"holds,omitempty"`
-	Forced bool   `json:"forced,omitempty"`
-	Done   bool   `json:"done"`
-	// FirstFile is the group's oldest file after the purge.
-	FirstFile string `json:"first_file,omitempty"`
-	Message   string `json:"message"`
-}
+type PurgePlan = api.PurgePlan
 
 // PlanPurge decides how far a group purge up to upTo may go: never past a
 // file a catching-up learner has not applied, a replica of any member

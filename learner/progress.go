@@ -1,46 +1,17 @@
 package learner
 
 import (
-	"fmt"
 	"time"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // Progress is a member's catch-up: how much of the leader's log it holds,
 // how fast it gains, and when it should be done.
-type Progress struct {
-	// Phase is "snapshot" while the member waits for or receives a snapshot
-	// (its log is empty), "log" while it applies entries.
-	Phase   string  `json:"phase"`
-	Percent float64 `json:"percent"`
-	Done    uint64  `json:"done_bytes"`
-	Total   uint64  `json:"total_bytes"`
-	// Rate is in bytes per second over the recent window; ETA in seconds
-	// (-1: unknown).
-	Rate float64 `json:"rate_bytes_per_second"`
-	ETA  float64 `json:"eta_seconds"`
-}
-
-// String is the log line's text: "42.0% 12.0 MiB of 28.6 MiB, 3.1 MiB/s, ETA 5s".
-func (p Progress) String() string {
-	eta := "unknown"
-	if p.ETA >= 0 {
-		eta = (time.Duration(p.ETA * float64(time.Second))).Round(time.Second).String()
-	}
-	return fmt.Sprintf("%s: %.1f%% %s of %s, %s/s, ETA %s", p.Phase, p.Percent, Bytes(p.Done), Bytes(p.Total), Bytes(uint64(p.Rate)), eta)
-}
+type Progress = api.Progress
 
 // Bytes formats a byte count for people.
-func Bytes(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+func Bytes(n uint64) string { return api.Bytes(n) }
 
 type sample struct {
 	t    time.Time

@@ -3,12 +3,14 @@ package learner
 import (
 	"sort"
 	"time"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // Roles, as the group's membership has them.
 const (
-	RoleLogger  = "logger"  // voting
-	RoleLearner = "learner" // non-voting
+	RoleLogger  = api.RoleLogger  // voting
+	RoleLearner = api.RoleLearner // non-voting
 )
 
 // Profiles of a member.
@@ -46,24 +48,10 @@ type Report struct {
 }
 
 // Retention is a member's own retention (zero: no limit).
-type Retention struct {
-	Files      int     `json:"files,omitempty"`
-	Bytes      uint64  `json:"bytes,omitempty"`
-	AgeSeconds float64 `json:"age_seconds,omitempty"`
-}
-
-// Limited reports whether any limit is set.
-func (r Retention) Limited() bool { return r.Files > 0 || r.Bytes > 0 || r.AgeSeconds > 0 }
+type Retention = api.Retention
 
 // Replica is one dump client of a member and the file it reads.
-type Replica struct {
-	ServerID   uint32 `json:"server_id"`
-	UUID       string `json:"uuid,omitempty"`
-	Remote     string `json:"remote,omitempty"`
-	Registered bool   `json:"registered"`
-	File       uint32 `json:"file"`
-	Pos        uint64 `json:"pos"`
-}
+type Replica = api.Replica
 
 // FileSize is one binlog file's number and size.
 type FileSize struct {
@@ -79,73 +67,11 @@ type Limits struct {
 }
 
 // Member is one member in a View.
-type Member struct {
-	ID        uint64 `json:"id"`
-	Role      string `json:"role"`
-	RaftAddr  string `json:"raft_addr"`
-	AdminAddr string `json:"admin_addr,omitempty"`
-	Leader    bool   `json:"leader"`
-	Weight    int    `json:"weight"`
-	Applied   uint64 `json:"applied"`
-	// LagEntries and LagBytes are how far the member is behind the leader.
-	LagEntries  uint64    `json:"lag_entries"`
-	LagBytes    uint64    `json:"lag_bytes"`
-	LastContact time.Time `json:"last_contact,omitzero"`
-	Reachable   bool      `json:"reachable"`
-	CaughtUp    bool      `json:"caught_up"`
-	Serving     bool      `json:"serving"`
-	DumpAddr    string    `json:"dump_addr,omitempty"`
-	Profile     string    `json:"profile,omitempty"`
-	Retention   Retention `json:"retention"`
-	File        uint32    `json:"file"`
-	Pos         uint64    `json:"pos"`
-	FirstFile   uint32    `json:"first_file"`
-	HeldBytes   uint64    `json:"held_bytes"`
-	DiskBytes   uint64    `json:"disk_bytes"`
-	Snapshots   int64     `json:"snapshots_recovered"`
-	Replicas    []Replica `json:"replicas,omitempty"`
-	// Progress is set while the member catches up.
-	Progress *Progress `json:"progress,omitempty"`
-	Error    string    `json:"error,omitempty"`
-}
+type Member = api.Member
 
 // View is the group as one member sees it: the membership, and each
 // member's progress relative to the leader.
-type View struct {
-	Leader  uint64   `json:"leader"`
-	Members []Member `json:"members"`
-	// Removed are ids that can never be used again.
-	Removed []uint64  `json:"removed,omitempty"`
-	At      time.Time `json:"at"`
-	// Complete: the leader's report was available, so lags are known.
-	Complete bool `json:"complete"`
-	// ReplicaHolds are the replicas the group purge keeps files for:
-	// connected ones, and disconnected ones within --replica-hold-ttl.
-	ReplicaHolds []ReplicaHold `json:"replica_holds,omitempty"`
-	// HoldTTLSeconds is the --replica-hold-ttl of the member that answered.
-	HoldTTLSeconds float64 `json:"replica_hold_ttl_seconds,omitempty"`
-}
-
-// Get returns member id.
-func (v View) Get(id uint64) (Member, bool) {
-	for _, m := range v.Members {
-		if m.ID == id {
-			return m, true
-		}
-	}
-	return Member{}, false
-}
-
-// Loggers returns the voting members.
-func (v View) Loggers() []Member {
-	var out []Member
-	for _, m := range v.Members {
-		if m.Role == RoleLogger {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+type View = api.View
 
 // Inputs are what a View is built from.
 type Inputs struct {

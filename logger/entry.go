@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // EncodingVersion is the version byte that starts every encoded command.
@@ -43,12 +45,15 @@ func (k Kind) String() string {
 var ErrMalformed = errors.New("logger: malformed command")
 
 // Source identifies the source (the MySQL or MariaDB primary) the log pulls from.
-type Source struct {
-	Addr     string // host:port the fleet connects to
-	UUID     string // MySQL server_uuid; empty for MariaDB
-	ServerID uint32 // the source's server_id
-	Flavor   string // "mysql" or "mariadb"
-}
+// It is api.Source, because failover operations in the admin API name it.
+type Source = api.Source
+
+// FencedPrefix starts the source address a failover's fence records
+// (SetSource to "fenced:" + the old source's address): the log's epoch
+// moved away from the old source before a new one is chosen, and no
+// source can connect at that address. The ingest (semisync) and the
+// failover both read it, so it lives here, below both.
+const FencedPrefix = "fenced:"
 
 // Txn is one whole transaction as the source wrote it.
 type Txn struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/binlog"
 	"github.com/binlogsvr/binlogsvr/logger/mysqltls"
@@ -88,47 +89,13 @@ const (
 
 // FencedPrefix starts the source address a failover's fence records: the
 // log's epoch moved away from the old source before a new one is chosen.
-const FencedPrefix = "fenced:"
+const FencedPrefix = logger.FencedPrefix
 
 // SemiSyncStatus is the source's semi-sync state as last read.
-type SemiSyncStatus struct {
-	Enabled bool   `json:"enabled"` // rpl_semi_sync_{master,source}_enabled
-	Status  bool   `json:"status"`  // Rpl_semi_sync_*_status: false = fallen back to async
-	Clients int64  `json:"clients"`
-	YesTx   int64  `json:"yes_tx"`
-	NoTx    int64  `json:"no_tx"`
-	Error   string `json:"error,omitempty"`
-	// Degraded: the source commits without waiting for the fleet: commits
-	// are NOT protected.
-	Degraded bool `json:"degraded"`
-}
+type SemiSyncStatus = api.SemiSyncStatus
 
 // Status is the ingest's state for /status and binlogctl.
-type Status struct {
-	State        string         `json:"state"`
-	Source       string         `json:"source"`
-	LastError    string         `json:"last_error,omitempty"`
-	SemiSync     SemiSyncStatus `json:"semi_sync"`
-	LastAckFile  string         `json:"last_ack_file,omitempty"`
-	LastAckPos   uint64         `json:"last_ack_position,omitempty"`
-	LastAckGTID  string         `json:"last_ack_gtid,omitempty"`
-	LastAckTime  time.Time      `json:"last_ack_time,omitzero"`
-	SourceFile   string         `json:"source_file,omitempty"`
-	SourcePos    uint64         `json:"source_position,omitempty"`
-	LagSeconds   float64        `json:"lag_seconds"`
-	LagBytes     uint64         `json:"lag_bytes"`
-	Version      string         `json:"source_version,omitempty"`
-	SessionStart time.Time      `json:"session_start,omitzero"`
-	// StatementEvents counts the statement-based DML events received (a
-	// session on the source with binlog_format=STATEMENT): stored and
-	// ACKed, but CDC tools cannot read them and replicas may diverge.
-	StatementEvents   uint64    `json:"statement_events"`
-	LastStatementGTID string    `json:"last_statement_gtid,omitempty"`
-	LastStatementTime time.Time `json:"last_statement_time,omitzero"`
-	// LastEventTime is when the stream last brought an event (heartbeats
-	// included): the source's lease counts it as contact.
-	LastEventTime time.Time `json:"last_event_time,omitzero"`
-}
+type Status = api.IngestStatus
 
 // Ingester pulls the source's binlog into the log while this member leads.
 // Run owns every goroutine; it reconnects with backoff and follows

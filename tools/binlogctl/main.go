@@ -20,7 +20,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/binlogsvr/binlogsvr/binlogsvr"
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 const usage = `Usage: binlogctl [--admin HOST:PORT] [--ca FILE] [--token-file FILE] [--timeout D] COMMAND [flags]
@@ -351,7 +351,7 @@ func cmdStatus(c *client, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	var st binlogsvr.Status
+	var st api.Status
 	if err := c.get(context.Background(), "/status", &st); err != nil {
 		return err
 	}
@@ -362,7 +362,7 @@ func cmdStatus(c *client, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func printStatus(w io.Writer, st binlogsvr.Status) {
+func printStatus(w io.Writer, st api.Status) {
 	leader := "none (no quorum?)"
 	if st.Leader != 0 {
 		leader = fmt.Sprint(st.Leader)

@@ -14,9 +14,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/binlogsvr/binlogsvr/binlogsvr"
-	"github.com/binlogsvr/binlogsvr/learner"
-	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // membersCommands returns the membership commands (issue 5): members,
@@ -70,7 +68,7 @@ func oneID(fs *pflag.FlagSet, cmd string) (uint64, error) {
 	return n, nil
 }
 
-func printOutcome(w io.Writer, asJSON bool, out learner.Outcome) error {
+func printOutcome(w io.Writer, asJSON bool, out api.Outcome) error {
 	if asJSON {
 		return printJSON(w, out)
 	}
@@ -84,7 +82,7 @@ func cmdMembers(c *client, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	var st binlogsvr.MembersStatus
+	var st api.MembersStatus
 	if err := c.get(context.Background(), "/members?refresh=1", &st); err != nil {
 		return err
 	}
@@ -95,7 +93,7 @@ func cmdMembers(c *client, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func printMembers(w io.Writer, st binlogsvr.MembersStatus, now time.Time) {
+func printMembers(w io.Writer, st api.MembersStatus, now time.Time) {
 	leader := "none (no quorum?)"
 	if st.Leader != 0 {
 		leader = fmt.Sprint(st.Leader)
@@ -120,7 +118,7 @@ func printMembers(w io.Writer, st binlogsvr.MembersStatus, now time.Time) {
 		}
 		files := "-"
 		if m.File > 0 {
-			files = fmt.Sprintf("%s..%s", logger.FileName(max(m.FirstFile, 1)), logger.FileName(m.File))
+			files = fmt.Sprintf("%s..%s", api.FileName(max(m.FirstFile, 1)), api.FileName(m.File))
 		}
 		state := "caught up"
 		switch {
@@ -136,7 +134,7 @@ func printMembers(w io.Writer, st binlogsvr.MembersStatus, now time.Time) {
 			state = "behind"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Role, l, m.Weight, m.RaftAddr, m.Applied,
-			m.LagEntries, learner.Bytes(m.LagBytes), contact, serving, retention(m), files, state)
+			m.LagEntries, api.Bytes(m.LagBytes), contact, serving, retention(m), files, state)
 	}
 	tw.Flush()
 	if len(st.Removed) > 0 {
@@ -146,7 +144,7 @@ func printMembers(w io.Writer, st binlogsvr.MembersStatus, now time.Time) {
 }
 
 // printHolds lists the replicas whose files binlogctl purge keeps.
-func printHolds(w io.Writer, v learner.View) {
+func printHolds(w io.Writer, v api.View) {
 	ttl := time.Duration(v.HoldTTLSeconds * float64(time.Second))
 	if len(v.ReplicaHolds) == 0 {
 		fmt.Fprintf(w, "\nReplica holds: none (a replica's files are kept while it is connected and %v after)\n", ttl)
@@ -162,12 +160,12 @@ func printHolds(w io.Writer, v learner.View) {
 			age = d.String()
 			state = fmt.Sprintf("disconnected %v ago, expires in %v", d, max(time.Until(h.Expires), 0).Round(time.Second))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s:%d\t%s\t%s\n", h.ServerID, dash(h.UUID), h.Member, dash(h.Remote), logger.FileName(h.File), h.Pos, age, state)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s:%d\t%s\t%s\n", h.ServerID, dash(h.UUID), h.Member, dash(h.Remote), api.FileName(h.File), h.Pos, age, state)
 	}
 	tw.Flush()
 }
 
-func retention(m learner.Member) string {
+func retention(m api.Member) string {
 	r := m.Retention
 	if !r.Limited() {
 		return m.Profile + ", keeps all"
@@ -177,7 +175,7 @@ func retention(m learner.Member) string {
 		parts = append(parts, fmt.Sprintf("%d files", r.Files))
 	}
 	if r.Bytes > 0 {
-		parts = append(parts, learner.Bytes(r.Bytes))
+		parts = append(parts, api.Bytes(r.Bytes))
 	}
 	if r.AgeSeconds > 0 {
 		parts = append(parts, (time.Duration(r.AgeSeconds) * time.Second).String())
@@ -200,7 +198,7 @@ func cmdAddLearner(c *client, args []string, stdout, stderr io.Writer) error {
 	if *addr == "" {
 		return usageFor("add-learner", "add-learner needs --raft-addr HOST:PORT, where the new member's raft transport listens")
 	}
-	var out learner.Outcome
+	var out api.Outcome
 	form := url.Values{"id": {fmt.Sprint(id)}, "addr": {*addr}}
 	if *admin != "" {
 		form.Set("admin_addr", *admin)
@@ -225,7 +223,7 @@ func cmdPromoteMember(c *client, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	var out learner.Outcome
+	var out api.Outcome
 	if err := c.post(context.Background(), fmt.Sprintf("/members/%d/promote", id), nil, &out); err != nil {
 		return err
 	}
@@ -251,7 +249,7 @@ func cmdDemote(c *client, args []string, stdout, stderr io.Writer) error {
 	if *addr != "" {
 		form.Set("addr", *addr)
 	}
-	var out learner.Outcome
+	var out api.Outcome
 	if err := c.post(context.Background(), fmt.Sprintf("/members/%d/demote", id), form, &out); err != nil {
 		return err
 	}
@@ -268,7 +266,7 @@ func cmdRemove(c *client, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var out learner.Outcome
+	var out api.Outcome
 	if err := c.del(context.Background(), fmt.Sprintf("/members/%d", id), &out); err != nil {
 		return err
 	}
@@ -285,7 +283,7 @@ func cmdTransferLeader(c *client, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	var out learner.Outcome
+	var out api.Outcome
 	if err := c.post(context.Background(), "/transfer-leader", url.Values{"to": {fmt.Sprint(id)}}, &out); err != nil {
 		return err
 	}
@@ -305,7 +303,7 @@ func cmdWeight(c *client, args []string, stdout, stderr io.Writer) error {
 	if err != nil || id == 0 {
 		return usageFor("weight", fmt.Sprintf("member id %q is not a positive integer", fs.Arg(0)))
 	}
-	var out learner.Outcome
+	var out api.Outcome
 	if err := c.post(context.Background(), fmt.Sprintf("/members/%d/weight", id), url.Values{"weight": {fs.Arg(1)}}, &out); err != nil {
 		return err
 	}
@@ -330,7 +328,7 @@ func cmdPurge(c *client, args []string, stdout, stderr io.Writer) error {
 	if *dry {
 		form.Set("dry_run", "1")
 	}
-	var p learner.PurgePlan
+	var p api.PurgePlan
 	err := c.post(context.Background(), "/purge", form, &p)
 	if *asJSON && err == nil {
 		enc := json.NewEncoder(stdout)

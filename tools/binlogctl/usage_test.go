@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/binlogsvr/binlogsvr/learner"
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // ctl runs binlogctl against an admin address where nothing listens: a
@@ -143,7 +143,7 @@ func TestUsageMatchesCommands(t *testing.T) {
 // was asked to purge (partly purged, or refused), and prints what held
 // them; 0 when everything asked went; 1 when the member failed.
 func TestPurgeExitCodes(t *testing.T) {
-	held := []learner.Hold{{File: 2, Name: "binlog.000002", By: "replica server_id 3 (127.0.0.1:5000) of member 1", Why: "it reads binlog.000002:4"}}
+	held := []api.Hold{{File: 2, Name: "binlog.000002", By: "replica server_id 3 (127.0.0.1:5000) of member 1", Why: "it reads binlog.000002:4"}}
 	for _, tc := range []struct {
 		name   string
 		status int
@@ -151,13 +151,13 @@ func TestPurgeExitCodes(t *testing.T) {
 		code   int
 		out    string
 	}{
-		{"partial", http.StatusOK, learner.PurgePlan{Requested: 3, UpTo: 2, Holds: held, Done: true, FirstFile: "binlog.000002",
+		{"partial", http.StatusOK, api.PurgePlan{Requested: 3, UpTo: 2, Holds: held, Done: true, FirstFile: "binlog.000002",
 			Message: "purged below binlog.000002 only: binlog.000002 is held by replica server_id 3"}, 3, "held: binlog.000002 by replica server_id 3"},
 		{"refused", http.StatusConflict, struct {
 			Error string `json:"error"`
-			learner.PurgePlan
-		}{"purge up to binlog.000003 refused: held", learner.PurgePlan{Requested: 3, UpTo: 1, Holds: held, Message: "nothing purged"}}, 3, "409 Conflict"},
-		{"whole", http.StatusOK, learner.PurgePlan{Requested: 3, UpTo: 3, Done: true, FirstFile: "binlog.000003", Message: "purged the files below binlog.000003 on every member"}, 0, "on every member"},
+			api.PurgePlan
+		}{"purge up to binlog.000003 refused: held", api.PurgePlan{Requested: 3, UpTo: 1, Holds: held, Message: "nothing purged"}}, 3, "409 Conflict"},
+		{"whole", http.StatusOK, api.PurgePlan{Requested: 3, UpTo: 3, Done: true, FirstFile: "binlog.000003", Message: "purged the files below binlog.000003 on every member"}, 0, "on every member"},
 		{"failed", http.StatusServiceUnavailable, map[string]string{"error": "no quorum"}, 1, "no quorum"},
 	} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
