@@ -188,13 +188,36 @@ func (m *Manager) observe(ctx context.Context, c Candidate, st logger.State, sta
 	if cs.Missing, err = Missing(st.Flavor, st.GTIDs, info.GTIDs); err != nil {
 		cs.Error = err.Error()
 	}
-	if cs.Errant, err = Extra(st.Flavor, st.GTIDs, start, info.Held, m.deps.Log.HasGTID); err != nil {
+	if cs.Errant, err = m.errant(st, start, info.Held); err != nil {
 		cs.Error = err.Error()
 	}
 	if cs.IsSource {
 		cs.Missing = 0
 	}
 	return Judge(cs)
+}
+
+// errant returns what server GTIDs held hold that the log does not. NB:
+// st was read before the server's GTIDs: the server may have replicated,
+// from the fleet, transactions the log took in since. So a MySQL set is
+// checked against the log as it is now (read after the server's), and
+// again after the next apply, before anything is called errant (MariaDB's
+// check looks each GTID up in the log as it is now anyway).
+func (m *Manager) errant(st logger.State, start, held string) ([]string, error) {
+	for try := 0; ; try++ {
+		now, ok := m.deps.Log.State()
+		if !ok {
+			return nil, logger.ErrClosed
+		}
+		if now.Flavor == "" {
+			now = st
+		}
+		extra, err := Extra(st.Flavor, now.GTIDs, start, held, m.deps.Log.HasGTID)
+		if err != nil || len(extra) == 0 || try == 1 {
+			return extra, err
+		}
+		m.deps.Log.WaitApplied(500 * time.Millisecond)
+	}
 }
 
 // stepChoose picks the candidate. With none eligible the fenced source
