@@ -49,6 +49,7 @@ var routeRoles = map[string]string{
 	// NB: rejoin-check is a GET but logs in to MySQL servers.
 	"GET /failover/rejoin-check":  roleOperate,
 	"POST /failover/rejoin":       roleOperate,
+	"POST /failover/forget-fence": roleOperate,
 	"POST /failover/failover":     roleOperate,
 	"POST /failover/switchover":   roleOperate,
 	"POST /failover/candidates":   roleOperate,

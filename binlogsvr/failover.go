@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/binlogsvr/binlogsvr/failover"
@@ -86,6 +87,17 @@ func (s *Server) initFailover() error {
 		return err
 	}
 	s.fo = &failoverState{mgr: mgr}
+	// NB: read from the log, so every member reports it, leader or not.
+	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "binlogsvr_failover_pending_fences",
+		Help: "Old sources whose fence (read_only, client sessions ended) did not complete and that the leader retries until they answer.",
+	}, func() float64 {
+		l, err := mgr.PendingFences()
+		if err != nil {
+			return 0
+		}
+		return float64(len(l))
+	}))
 	return nil
 }
 
@@ -179,6 +191,19 @@ func (s *Server) failoverRoutes(mux *http.ServeMux) {
 	}
 	h("POST /failover/switchover", op(failover.KindSwitchover))
 	h("POST /failover/failover", op(failover.KindFailover))
+	h("POST /failover/forget-fence", func(w http.ResponseWriter, req *http.Request) {
+		addr := strings.TrimSpace(req.FormValue("addr"))
+		if addr == "" {
+			writeError(w, http.StatusBadRequest, "addr is required")
+			return
+		}
+		p, err := s.fo.mgr.ForgetFence(req.Context(), addr)
+		if err != nil {
+			writeError(w, failoverErrorCode(err), "%v", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, p)
+	})
 	h("GET /failover/rejoin-check", func(w http.ResponseWriter, req *http.Request) {
 		rep, err := s.fo.mgr.RejoinCheck(req.Context(), strings.TrimSpace(req.FormValue("server")))
 		if err != nil {
@@ -243,6 +268,8 @@ func failoverErrorCode(err error) int {
 		return http.StatusServiceUnavailable
 	case errors.Is(err, failover.ErrUnknownServer), errors.Is(err, failover.ErrBadCandidate):
 		return http.StatusBadRequest
+	case errors.Is(err, failover.ErrNoPendingFence):
+		return http.StatusNotFound
 	case errors.Is(err, failover.ErrBusy), errors.Is(err, failover.ErrErrant), errors.Is(err, failover.ErrVetoed),
 		errors.Is(err, failover.ErrNoCandidate), errors.Is(err, failover.ErrNotCaughtUp):
 		return http.StatusConflict

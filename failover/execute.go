@@ -114,34 +114,27 @@ func (m *Manager) stepFence(ctx context.Context, op *Operation) error {
 	}
 	op.LogGTIDs = st.GTIDs
 	msg := fmt.Sprintf("epoch %d -> %d: nothing more is accepted from %s; the log holds %s", op.FromEpoch, op.FenceEpoch, op.OldSource.Addr, st.GTIDs)
-	msg += "; old source: " + m.fenceOldSource(ctx, op.OldSource.Addr, op.Kind == KindFailover)
+	clients := op.Kind == KindFailover
+	r := m.fence(ctx, op.OldSource.Addr, clients)
+	msg += "; old source: " + r.msg
+	if !r.done && clients {
+		// NB: recorded before the step, so that a new leader resuming
+		// from StepStarted tries the fence again and records it.
+		if err := m.addPendingFence(ctx, op, r.msg); err != nil {
+			return err
+		}
+		msg += "; its fence is retried until it answers (pending_fences in binlogctl failover status)"
+	}
 	return m.advance(ctx, op, StepFenced, msg)
 }
 
 // fenceOldSource makes the old source read-only and ends its client
-// sessions, if it answers within a short bound.
+// sessions, if it answers within a short bound (fence.go), and says what
+// it did.
 // In a switchover it is read-only already: only the fleet's own dump
 // session is ended, so that the ingest leaves it at once.
 func (m *Manager) fenceOldSource(ctx context.Context, addr string, clients bool) string {
-	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	s, err := m.connectAdmin(fctx, addr, Candidate{})
-	if err != nil {
-		return "unreachable (" + err.Error() + ")"
-	}
-	defer s.Close()
-	// NB: end the sessions first: a commit waiting for an ACK holds the
-	// commit lock that read_only waits for.
-	n0, _ := s.KillSessions(fctx, clients, true)
-	if err := s.SetReadOnly(fctx, true); err != nil {
-		return "answered, but read_only failed: " + err.Error()
-	}
-	n, err := s.KillSessions(fctx, clients, true)
-	n += n0
-	if err != nil {
-		return "read-only; ending sessions failed: " + err.Error()
-	}
-	return fmt.Sprintf("read-only, %d sessions ended", n)
+	return m.fence(ctx, addr, clients).msg
 }
 
 // Candidates observes every stored candidate against the log.
@@ -345,6 +338,11 @@ func (m *Manager) stepPromote(ctx context.Context, op *Operation) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	// NB: never fence the source: a pending fence of the target (an old
+	// source promoted again) is dropped before it is made writable.
+	if _, err := m.unpend(pctx, c.Addr, "dropped", "it is promoted to be the source ("+op.ID+")"); err != nil {
+		return err
+	}
 	s, err := m.connectAdmin(pctx, c.Addr, c)
 	if err != nil {
 		return err

@@ -85,6 +85,9 @@ type Status struct {
 	// failover waits with nothing to promote; RetryInterval is its backoff.
 	Advice        string `json:"advice,omitempty"`
 	RetryInterval string `json:"retry_interval,omitempty"`
+	// PendingFences are the old sources whose fence did not complete and
+	// that the leader retries (fence.go), oldest first.
+	PendingFences []PendingFence `json:"pending_fences,omitempty"`
 }
 
 // Request is an operator's failover or switchover.
@@ -144,6 +147,11 @@ type Manager struct {
 	// current "another member reaches the source" episode was logged.
 	loggedStall time.Time
 	loggedPeer  bool
+
+	// fencer: the deferred fences' goroutine's own state; fsync: what it
+	// shares with the step loop and the API (under mu). fence.go.
+	fencer fencerState
+	fsync  fenceSync
 }
 
 // maxFailedProbes bounds Manager.failedProbes.
@@ -187,8 +195,9 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 func (m *Manager) Run(ctx context.Context) error {
 	dctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); m.stall.Run(dctx) }()
+	go func() { defer wg.Done(); m.runFencer(dctx) }()
 	defer wg.Wait()
 	defer stop()
 	t := time.NewTicker(m.cfg.ProbeInterval)
@@ -238,6 +247,7 @@ func (m *Manager) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.status
+	st.PendingFences = append([]PendingFence(nil), st.PendingFences...)
 	return st
 }
 

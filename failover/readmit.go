@@ -303,6 +303,16 @@ func (m *Manager) readmit(ctx context.Context, op *Operation, s Server, st logge
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	// NB: never fence the source: its pending fence is dropped before it
+	// is the log's source again; a read_only the fencer sent is waited
+	// out before it is made writable (stepWritable).
+	sent, err := m.unpend(pctx, addr, "dropped", "it is re-admitted as the source ("+op.ID+")")
+	if err != nil {
+		return err
+	}
+	if sent.After(m.stuck.lastFence) {
+		m.stuck.lastFence = sent
+	}
 	// NB: semi-sync on before it can be writable, as at a promotion: no
 	// commit returns before the fleet stores it.
 	if err := s.EnableSemiSyncSource(pctx, m.cfg.SemiSyncTimeout); err != nil {

@@ -85,6 +85,9 @@ func cmdFailover(c *client, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "status" {
 		return cmdFailoverStatus(c, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "forget-fence" {
+		return cmdForgetFence(c, args[1:], stdout, stderr)
+	}
 	fs := pflag.NewFlagSet("failover", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	to := fs.String("to", "", "the candidate to promote (default: the most caught-up one)")
@@ -95,9 +98,35 @@ func cmdFailover(c *client, args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("failover takes no argument (got %q): binlogctl failover [--force] [--to ADDR], or binlogctl failover status", fs.Args())}
+		return usageError{fmt.Errorf("failover takes no argument (got %q): binlogctl failover [--force] [--to ADDR], binlogctl failover status, or binlogctl failover forget-fence HOST:PORT", fs.Args())}
 	}
 	return runOp(c, failover.KindFailover, url.Values{"to": {*to}, "force": {strconv.FormatBool(*force)}, "timeout": {timeout.String()}}, *timeout, *asJSON, stdout)
+}
+
+// cmdForgetFence is binlogctl failover forget-fence HOST:PORT: the fleet
+// stops retrying the fence of an old source that is gone for good.
+func cmdForgetFence(c *client, args []string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("failover forget-fence", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print the dropped pending fence as JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() != 1 {
+		return usageFor("failover forget-fence", "HOST:PORT is the old source's, as binlogctl failover status lists it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var p failover.PendingFence
+	if err := c.foSend(ctx, http.MethodPost, "/failover/forget-fence", url.Values{"addr": {fs.Arg(0)}}, &p); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, p)
+	}
+	fmt.Fprintf(stdout, "pending fence of %s forgotten (pending since %s, %d attempts): the fleet no longer fences it; if it comes back, make it read-only by hand\n",
+		p.Addr, p.Since.UTC().Format(time.RFC3339), p.Attempts)
+	return nil
 }
 
 func runOp(c *client, kind string, form url.Values, timeout time.Duration, asJSON bool, stdout io.Writer) error {
@@ -292,7 +321,7 @@ func cmdStatusWithFailover(c *client, args []string, stdout, stderr io.Writer) e
 		return nil
 	}
 	fmt.Fprintln(stdout)
-	printFailoverStatus(stdout, st)
+	printFailoverStatus(stdout, st, false)
 	return nil
 }
 
@@ -313,13 +342,14 @@ func cmdFailoverStatus(c *client, args []string, stdout, stderr io.Writer) error
 		return printJSON(stdout, st)
 	}
 	fmt.Fprintf(stdout, "Source:         %s (epoch %d)\n", dash(st.Source), st.Epoch)
-	printFailoverStatus(stdout, st)
+	printFailoverStatus(stdout, st, true)
 	return nil
 }
 
 // printFailoverStatus prints the lease, the verdict, what the operator
-// must do (if anything), the operation and the last failover.
-func printFailoverStatus(stdout io.Writer, st failover.Status) {
+// must do (if anything), the pending fences (one line, or each with
+// detail), the operation and the last failover.
+func printFailoverStatus(stdout io.Writer, st failover.Status, detail bool) {
 	lease := "not held"
 	if st.LeaseHeld {
 		lease = "held"
@@ -347,6 +377,7 @@ func printFailoverStatus(stdout io.Writer, st failover.Status) {
 	if st.Advice != "" {
 		fmt.Fprintf(stdout, "ACTION NEEDED:  %s (retrying every %s)\n", st.Advice, dash(st.RetryInterval))
 	}
+	printPendingFences(stdout, st.PendingFences, detail)
 	if op := st.Operation; op != nil && !op.Finished() {
 		fmt.Fprintf(stdout, "In progress:    %s %s at step %s: %s\n", op.Kind, op.ID, op.Step, op.Message)
 	}
@@ -356,4 +387,26 @@ func printFailoverStatus(stdout io.Writer, st failover.Status) {
 		fmt.Fprintln(stdout, "Last failover:  none")
 	}
 	fmt.Fprintln(stdout, "Audit trail:    binlogctl history")
+}
+
+// printPendingFences prints the old sources whose fence is retried: one
+// line, or (detail) one per server.
+func printPendingFences(stdout io.Writer, pfs []failover.PendingFence, detail bool) {
+	if len(pfs) == 0 {
+		return
+	}
+	if !detail {
+		addrs := make([]string, len(pfs))
+		for i, p := range pfs {
+			addrs[i] = p.Addr
+		}
+		fmt.Fprintf(stdout, "Pending fences: %d old source(s) not yet read-only, retried until they answer: %s (binlogctl failover status)\n",
+			len(pfs), strings.Join(addrs, ", "))
+		return
+	}
+	fmt.Fprintf(stdout, "Pending fences: %d old source(s) not yet read-only, retried until they answer (binlogctl failover forget-fence HOST:PORT for one gone for good):\n", len(pfs))
+	for _, p := range pfs {
+		fmt.Fprintf(stdout, "  %s  since %s (%s ago), %d attempts, last error: %s\n", p.Addr, p.Since.UTC().Format(time.RFC3339),
+			time.Since(p.Since).Round(time.Second), p.Attempts, dash(p.LastError))
+	}
 }

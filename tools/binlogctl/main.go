@@ -44,6 +44,8 @@ Commands:
   purge FILE [--force] [--dry-run]  purge binlog files group-wide (held files are refused unless --force)
   failover [--force] [--to ADDR]  fail over now (after the fence and the candidate checks)
   failover status [--json]        the lease, the verdict, the operation and what to do (if anything)
+  failover forget-fence HOST:PORT
+                                  stop retrying the fence of an old source gone for good (pending_fences)
   history                         the failover audit trail
   candidates [list|add|remove]    the replicas that may be promoted
   rejoin-check HOST:PORT          an old source's transactions the log lacks (never acknowledged)
