@@ -61,7 +61,8 @@
 //     every connection and returns after all goroutines have ended.
 //  3. Report Clients() in /status (and binlogctl status).
 //
-// dumptest holds the test support (a feeder that fills a log from a real
-// source, synthetic transactions, a raw dump client, replica helpers);
-// dumpbench is the benchmark tools/bench runs.
+// tools/dumptest holds the test support (a feeder that fills a log from a
+// real source, synthetic transactions, a raw dump client, replica helpers);
+// tools/bench/dumpbench is the benchmark tools/bench runs. Both start real
+// servers, so they live under tools/, above the packages they drive.
 package dump

@@ -17,10 +17,10 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/binlogsvr/binlogsvr/dump"
-	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/mysqltls"
 	"github.com/binlogsvr/binlogsvr/logger/pki"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 )
 
 // noLog is a member whose log is not open: logins and probes work, dumps

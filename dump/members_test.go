@@ -8,9 +8,9 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/loggertest"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox/sandboxtest"
 )

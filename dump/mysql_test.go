@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/binlogsvr/binlogsvr/dump"
-	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/logger/loggertest"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox/sandboxtest"
 )

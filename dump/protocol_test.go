@@ -12,10 +12,10 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/binlogsvr/binlogsvr/dump"
-	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/binlog"
 	"github.com/binlogsvr/binlogsvr/logger/loggertest"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 )
 
 // synthFleet is a one-member log with synthetic transactions and a dump

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/binlogsvr/binlogsvr/dump"
-	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/logger/loggertest"
 	"github.com/binlogsvr/binlogsvr/logger/pki"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox/sandboxtest"

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/binlogsvr/binlogsvr/binlogsvr"
-	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/learner"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox/sandboxtest"

@@ -14,8 +14,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
-	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/failover"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )

@@ -18,10 +18,10 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 
-	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/failover"
 	"github.com/binlogsvr/binlogsvr/logger/binlog"
 	"github.com/binlogsvr/binlogsvr/semisync"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )

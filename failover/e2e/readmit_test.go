@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/failover"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )

@@ -174,7 +174,7 @@ func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
 
 // DumpPassword is the password of the dump account (--dump-user, "repl"
 // by default) of members started by StartEach and Launch: the one
-// dump/dumptest's PointReplica logs in with.
+// tools/dumptest's PointReplica logs in with.
 const DumpPassword = "dump-secret"
 
 // Delete calls a DELETE endpoint of member id and decodes its JSON answer.

@@ -27,9 +27,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/binlogsvr/binlogsvr/dump"
-	"github.com/binlogsvr/binlogsvr/dump/dumptest"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/binlog"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
