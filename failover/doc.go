@@ -38,6 +38,29 @@
 //     decides: dead-source, and Decide fails over (--failover-auto,
 //     anti-flap and the pre-hook permitting).
 //
+// # A fence that did not complete is retried
+//
+// The failover's fence is the epoch (rule 5 holds whatever the old source
+// does); then, best effort, the old source's client sessions are ended and
+// read_only is set (fence.go), bounded by 2 s. When that does not complete
+// (the server is paused or cut off), the server is recorded in the log as
+// a pending fence (MetaPendingFencePrefix), and:
+//
+//  1. The leader's fencer (a goroutine of Run) retries each one, from the
+//     probe interval doubling to 3 s, every try bounded; once the server
+//     answers it is fenced as at the failover, an audit record of kind
+//     fence is written and the entry dropped. Any leader does this: the
+//     list is in the log.
+//  2. A server that becomes the log's source again is never fenced: every
+//     path that makes one the source (promotion, re-admission) calls
+//     unpend first, and the fencer drops an entry that names the source.
+//  3. At most 16 are kept; the oldest is dropped, logged and audited.
+//  4. Status.PendingFences shows them (/failover/status, binlogctl
+//     failover status); ForgetFence (binlogctl failover forget-fence) drops
+//     one at the operator's request. The caller (the daemon) registers
+//     binlogsvr_failover_pending_fences from PendingFences, and routes
+//     POST /failover/forget-fence with the operate role.
+//
 // The Manager (manager.go) is the I/O shell: it probes, reads the ingest's
 // contact times, measures stalls (StallDetector), asks the other members,
 // builds the Observation and carries out the Decision.
