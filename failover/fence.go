@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/logger"
 )
 
@@ -56,20 +57,7 @@ const (
 // PendingFence is an old source whose fence (read_only, client sessions
 // ended) did not complete, as recorded in the log and shown in
 // /failover/status.
-type PendingFence struct {
-	Addr string `json:"addr"`
-	// Since is when the fence was first tried (the failover's fence step).
-	Since time.Time `json:"since"`
-	// OpID and Epoch: the operation that fenced it in the log, and the
-	// fence's epoch.
-	OpID  string `json:"op_id,omitempty"`
-	Epoch uint64 `json:"epoch,omitempty"`
-	// Attempts counts the tries so far (the failover's included);
-	// LastError and LastAttempt are the latest failed one's.
-	Attempts    int       `json:"attempts"`
-	LastError   string    `json:"last_error,omitempty"`
-	LastAttempt time.Time `json:"last_attempt,omitzero"`
-}
+type PendingFence = api.PendingFence
 
 // ParsePendingFences decodes a MetaPrefix(MetaPendingFencePrefix) read,
 // oldest first.

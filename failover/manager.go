@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/logger"
 )
 
@@ -51,44 +52,7 @@ type Deps struct {
 }
 
 // Status is the failover's state for /failover/status and binlogctl.
-type Status struct {
-	Leader       bool       `json:"leader"`
-	Auto         bool       `json:"auto"`
-	Epoch        uint64     `json:"epoch"`
-	Source       string     `json:"source"`
-	Fenced       bool       `json:"fenced"`
-	Lease        string     `json:"lease"`
-	LeaseHeld    bool       `json:"lease_held"`
-	LeaseExpiry  time.Time  `json:"lease_expiry,omitzero"`
-	LastContact  time.Time  `json:"last_contact,omitzero"`
-	ProbeError   string     `json:"probe_error,omitempty"`
-	Verdict      string     `json:"verdict"`
-	Decision     string     `json:"decision"`
-	Reason       string     `json:"reason,omitempty"`
-	AntiFlapTill time.Time  `json:"anti_flap_until,omitzero"`
-	Operation    *Operation `json:"operation,omitempty"`
-	Last         *Operation `json:"last,omitempty"`
-	// LastStall and LastStallEnd: this member's latest measured stall
-	// (its timers or its step loop ran late), after which the lease
-	// restarted.
-	LastStall    string    `json:"last_stall,omitempty"`
-	LastStallEnd time.Time `json:"last_stall_end,omitzero"`
-	// FailedProbes counts the fresh failed probes (started after the last
-	// contact and the last stall); Vantage is what the other members
-	// answered when last asked.
-	FailedProbes int      `json:"failed_probes"`
-	Vantage      *Vantage `json:"vantage,omitempty"`
-	// LeaderSince is when this member began to lead (its lease grace
-	// started there).
-	LeaderSince time.Time `json:"leader_since,omitzero"`
-	// Advice is the one line saying what the operator must do while a
-	// failover waits with nothing to promote; RetryInterval is its backoff.
-	Advice        string `json:"advice,omitempty"`
-	RetryInterval string `json:"retry_interval,omitempty"`
-	// PendingFences are the old sources whose fence did not complete and
-	// that the leader retries (fence.go), oldest first.
-	PendingFences []PendingFence `json:"pending_fences,omitempty"`
-}
+type Status = api.FailoverStatus
 
 // Request is an operator's failover or switchover.
 type Request struct {

@@ -21,6 +21,65 @@ const (
 	StepAborted  = "aborted"   // dropped without a source change
 )
 
+// FailoverStatus is the failover's state (failover.Status) for
+// /failover/status and binlogctl.
+type FailoverStatus struct {
+	Leader       bool       `json:"leader"`
+	Auto         bool       `json:"auto"`
+	Epoch        uint64     `json:"epoch"`
+	Source       string     `json:"source"`
+	Fenced       bool       `json:"fenced"`
+	Lease        string     `json:"lease"`
+	LeaseHeld    bool       `json:"lease_held"`
+	LeaseExpiry  time.Time  `json:"lease_expiry,omitzero"`
+	LastContact  time.Time  `json:"last_contact,omitzero"`
+	ProbeError   string     `json:"probe_error,omitempty"`
+	Verdict      string     `json:"verdict"`
+	Decision     string     `json:"decision"`
+	Reason       string     `json:"reason,omitempty"`
+	AntiFlapTill time.Time  `json:"anti_flap_until,omitzero"`
+	Operation    *Operation `json:"operation,omitempty"`
+	Last         *Operation `json:"last,omitempty"`
+	// LastStall and LastStallEnd: this member's latest measured stall
+	// (its timers or its step loop ran late), after which the lease
+	// restarted.
+	LastStall    string    `json:"last_stall,omitempty"`
+	LastStallEnd time.Time `json:"last_stall_end,omitzero"`
+	// FailedProbes counts the fresh failed probes (started after the last
+	// contact and the last stall); Vantage is what the other members
+	// answered when last asked.
+	FailedProbes int      `json:"failed_probes"`
+	Vantage      *Vantage `json:"vantage,omitempty"`
+	// LeaderSince is when this member began to lead (its lease grace
+	// started there).
+	LeaderSince time.Time `json:"leader_since,omitzero"`
+	// Advice is the one line saying what the operator must do while a
+	// failover waits with nothing to promote; RetryInterval is its backoff.
+	Advice        string `json:"advice,omitempty"`
+	RetryInterval string `json:"retry_interval,omitempty"`
+	// PendingFences are the old sources whose fence did not complete and
+	// that the leader retries (failover/fence.go), oldest first.
+	PendingFences []PendingFence `json:"pending_fences,omitempty"`
+}
+
+// PendingFence is an old source whose fence (read_only, client sessions
+// ended) did not complete, as recorded in the log and shown in
+// /failover/status.
+type PendingFence struct {
+	Addr string `json:"addr"`
+	// Since is when the fence was first tried (the failover's fence step).
+	Since time.Time `json:"since"`
+	// OpID and Epoch: the operation that fenced it in the log, and the
+	// fence's epoch.
+	OpID  string `json:"op_id,omitempty"`
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Attempts counts the tries so far (the failover's included);
+	// LastError and LastAttempt are the latest failed one's.
+	Attempts    int       `json:"attempts"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+}
+
 // Vantage is the answer of the other members when the leader asked them
 // to probe the source with their own connections.
 type Vantage struct {

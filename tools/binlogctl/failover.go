@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/binlogsvr/binlogsvr/failover"
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // failoverCommands returns the failover commands (issue 6): promote
@@ -60,7 +60,7 @@ func cmdPromote(c *client, args []string, stdout, stderr io.Writer) error {
 	if to == "" {
 		return usageFor("promote --to", "--to needs a replica's host:port")
 	}
-	return runOp(c, failover.KindSwitchover, url.Values{"to": {to}, "timeout": {timeout.String()}}, *timeout, *asJSON, stdout)
+	return runOp(c, api.KindSwitchover, url.Values{"to": {to}, "timeout": {timeout.String()}}, *timeout, *asJSON, stdout)
 }
 
 // flagValue finds --name V or --name=V in args and returns the rest.
@@ -100,7 +100,7 @@ func cmdFailover(c *client, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("failover takes no argument (got %q): binlogctl failover [--force] [--to ADDR], binlogctl failover status, or binlogctl failover forget-fence HOST:PORT", fs.Args())}
 	}
-	return runOp(c, failover.KindFailover, url.Values{"to": {*to}, "force": {strconv.FormatBool(*force)}, "timeout": {timeout.String()}}, *timeout, *asJSON, stdout)
+	return runOp(c, api.KindFailover, url.Values{"to": {*to}, "force": {strconv.FormatBool(*force)}, "timeout": {timeout.String()}}, *timeout, *asJSON, stdout)
 }
 
 // cmdForgetFence is binlogctl failover forget-fence HOST:PORT: the fleet
@@ -117,7 +117,7 @@ func cmdForgetFence(c *client, args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var p failover.PendingFence
+	var p api.PendingFence
 	if err := c.foSend(ctx, http.MethodPost, "/failover/forget-fence", url.Values{"addr": {fs.Arg(0)}}, &p); err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func cmdForgetFence(c *client, args []string, stdout, stderr io.Writer) error {
 func runOp(c *client, kind string, form url.Values, timeout time.Duration, asJSON bool, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Second)
 	defer cancel()
-	var op failover.Operation
+	var op api.Operation
 	err := c.foSend(ctx, http.MethodPost, "/failover/"+kind, form, &op)
 	if asJSON && op.ID != "" {
 		_ = printJSON(stdout, op)
@@ -153,7 +153,7 @@ func cmdHistory(c *client, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	var rs []failover.Record
+	var rs []api.Record
 	if err := c.get(context.Background(), "/failover/history", &rs); err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func rejoin(c *client, args []string, stdout, stderr io.Writer, do bool) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var rep failover.RejoinReport
+	var rep api.RejoinReport
 	var err error
 	q := url.Values{"server": {fs.Arg(0)}}
 	if do {
@@ -258,7 +258,7 @@ func cmdCandidates(c *client, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	switch sub {
 	case "list":
-		var cs []failover.CandidateState
+		var cs []api.CandidateState
 		if err := c.get(ctx, "/failover/candidates", &cs); err != nil {
 			return err
 		}
@@ -285,7 +285,7 @@ func cmdCandidates(c *client, args []string, stdout, stderr io.Writer) error {
 		}
 		form := url.Values{"addr": {fs.Arg(0)}, "priority": {strconv.Itoa(*prio)}, "never_promote": {strconv.FormatBool(*never)}, "user": {*user},
 			"credential": {*cred}}
-		var out failover.Candidate
+		var out api.Candidate
 		if err := c.foSend(ctx, http.MethodPost, "/failover/candidates", form, &out); err != nil {
 			return err
 		}
@@ -315,7 +315,7 @@ func cmdStatusWithFailover(c *client, args []string, stdout, stderr io.Writer) e
 			return nil
 		}
 	}
-	var st failover.Status
+	var st api.FailoverStatus
 	if err := c.get(context.Background(), "/failover/status", &st); err != nil {
 		fmt.Fprintf(stdout, "\nFailover:       unknown (%v)\n", err)
 		return nil
@@ -334,7 +334,7 @@ func cmdFailoverStatus(c *client, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	var st failover.Status
+	var st api.FailoverStatus
 	if err := c.get(context.Background(), "/failover/status", &st); err != nil {
 		return err
 	}
@@ -349,7 +349,7 @@ func cmdFailoverStatus(c *client, args []string, stdout, stderr io.Writer) error
 // printFailoverStatus prints the lease, the verdict, what the operator
 // must do (if anything), the pending fences (one line, or each with
 // detail), the operation and the last failover.
-func printFailoverStatus(stdout io.Writer, st failover.Status, detail bool) {
+func printFailoverStatus(stdout io.Writer, st api.FailoverStatus, detail bool) {
 	lease := "not held"
 	if st.LeaseHeld {
 		lease = "held"
@@ -391,7 +391,7 @@ func printFailoverStatus(stdout io.Writer, st failover.Status, detail bool) {
 
 // printPendingFences prints the old sources whose fence is retried: one
 // line, or (detail) one per server.
-func printPendingFences(stdout io.Writer, pfs []failover.PendingFence, detail bool) {
+func printPendingFences(stdout io.Writer, pfs []api.PendingFence, detail bool) {
 	if len(pfs) == 0 {
 		return
 	}
