@@ -482,8 +482,8 @@ func (m *Manager) fenceAttempted(ctx context.Context, lf *liveFence, r fenceResu
 			lf.next = now // NB: fenced, but the record stays: drop it next round
 			return
 		}
-		msg := fmt.Sprintf("deferred fence of %s: %s, %v after the failover's fence (attempt %d); it can no longer commit", p.Addr, r.msg,
-			now.Sub(p.Since).Round(time.Millisecond), p.Attempts)
+		msg := fmt.Sprintf("deferred fence of %s: %s, %v after the failover's fence (attempt %d; the last failure: %s); it can no longer commit",
+			p.Addr, r.msg, now.Sub(p.Since).Round(time.Millisecond), p.Attempts, p.LastError)
 		m.log.Warn("failover: deferred fence done: the old source answered and is fenced", "server", p.Addr, "result", r.msg,
 			"pending", now.Sub(p.Since).Round(time.Millisecond), "attempts", p.Attempts)
 		st, _ := m.deps.Log.State()
@@ -491,6 +491,11 @@ func (m *Manager) fenceAttempted(ctx context.Context, lf *liveFence, r fenceResu
 		return
 	}
 	p.LastError, p.LastAttempt = r.msg, now
+	if !r.roSent.IsZero() {
+		// NB: it answers (read_only waited for the commit lock, or the
+		// kills failed): try again soon, not after the backoff.
+		lf.interval = 0
+	}
 	lf.interval = nextFenceRetry(lf.interval, m.cfg.ProbeInterval)
 	lf.next = now.Add(lf.interval)
 	if k := errKey(r.msg); lf.logged != k {

@@ -162,6 +162,22 @@ func TestDeferredFenceAfterSourcePause(t *testing.T) {
 		t.Errorf("%d statements committed on the old source after its fence", after)
 	}
 
+	// Every statement that returned success is on the new source: the
+	// old source returned success only for what the fleet had stored.
+	ns := r.byAddr(newSrc)
+	if err := fleet.Poll(context.Background(), 20*time.Second, func() error {
+		rows := tableRows(t, ns)
+		for _, a := range w.all() {
+			if a.ok && !rows[[2]int{a.c, a.n}] {
+				return fmt.Errorf("commit (client %d, n %d) returned success %v after SIGCONT but is not on the new source %s",
+					a.c, a.n, a.end.Sub(cont).Round(time.Millisecond), newSrc)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+
 	// The audit shows the deferred fence; the status and the metric no
 	// longer list it.
 	var rec *failover.Record

@@ -73,6 +73,22 @@ func partitionOnce(t *testing.T, flavor sandbox.Flavor, mode cutMode) {
 		t.Fatalf("the new source %s is the old one", newSrc)
 	}
 
+	// NB: the fleet fences a cut-off old source as soon as it answers
+	// again (a pending fence: TestDeferredFenceAfterSourcePause). Here the
+	// operator forgets that fence, as for a server gone for good, so the
+	// old source stays writable after the heal: what it commits then must
+	// still never reach the log (the epoch alone keeps it out).
+	if out, err := r.ctl("failover", "forget-fence", old); err != nil || !strings.Contains(out, "forgotten") {
+		t.Fatalf("binlogctl failover forget-fence %s: %v\n%s", old, err, out)
+	}
+	if err := fleet.Poll(context.Background(), 10*time.Second, func() error {
+		if st, err := r.failoverStatus(); err != nil || len(st.PendingFences) != 0 {
+			return fmt.Errorf("pending fences %+v (%v)", st.PendingFences, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	p.heal()
 	healAt := time.Now()
 	// NB: long enough for many lease probes and ingest retries, and for a
