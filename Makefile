@@ -6,10 +6,19 @@ GOFLAGS   ?=
 PKGS      := ./...
 TESTFLAGS ?= -race -count=1 -p 1 -timeout 40m
 
-.PHONY: build test test-race-daemons fuzz unit lint bench demo peers clean chaos
+.PHONY: build build-debug test test-race-daemons fuzz unit lint bench demo peers clean chaos
 
+# The release binaries: bin/binlogsvr has no debug endpoints (it refuses
+# --debug-api).
 build:
 	$(GO) build -o $(BIN)/ ./binlogsvr/cmd/binlogsvr ./tools/binlogctl ./tools/bench ./tools/demo
+
+# The same binaries in bin/debug/, binlogsvr built with the debug endpoints
+# (-tags binlogsvr_debug: /debug/append, /debug/bench, ...) that tests and
+# benchmarks use through BINLOGSVR_BIN=bin/debug (tools/fleet).
+DEBUG_TAGS := -tags binlogsvr_debug
+build-debug:
+	$(GO) build $(DEBUG_TAGS) -o $(BIN)/debug/ ./binlogsvr/cmd/binlogsvr ./tools/binlogctl ./tools/bench ./tools/demo
 
 # Installs the real servers the tests need (MariaDB from apt, MySQL 9.7 in a
 # cached chroot). Needs root. Idempotent.
@@ -25,9 +34,10 @@ failures = grep -E -e '--- FAIL|^FAIL|panic:|^\s+[a-z_]+_test\.go:[0-9]+: .*(wan
 # assertions (switchover pause < 2 s) fail under -race.
 # On failure the failing tests and their messages are printed again at the
 # end (servers' log tails printed on failure would otherwise bury them).
-test: build
+test: build build-debug
 	$(GO) vet $(PKGS)
-	@set -o pipefail; BINLOGSVR_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) $(PKGS) 2>&1 | tee $(BIN)/test.log \
+	$(GO) vet $(DEBUG_TAGS) ./binlogsvr/...
+	@set -o pipefail; BINLOGSVR_BIN=$(CURDIR)/$(BIN)/debug $(GO) test $(TESTFLAGS) $(PKGS) 2>&1 | tee $(BIN)/test.log \
 	  || { echo "== make test failed; the failures (all output in $(BIN)/test.log):"; $(call failures,$(BIN)/test.log); false; }
 	$(MAKE) test-race-daemons
 	$(MAKE) fuzz
@@ -55,7 +65,7 @@ fuzz:
 RACE_PKGS ?= ./learner/ ./binlogsvr/
 test-race-daemons:
 	rm -rf $(BIN)/race && mkdir -p $(BIN)/race $(BIN)/racebin
-	$(GO) build -race -o $(BIN)/racebin/ ./binlogsvr/cmd/binlogsvr ./tools/binlogctl
+	$(GO) build -race $(DEBUG_TAGS) -o $(BIN)/racebin/ ./binlogsvr/cmd/binlogsvr ./tools/binlogctl
 	@set -o pipefail; BINLOGSVR_BIN=$(CURDIR)/$(BIN)/racebin GORACE=log_path=$(CURDIR)/$(BIN)/race/race \
 	  $(GO) test -count=1 -p 1 -timeout 20m $(RACE_PKGS) 2>&1 | tee $(BIN)/test-race.log \
 	  || { echo "== make test-race-daemons failed; the failures (all output in $(BIN)/test-race.log):"; $(call failures,$(BIN)/test-race.log); false; }
@@ -80,13 +90,14 @@ unit:
 lint:
 	gofmt -l . | (! grep .) || (echo "gofmt would change the files above" && false)
 	$(GO) vet $(PKGS)
+	$(GO) vet $(DEBUG_TAGS) ./binlogsvr/...
 
-bench: build
-	$(BIN)/bench --out docs/BENCHMARKS.md
+bench: build-debug
+	BINLOGSVR_BIN=$(CURDIR)/$(BIN)/debug $(BIN)/debug/bench --out docs/BENCHMARKS.md
 
 demo: build
 	bash tools/sandbox/install.sh
-	$(BIN)/demo
+	BINLOGSVR_BIN=$(CURDIR)/$(BIN) $(BIN)/demo
 
 clean:
 	rm -rf $(BIN)

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,11 +39,7 @@ func (s *Server) routes() http.Handler {
 	s.membersRoutes(mux)  // members.go (learners, membership)
 	s.failoverRoutes(mux) // failover.go (lease, failover, switchover, rejoin)
 	if s.cfg.DebugAPI {
-		mux.HandleFunc("POST /debug/append", s.handleDebugAppend)
-		mux.HandleFunc("POST /debug/bench", s.handleDebugBench)
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s.debugRoutes(mux) // debug.go; only in a binlogsvr_debug build
 	}
 	s.mux = mux
 	return s.authorize(mux) // auth.go: the role each route needs

@@ -20,7 +20,7 @@ import (
 
 // fuzzServer starts one member (its raft node; not Run) with TLS files
 // and a token file holding a random token the fuzzer cannot know.
-func fuzzServer(f *testing.F) *Server {
+func fuzzServer(f testing.TB) *Server {
 	f.Helper()
 	dir := f.TempDir()
 	p := pki.Testing(f, filepath.Join(dir, "pki"))
@@ -39,9 +39,13 @@ func fuzzServer(f *testing.F) *Server {
 	cfg := DefaultConfig()
 	fs := pflag.NewFlagSet("binlogsvr", pflag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	if err := fs.Parse([]string{"--id", "1", "--data-dir", filepath.Join(dir, "d"), "--raft-addr", raft, "--members", "1=" + raft,
-		"--admin-addr", "127.0.0.1:0", "--admin-token-file", tf, "--debug-api",
-		"--raft-tls-ca", p.CA, "--raft-tls-cert", p.Members[0].Cert, "--raft-tls-key", p.Members[0].Key}); err != nil {
+	args := []string{"--id", "1", "--data-dir", filepath.Join(dir, "d"), "--raft-addr", raft, "--members", "1=" + raft,
+		"--admin-addr", "127.0.0.1:0", "--admin-token-file", tf,
+		"--raft-tls-ca", p.CA, "--raft-tls-cert", p.Members[0].Cert, "--raft-tls-key", p.Members[0].Key}
+	if debugEndpoints {
+		args = append(args, "--debug-api") // NB: the debug routes need a token too
+	}
+	if err := fs.Parse(args); err != nil {
 		f.Fatal(err)
 	}
 	s, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -56,7 +56,9 @@ type Config struct {
 	// MetricsOpen serves /metrics without a token.
 	MetricsOpen bool
 	// DebugAPI enables /debug/append and /debug/bench, which append
-	// synthetic transactions for tests and benchmarks. Never in production.
+	// synthetic transactions for tests and benchmarks, and the rest of
+	// /debug/. Only a binary built with -tags binlogsvr_debug has them;
+	// the release build refuses the flag.
 	DebugAPI bool
 }
 
@@ -87,7 +89,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AdminTLS.CA, "admin-tls-ca", c.AdminTLS.CA, "CA that client certificates to the admin API must come from (default: --raft-tls-ca)")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "the admin API's tokens, lines \"ROLE NAME TOKEN\" (roles read, operate; # comments); re-read when it changes. Make lines with `binlogctl certs create-token`")
 	fs.BoolVar(&c.MetricsOpen, "metrics-open", c.MetricsOpen, "serve /metrics without a token")
-	fs.BoolVar(&c.DebugAPI, "debug-api", c.DebugAPI, "enable /debug/append and /debug/bench (synthetic appends for tests and benchmarks; never in production)")
+	fs.BoolVar(&c.DebugAPI, "debug-api", c.DebugAPI, "enable /debug/append and /debug/bench (synthetic appends for tests and benchmarks; only in a binary built with -tags binlogsvr_debug)")
 	fs.DurationVar(&c.Ingest.DebugCommitDelay, "debug-commit-delay", 0, "with --debug-api: delay every ingested transaction before it is proposed (tests: the ACK waits for the commit)")
 }
 
@@ -139,6 +141,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateAdmin(); err != nil { // auth.go
 		return err
+	}
+	if c.DebugAPI && !debugEndpoints {
+		return errors.New("binlogsvr: --debug-api: built without debug endpoints: build with -tags binlogsvr_debug")
 	}
 	if c.Ingest.DebugCommitDelay != 0 && !c.DebugAPI {
 		return errors.New("binlogsvr: --debug-commit-delay needs --debug-api (it is for tests only)")

@@ -1,3 +1,11 @@
+//go:build binlogsvr_debug
+
+// The debug endpoints: synthetic appends, the proposer benchmark, small
+// files for retention tests, pprof. They write into the log under the
+// current epoch without a source, so only a binary built with
+// -tags binlogsvr_debug has them (tests and benchmarks: make build-debug,
+// tools/fleet); the release build (nodebug.go) refuses --debug-api.
+
 package binlogsvr
 
 import (
@@ -5,16 +13,44 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/binlog"
 	"github.com/binlogsvr/binlogsvr/logger/binlog/binlogtest"
 )
+
+// debugEndpoints: this build has the debug endpoints.
+const debugEndpoints = true
+
+// debugRoutes registers the debug endpoints (with --debug-api).
+func (s *Server) debugRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /debug/append", s.handleDebugAppend)
+	mux.HandleFunc("POST /debug/bench", s.handleDebugBench)
+	// Tests: small files, so that retention and purges have files to act on.
+	mux.HandleFunc("POST /debug/max-file-size", func(w http.ResponseWriter, req *http.Request) {
+		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+		defer cancel()
+		res, err := s.node.Propose(ctx, &logger.Meta{Key: logger.MetaMaxFileSize, Value: []byte(req.FormValue("bytes"))})
+		switch {
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, "%v", err)
+		case !res.Code.Stored():
+			writeError(w, http.StatusBadRequest, "%s: %s", res.Code, res.Message)
+		default:
+			writeJSON(w, http.StatusOK, map[string]string{"max_file_size": req.FormValue("bytes")})
+		}
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+}
 
 // synth makes synthetic transactions that continue the log's GTID state,
 // for the debug API (tests and benchmarks without a live source).
@@ -143,18 +179,7 @@ func (s *Server) handleDebugAppend(w http.ResponseWriter, req *http.Request) {
 }
 
 // BenchResult is the JSON of POST /debug/bench.
-type BenchResult struct {
-	Concurrency int     `json:"concurrency"`
-	Size        int     `json:"size"`
-	Txns        int     `json:"txns"`
-	Seconds     float64 `json:"seconds"`
-	TPS         float64 `json:"tps"`
-	MBps        float64 `json:"mb_per_s"`
-	P50ms       float64 `json:"p50_ms"`
-	P99ms       float64 `json:"p99_ms"`
-	Errors      int     `json:"errors"`
-	FirstError  string  `json:"first_error,omitempty"`
-}
+type BenchResult = api.BenchResult
 
 // handleDebugBench runs concurrency proposers of size-byte transactions for
 // a duration on this (leader) member, each waiting for its commit before

@@ -156,22 +156,6 @@ func (s *Server) membersRoutes(mux *http.ServeMux) {
 		s.change(w, req, learner.Change{Op: learner.OpTransferLeader, ID: id})
 	}))
 	mux.HandleFunc("POST /purge", s.handlePurge)
-	if s.cfg.DebugAPI {
-		// Tests: small files, so that retention and purges have files to act on.
-		mux.HandleFunc("POST /debug/max-file-size", func(w http.ResponseWriter, req *http.Request) {
-			ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
-			defer cancel()
-			res, err := s.node.Propose(ctx, &logger.Meta{Key: logger.MetaMaxFileSize, Value: []byte(req.FormValue("bytes"))})
-			switch {
-			case err != nil:
-				writeError(w, http.StatusServiceUnavailable, "%v", err)
-			case !res.Code.Stored():
-				writeError(w, http.StatusBadRequest, "%s: %s", res.Code, res.Message)
-			default:
-				writeJSON(w, http.StatusOK, map[string]string{"max_file_size": req.FormValue("bytes")})
-			}
-		})
-	}
 }
 
 func (s *Server) handleMembers(w http.ResponseWriter, req *http.Request) {

@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/binlogsvr/binlogsvr/binlogsvr"
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/tools/bench/dumpbench"
 	"github.com/binlogsvr/binlogsvr/tools/bench/failoverbench"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
@@ -75,7 +75,7 @@ func main() {
 			section, err = benchSemisync(max(*dur, 10*time.Second))
 		case "dump":
 			logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
-			section = "## Dump: clients reading the whole log, fleet member beside the source\n\nRun: `make build && BINLOGSVR_BIN=$PWD/bin bin/bench --out docs/BENCHMARKS.md dump` (what `make bench` runs for `dump`; tools/bench, tools/bench/dumpbench), " +
+			section = "## Dump: clients reading the whole log, fleet member beside the source\n\nRun: `make build-debug && BINLOGSVR_BIN=$PWD/bin/debug bin/debug/bench --out docs/BENCHMARKS.md dump` (what `make bench` runs for `dump`; tools/bench, tools/bench/dumpbench), " +
 				time.Now().UTC().Format("2006-01-02") + fmt.Sprintf(", %d cores, Go %s. First table: a one-member log and its dump server in the benchmark's process (its RSS includes the clients); second: 100 clients against a real binlogsvr process of a 3-member fleet (default flags: --dump-cache-bytes 64 MiB, 256 KiB reads), whose own RSS is read from /proc. Every client is a non-blocking COM_BINLOG_DUMP from the first file to EOF, run from the benchmark's process on the same cores.\n\n", runtime.NumCPU(), runtime.Version())
 			if !*dumpDaemonOnly {
 				var res dumpbench.Result
@@ -282,7 +282,7 @@ func benchLog(dur time.Duration) (string, error) {
 		if only != "" && only != fmt.Sprintf("%d/%d", size, conc) {
 			continue
 		}
-		var r binlogsvr.BenchResult
+		var r api.BenchResult
 		path := fmt.Sprintf("/debug/bench?concurrency=%d&size=%d&duration=%s&inflight=%d", conc, size, dur, inflight)
 		lingerCol := "1 ms"
 		if rw.linger != "" {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/binlogsvr/binlogsvr/binlogsvr"
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
@@ -66,8 +66,8 @@ func startLogFleet(ctx context.Context, dir string, insecure bool, args []string
 
 // benchRow runs /debug/bench on f's leader and returns its result and the
 // fleet's CPU per transaction.
-func benchRow(ctx context.Context, f *fleet.Fleet, size, conc int, dur time.Duration) (binlogsvr.BenchResult, float64, error) {
-	var r binlogsvr.BenchResult
+func benchRow(ctx context.Context, f *fleet.Fleet, size, conc int, dur time.Duration) (api.BenchResult, float64, error) {
+	var r api.BenchResult
 	leader, err := f.Leader(ctx, 30*time.Second)
 	if err != nil {
 		return r, 0, err

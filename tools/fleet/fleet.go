@@ -133,12 +133,21 @@ func ModuleRoot() (string, error) {
 	}
 }
 
+// DebugTag is the build tag that gives binlogsvr its debug endpoints
+// (--debug-api: /debug/append, /debug/bench, ...). The release build
+// leaves them out; tests and benchmarks that use them need a binary built
+// with it.
+const DebugTag = "binlogsvr_debug"
+
 // Binary returns the binlogsvr binary: $BINLOGSVR_BIN/binlogsvr if set,
-// else one freshly built into dir.
+// else one freshly built into dir with the debug endpoints (DebugTag).
 func Binary(dir string) (string, error) { return Tool(dir, "binlogsvr") }
 
 // Tool returns one of the project's binaries (binlogsvr, binlogctl, ...):
-// $BINLOGSVR_BIN/NAME if it exists, else one freshly built into dir.
+// $BINLOGSVR_BIN/NAME if it exists, else one freshly built into dir
+// (binlogsvr with DebugTag). NB: make test points $BINLOGSVR_BIN at
+// bin/debug (make build-debug); bin/ holds the release binlogsvr, which
+// refuses --debug-api.
 func Tool(dir, name string) (string, error) {
 	if b := os.Getenv("BINLOGSVR_BIN"); b != "" {
 		p := filepath.Join(b, name)
@@ -150,12 +159,12 @@ func Tool(dir, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	pkg := "./tools/" + name
+	args := []string{"build", "-o", filepath.Join(dir, name), "./tools/" + name}
 	if name == "binlogsvr" {
-		pkg = "./binlogsvr/cmd/binlogsvr"
+		args = []string{"build", "-tags", DebugTag, "-o", filepath.Join(dir, name), "./binlogsvr/cmd/binlogsvr"}
 	}
 	out := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd := exec.Command("go", args...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("fleet: building %s: %v\n%s", name, err, b)

@@ -128,7 +128,7 @@ func Markdown(rs ...Result) string {
 	}
 	r0 := rs[0]
 	b.WriteString("## Failover RTO\n\n")
-	fmt.Fprintf(&b, "Run: `make bench` (`bin/bench --out docs/BENCHMARKS.md rto`; tools/bench `rto`, tools/bench/failoverbench), %s, %d cores, %s/%s, Go %s. "+
+	fmt.Fprintf(&b, "Run: `make bench` (`BINLOGSVR_BIN=bin/debug bin/debug/bench --out docs/BENCHMARKS.md rto`; tools/bench `rto`, tools/bench/failoverbench), %s, %d cores, %s/%s, Go %s. "+
 		"Each run starts a fresh semi-sync source (%s), one candidate replica fed by a 3-member fleet (`--failover-lease %v --failover-probe-interval 250ms --failover-probe-timeout 500ms`) and %d writing clients, "+
 		"then kills the source with SIGKILL; RTO is kill -9 → first commit acknowledged by the new source. Target: p50 ≤ lease + 2 s = %v.\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
