@@ -305,7 +305,7 @@ func cmdCandidates(c *client, args []string, stdout, stderr io.Writer) error {
 }
 
 // cmdStatusWithFailover is status plus the failover's part (not with
-// --json, whose shape stays binlogsvr.Status).
+// --json, whose shape stays api.Status).
 func cmdStatusWithFailover(c *client, args []string, stdout, stderr io.Writer) error {
 	if err := cmdStatus(c, args, stdout, stderr); err != nil {
 		return err
