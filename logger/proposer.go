@@ -50,13 +50,25 @@ type Proposer struct {
 type pending struct {
 	txn  Txn
 	done chan error
+	// times is written before the outcome is sent on done: whoever
+	// received the outcome may read it.
+	times StageTimes
+}
+
+// StageTimes are when one transaction passed the proposer's stages, for
+// the ACK path's per-stage latencies.
+type StageTimes struct {
+	Enqueued time.Time // Enqueue took it
+	Proposed time.Time // its batch went to raft
+	Stored   time.Time // its batch's result came back: committed on a quorum and applied here
 }
 
 type batch struct {
-	ps  []*pending
-	gen int
-	res Result
-	err error
+	ps       []*pending
+	gen      int
+	res      Result
+	err      error
+	proposed time.Time
 }
 
 // NewProposer returns a proposer for one source and epoch.
@@ -156,6 +168,10 @@ func (t *Ticket) await() {
 	}
 }
 
+// Times returns when the transaction passed each stage; valid once its
+// outcome is known (TryResult's ok, Done closed, or Wait returned it).
+func (t *Ticket) Times() StageTimes { return t.pd.times }
+
 // Err returns the outcome once Done is closed: nil means stored.
 func (t *Ticket) Err() error {
 	<-t.Done()
@@ -199,7 +215,7 @@ func (t *Ticket) Wait(ctx context.Context) error {
 // order (GTIDs of one domain) calls Enqueue from one goroutine, or under its
 // own lock, and waits outside it.
 func (p *Proposer) Enqueue(ctx context.Context, t Txn) (*Ticket, error) {
-	pd := &pending{txn: t, done: make(chan error, 1)}
+	pd := &pending{txn: t, done: make(chan error, 1), times: StageTimes{Enqueued: time.Now()}}
 	select {
 	case p.in <- pd:
 	case <-p.dead:
@@ -295,6 +311,7 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 			inflight++
 			p.node.metrics.inFlight.Inc()
 			p.node.metrics.batchTxns.Observe(float64(n))
+			b.proposed = time.Now()
 			wait, err := p.node.ProposeAsync(a, p.cfg.Timeout)
 			go func() {
 				if err != nil {
@@ -355,7 +372,9 @@ func (p *Proposer) finish(b *batch, err error) {
 	if err == nil && b.err != nil {
 		err = b.err
 	}
+	now := time.Now()
 	for _, pd := range b.ps {
+		pd.times.Proposed, pd.times.Stored = b.proposed, now
 		pd.done <- err
 	}
 }

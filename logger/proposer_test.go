@@ -2,6 +2,7 @@ package logger_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,10 @@ func closedLoop(t *testing.T, l *logger.Node, p *logger.Proposer, f *feeder, n, 
 				}
 				if err != nil {
 					errs <- err
+					return
+				}
+				if ts := tk.Times(); ts.Enqueued.IsZero() || ts.Proposed.Before(ts.Enqueued) || ts.Stored.Before(ts.Proposed) || ts.Stored.After(time.Now()) {
+					errs <- fmt.Errorf("stage times out of order: %+v", ts)
 					return
 				}
 				time.Sleep(think)

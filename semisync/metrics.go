@@ -1,9 +1,15 @@
 package semisync
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	ackLatency     prometheus.Histogram
+	ackStages      *prometheus.HistogramVec
 	acks           prometheus.Counter
 	received       prometheus.Counter
 	stored         prometheus.Counter
@@ -20,6 +26,12 @@ func newMetrics(reg prometheus.Registerer, in *Ingester) (*metrics, error) {
 			Help:    "From receiving a transaction's last event to sending its semi-sync ACK (after the quorum commit).",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
 		}),
+		ackStages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "binlogsvr_semisync_ack_stage_seconds",
+			Help: "The ACK latency by stage, for each ACK sent: cut (last event received → queued for the log), queue (→ its raft entry proposed), " +
+				"raft (→ committed on a quorum and applied here), handoff (→ the acker saw it), ack (→ the ACK written to the source). The stages add up to binlogsvr_semisync_ack_latency_seconds.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 2, 20),
+		}, []string{"stage"}),
 		acks:          prometheus.NewCounter(prometheus.CounterOpts{Name: "binlogsvr_semisync_acks_total", Help: "Semi-sync ACKs sent to the source."}),
 		received:      prometheus.NewCounter(prometheus.CounterOpts{Name: "binlogsvr_semisync_transactions_received_total", Help: "Whole transactions received from the source."}),
 		stored:        prometheus.NewCounter(prometheus.CounterOpts{Name: "binlogsvr_semisync_transactions_stored_total", Help: "Transactions committed in the log (or found there already) after receipt."}),
@@ -40,11 +52,37 @@ func newMetrics(reg prometheus.Registerer, in *Ingester) (*metrics, error) {
 			return 0
 		})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.ackLatency, m.acks, m.received, m.stored, m.sessionErrors, m.sourceSemiSync, m.statementEvents, lagSeconds, lagBytes, streaming} {
+		for _, c := range []prometheus.Collector{m.ackLatency, m.ackStages, m.acks, m.received, m.stored, m.sessionErrors, m.sourceSemiSync, m.statementEvents, lagSeconds, lagBytes, streaming} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return m, nil
+}
+
+// AckStages names the stages of binlogsvr_semisync_ack_stage_seconds, in
+// order.
+var AckStages = []string{"cut", "queue", "raft", "handoff", "ack"}
+
+// observeStages records one ACK's stages: received is when the
+// transaction's last event was read, t the proposer's times, seen when the
+// acker learnt the outcome, sent when the ACK was written.
+func (m *metrics) observeStages(received time.Time, t logger.StageTimes, seen, sent time.Time) {
+	if t.Enqueued.IsZero() || t.Proposed.IsZero() || t.Stored.IsZero() {
+		return
+	}
+	for i, d := range stageDurations(received, t, seen, sent) {
+		m.ackStages.WithLabelValues(AckStages[i]).Observe(d.Seconds())
+	}
+}
+
+// stageDurations splits received → sent at the stage boundaries. Pure.
+func stageDurations(received time.Time, t logger.StageTimes, seen, sent time.Time) []time.Duration {
+	at := []time.Time{received, t.Enqueued, t.Proposed, t.Stored, seen, sent}
+	out := make([]time.Duration, len(at)-1)
+	for i := range out {
+		out[i] = max(0, at[i+1].Sub(at[i]))
+	}
+	return out
 }

@@ -49,6 +49,7 @@ type ackItem struct {
 	tk       *logger.Ticket
 	cut      *cut
 	received time.Time
+	seen     time.Time // when the acker learnt it was stored
 }
 
 func (s *session) run(ctx context.Context) error {
@@ -304,6 +305,7 @@ func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, ite
 			return
 		}
 		in.metrics.ackLatency.Observe(time.Since(a.received).Seconds())
+		in.metrics.observeStages(a.received, a.tk.Times(), a.seen, time.Now())
 		in.metrics.acks.Inc()
 		in.setLastAck(a.cut.txn.SourceFile, a.cut.txn.SourceEnd, a.cut.txn.GTID)
 	}
@@ -346,6 +348,7 @@ func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, ite
 		in.metrics.stored.Inc()
 		in.noteStored(it.cut.txn.GTID)
 		if it.cut.needAck {
+			it.seen = time.Now()
 			pendingAck = &it
 		}
 	}

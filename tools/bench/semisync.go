@@ -95,6 +95,10 @@ func tail(s string, n int) string {
 // fleetAckStats is what the fleet's leader measured of its own ACK path.
 var fleetAckStats string
 
+// benchFleet is the fleet of the setup running now (nil for the stock
+// setups): its leader's ACK stages are read around each row.
+var benchFleet *fleet.Fleet
+
 // ackStats reads the leader's ACK latency and batch size from /metrics.
 func ackStats(f *fleet.Fleet, id uint64) string {
 	resp, err := f.HTTP().Get(f.URL(id, "/metrics"))
@@ -203,10 +207,12 @@ var setups = []setup{
 				}
 			}()
 		}
+		benchFleet = f
 		cleanup := func() {
 			if l, err := f.Leader(ctx, 5*time.Second); err == nil {
 				fleetAckStats = ackStats(f, l)
 			}
+			benchFleet = nil
 			f.Close()
 			src.Close()
 		}
@@ -238,6 +244,7 @@ func benchSemisync(dur time.Duration) (string, error) {
 		workloads, threads = []string{w}, []int{n}
 	}
 	results := map[string]map[string]sbResult{} // setup → "workload/threads"
+	stages := map[string]map[string]stageStat{} // "workload/threads" → stage → stat (the fleet's rows)
 	for _, s := range setups {
 		results[s.name] = map[string]sbResult{}
 		if onlySetup != "" && !strings.Contains(s.name, onlySetup) {
@@ -257,10 +264,29 @@ func benchSemisync(dur time.Duration) (string, error) {
 				return "", err
 			}
 			for _, th := range threads {
+				var before stageSnap
+				var leader uint64
+				if benchFleet != nil {
+					if leader, err = benchFleet.Leader(ctx, 30*time.Second); err == nil {
+						before, err = scrapeStages(ctx, benchFleet, leader)
+					}
+					if err != nil {
+						cleanup()
+						return "", fmt.Errorf("reading the fleet's ACK stages: %w", err)
+					}
+				}
 				r, err := sysbench(src, w, th, dur, "run")
 				if err != nil {
 					cleanup()
 					return "", err
+				}
+				if before != nil {
+					// NB: a leader change within the row leaves it out.
+					if l, err := benchFleet.Leader(ctx, 30*time.Second); err == nil && l == leader {
+						if after, err := scrapeStages(ctx, benchFleet, leader); err == nil {
+							stages[fmt.Sprintf("%s/%d", w, th)] = after.since(before)
+						}
+					}
 				}
 				fmt.Fprintf(os.Stderr, "bench: %s, %s, %d threads: %.0f tps, p95 %.2f ms, p99 %.2f ms\n", s.name, w, th, r.tps, r.p95, r.p99)
 				results[s.name][fmt.Sprintf("%s/%d", w, th)] = r
@@ -293,6 +319,15 @@ func benchSemisync(dur time.Duration) (string, error) {
 	}
 	if fleetAckStats != "" {
 		fmt.Fprintf(&sb, "\n%s\n", fleetAckStats)
+	}
+	var rows []string
+	for _, w := range workloads {
+		for _, th := range threads {
+			rows = append(rows, fmt.Sprintf("%s/%d", w, th))
+		}
+	}
+	if t := stageTable(rows, stages); t != "" {
+		fmt.Fprintf(&sb, "\n%s", t)
 	}
 	return sb.String(), nil
 }
