@@ -327,7 +327,7 @@ func benchSemisync(dur time.Duration) (string, error) {
 		}
 	}
 	if t := stageTable(rows, stages); t != "" {
-		fmt.Fprintf(&sb, "\n%s", t)
+		fmt.Fprintf(&sb, "\n%s\n%s", t, fdatasyncLine(dir))
 	}
 	return sb.String(), nil
 }
