@@ -21,7 +21,7 @@ import (
 	"github.com/binlogsvr/binlogsvr/semisync"
 )
 
-// Failover: the source's lease, fencing, promotion, switchover, rejoin (issue 6).
+// Failover: the source's lease, fencing, promotion, switchover, rejoin.
 // The policy and the steps are in failover/; this file wires them to the
 // daemon's flags, admin API and goroutines.
 

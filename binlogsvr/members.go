@@ -18,7 +18,7 @@ import (
 	"github.com/binlogsvr/binlogsvr/logger"
 )
 
-// Membership: learners, roles, weights, retention holds (issue 5). The
+// Membership: learners, roles, weights, retention holds. The
 // policy and the dragonboat calls are in learner/; this file wires them to
 // the daemon's flags, admin API and goroutines.
 

@@ -17,7 +17,7 @@ import (
 	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
-// failoverCommands returns the failover commands (issue 6): promote
+// failoverCommands returns the failover commands: promote
 // (--to REPLICA: switchover; without --to: cmdPromoteMember of members.go),
 // failover, history, rejoin-check, rejoin, candidates. It also wraps
 // status, adding the lease, the epoch and the last failover.

@@ -17,7 +17,7 @@ import (
 	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
-// membersCommands returns the membership commands (issue 5): members,
+// membersCommands returns the membership commands: members,
 // add-learner, demote, remove, transfer-leader, weight, purge. "promote"
 // is registered in failover.go: with --to it is a switchover, otherwise it
 // calls cmdPromoteMember.
