@@ -41,8 +41,30 @@
 // # A fence that did not complete is retried
 //
 // The failover's fence is the epoch (rule 5 holds whatever the old source
-// does); then, best effort, the old source's client sessions are ended and
-// read_only is set (fence.go), bounded by 2 s. When that does not complete
+// does); then, best effort and bounded by 2 s, the old source is fenced on
+// the server (serverfence.go), in an order that lets no client commit
+// return success once it began:
+//
+//  1. semi-sync keeps waiting (wait with no replica, a timeout of at least
+//     an hour), so a commit that reaches the wait from now on waits;
+//  2. SET GLOBAL read_only (MySQL super_read_only) is sent on one session,
+//     and the fence waits until it waits for its lock: from then on no new
+//     write begins (the sessions that can commit are those already in a
+//     statement or in the commit pipeline);
+//  3. on a second session those are killed, the ones that wait for a
+//     semi-sync ACK last: a killed group-commit leader commits its whole
+//     group without an ACK (MariaDB), and a follower still alive would be
+//     told "OK". MySQL's ACK wait ignores KILL, so its semi-sync source
+//     side is then turned off (and back on once read_only returned) to let
+//     the killed commits end and read_only take its lock;
+//  4. once read_only is on, the remaining client sessions and the fleet's
+//     dump threads are ended.
+//
+// The commits that 3 completes reach the old source's binlog, never the
+// log; their clients saw their connection end. In a switchover the source
+// is read-only already: only its dump threads are ended.
+//
+// When that does not complete
 // (the server is paused or cut off), the server is recorded in the log as
 // a pending fence (MetaPendingFencePrefix), and:
 //

@@ -87,7 +87,8 @@ func (m *Manager) advance(ctx context.Context, op *Operation, step, msg string) 
 
 // stepFence moves the epoch to a fence: from now on the log accepts
 // nothing from the old source, so the old source can never get an ACK
-// (rule 5). Then, best effort, the old source is made read-only.
+// (rule 5). Then, best effort, the old source is fenced on the server
+// (serverfence.go).
 func (m *Manager) stepFence(ctx context.Context, op *Operation) error {
 	st, _ := m.deps.Log.State()
 	switch {
@@ -129,8 +130,8 @@ func (m *Manager) stepFence(ctx context.Context, op *Operation) error {
 }
 
 // fenceOldSource makes the old source read-only and ends its client
-// sessions, if it answers within a short bound (fence.go), and says what
-// it did.
+// sessions, if it answers within a short bound, in the order that lets no
+// client commit return success (serverfence.go), and says what it did.
 // In a switchover it is read-only already: only the fleet's own dump
 // session is ended, so that the ingest leaves it at once.
 func (m *Manager) fenceOldSource(ctx context.Context, addr string, clients bool) string {

@@ -147,47 +147,6 @@ func planFence(addr string, st logger.State, op *Operation, due bool) fencePlan 
 	return planTry
 }
 
-// fenceResult is one fence attempt on a server.
-type fenceResult struct {
-	msg string
-	// done: read_only is on and the client sessions are ended.
-	done bool
-	// roSent is when SET GLOBAL read_only was sent (zero: not sent);
-	// roOK whether it returned success. One that did not may still land
-	// on the server, up to lock_wait_timeout later.
-	roSent time.Time
-	roOK   bool
-}
-
-// fence makes addr read-only and ends its client sessions (clients) and
-// its dump threads, bounded by fenceBound.
-func (m *Manager) fence(ctx context.Context, addr string, clients bool) fenceResult {
-	fctx, cancel := context.WithTimeout(ctx, fenceBound)
-	defer cancel()
-	s, err := m.connectAdmin(fctx, addr, Candidate{})
-	if err != nil {
-		return fenceResult{msg: "unreachable (" + err.Error() + ")"}
-	}
-	defer s.Close()
-	// NB: end the sessions first: a commit waiting for an ACK holds the
-	// commit lock that read_only waits for.
-	n0, _ := s.KillSessions(fctx, clients, true)
-	r := fenceResult{roSent: m.now()}
-	if err := s.SetReadOnly(fctx, true); err != nil {
-		r.msg = "answered, but read_only failed: " + err.Error()
-		return r
-	}
-	r.roOK = true
-	n, err := s.KillSessions(fctx, clients, true)
-	n += n0
-	if err != nil {
-		r.msg = "read-only; ending sessions failed: " + err.Error()
-		return r
-	}
-	r.msg, r.done = fmt.Sprintf("read-only, %d sessions ended", n), true
-	return r
-}
-
 // fencerState is the fencer's own state (its goroutine only).
 type fencerState struct {
 	live map[string]*liveFence

@@ -118,9 +118,14 @@ func (s *fakeServer) SetReadOnly(_ context.Context, on bool) error {
 	s.readOnly = on
 	return nil
 }
-func (s *fakeServer) KillSessions(context.Context, bool, bool) (int, error) { return 0, nil }
-func (s *fakeServer) StartReplication(context.Context) error                { return nil }
-func (s *fakeServer) StopReplication(context.Context) error                 { return nil }
+func (s *fakeServer) ConnID() uint64                              { return 0 }
+func (s *fakeServer) Sessions(context.Context) ([]Session, error) { return nil, nil }
+func (s *fakeServer) Kill(context.Context, []uint64) (int, error) { return 0, nil }
+func (s *fakeServer) HoldSemiSync(context.Context) error          { return nil }
+func (s *fakeServer) ReleaseAckWaits(context.Context) error       { return nil }
+func (s *fakeServer) RestoreAckWaits(context.Context) error       { return nil }
+func (s *fakeServer) StartReplication(context.Context) error      { return nil }
+func (s *fakeServer) StopReplication(context.Context) error       { return nil }
 func (s *fakeServer) EnableSemiSyncSource(context.Context, time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

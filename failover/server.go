@@ -39,6 +39,12 @@ type ServerInfo struct {
 	Replica  ReplicaInfo `json:"replica"`
 }
 
+// Session is one row of a server's process list.
+type Session struct {
+	ID                         uint64
+	User, Command, State, Info string
+}
+
 // Server is one MySQL or MariaDB server as the failover drives it. Every
 // method is bounded by ctx; a Server is used by one goroutine at a time.
 // Methods are idempotent, so a step can be retried or resumed by a new
@@ -48,10 +54,24 @@ type Server interface {
 	Info(ctx context.Context) (ServerInfo, error)
 	// SetReadOnly turns read_only (and MySQL's super_read_only) on or off.
 	SetReadOnly(ctx context.Context, on bool) error
-	// KillSessions ends client sessions (clients) and the dump threads of
-	// connected replicas (dumps), never the server's own threads or the
-	// caller's session; it returns how many it ended.
-	KillSessions(ctx context.Context, clients, dumps bool) (int, error)
+	// ConnID is this session's id on the server (its processlist Id).
+	ConnID() uint64
+	// Sessions lists the server's sessions (SHOW PROCESSLIST).
+	Sessions(ctx context.Context) ([]Session, error)
+	// Kill ends the sessions ids (KILL CONNECTION), in that order, and
+	// returns how many it ended (one that is gone already is not counted).
+	Kill(ctx context.Context, ids []uint64) (int, error)
+	// HoldSemiSync makes the semi-sync source side keep waiting: it waits
+	// even with no semi-sync replica connected, and its timeout is at
+	// least an hour. A wait already in progress keeps its deadline.
+	HoldSemiSync(ctx context.Context) error
+	// ReleaseAckWaits ends the commits that wait for a semi-sync ACK
+	// after their sessions were killed: MySQL's wait ignores KILL, so its
+	// semi-sync source side is turned off (they commit without an ACK);
+	// MariaDB's ends at the KILL, so nothing is done there.
+	ReleaseAckWaits(ctx context.Context) error
+	// RestoreAckWaits turns back on what ReleaseAckWaits turned off.
+	RestoreAckWaits(ctx context.Context) error
 	StartReplication(ctx context.Context) error
 	// StopReplication stops the replica threads and forgets the source
 	// (RESET SLAVE/REPLICA ALL), so a restart does not reconnect.

@@ -49,7 +49,12 @@ type dialect interface {
 	stopReplica() []string
 	readOnly(on bool) []string
 	semiSyncOn(timeout time.Duration) []string
+	// semiSyncHold: the statement that makes the source wait with no
+	// replica connected, and the name of its timeout variable.
+	semiSyncHold() (waitNoReplica, timeoutVar string)
+	killEndsAckWait() bool
 	semiSyncOff() string
+	semiSyncEnable() string
 	semiSyncProbe() string
 	semiSyncInstall() string
 	changeSource(host string, port int, cred Credentials) string
@@ -75,7 +80,12 @@ func (mariadbDialect) semiSyncOn(t time.Duration) []string {
 		"SET GLOBAL rpl_semi_sync_master_enabled = ON",
 	}
 }
+func (mariadbDialect) semiSyncHold() (string, string) {
+	return "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON", "rpl_semi_sync_master_timeout"
+}
+func (mariadbDialect) killEndsAckWait() bool   { return true }
 func (mariadbDialect) semiSyncOff() string     { return "SET GLOBAL rpl_semi_sync_master_enabled = OFF" }
+func (mariadbDialect) semiSyncEnable() string  { return "SET GLOBAL rpl_semi_sync_master_enabled = ON" }
 func (mariadbDialect) semiSyncProbe() string   { return "SELECT @@GLOBAL.rpl_semi_sync_master_enabled" }
 func (mariadbDialect) semiSyncInstall() string { return "" }
 func (mariadbDialect) changeSource(host string, port int, c Credentials) string {
@@ -107,8 +117,13 @@ func (mysqlDialect) semiSyncOn(t time.Duration) []string {
 		"SET GLOBAL rpl_semi_sync_source_enabled = ON",
 	}
 }
-func (mysqlDialect) semiSyncOff() string   { return "SET GLOBAL rpl_semi_sync_source_enabled = OFF" }
-func (mysqlDialect) semiSyncProbe() string { return "SELECT @@GLOBAL.rpl_semi_sync_source_enabled" }
+func (mysqlDialect) semiSyncHold() (string, string) {
+	return "SET GLOBAL rpl_semi_sync_source_wait_no_replica = ON", "rpl_semi_sync_source_timeout"
+}
+func (mysqlDialect) killEndsAckWait() bool  { return false }
+func (mysqlDialect) semiSyncOff() string    { return "SET GLOBAL rpl_semi_sync_source_enabled = OFF" }
+func (mysqlDialect) semiSyncEnable() string { return "SET GLOBAL rpl_semi_sync_source_enabled = ON" }
+func (mysqlDialect) semiSyncProbe() string  { return "SELECT @@GLOBAL.rpl_semi_sync_source_enabled" }
 func (mysqlDialect) semiSyncInstall() string {
 	return "INSTALL PLUGIN rpl_semi_sync_source SONAME 'semisync_source.so'"
 }
@@ -116,6 +131,11 @@ func (mysqlDialect) changeSource(host string, port int, c Credentials) string {
 	return fmt.Sprintf("CHANGE REPLICATION SOURCE TO SOURCE_HOST=%s, SOURCE_PORT=%d, SOURCE_USER=%s, SOURCE_PASSWORD=%s, "+
 		"SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=1", sqlQuote(host), port, sqlQuote(c.User), sqlQuote(c.Password))
 }
+
+// holdTimeout is the semi-sync timeout a fence sets at least: a commit
+// that reaches the wait after the fence began waits until it is ended,
+// instead of returning once the timeout ran out.
+const holdTimeout = time.Hour
 
 func onOff(on bool) string {
 	if on {
@@ -134,6 +154,8 @@ type sqlServer struct {
 	c       *client.Conn
 	d       dialect
 	version string
+	// released: ReleaseAckWaits turned the semi-sync source side off.
+	released bool
 }
 
 // query runs one statement with ctx's deadline (or 30 s) on the connection.
@@ -225,35 +247,86 @@ func (s *sqlServer) SetReadOnly(ctx context.Context, on bool) error {
 	return s.exec(ctx, s.d.readOnly(on)...)
 }
 
-func (s *sqlServer) KillSessions(ctx context.Context, clients, dumps bool) (int, error) {
+func (s *sqlServer) ConnID() uint64 { return uint64(s.c.GetConnectionID()) }
+
+func (s *sqlServer) Sessions(ctx context.Context) ([]Session, error) {
 	r, err := s.query(ctx, "SHOW PROCESSLIST")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	self := uint64(s.c.GetConnectionID())
-	var ids []uint64
+	defer r.Close()
+	out := make([]Session, 0, r.RowNumber())
 	for i := 0; i < r.RowNumber(); i++ {
 		id, _ := r.GetUintByName(i, "Id")
-		user, _ := r.GetStringByName(i, "User")
-		cmd, _ := r.GetStringByName(i, "Command")
-		switch {
-		case id == self || user == "system user" || user == "event_scheduler" || cmd == "Daemon" || strings.HasPrefix(cmd, "Slave_"):
-		case strings.HasPrefix(cmd, "Binlog Dump"):
-			if dumps {
-				ids = append(ids, id)
-			}
-		case clients:
-			ids = append(ids, id)
-		}
+		str := func(col string) string { v, _ := r.GetStringByName(i, col); return strings.Clone(v) }
+		out = append(out, Session{ID: id, User: str("User"), Command: str("Command"), State: str("State"), Info: str("Info")})
 	}
-	r.Close()
+	return out, nil
+}
+
+func (s *sqlServer) Kill(ctx context.Context, ids []uint64) (int, error) {
 	n := 0
 	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		// NB: a session that ended meanwhile answers "unknown thread id".
 		if err := s.exec(ctx, "KILL CONNECTION "+strconv.FormatUint(id, 10)); err == nil {
 			n++
 		}
 	}
 	return n, nil
+}
+
+func (s *sqlServer) HoldSemiSync(ctx context.Context) error {
+	// NB: on MySQL, turning wait_no_replica on also switches a source
+	// whose semi-sync had timed out back on.
+	wait, v := s.d.semiSyncHold()
+	if err := s.exec(ctx, wait); err != nil {
+		return err
+	}
+	r, err := s.query(ctx, "SELECT @@GLOBAL."+v)
+	if err != nil {
+		return err
+	}
+	ms, _ := r.GetUint(0, 0)
+	r.Close()
+	if ms >= uint64(holdTimeout.Milliseconds()) {
+		return nil
+	}
+	// NB: a literal: MySQL refuses an expression for a plugin variable.
+	return s.exec(ctx, fmt.Sprintf("SET GLOBAL %s = %d", v, holdTimeout.Milliseconds()))
+}
+
+func (s *sqlServer) ReleaseAckWaits(ctx context.Context) error {
+	if s.d.killEndsAckWait() {
+		return nil
+	}
+	r, err := s.query(ctx, s.d.semiSyncProbe())
+	if err != nil {
+		return nil // NB: no plugin: nothing waits
+	}
+	on, _ := r.GetInt(0, 0)
+	r.Close()
+	if on == 0 {
+		return nil
+	}
+	if err := s.exec(ctx, s.d.semiSyncOff()); err != nil {
+		return err
+	}
+	s.released = true
+	return nil
+}
+
+func (s *sqlServer) RestoreAckWaits(ctx context.Context) error {
+	if !s.released {
+		return nil
+	}
+	if err := s.exec(ctx, s.d.semiSyncEnable()); err != nil {
+		return err
+	}
+	s.released = false
+	return nil
 }
 
 func (s *sqlServer) StartReplication(ctx context.Context) error {

@@ -29,10 +29,11 @@ import (
 // TestPartition is Done-when 4: the source is cut off from the fleet (a
 // proxy between them is cut) while clients keep writing to it directly.
 // No commit issued after the cut returns success; the fleet's lease runs
-// out and it fails over to a replica; once the partition heals, the old
-// source still gets nothing acknowledged: no fleet member pulls from it,
-// the log holds none of its post-cut GTIDs, and binlogctl rejoin-check
-// lists them as unacknowledged.
+// out and it fails over to a replica; the old source, which did not answer
+// the failover's fence, is fenced once the partition heals (a deferred
+// fence), and no commit returns success during that fence either; then no
+// fleet member reaches it any more, the log holds none of its post-cut
+// GTIDs, and binlogctl rejoin-check lists them as unacknowledged.
 func TestPartition(t *testing.T) {
 	for _, tc := range []struct {
 		flavor sandbox.Flavor
@@ -62,6 +63,8 @@ func partitionOnce(t *testing.T, flavor sandbox.Flavor, mode cutMode) {
 
 	p.cut(mode)
 	cutAt := time.Now()
+	sw := watchServer(t, r.src, cutAt)
+	defer func() { sw.stop(); t.Logf("the old source, from the cut (read_only, semi-sync status):\n%s", sw) }()
 	// NB: read after the cut: what the old source binlogs from now on can
 	// never reach the fleet.
 	origin, atCut := r.binlogged(r.src)
@@ -73,57 +76,32 @@ func partitionOnce(t *testing.T, flavor sandbox.Flavor, mode cutMode) {
 		t.Fatalf("the new source %s is the old one", newSrc)
 	}
 
-	// NB: the fleet fences a cut-off old source as soon as it answers
-	// again (a pending fence: TestDeferredFenceAfterSourcePause). Here the
-	// operator forgets that fence, as for a server gone for good, so the
-	// old source stays writable after the heal: what it commits then must
-	// still never reach the log (the epoch alone keeps it out).
-	if out, err := r.ctl("failover", "forget-fence", old); err != nil || !strings.Contains(out, "forgotten") {
-		t.Fatalf("binlogctl failover forget-fence %s: %v\n%s", old, err, out)
-	}
-	if err := fleet.Poll(context.Background(), 10*time.Second, func() error {
-		if st, err := r.failoverStatus(); err != nil || len(st.PendingFences) != 0 {
-			return fmt.Errorf("pending fences %+v (%v)", st.PendingFences, err)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	// The fleet could not fence the old source at the failover (cut off):
+	// it is a pending fence, and the leader fences it as soon as it
+	// answers again, through the healed proxy. No client commit may
+	// return success during that fence either.
 	p.heal()
 	healAt := time.Now()
+	fencedAt := r.waitFenced(old)
+	t.Logf("the old source was fenced %v after the heal (%d connections through the healed proxy); its sessions: %v",
+		fencedAt.Sub(healAt).Round(time.Millisecond), p.forwardedSince(healAt), r.sessionStates(r.src))
+	if ro, err := sourceReadOnly(r.src); err != nil || !ro {
+		t.Errorf("the old source is not read-only after its fence (%v)", err)
+	}
 	// NB: long enough for many lease probes and ingest retries, and for a
 	// commit attempt by every writer.
 	time.Sleep(5 * time.Second)
-	if n := p.forwardedSince(healAt); n != 0 {
-		t.Errorf("%d connections reached the old source through the healed proxy: a fleet member still pulls from or probes it", n)
+	if n := p.forwardedSince(fencedAt); n != 0 {
+		t.Errorf("%d connections reached the old source through the healed proxy after its fence: a fleet member still pulls from or probes it", n)
 	}
 	r.checkNoFleetSession(r.src)
 	st, err := r.status()
 	if err != nil || st.Source != newSrc || st.Ingest == nil || st.Ingest.Source != newSrc {
 		t.Errorf("after the heal: source %q, ingest %+v (%v); want both %s", st.Source, st.Ingest, err, newSrc)
 	}
-	// NB: MySQL binlogs later commits while a group waits for its ACK
-	// (they wait in the commit stage), MariaDB holds them back before its
-	// binlog. There, end the waiting group's sessions, as an operator
-	// might: MariaDB commits that group without an ACK (it was binlogged
-	// before the cut; its clients see their connection killed, never a
-	// success), and the next commits reach the binlog and wait in turn.
-	t.Logf("the old source's sessions: %v", r.sessionStates(r.src))
-	if flavor == sandbox.MariaDB {
-		n := r.killWaiting(r.src)
-		t.Logf("ended %d sessions waiting for an ACK", n)
-	}
-	if err := fleet.Poll(context.Background(), 20*time.Second, func() error {
-		if _, now := r.binlogged(r.src); len(now) <= len(atCut) {
-			return fmt.Errorf("%d transactions binlogged", len(now))
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("the old source binlogs nothing after the cut: %v (sessions %v)", err, r.sessionStates(r.src))
-	}
-	time.Sleep(2 * time.Second)
-	r.checkNoFleetSession(r.src)
-	t.Logf("now the old source's sessions: %v; %s", r.sessionStates(r.src), r.semiSyncState(r.src))
+	_, atFence := r.binlogged(r.src)
+	t.Logf("now the old source's sessions: %v; %s; it binlogged %d transactions after the cut (the unacknowledged ones its fence ended)",
+		r.sessionStates(r.src), r.semiSyncState(r.src), len(atFence)-len(atCut))
 	w.stop()
 
 	// No commit issued after the cut returned success.
@@ -292,7 +270,8 @@ func startWriters(t *testing.T, s *sandbox.Server, clients int, timeout time.Dur
 				w.mu.Lock()
 				w.tried = append(w.tried, a)
 				w.mu.Unlock()
-				stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+				cn := conn // NB: the AfterFunc may run after conn is reset
+				stop := context.AfterFunc(ctx, func() { _ = cn.SetDeadline(time.Now()) })
 				_ = conn.SetDeadline(time.Now().Add(timeout))
 				_, err := conn.Execute(fmt.Sprintf("INSERT INTO test.acked (c, n, v) VALUES (%d, %d, 'writer %d commit %d')", c, n, c, n))
 				stop()
@@ -463,31 +442,42 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// killWaiting ends (KILL CONNECTION) the application's sessions of s that
-// wait for a semi-sync ACK, and returns how many.
-func (r *rig) killWaiting(s *sandbox.Server) int {
+// waitFenced waits until the leader's deferred fence of old is done (an
+// audit record fence/fenced, no pending fence) and returns when it first
+// saw the record: the fence's connections were all before.
+func (r *rig) waitFenced(old string) time.Time {
 	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := s.Exec(ctx, "SHOW PROCESSLIST")
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	var ids []int64
-	for i := 0; i < res.RowNumber(); i++ {
-		u, _ := res.GetStringByName(i, "User")
-		st, _ := res.GetStringByName(i, "State")
-		id, _ := res.GetIntByName(i, "Id")
-		if u == "app" && strings.HasPrefix(st, "Waiting for semi-sync ACK") {
-			ids = append(ids, id)
+	var at time.Time
+	if err := fleet.Poll(context.Background(), 30*time.Second, func() error {
+		st, err := r.failoverStatus()
+		if err != nil {
+			return err
 		}
-	}
-	for _, id := range ids {
-		if _, err := s.Exec(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
-			r.t.Logf("KILL CONNECTION %d: %v", id, err)
+		if at.IsZero() {
+			rs, err := r.history()
+			if err != nil {
+				return err
+			}
+			for _, x := range rs {
+				if x.Kind == failover.KindFence && x.OldSource == old && x.Step == "fenced" && x.Outcome == "ok" {
+					at = time.Now()
+					r.t.Logf("audit: %s", x.Message)
+				}
+			}
+			if at.IsZero() {
+				return fmt.Errorf("no fence record for %s", old)
+			}
 		}
+		for _, p := range st.PendingFences {
+			if p.Addr == old {
+				return fmt.Errorf("pending fence %+v", p)
+			}
+		}
+		return nil
+	}); err != nil {
+		r.t.Fatalf("the old source %s was not fenced: %v", old, err)
 	}
-	return len(ids)
+	return at
 }
 
 // semiSyncState reports whether s's semi-sync source side is on and how
