@@ -303,6 +303,9 @@ type soak struct {
 	lastEpoch  uint64
 	failovers  []*failoverSeen
 	violations []string
+	// fencedIn is the fault during which the monitor saw the fence of a
+	// failover whose new source it has not seen yet.
+	fencedIn *event
 }
 
 func (s *soak) violate(format string, args ...any) {
@@ -311,6 +314,19 @@ func (s *soak) violate(format string, args ...any) {
 	v := fmt.Sprintf(format, args...)
 	s.violations = append(s.violations, time.Now().Format("15:04:05.000 ")+v)
 	s.r.t.Errorf("violation: %s", v)
+}
+
+// faultNow is the fault in progress, or the last one if it healed less
+// than 30 s ago (a failover decided during it, seen after the heal), or
+// nil. The caller holds s.mu.
+func (s *soak) faultNow() *event {
+	if s.current != nil {
+		return s.current
+	}
+	if n := len(s.events); n > 0 && time.Since(s.events[n-1].end) < 30*time.Second {
+		return s.events[n-1]
+	}
+	return nil
 }
 
 // monitor polls the fleet: an epoch names one source; a new epoch with a
@@ -333,18 +349,26 @@ func (s *soak) monitor(ctx context.Context) {
 		if _, ok := s.epochs[st.Epoch]; !ok {
 			s.epochs[st.Epoch] = src
 		}
+		if st.Epoch > s.lastEpoch && s.lastEpoch != 0 && failover.IsFenced(src) && s.fencedIn == nil {
+			// NB: the fence is the failover's decision: the fault it falls
+			// in is the failover's cause, however long the promotion
+			// takes after it (a candidate catching up).
+			s.fencedIn = s.faultNow()
+		}
 		if st.Epoch > s.lastEpoch && s.lastEpoch != 0 {
 			// NB: a fence is an epoch of its own, naming "fenced:" and the old source.
 			from := strings.TrimPrefix(s.epochs[s.lastEpoch], "fenced:")
+			fenced := s.fencedIn
+			if !failover.IsFenced(src) {
+				s.fencedIn = nil // NB: promoted, or the fenced source re-admitted
+			}
 			if from != src && !failover.IsFenced(src) {
 				fo := &failoverSeen{at: time.Now(), epoch: st.Epoch, from: from, to: src}
-				if e := s.current; e != nil {
-					fo.fault = e.kind
-					fo.justified = kinds[e.kind].sourceDown
-					e.failovers++
-				} else if n := len(s.events); n > 0 && time.Since(s.events[n-1].end) < 30*time.Second {
-					// NB: decided during the fault, seen after the heal.
-					e := s.events[n-1]
+				e := fenced
+				if e == nil {
+					e = s.faultNow()
+				}
+				if e != nil {
 					fo.fault = e.kind
 					fo.justified = kinds[e.kind].sourceDown
 					e.failovers++
