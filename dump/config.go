@@ -66,6 +66,10 @@ type Config struct {
 	// reading is dropped after it).
 	HandshakeTimeout time.Duration
 	WriteTimeout     time.Duration
+	// AheadWait is how long a dump whose client holds transactions this
+	// member's log does not hold yet waits for the log to catch up before
+	// it is refused (0: 20 s; negative: refuse at once).
+	AheadWait time.Duration
 	// MaxPacket bounds one command from a logged-in client (MySQL's
 	// max_allowed_packet; 0: 64 MiB). Commands of 1 MiB or more also
 	// share a server-wide budget of 4 × MaxPacket.
@@ -98,7 +102,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Addr: "127.0.0.1:3307", User: "repl", ServerID: DefaultServerID,
-		MaxClients: 1000, HandshakeTimeout: 10 * time.Second, WriteTimeout: 60 * time.Second,
+		MaxClients: 1000, HandshakeTimeout: 10 * time.Second, WriteTimeout: 60 * time.Second, AheadWait: 20 * time.Second,
 		ReadBufferBytes: 256 << 10, CacheBytes: 64 << 20, MaxPacket: 64 << 20, MaxPreparedStmts: 64, LoginFailures: 5,
 	}
 }
@@ -121,6 +125,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.LoginFailures, "dump-login-failures", c.LoginFailures, "failed logins from one address within a minute that block it for a growing backoff (negative: never)")
 	fs.Int64Var(&c.CacheBytes, "dump-cache-bytes", c.CacheBytes, "memory for chunks of the log shared by all dump clients (negative: none)")
 	fs.DurationVar(&c.WriteTimeout, "dump-write-timeout", c.WriteTimeout, "drop a dump client that accepts no data for this long")
+	fs.DurationVar(&c.AheadWait, "dump-ahead-wait", c.AheadWait, "a replica that holds transactions this member has not stored yet (the member restarted or lags) waits this long for them before its dump is refused with error 1236, which stops its IO thread (keep it below the replicas' slave_net_timeout; negative: refuse at once)")
 }
 
 // Validate checks the Config and names the flag to fix.
@@ -179,6 +184,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if c.AheadWait == 0 {
+		c.AheadWait = d.AheadWait
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = d.WriteTimeout

@@ -40,6 +40,23 @@ func startError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrStart, fmt.Sprintf(format, args...))
 }
 
+// errAhead marks a start refused because the client holds transactions
+// of the log's source that this member's log does not hold yet: a member
+// that restarted, or a follower that lags, may get them within moments,
+// so the session waits for its log before it refuses (a refusal, error
+// 1236, stops the replica's IO thread until someone restarts it).
+var errAhead = errors.New("dump: the client is ahead of this member's log")
+
+// aheadError is a startError that is also errAhead (its message is the
+// startError's alone: the client sees what MySQL would send).
+func aheadError(format string, args ...any) error {
+	return aheadErr{startError(format, args...)}
+}
+
+type aheadErr struct{ error }
+
+func (e aheadErr) Unwrap() []error { return []error{e.error, errAhead} }
+
 // myError builds a MySQL error packet value with SQLSTATE HY000.
 func myError(code uint16, format string, args ...any) *mysql.MyError {
 	return &mysql.MyError{Code: code, State: "HY000", Message: fmt.Sprintf(format, args...)}

@@ -176,10 +176,8 @@ func TestGTIDDumps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var types []byte
 		var gtids []string
 		for _, ev := range evs {
-			types = append(types, ev[4])
 			if g, ok, _ := binlog.MariaDB().GTIDOfEvent(ev, binlog.ChecksumCRC32); ok {
 				gtids = append(gtids, g)
 			}
@@ -216,14 +214,67 @@ func TestGTIDDumps(t *testing.T) {
 		if strings.Join(gtids, ",") != strings.Join(want, ",") {
 			t.Errorf("GTIDs sent: %v, want %v", gtids, want)
 		}
-		// Extra GTIDs of the source are refused.
+		// Extra GTIDs of the source are refused once --dump-ahead-wait
+		// has passed without the log getting them.
+		f.srv = dumptest.Serve(t, f.node, func(c *dump.Config) { c.AheadWait = 500 * time.Millisecond })
 		bad, _ := binlog.MySQL().ParseSet(dumptest.SyntheticSourceUUID + ":1-50")
 		enc, _ = binlog.EncodeMySQLSet(bad)
 		c = f.dial(t)
+		t0 := time.Now()
 		c.Send(mysql.COM_BINLOG_DUMP_GTID, dumptest.DumpGTIDPayload(0, 0, "", 4, enc))
 		_, err = c.Next()
-		wantErr(t, "replica ahead of the log", err, 1236, "more GTIDs than the master")
+		dumptest.WantMySQLError(t, "replica ahead of the log", err, 1236, "more GTIDs than the master")
+		if d := time.Since(t0); d < 500*time.Millisecond {
+			t.Errorf("refused after %v, before --dump-ahead-wait 500ms", d)
+		}
 	})
+}
+
+// TestAheadWaits: a replica that holds transactions this member has not
+// stored yet (the member restarted, or follows behind) is not refused at
+// once: its dump waits for the log and starts when the log has them.
+func TestAheadWaits(t *testing.T) {
+	t.Parallel()
+	for _, flav := range []binlog.Flavor{binlog.MariaDB(), binlog.MySQL()} {
+		t.Run(flav.Name(), func(t *testing.T) {
+			t.Parallel()
+			f := newSynthFleet(t, flav, 0)
+			f.syn.MustAppend(t, 10, 300)
+			c := f.dial(t)
+			if flav.Name() == "mariadb" {
+				mustExec(t, c, "SET @mariadb_slave_capability=4", "SET @slave_connect_state='0-1-15'", "SET @slave_gtid_strict_mode=1")
+				c.Send(mysql.COM_BINLOG_DUMP, dumptest.DumpPayload(4, 0, 0, ""))
+			} else {
+				set, _ := binlog.MySQL().ParseSet(dumptest.SyntheticSourceUUID + ":1-15")
+				enc, _ := binlog.EncodeMySQLSet(set)
+				c.Send(mysql.COM_BINLOG_DUMP_GTID, dumptest.DumpGTIDPayload(0, 0, "", 4, enc))
+			}
+			t0 := time.Now()
+			go func() {
+				time.Sleep(700 * time.Millisecond)
+				if _, err := f.syn.Append(context.Background(), 10, 300); err != nil {
+					t.Errorf("append: %v", err)
+				}
+			}()
+			var gtids []string
+			for len(gtids) < 5 {
+				ev, err := c.Next()
+				if err != nil {
+					t.Fatalf("after %v, with %d GTIDs: %v", time.Since(t0), len(gtids), err)
+				}
+				if g, ok, _ := flav.GTIDOfEvent(ev, binlog.ChecksumCRC32); ok {
+					gtids = append(gtids, g)
+				}
+			}
+			if waited := time.Since(t0); waited < 600*time.Millisecond {
+				t.Errorf("the dump started after %v, before the log had what the replica holds", waited)
+			}
+			want := []string{f.syn.GTID(16), f.syn.GTID(17), f.syn.GTID(18), f.syn.GTID(19), f.syn.GTID(20)}
+			if strings.Join(gtids, ",") != strings.Join(want, ",") {
+				t.Errorf("GTIDs sent: %v, want %v", gtids, want)
+			}
+		})
+	}
 }
 
 // TestTailAndHeartbeats: a blocking dump gets new commits as they apply,
@@ -328,7 +379,7 @@ func TestSessions(t *testing.T) {
 	for {
 		_, err := a.Next()
 		if err != nil {
-			wantErr(t, "replaced dump", err, 4052, "same server_uuid/server_id")
+			dumptest.WantMySQLError(t, "replaced dump", err, 4052, "same server_uuid/server_id")
 			break
 		}
 	}

@@ -23,9 +23,6 @@ import (
 // wait_timeout default).
 const idleTimeout = 8 * time.Hour
 
-// maxCommand bounds one command packet from a client.
-const maxCommand = 64 << 20
-
 // session is one client connection. Its goroutine runs the command loop
 // and the dumps; a reader goroutine exists only while a dump runs.
 type session struct {
@@ -454,21 +451,51 @@ func (ss *session) dump(ctx context.Context, cmd byte, data []byte) (next []byte
 	var sp startPoint
 	mode, start := "file", fmt.Sprintf("%s:%d", req.File, req.Pos)
 	state, gtidState := ss.vars["slave_connect_state"]
-	switch {
-	case req.GTID:
-		mode = "gtid"
-		sp, err = mysqlStart(lg, req.GTIDSet)
-		if err == nil {
-			if set, derr := binlog.DecodeMySQLSet(req.GTIDSet); derr == nil {
-				start = set.String()
+	resolve := func() (sp startPoint, err error) {
+		switch {
+		case req.GTID:
+			mode = "gtid"
+			sp, err = mysqlStart(lg, req.GTIDSet)
+			if err == nil {
+				if set, derr := binlog.DecodeMySQLSet(req.GTIDSet); derr == nil {
+					start = set.String()
+				}
+			}
+		case gtidState && ss.flav.Name() == "mariadb":
+			mode, start = "mariadb-gtid", state
+			strict := ss.vars["slave_gtid_strict_mode"] == "1" || strings.EqualFold(ss.vars["slave_gtid_strict_mode"], "ON")
+			sp, err = mariadbStart(lg, state, strict)
+		default:
+			sp, err = filePosStart(lg, req.File, req.Pos)
+		}
+		return sp, err
+	}
+	sp, err = resolve()
+	if errors.Is(err, errAhead) && ss.srv.cfg.AheadWait > 0 {
+		// NB: this member lags the client (it restarted, or follows behind):
+		// wait for its log rather than stop the replica with error 1236.
+		t0 := time.Now()
+		ss.log.Info("the replica is ahead of this member's log: waiting for the log to catch up", "server_id", req.ServerID, "start", start, "log", lg.State().GTIDs, "wait", ss.srv.cfg.AheadWait)
+		deadline := time.NewTimer(ss.srv.cfg.AheadWait)
+	wait:
+		for errors.Is(err, errAhead) {
+			changed := lg.Changed()
+			if sp, err = resolve(); !errors.Is(err, errAhead) {
+				break
+			}
+			select {
+			case <-dctx.Done():
+				return closeDump()
+			case <-deadline.C:
+				break wait
+			case <-changed:
+			case <-time.After(time.Second):
 			}
 		}
-	case gtidState && ss.flav.Name() == "mariadb":
-		mode, start = "mariadb-gtid", state
-		strict := ss.vars["slave_gtid_strict_mode"] == "1" || strings.EqualFold(ss.vars["slave_gtid_strict_mode"], "ON")
-		sp, err = mariadbStart(lg, state, strict)
-	default:
-		sp, err = filePosStart(lg, req.File, req.Pos)
+		deadline.Stop()
+		if err == nil {
+			ss.log.Info("the log caught up with the replica", "server_id", req.ServerID, "waited", time.Since(t0).Round(time.Millisecond))
+		}
 	}
 	if err != nil {
 		ss.srv.m.errors.WithLabelValues("start").Inc()

@@ -240,7 +240,7 @@ func mariadbStart(lg Log, state string, strict bool) (startPoint, error) {
 			delete(want, d) // a domain the log never saw: ignored, as MariaDB does without strict mode
 			continue
 		case g.seq > h.seq:
-			return startPoint{}, startError("Error: connecting slave requested to start from GTID %s, which is not in the master's binlog", g)
+			return startPoint{}, aheadError("Error: connecting slave requested to start from GTID %s, which is not in the master's binlog", g)
 		}
 		if _, err := lg.FindGTID(g.String()); err == nil || startsAt(files, g) {
 			continue
@@ -347,7 +347,7 @@ func mysqlStart(lg Log, encoded []byte) (startPoint, error) {
 			}
 		}
 		if ownSet, err := flav.ParseSet(strings.Join(own, ",")); err == nil && !logSet.ContainsSet(ownSet) {
-			return startPoint{}, startError("Slave has more GTIDs than the master has, using the master's SERVER_UUID. This may indicate that the end of the binary log was truncated or that the last binary log file was lost, e.g., after a power or disk failure when sync_binlog != 1. The master may or may not have rolled back transactions that were already replicated to the slave. Suggest to replicate any transactions that master has rolled back from slave to master, and/or commit empty transactions on master to account for transactions that have been committed on master but are not included in GTID_EXECUTED. (The replica has '%s'; the log has '%s'.)", ownSet, st.GTIDs)
+			return startPoint{}, aheadError("Slave has more GTIDs than the master has, using the master's SERVER_UUID. This may indicate that the end of the binary log was truncated or that the last binary log file was lost, e.g., after a power or disk failure when sync_binlog != 1. The master may or may not have rolled back transactions that were already replicated to the slave. Suggest to replicate any transactions that master has rolled back from slave to master, and/or commit empty transactions on master to account for transactions that have been committed on master but are not included in GTID_EXECUTED. (The replica has '%s'; the log has '%s'.)", ownSet, st.GTIDs)
 		}
 	}
 	idx := 0
