@@ -15,7 +15,6 @@ import (
 type memLog struct {
 	Log
 	files map[uint32][]byte
-	reads sync.Map // of *int: log reads by file
 }
 
 func (l *memLog) State() logger.State {

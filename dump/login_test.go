@@ -1,9 +1,7 @@
 package dump_test
 
 import (
-	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -29,25 +27,6 @@ type noLog struct{}
 
 func (noLog) Reader() *logger.Reader { return nil }
 
-// connect logs in with go-mysql's client, over TLS when tc is not nil.
-func connect(addr, password string, tc *tls.Config) (*client.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var opts []client.Option
-	if tc != nil {
-		opts = append(opts, func(c *client.Conn) error { c.SetTLSConfig(tc); return nil })
-	}
-	return client.ConnectWithContext(ctx, addr, dumptest.DumpUser, password, "", 10*time.Second, opts...)
-}
-
-func myCode(err error) uint16 {
-	var me *mysql.MyError
-	if errors.As(err, &me) {
-		return me.Code
-	}
-	return 0
-}
-
 // TestLoginMethods: both flavors' methods (mysql_native_password,
 // caching_sha2_password), plaintext and TLS, right and wrong password.
 func TestLoginMethods(t *testing.T) {
@@ -55,7 +34,7 @@ func TestLoginMethods(t *testing.T) {
 	for _, flavor := range []string{"mariadb", "mysql"} {
 		srv := dumptest.Serve(t, noLog{}, func(c *dump.Config) { c.Flavor = flavor; c.LoginFailures = -1 })
 		for _, tc := range []*tls.Config{nil, {InsecureSkipVerify: true}} {
-			c, err := connect(srv.Addr(), dumptest.DumpPassword, tc)
+			c, err := dumptest.Connect(srv.Addr(), dumptest.DumpPassword, tc)
 			if err != nil {
 				t.Fatalf("%s tls=%v: login: %v", flavor, tc != nil, err)
 			}
@@ -64,12 +43,12 @@ func TestLoginMethods(t *testing.T) {
 				t.Errorf("%s tls=%v: SELECT @@server_id: %v", flavor, tc != nil, err)
 			}
 			c.Close()
-			_, err = connect(srv.Addr(), "wrong", tc)
-			if myCode(err) != mysql.ER_ACCESS_DENIED_ERROR {
+			_, err = dumptest.Connect(srv.Addr(), "wrong", tc)
+			if dumptest.MySQLErrorCode(err) != mysql.ER_ACCESS_DENIED_ERROR {
 				t.Errorf("%s tls=%v: wrong password: got %v, want error 1045", flavor, tc != nil, err)
 			}
-			_, err = connect(srv.Addr(), "", tc)
-			if myCode(err) != mysql.ER_ACCESS_DENIED_ERROR || !strings.Contains(err.Error(), "using password: NO") {
+			_, err = dumptest.Connect(srv.Addr(), "", tc)
+			if dumptest.MySQLErrorCode(err) != mysql.ER_ACCESS_DENIED_ERROR || !strings.Contains(err.Error(), "using password: NO") {
 				t.Errorf("%s tls=%v: no password: got %v, want error 1045 (using password: NO)", flavor, tc != nil, err)
 			}
 		}
@@ -84,15 +63,15 @@ func TestRequireTLS(t *testing.T) {
 	srv := dumptest.Serve(t, noLog{}, func(c *dump.Config) {
 		c.TLSCert, c.TLSKey, c.RequireTLS = p.Members[0].Cert, p.Members[0].Key, true
 	})
-	_, err := connect(srv.Addr(), dumptest.DumpPassword, nil)
-	if myCode(err) != 3159 || !strings.Contains(err.Error(), "--dump-require-tls") {
+	_, err := dumptest.Connect(srv.Addr(), dumptest.DumpPassword, nil)
+	if dumptest.MySQLErrorCode(err) != 3159 || !strings.Contains(err.Error(), "--dump-require-tls") {
 		t.Fatalf("plaintext: got %v, want error 3159 naming --dump-require-tls", err)
 	}
 	tc, err := pki.Files{CA: p.CA}.ClientConfig("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := connect(srv.Addr(), dumptest.DumpPassword, tc)
+	c, err := dumptest.Connect(srv.Addr(), dumptest.DumpPassword, tc)
 	if err != nil {
 		t.Fatalf("TLS: %v", err)
 	}
@@ -114,27 +93,7 @@ func rawConn(t *testing.T, addr string) (net.Conn, []byte) {
 	}
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	return nc, readPacket(t, nc)
-}
-
-func readPacket(t *testing.T, r io.Reader) []byte {
-	t.Helper()
-	var h [4]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		t.Fatalf("reading a packet header: %v", err)
-	}
-	b := make([]byte, int(h[0])|int(h[1])<<8|int(h[2])<<16)
-	if _, err := io.ReadFull(r, b); err != nil {
-		t.Fatalf("reading a packet: %v", err)
-	}
-	return b
-}
-
-func errCode(p []byte) uint16 {
-	if len(p) < 3 || p[0] != 0xff {
-		return 0
-	}
-	return binary.LittleEndian.Uint16(p[1:])
+	return nc, dumptest.ReadPacket(t, nc)
 }
 
 // TestPreAuthPacketCap: a client that announces 16 MiB continuation
@@ -149,8 +108,8 @@ func TestPreAuthPacketCap(t *testing.T) {
 	if _, err := nc.Write(append(hdr, make([]byte, 64<<10)...)); err != nil {
 		t.Fatal(err)
 	}
-	p := readPacket(t, nc)
-	if errCode(p) != mysql.ER_NET_PACKET_TOO_LARGE {
+	p := dumptest.ReadPacket(t, nc)
+	if dumptest.ErrCode(p) != mysql.ER_NET_PACKET_TOO_LARGE {
 		t.Fatalf("got %q, want error 1153", p)
 	}
 	if _, err := io.Copy(io.Discard, nc); err != nil && !errors.Is(err, syscall.ECONNRESET) {
@@ -174,7 +133,7 @@ func TestPreLoginClientsCounted(t *testing.T) {
 		idle = append(idle, nc)
 	}
 	_, p := rawConn(t, srv.Addr())
-	if errCode(p) != mysql.ER_CON_COUNT_ERROR {
+	if dumptest.ErrCode(p) != mysql.ER_CON_COUNT_ERROR {
 		t.Fatalf("4th connection: got %q, want error 1040", p)
 	}
 	for i, nc := range idle {
@@ -187,7 +146,7 @@ func TestPreLoginClientsCounted(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := connect(srv.Addr(), dumptest.DumpPassword, nil)
+		c, err := dumptest.Connect(srv.Addr(), dumptest.DumpPassword, nil)
 		if err == nil {
 			c.Close()
 			break
@@ -208,9 +167,9 @@ func TestLoginThrottle(t *testing.T) {
 	start := time.Now()
 	tries, checked := 0, 0
 	for time.Since(start) < 3*time.Second {
-		_, err := connect(srv.Addr(), "guess", nil)
+		_, err := dumptest.Connect(srv.Addr(), "guess", nil)
 		tries++
-		switch myCode(err) {
+		switch dumptest.MySQLErrorCode(err) {
 		case mysql.ER_ACCESS_DENIED_ERROR:
 			checked++
 		case mysql.ER_HOST_IS_BLOCKED:
@@ -226,27 +185,27 @@ func TestLoginThrottle(t *testing.T) {
 	// checked (that starts a fresh, longer block), then the right
 	// password must be refused too.
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		_, err := connect(srv.Addr(), "guess", nil)
-		if myCode(err) == mysql.ER_ACCESS_DENIED_ERROR {
+		_, err := dumptest.Connect(srv.Addr(), "guess", nil)
+		if dumptest.MySQLErrorCode(err) == mysql.ER_ACCESS_DENIED_ERROR {
 			break
 		}
-		if myCode(err) != mysql.ER_HOST_IS_BLOCKED || time.Now().After(deadline) {
+		if dumptest.MySQLErrorCode(err) != mysql.ER_HOST_IS_BLOCKED || time.Now().After(deadline) {
 			t.Fatalf("guess after the loop: got %v, want 1045 once the block ends", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	_, err := connect(srv.Addr(), dumptest.DumpPassword, nil)
-	if myCode(err) != mysql.ER_HOST_IS_BLOCKED || !strings.Contains(err.Error(), "--dump-login-failures") {
+	_, err := dumptest.Connect(srv.Addr(), dumptest.DumpPassword, nil)
+	if dumptest.MySQLErrorCode(err) != mysql.ER_HOST_IS_BLOCKED || !strings.Contains(err.Error(), "--dump-login-failures") {
 		t.Fatalf("right password while blocked: got %v, want 1129", err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, err := connect(srv.Addr(), dumptest.DumpPassword, nil)
+		c, err := dumptest.Connect(srv.Addr(), dumptest.DumpPassword, nil)
 		if err == nil {
 			c.Close()
 			break
 		}
-		if myCode(err) != mysql.ER_HOST_IS_BLOCKED || time.Now().After(deadline) {
+		if dumptest.MySQLErrorCode(err) != mysql.ER_HOST_IS_BLOCKED || time.Now().After(deadline) {
 			t.Fatalf("right password after the block: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -259,7 +218,7 @@ func TestLoginThrottle(t *testing.T) {
 func TestPreparedStmtCap(t *testing.T) {
 	t.Parallel()
 	srv := dumptest.Serve(t, noLog{}, func(c *dump.Config) { c.MaxPreparedStmts = 8 })
-	c, err := connect(srv.Addr(), dumptest.DumpPassword, nil)
+	c, err := dumptest.Connect(srv.Addr(), dumptest.DumpPassword, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +231,7 @@ func TestPreparedStmtCap(t *testing.T) {
 		}
 		stmts = append(stmts, st)
 	}
-	if _, err := c.Prepare("SELECT @@server_id"); myCode(err) != mysql.ER_MAX_PREPARED_STMT_COUNT_REACHED {
+	if _, err := c.Prepare("SELECT @@server_id"); dumptest.MySQLErrorCode(err) != mysql.ER_MAX_PREPARED_STMT_COUNT_REACHED {
 		t.Fatalf("9th statement: got %v, want error 1461", err)
 	}
 	if err := stmts[0].Close(); err != nil {
@@ -288,16 +247,16 @@ func TestPreparedStmtCap(t *testing.T) {
 func TestMaxPacket(t *testing.T) {
 	t.Parallel()
 	srv := dumptest.Serve(t, noLog{}, func(c *dump.Config) { c.MaxPacket = 64 << 10 })
-	c, err := connect(srv.Addr(), dumptest.DumpPassword, nil)
+	c, err := dumptest.Connect(srv.Addr(), dumptest.DumpPassword, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Execute("SELECT '" + strings.Repeat("x", 32<<10) + "'"); myCode(err) == mysql.ER_NET_PACKET_TOO_LARGE {
+	if _, err := c.Execute("SELECT '" + strings.Repeat("x", 32<<10) + "'"); dumptest.MySQLErrorCode(err) == mysql.ER_NET_PACKET_TOO_LARGE {
 		t.Fatalf("a 32 KiB query: %v", err)
 	}
 	_, err = c.Execute("SELECT '" + strings.Repeat("x", 100<<10) + "'")
-	if myCode(err) != mysql.ER_NET_PACKET_TOO_LARGE {
+	if dumptest.MySQLErrorCode(err) != mysql.ER_NET_PACKET_TOO_LARGE {
 		t.Fatalf("a 100 KiB query: got %v, want error 1153", err)
 	}
 }

@@ -173,14 +173,6 @@ func (p *packetWriter) flushShared() error {
 	return p.flush()
 }
 
-// Buffered reports how many bytes wait for flush.
-func (p *packetWriter) buffered() int {
-	if p.w == nil {
-		return p.pending
-	}
-	return p.w.Buffered()
-}
-
 // errPacketTooLarge: a client announced a packet longer than the
 // reader's limit (refused from the header, before reading or allocating).
 var errPacketTooLarge = errors.New("dump: packet too large")

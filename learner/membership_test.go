@@ -17,6 +17,9 @@ import (
 	"github.com/binlogsvr/binlogsvr/logger/loggertest"
 )
 
+// wait bounds each wait for the in-process group.
+const wait = 90 * time.Second
+
 // inproc is an in-process group of 3 loggers, each with a Manager, whose
 // Fetch asks the other Managers directly (a member marked down does not
 // answer).

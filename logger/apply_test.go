@@ -79,7 +79,6 @@ type rig struct {
 	flav  binlog.Flavor
 	src   Source
 	pos   uint32 // the source's position, for generated transactions
-	seq   int
 }
 
 func newRig(t *testing.T, flavor string) *rig {

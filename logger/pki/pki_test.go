@@ -13,7 +13,7 @@ import (
 // handshake runs one TLS handshake over loopback between a server with srv
 // and a client with cli, and returns the error each side saw and the
 // identity of the peer the server verified.
-func handshake(t *testing.T, srv, cli *tls.Config) (serverErr, clientErr error, kind, name, role string) {
+func handshake(t *testing.T, srv, cli *tls.Config) (kind, name, role string, serverErr, clientErr error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,31 +66,31 @@ func TestMutualTLS(t *testing.T) {
 		return c
 	}
 	// A member reaching a member: both verified, the server sees a member.
-	se, ce, kind, name, _ := handshake(t, srv, client(p.Members[1], "127.0.0.1"))
+	kind, name, _, se, ce := handshake(t, srv, client(p.Members[1], "127.0.0.1"))
 	if se != nil || ce != nil || kind != KindMember || name != "member2" {
 		t.Fatalf("member to member: server %v, client %v, peer %q %q", se, ce, kind, name)
 	}
 	// A client certificate carries its role.
-	se, ce, kind, name, role := handshake(t, srv, client(p.Read, "127.0.0.1"))
+	kind, name, role, se, ce := handshake(t, srv, client(p.Read, "127.0.0.1"))
 	if se != nil || ce != nil || kind != KindClient || name != "reader" || role != RoleRead {
 		t.Fatalf("read client: server %v, client %v, peer %q %q %q", se, ce, kind, name, role)
 	}
 	// A certificate from another CA is refused by the server.
 	foreign := p.Foreign
 	foreign.CA = p.CA // it trusts our CA, but its own cert is not ours
-	if se, _, _, _, _ := handshake(t, srv, client(foreign, "127.0.0.1")); se == nil {
+	if _, _, _, se, _ := handshake(t, srv, client(foreign, "127.0.0.1")); se == nil {
 		t.Fatal("the server accepted a client certificate from another CA")
 	}
 	// No client certificate: refused.
-	if se, _, _, _, _ := handshake(t, srv, client(Files{CA: p.CA}, "127.0.0.1")); se == nil {
+	if _, _, _, se, _ := handshake(t, srv, client(Files{CA: p.CA}, "127.0.0.1")); se == nil {
 		t.Fatal("the server accepted a client without a certificate")
 	}
 	// A client that does not trust the server's CA refuses it.
-	if _, ce, _, _, _ := handshake(t, srv, client(p.Foreign, "127.0.0.1")); ce == nil || !strings.Contains(ce.Error(), "not trusted") {
+	if _, _, _, _, ce := handshake(t, srv, client(p.Foreign, "127.0.0.1")); ce == nil || !strings.Contains(ce.Error(), "not trusted") {
 		t.Fatalf("a client trusting another CA accepted the server: %v", ce)
 	}
 	// The server's certificate must name the host dialled.
-	if _, ce, _, _, _ := handshake(t, srv, client(p.Members[1], "10.9.9.9")); ce == nil {
+	if _, _, _, _, ce := handshake(t, srv, client(p.Members[1], "10.9.9.9")); ce == nil {
 		t.Fatal("the client accepted a server certificate for another host")
 	}
 }
@@ -108,7 +108,7 @@ func TestRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if se, ce, _, _, _ := handshake(t, srv, cli); se != nil || ce != nil {
+	if _, _, _, se, ce := handshake(t, srv, cli); se != nil || ce != nil {
 		t.Fatalf("before rotation: %v %v", se, ce)
 	}
 	// New CA; both sides trust both CAs; then the server gets a new cert.
@@ -128,7 +128,7 @@ func TestRotation(t *testing.T) {
 	if err := WritePair(p.Members[0].Cert, p.Members[0].Key, c, k); err != nil {
 		t.Fatal(err)
 	}
-	if se, ce, _, _, _ := handshake(t, srv, cli); se != nil || ce != nil {
+	if _, _, _, se, ce := handshake(t, srv, cli); se != nil || ce != nil {
 		t.Fatalf("after rotation (both CAs trusted): %v %v", se, ce)
 	}
 	// Drop the old CA: the client's old certificate is no longer accepted.
@@ -136,7 +136,7 @@ func TestRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(10 * time.Millisecond)
-	if se, _, _, _, _ := handshake(t, srv, cli); se == nil {
+	if _, _, _, se, _ := handshake(t, srv, cli); se == nil {
 		t.Fatal("after the old CA was dropped, a certificate from it was still accepted")
 	}
 	if fi, err := os.Stat(p.Members[0].Key); err != nil || fi.Mode().Perm() != 0o600 {

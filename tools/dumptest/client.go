@@ -2,9 +2,13 @@ package dumptest
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -19,6 +23,66 @@ var ErrEOF = errors.New("dumptest: end of dump (EOF packet)")
 // returns the events exactly as they arrive.
 type DumpClient struct {
 	C *client.Conn
+}
+
+// Connect logs in to a dump server as DumpUser with go-mysql's client, over
+// TLS when tc is not nil, within 10 s.
+func Connect(addr, password string, tc *tls.Config) (*client.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var opts []client.Option
+	if tc != nil {
+		opts = append(opts, func(c *client.Conn) error { c.SetTLSConfig(tc); return nil })
+	}
+	return client.ConnectWithContext(ctx, addr, DumpUser, password, "", 10*time.Second, opts...)
+}
+
+// MySQLErrorCode is the code of the MySQL error in err's chain, 0 if there
+// is none.
+func MySQLErrorCode(err error) uint16 {
+	var me *mysql.MyError
+	if errors.As(err, &me) {
+		return me.Code
+	}
+	return 0
+}
+
+// WantMySQLError fails t unless err is a MySQL error with code and a
+// message containing text; what names the step in the failure.
+func WantMySQLError(t testing.TB, what string, err error, code uint16, text string) {
+	t.Helper()
+	var me *mysql.MyError
+	if !errors.As(err, &me) {
+		t.Errorf("%s: got %v, want MySQL error %d", what, err, code)
+		return
+	}
+	if me.Code != code || !strings.Contains(me.Message, text) {
+		t.Errorf("%s: got error %d %q, want %d containing %q", what, me.Code, me.Message, code, text)
+	}
+}
+
+// ReadPacket reads one MySQL packet from r and returns its payload; it
+// fails t on a read error.
+func ReadPacket(t testing.TB, r io.Reader) []byte {
+	t.Helper()
+	var h [4]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		t.Fatalf("reading a packet header: %v", err)
+	}
+	b := make([]byte, int(h[0])|int(h[1])<<8|int(h[2])<<16)
+	if _, err := io.ReadFull(r, b); err != nil {
+		t.Fatalf("reading a packet: %v", err)
+	}
+	return b
+}
+
+// ErrCode is the error code of an ERR packet's payload p, 0 if p is not
+// one.
+func ErrCode(p []byte) uint16 {
+	if len(p) < 3 || p[0] != 0xff {
+		return 0
+	}
+	return binary.LittleEndian.Uint16(p[1:])
 }
 
 // Dial logs in to a dump server.

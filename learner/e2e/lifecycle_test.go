@@ -1,4 +1,4 @@
-package learner_test
+package e2e
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package failover
+package e2e
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/binlogsvr/binlogsvr/failover"
 	"github.com/binlogsvr/binlogsvr/semisync"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox/sandboxtest"
@@ -36,18 +37,16 @@ func TestBinlogGTIDsPaged(t *testing.T) {
 				}
 			}
 			user, pass := src.RootUser()
-			s, err := SQLConnector(semisync.Dial)(ctx, src.Addr(), Credentials{User: user, Password: pass})
+			s, err := failover.SQLConnector(semisync.Dial)(ctx, src.Addr(), failover.Credentials{User: user, Password: pass})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			saved := binlogEventsPage
-			defer func() { binlogEventsPage = saved }()
 			whole, err := s.BinlogGTIDs(ctx, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			binlogEventsPage = 7
+			defer failover.SetBinlogEventsPage(7)()
 			paged, err := s.BinlogGTIDs(ctx, nil)
 			if err != nil {
 				t.Fatal(err)

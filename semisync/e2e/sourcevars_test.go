@@ -1,4 +1,4 @@
-package semisync_test
+package e2e
 
 import (
 	"context"

@@ -1,9 +1,11 @@
-package dump_test
+// Package e2e tests the dump server against real replicas and clients:
+// MariaDB and MySQL replicas (tools/sandbox), binlog client libraries
+// (go-mysql canal, zongji), and binlogsvr processes (tools/fleet). The
+// protocol and login tests on an in-process log stay in package dump.
+package e2e
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,20 +17,6 @@ import (
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox/sandboxtest"
 )
-
-// wantErr fails unless err is a MySQL error with code and a message
-// containing text.
-func wantErr(t *testing.T, what string, err error, code uint16, text string) {
-	t.Helper()
-	var me *mysql.MyError
-	if !errors.As(err, &me) {
-		t.Errorf("%s: got %v, want MySQL error %d", what, err, code)
-		return
-	}
-	if me.Code != code || !strings.Contains(me.Message, text) {
-		t.Errorf("%s: got error %d %q, want %d containing %q", what, me.Code, me.Message, code, text)
-	}
-}
 
 // TestBadInput: a malformed dump packet, an unknown GTID, a diverged GTID,
 // a purged file, a wrong password, unknown statements and commands, and a
@@ -64,24 +52,24 @@ func TestBadInput(t *testing.T) {
 
 	t.Run("wrong password", func(t *testing.T) {
 		_, err := dumptest.Dial(ctx, srv.Addr(), dumptest.DumpUser, "not-the-password")
-		wantErr(t, "wrong password", err, mysql.ER_ACCESS_DENIED_ERROR, "Access denied")
+		dumptest.WantMySQLError(t, "wrong password", err, mysql.ER_ACCESS_DENIED_ERROR, "Access denied")
 		_, err = dumptest.Dial(ctx, srv.Addr(), "nobody", dumptest.DumpPassword)
-		wantErr(t, "unknown user", err, mysql.ER_ACCESS_DENIED_ERROR, "Access denied")
+		dumptest.WantMySQLError(t, "unknown user", err, mysql.ER_ACCESS_DENIED_ERROR, "Access denied")
 	})
 	t.Run("malformed dump packets", func(t *testing.T) {
 		c := dial()
 		c.Send(mysql.COM_BINLOG_DUMP, []byte{1, 2, 3})
 		_, err := c.Next()
-		wantErr(t, "short COM_BINLOG_DUMP", err, 1236, "malformed")
+		dumptest.WantMySQLError(t, "short COM_BINLOG_DUMP", err, 1236, "malformed")
 		c.Send(mysql.COM_BINLOG_DUMP, dumptest.DumpPayload(4, 0, 0, "binlog\x01bad"))
 		_, err = c.Next()
-		wantErr(t, "control byte in the file name", err, 1236, "malformed")
+		dumptest.WantMySQLError(t, "control byte in the file name", err, 1236, "malformed")
 		c.Send(mysql.COM_BINLOG_DUMP_GTID, []byte{0, 0, 1})
 		_, err = c.Next()
-		wantErr(t, "COM_BINLOG_DUMP_GTID to a MariaDB fleet", err, 1047, "Unknown command")
+		dumptest.WantMySQLError(t, "COM_BINLOG_DUMP_GTID to a MariaDB fleet", err, 1047, "Unknown command")
 		c.Send(0x99, []byte("junk"))
 		_, err = c.Next()
-		wantErr(t, "unknown command", err, 1047, "Unknown command")
+		dumptest.WantMySQLError(t, "unknown command", err, 1047, "Unknown command")
 		// The connection still answers.
 		if r, err := c.Exec("SELECT @@server_id"); err != nil || r.RowNumber() != 1 {
 			t.Errorf("after malformed packets: %v", err)
@@ -89,11 +77,11 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("unknown statement", func(t *testing.T) {
 		_, err := dial().Exec("INSERT INTO w.t1 (name) VALUES ('x')")
-		wantErr(t, "INSERT", err, 1235, "INSERT INTO w.t1")
+		dumptest.WantMySQLError(t, "INSERT", err, 1235, "INSERT INTO w.t1")
 		_, err = dial().Exec("SELECT @@no_such_variable")
-		wantErr(t, "unknown variable", err, 1193, "no_such_variable")
+		dumptest.WantMySQLError(t, "unknown variable", err, 1193, "no_such_variable")
 		_, err = dial().Exec("KILL 4242")
-		wantErr(t, "KILL of an unknown id", err, 1094, "Unknown thread id: 4242")
+		dumptest.WantMySQLError(t, "KILL of an unknown id", err, 1094, "Unknown thread id: 4242")
 	})
 	t.Run("unknown GTID", func(t *testing.T) {
 		c := dial()
@@ -101,35 +89,35 @@ func TestBadInput(t *testing.T) {
 		c.Exec("SET @slave_connect_state='0-1-999999'")
 		c.Send(mysql.COM_BINLOG_DUMP, dumptest.DumpPayload(4, 0, 0, ""))
 		_, err := c.Next()
-		wantErr(t, "GTID beyond the log", err, 1236, "requested to start from GTID 0-1-999999, which is not in the master's binlog")
+		dumptest.WantMySQLError(t, "GTID beyond the log", err, 1236, "requested to start from GTID 0-1-999999, which is not in the master's binlog")
 		c = dial()
 		c.Exec("SET @slave_connect_state='0-77-3'")
 		c.Send(mysql.COM_BINLOG_DUMP, dumptest.DumpPayload(4, 0, 0, ""))
 		_, err = c.Next()
-		wantErr(t, "diverged GTID", err, 1236, "diverged")
+		dumptest.WantMySQLError(t, "diverged GTID", err, 1236, "diverged")
 		c = dial()
 		c.Exec("SET @slave_connect_state='0-1-2-3'")
 		c.Send(mysql.COM_BINLOG_DUMP, dumptest.DumpPayload(4, 0, 0, ""))
 		_, err = c.Next()
-		wantErr(t, "unparsable state", err, 1236, "slave_connect_state")
+		dumptest.WantMySQLError(t, "unparsable state", err, 1236, "slave_connect_state")
 	})
 	t.Run("bad position", func(t *testing.T) {
 		c := dial()
 		c.Send(mysql.COM_BINLOG_DUMP, dumptest.DumpPayload(4, 0, 0, "binlog.999999"))
 		_, err := c.Next()
-		wantErr(t, "unknown file", err, 1236, "Could not find first log file name in binary log index file")
+		dumptest.WantMySQLError(t, "unknown file", err, 1236, "Could not find first log file name in binary log index file")
 		c = dial()
 		c.Send(mysql.COM_BINLOG_DUMP, dumptest.DumpPayload(4, 0, 0, "mysql-bin.000001"))
 		_, err = c.Next()
-		wantErr(t, "foreign file name", err, 1236, "Could not find first log file name")
+		dumptest.WantMySQLError(t, "foreign file name", err, 1236, "Could not find first log file name")
 		c = dial()
 		c.Send(mysql.COM_BINLOG_DUMP, dumptest.DumpPayload(1<<30, 0, 0, "binlog.000001"))
 		_, err = c.Next()
-		wantErr(t, "position past the end", err, 1236, "position > file size")
+		dumptest.WantMySQLError(t, "position past the end", err, 1236, "position > file size")
 		c = dial()
 		c.Send(mysql.COM_BINLOG_DUMP, dumptest.DumpPayload(7, 0, 0, "binlog.000001"))
 		_, err = c.Next()
-		wantErr(t, "position inside an event", err, 1236, "not the start of an event")
+		dumptest.WantMySQLError(t, "position inside an event", err, 1236, "not the start of an event")
 	})
 	t.Run("disconnect mid-event", func(t *testing.T) {
 		before := len(srv.Clients())
@@ -168,12 +156,12 @@ func TestBadInput(t *testing.T) {
 		c := dial()
 		c.Send(mysql.COM_BINLOG_DUMP, dumptest.DumpPayload(4, 0, 0, files[0].Name()))
 		_, err = c.Next()
-		wantErr(t, "purged file", err, 1236, "purged")
+		dumptest.WantMySQLError(t, "purged file", err, 1236, "purged")
 		c = dial()
 		c.Exec("SET @slave_connect_state=''")
 		c.Send(mysql.COM_BINLOG_DUMP, dumptest.DumpPayload(4, 0, 0, ""))
 		_, err = c.Next()
-		wantErr(t, "empty GTID state with purged files", err, 1236, "Could not find GTID state requested by slave in any binlog files")
+		dumptest.WantMySQLError(t, "empty GTID state with purged files", err, 1236, "Could not find GTID state requested by slave in any binlog files")
 	})
 
 	// The replica was untouched by all of this.

@@ -1,4 +1,4 @@
-package dump_test
+package e2e
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/binlogsvr/binlogsvr/logger/pki"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 )
 
@@ -70,7 +71,7 @@ func TestDumpPortUnderAttack(t *testing.T) {
 		t.Fatal(err)
 	}
 	login := func(password string) error {
-		c, err := connect(m.DumpAddr, password, tc)
+		c, err := dumptest.Connect(m.DumpAddr, password, tc)
 		if err == nil {
 			c.Close()
 		}
@@ -153,7 +154,7 @@ func TestDumpPortUnderAttack(t *testing.T) {
 			}
 			idle = append(idle, nc)
 			nc.SetDeadline(time.Now().Add(5 * time.Second))
-			if g := readPacket(t, nc); errCode(g) == mysql.ER_CON_COUNT_ERROR {
+			if g := dumptest.ReadPacket(t, nc); dumptest.ErrCode(g) == mysql.ER_CON_COUNT_ERROR {
 				refused++
 			} else if len(g) == 0 || g[0] != 10 {
 				t.Fatalf("connection %d: got %q", i, g)
@@ -198,7 +199,7 @@ func TestDumpPortUnderAttack(t *testing.T) {
 		for tries < 200 && time.Since(start) < 5*time.Second {
 			err := login("guess-" + strconv.Itoa(tries))
 			tries++
-			switch myCode(err) {
+			switch dumptest.MySQLErrorCode(err) {
 			case mysql.ER_ACCESS_DENIED_ERROR:
 				checked++
 			case mysql.ER_HOST_IS_BLOCKED:

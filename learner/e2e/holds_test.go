@@ -1,4 +1,4 @@
-package learner_test
+package e2e
 
 import (
 	"context"
@@ -76,7 +76,6 @@ func TestReplicaHoldOutlivesDisconnect(t *testing.T) {
 	src := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB})
 	r := newRig(t, src, func(uint64) fleet.MemberSpec { return fleet.MemberSpec{Serve: true} },
 		"--debug-api", "--replica-hold-ttl", holdTTL.String(), "--dump-write-timeout", "2s")
-	t0 := time.Now()
 	if err := fleet.Poll(bg(), wait, func() error {
 		st, err := r.f.Status(bg(), r.leader(), true)
 		if err != nil || st.Epoch != 1 {
@@ -131,7 +130,7 @@ func TestReplicaHoldOutlivesDisconnect(t *testing.T) {
 	// It reads no more: the member drops it after --dump-write-timeout.
 	// tDisc is a lower bound on the disconnection: the start of the last
 	// look that did not find the member's log line yet.
-	t0 = time.Now()
+	t0 := time.Now()
 	tDisc := t0
 	if err := fleet.Poll(bg(), wait, func() error {
 		look := time.Now()

@@ -1,4 +1,8 @@
-package binlogsvr_test
+// Package e2e tests the binlogsvr daemon as a process (tools/fleet) in front
+// of real MariaDB and MySQL sources (tools/sandbox): admin API auth, disk
+// full, rotation, raft frames. The daemon's pure checks stay in package
+// binlogsvr.
+package e2e
 
 import (
 	"context"

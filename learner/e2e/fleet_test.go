@@ -1,4 +1,7 @@
-package learner_test
+// Package e2e tests membership, holds and retention with binlogsvr
+// processes (tools/fleet) in front of real MariaDB sources (tools/sandbox);
+// the pure policy and the in-process group tests stay in package learner.
+package e2e
 
 import (
 	"context"
@@ -100,17 +103,6 @@ func (r *rig) mustCtl(id uint64, args ...string) string {
 	}
 	r.t.Logf("binlogctl %s: %s", strings.Join(args, " "), strings.TrimSpace(out))
 	return out
-}
-
-// running returns a running member to ask.
-func (r *rig) running() uint64 {
-	for _, m := range r.f.Members {
-		if m.Running() {
-			return m.ID
-		}
-	}
-	r.t.Fatal("no member runs")
-	return 0
 }
 
 func (r *rig) leader() uint64 {

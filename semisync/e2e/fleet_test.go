@@ -1,4 +1,7 @@
-package semisync_test
+// Package e2e tests semi-sync ingest against real MariaDB and MySQL sources
+// and binlogsvr processes (tools/sandbox, tools/fleet); the pure codec tests
+// stay in package semisync.
+package e2e
 
 import (
 	"bytes"

@@ -1,5 +1,5 @@
 // Command canal runs go-mysql's canal against a dump server for
-// dump/cdc_test.go: it prints one line per row change of the schema
+// dump/e2e/cdc_test.go: it prints one line per row change of the schema
 // ("insert 5", "update 5", "delete 5", keyed by the first column) and
 // exits 0 after WANT changes (plus a short wait that would catch any
 // duplicate), or 2 after the timeout. It is its own module so that canal's

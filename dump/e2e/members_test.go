@@ -1,4 +1,4 @@
-package dump_test
+package e2e
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package failover
+package e2e
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/binlogsvr/binlogsvr/failover"
 	"github.com/binlogsvr/binlogsvr/logger/mysqltls"
 	"github.com/binlogsvr/binlogsvr/semisync"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
@@ -15,7 +16,7 @@ import (
 )
 
 // TestFailoverSSLMode: the failover's logins use --failover-ssl-mode, as
-// the daemon wires them (SQLConnector over semisync.Dialer): VERIFY_CA
+// the daemon wires them (failover.SQLConnector over semisync.Dialer): VERIFY_CA
 // with MySQL's own CA logs in; REQUIRED toward the sandbox's MariaDB
 // (no server certificate) is refused naming --failover-ssl-mode.
 func TestFailoverSSLMode(t *testing.T) {
@@ -28,7 +29,7 @@ func TestFailoverSSLMode(t *testing.T) {
 	if err := tc.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := SQLConnector(semisync.Dialer(tc))(ctx, my.Addr(), Credentials{User: user, Password: pass})
+	s, err := failover.SQLConnector(semisync.Dialer(tc))(ctx, my.Addr(), failover.Credentials{User: user, Password: pass})
 	if err != nil {
 		t.Fatalf("VERIFY_CA with MySQL's ca.pem: %v", err)
 	}
@@ -47,7 +48,7 @@ func TestFailoverSSLMode(t *testing.T) {
 		t.Fatalf("the sandbox's MariaDB offers TLS (have_ssl=YES): this test needs one that does not")
 	}
 	user, pass = ma.RootUser()
-	_, err = SQLConnector(semisync.Dialer(mysqltls.Config{Mode: mysqltls.Required, Prefix: "failover"}))(ctx, ma.Addr(), Credentials{User: user, Password: pass})
+	_, err = failover.SQLConnector(semisync.Dialer(mysqltls.Config{Mode: mysqltls.Required, Prefix: "failover"}))(ctx, ma.Addr(), failover.Credentials{User: user, Password: pass})
 	if !errors.Is(err, mysqltls.ErrNoTLS) || !strings.Contains(err.Error(), "--failover-ssl-mode=REQUIRED") {
 		t.Fatalf("REQUIRED toward a server without TLS: %v, want ErrNoTLS naming --failover-ssl-mode", err)
 	}

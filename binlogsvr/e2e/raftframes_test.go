@@ -1,4 +1,4 @@
-package binlogsvr_test
+package e2e
 
 import (
 	"bytes"
