@@ -4,9 +4,8 @@ GO        ?= go
 BIN       := bin
 GOFLAGS   ?=
 PKGS      := ./...
-TESTFLAGS ?= -race -count=1 -p 1 -timeout 40m
 
-.PHONY: build build-debug test test-race-daemons fuzz unit lint bench demo peers clean chaos
+.PHONY: build build-debug build-race test unit e2e e2e-lane1 e2e-lane2 e2e-lane3 test-race-daemons fuzz lint bench demo peers clean chaos
 
 # The release binaries: bin/binlogsvr has no debug endpoints (it refuses
 # --debug-api).
@@ -28,19 +27,74 @@ peers:
 # The failing tests and their messages in the go test output $(1).
 failures = grep -E -e '--- FAIL|^FAIL|panic:|^\s+[a-z_]+_test\.go:[0-9]+: .*(want|got|not |no |fail|lost|error|Error|refus|timed out|after)' $(1) | grep -v 'sandbox.go' | tail -80
 
-# The whole suite, against real servers started by tools/sandbox, then the
-# daemon tests again with race-built daemons. One package at a time
-# (-p 1): on 2 cores, two real-server packages side by side made the timing
-# assertions (switchover pause < 2 s) fail under -race.
-# On failure the failing tests and their messages are printed again at the
-# end (servers' log tails printed on failure would otherwise bury them).
+# The two suites, split as vitess splits go/mysql from its endtoend tests.
+# unit: every package's pure and in-process tests (in-process log groups on
+# dragonboat's chan transport, the dump server on an in-process log): no
+# MariaDB/MySQL, no binlogsvr process, no root. e2e: the packages that start
+# real servers or processes: the e2e/ subpackages, and the tests of the
+# harnesses that start them (tools/sandbox, tools/netsim with its chaos soak,
+# tools/bench/dumpbench).
+E2E_RE    := /e2e$$|/tools/(sandbox|netsim|bench/dumpbench)(/|$$)
+UNIT_PKGS  = $(shell $(GO) list ./... | grep -v -E '$(E2E_RE)')
+
+# CI: lint, both suites, then the fuzz targets. On failure the failing tests
+# and their messages are printed again at the end of the suite (servers' log
+# tails printed on failure would otherwise bury them).
 test: build build-debug
-	$(GO) vet $(PKGS)
-	$(GO) vet $(DEBUG_TAGS) ./binlogsvr/...
-	@set -o pipefail; BINLOGSVR_BIN=$(CURDIR)/$(BIN)/debug $(GO) test $(TESTFLAGS) $(PKGS) 2>&1 | tee $(BIN)/test.log \
-	  || { echo "== make test failed; the failures (all output in $(BIN)/test.log):"; $(call failures,$(BIN)/test.log); false; }
-	$(MAKE) test-race-daemons
+	$(MAKE) lint
+	$(MAKE) unit UNIT_FLAGS=-race
+	$(MAKE) e2e
 	$(MAKE) fuzz
+
+# make unit runs without the race detector (under a minute on 2 cores);
+# make test runs it with -race.
+UNIT_FLAGS ?=
+unit:
+	@mkdir -p $(BIN)
+	@set -o pipefail; $(GO) test $(UNIT_FLAGS) -count=1 -timeout 10m $(UNIT_PKGS) 2>&1 | tee $(BIN)/unit.log \
+	  || { echo "== make unit failed; the failures (all output in $(BIN)/unit.log):"; $(call failures,$(BIN)/unit.log); false; }
+
+# e2e runs in lanes side by side (make -j, each lane's output printed when
+# it ends), each lane one package at a time; the lanes are balanced by the
+# packages' run times. The tests mostly wait on servers (a lane uses well
+# under one core), and each test uses its own servers, ports and
+# directories, so the packages do not share anything but the CPUs.
+#
+# -race: of the e2e packages, only dump/e2e runs the code under test (the
+# dump server, an in-process log) in the test process (E2E_RACE). The
+# others test binlogsvr processes: the race detector belongs in the
+# daemons, and RACE_PKGS run with race-built daemons (bin/racebin) and fail
+# on any race report (a daemon keeps running after one, so the tests alone
+# would not notice). They run only this way, not a second time with plain
+# daemons. The large-transaction tests (semisync/e2e) are too slow under the
+# race detector to run this way; failover/e2e passes this way too (by hand:
+# make test-race-daemons RACE_PKGS="./learner/e2e/ ./binlogsvr/e2e/
+# ./failover/e2e/"). Before the split, -race on two test processes side by
+# side made timing assertions (switchover pause < 2 s) fail on 2 cores.
+E2E_FLAGS ?= -count=1 -p 1 -timeout 30m
+E2E_RACE  := ./dump/e2e/
+RACE_PKGS ?= ./learner/e2e/ ./binlogsvr/e2e/
+E2E_LANES := e2e-lane1 e2e-lane2 e2e-lane3
+e2e-lane1: PKGS_OF_LANE := ./failover/e2e/ ./binlogsvr/e2e/
+e2e-lane2: PKGS_OF_LANE := ./semisync/e2e/ ./dump/e2e/ ./tools/sandbox/... ./tools/bench/dumpbench/
+e2e-lane3: PKGS_OF_LANE := ./tools/netsim/... ./learner/e2e/
+
+e2e: build-debug build-race
+	@rm -rf $(BIN)/race && mkdir -p $(BIN)/race
+	@$(MAKE) --no-print-directory -j$(words $(E2E_LANES)) -O $(E2E_LANES) \
+	  || { echo "== make e2e failed; the failures:"; for l in $(E2E_LANES); do $(call failures,$(BIN)/$$l.log); done; false; }
+	@if ls $(BIN)/race/race.* >/dev/null 2>&1; then echo "== data races reported by race-built daemons:"; cat $(BIN)/race/race.*; false; fi
+
+# One lane: its packages one after another (all of them, even after a
+# failure), output in bin/<lane>.log.
+$(E2E_LANES):
+	@set -o pipefail; rm -f $(BIN)/$@.log; fail=0; for p in $(PKGS_OF_LANE); do \
+	  env=BINLOGSVR_BIN=$(CURDIR)/$(BIN)/debug; race=; \
+	  case " $(RACE_PKGS) " in *" $$p "*) env="BINLOGSVR_BIN=$(CURDIR)/$(BIN)/racebin GORACE=log_path=$(CURDIR)/$(BIN)/race/race";; esac; \
+	  case " $(E2E_RACE) " in *" $$p "*) race=-race;; esac; \
+	  s=$$(date +%s); env $$env $(GO) test $$race $(E2E_FLAGS) $$p 2>&1 | tee -a $(BIN)/$@.log || fail=1; \
+	  echo "== $@: $$p: $$(( $$(date +%s) - s ))s"; \
+	done; exit $$fail
 
 # The fuzz targets of the parsers that face the network before any login:
 # raft frames, the dump port's handshake, the admin API's requests. CI runs
@@ -55,19 +109,14 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -parallel 2 $${t#*:}; \
 	done
 
-# The daemons the suite starts are not race-built; `make test-race-daemons`
-# (the last step of `make test`) runs the membership and daemon tests again
-# with race-built daemons and fails on any race report (a daemon keeps
-# running after one, so the tests alone would not notice). The
-# large-transaction tests are too slow under the race detector to run this
-# way; failover/e2e passes this way too (run by hand:
-# RACE_PKGS="./learner/ ./binlogsvr/ ./failover/e2e/").
-RACE_PKGS ?= ./learner/ ./binlogsvr/
-test-race-daemons:
-	rm -rf $(BIN)/race && mkdir -p $(BIN)/race $(BIN)/racebin
+# RACE_PKGS alone, with race-built daemons (see e2e).
+build-race:
 	$(GO) build -race $(DEBUG_TAGS) -o $(BIN)/racebin/ ./binlogsvr/cmd/binlogsvr ./tools/binlogctl
+
+test-race-daemons: build-race
+	@rm -rf $(BIN)/race && mkdir -p $(BIN)/race
 	@set -o pipefail; BINLOGSVR_BIN=$(CURDIR)/$(BIN)/racebin GORACE=log_path=$(CURDIR)/$(BIN)/race/race \
-	  $(GO) test -count=1 -p 1 -timeout 20m $(RACE_PKGS) 2>&1 | tee $(BIN)/test-race.log \
+	  $(GO) test $(E2E_FLAGS) $(RACE_PKGS) 2>&1 | tee $(BIN)/test-race.log \
 	  || { echo "== make test-race-daemons failed; the failures (all output in $(BIN)/test-race.log):"; $(call failures,$(BIN)/test-race.log); false; }
 	@if ls $(BIN)/race/race.* >/dev/null 2>&1; then echo "== data races reported by race-built daemons:"; cat $(BIN)/race/race.*; false; fi
 
@@ -83,14 +132,16 @@ chaos: build
 	@set -o pipefail; BINLOGSVR_BIN=$(CURDIR)/$(BIN) CHAOS_SEED=$(SEED) CHAOS_DURATION=$(DURATION) CHAOS_FAULTS=$(FAULTS) \
 	  $(GO) test -race -count=1 -v -timeout 0 -run '^TestChaos$$' ./tools/netsim/chaos/ 2>&1 | tee $(BIN)/chaos.log
 
-# Only the pure, in-process tests (no servers needed).
-unit:
-	$(GO) test -count=1 ./logger/...
-
+# gofmt, go vet and staticcheck (pinned; go run builds it once into Go's
+# build cache), each over both builds of the daemon: the release build and
+# the one with the debug endpoints (-tags binlogsvr_debug). staticcheck's
+# -matrix merges the two, so code only the debug build uses is not "unused".
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	gofmt -l . | (! grep .) || (echo "gofmt would change the files above" && false)
 	$(GO) vet $(PKGS)
 	$(GO) vet $(DEBUG_TAGS) ./binlogsvr/...
+	printf 'release:\ndebug: -tags=binlogsvr_debug\n' | $(STATICCHECK) -matrix $(PKGS)
 
 bench: build-debug
 	BINLOGSVR_BIN=$(CURDIR)/$(BIN)/debug $(BIN)/debug/bench --out docs/BENCHMARKS.md
