@@ -34,6 +34,9 @@ import (
 const (
 	lease = 3 * time.Second
 	wait  = 2 * time.Minute
+	// provisionWait bounds how long a new replica or candidate takes to
+	// apply the whole log.
+	provisionWait = 10 * time.Minute
 	// Every link between the fleet and a MariaDB server: 10 ms each way
 	// (20 ms RTT, cross-zone) plus up to 2 ms jitter.
 	delay  = 10 * time.Millisecond
@@ -276,7 +279,9 @@ func (r *rig) feed(s *server) {
 	}
 	dumptest.PointReplica(r.t, s.Server, addr, dumptest.ByGTID)
 	if src := r.source(); src != nil && src.Running() {
-		dumptest.WaitReplicated(r.t, src.Server, s.Server, wait)
+		// NB: a server fed from nothing replays the whole log: late in a
+		// 30-minute soak that is over 100,000 transactions.
+		dumptest.WaitReplicated(r.t, src.Server, s.Server, provisionWait)
 	}
 }
 
