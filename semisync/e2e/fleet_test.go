@@ -627,7 +627,7 @@ func TestRefusesUnfitSources(t *testing.T) {
 			time.Sleep(time.Second)
 			for _, m := range f.Members {
 				if !m.Running() {
-					t.Fatalf("member %d exited", m.ID)
+					t.Fatalf("member %d exited (code %d)\n%s", m.ID, m.ExitCode(), f.LogTails(30))
 				}
 			}
 		})

@@ -71,7 +71,8 @@ func run(ctx context.Context) error {
 	f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass,
 		ExtraArgs: []string{"--dump-addr", "127.0.0.1:0", "--dump-user", dumpUser, "--dump-password-file", pw("dump.pw", dumpPassword),
 			"--failover-admin-user", rootUser, "--failover-admin-password-file", pw("admin.pw", rootPass),
-			"--failover-lease", "3s", "--failover-candidate", rep.Addr()}})
+			"--failover-lease", "3s", "--failover-candidate", rep.Addr()},
+		Host: func(uint64) string { return "127.0.0.1" }}) // NB: addresses an operator reads at a glance
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ type Options struct {
 	Insecure bool
 	// Host, when set, names the loopback address (127.0.0.0/8) member id
 	// binds its raft, admin and dump ports on; its certificate carries that
-	// IP. Default 127.0.0.1.
+	// IP. Default: one address of the fleet's own (privateLoopback).
 	Host func(id uint64) string
 	// Cmd, when set, is called on each member's command just before it
 	// starts (e.g. to start it in a cgroup).
@@ -294,7 +294,9 @@ func (f *Fleet) Status(ctx context.Context, id uint64, local bool) (binlogsvr.St
 // Files fetches GET /binlogs?hash=1 from member id.
 func (f *Fleet) Files(ctx context.Context, id uint64) ([]binlogsvr.FileInfo, error) {
 	var out []binlogsvr.FileInfo
-	err := f.do(ctx, http.MethodGet, f.Member(id).AdminAddr, "/binlogs?hash=1", &out)
+	// NB: hashing every file reads the whole log (tens of MiB in some
+	// tests): on a loaded machine that takes longer than a status call.
+	err := f.doWithin(ctx, 2*time.Minute, http.MethodGet, f.Member(id).AdminAddr, "/binlogs?hash=1", &out)
 	return out, err
 }
 
@@ -304,14 +306,20 @@ func (f *Fleet) Post(ctx context.Context, id uint64, path string, v any) error {
 }
 
 func (f *Fleet) do(ctx context.Context, method, addr, path string, v any) error {
+	d := 5 * time.Second
+	if method == http.MethodPost {
+		d = 0 // NB: benchmarks run for minutes; ctx bounds them
+	}
+	return f.doWithin(ctx, d, method, addr, path, v)
+}
+
+// doWithin is do with the request's timeout (0: ctx alone bounds it).
+func (f *Fleet) doWithin(ctx context.Context, d time.Duration, method, addr, path string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, method, f.Scheme()+"://"+addr+path, nil)
 	if err != nil {
 		return err
 	}
-	c := &http.Client{Transport: f.transport(), Timeout: 5 * time.Second}
-	if method == http.MethodPost {
-		c.Timeout = 0 // NB: benchmarks run for minutes; ctx bounds them
-	}
+	c := &http.Client{Transport: f.transport(), Timeout: d}
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
