@@ -54,10 +54,12 @@ func TestDumpPortUnderAttack(t *testing.T) {
 	dir := t.TempDir()
 	// NB: the fleet's own CA secures raft and the admin API; the dump
 	// port's certificate is this test's.
-	p := pki.Testing(t, dir)
+	// The member's dump certificate names the address it listens on.
+	host := fleet.PrivateLoopback()
+	p := pki.Testing(t, dir, host, "127.0.0.1", "localhost")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	f, err := fleet.StartEach(ctx, fleet.Options{Dir: dir, Members: 1}, func(uint64) fleet.MemberSpec {
+	f, err := fleet.StartEach(ctx, fleet.Options{Dir: dir, Members: 1, Host: func(uint64) string { return host }}, func(uint64) fleet.MemberSpec {
 		return fleet.MemberSpec{Serve: true, Args: []string{"--dump-require-tls", "--dump-tls-cert", p.Members[0].Cert, "--dump-tls-key", p.Members[0].Key,
 			"--dump-max-clients", "20", "--dump-login-timeout", "3s"}}
 	})

@@ -233,6 +233,7 @@ type load struct {
 	mu       sync.Mutex
 	acked    int64
 	maxPause time.Duration
+	maxAt    time.Time // when the longest commit began
 	err      error
 	stop     chan struct{}
 	done     chan struct{}
@@ -272,7 +273,9 @@ func (r *rig) startLoad(table string, clients int) *load {
 				}
 				l.mu.Lock()
 				l.acked++
-				l.maxPause = max(l.maxPause, time.Since(t0))
+				if d := time.Since(t0); d > l.maxPause {
+					l.maxPause, l.maxAt = d, t0
+				}
 				l.mu.Unlock()
 			}
 		}()

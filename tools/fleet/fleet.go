@@ -6,6 +6,7 @@ package fleet
 
 import (
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,7 +42,7 @@ type Options struct {
 	Insecure bool
 	// Host, when set, names the loopback address (127.0.0.0/8) member id
 	// binds its raft, admin and dump ports on; its certificate carries that
-	// IP. Default: one address of the fleet's own (privateLoopback).
+	// IP. Default: one address of the fleet's own (PrivateLoopback).
 	Host func(id uint64) string
 	// Cmd, when set, is called on each member's command just before it
 	// starts (e.g. to start it in a cgroup).
@@ -431,4 +432,29 @@ func (f *Fleet) WaitStreaming(ctx context.Context, d time.Duration) (binlogsvr.S
 		return nil
 	})
 	return st, err
+}
+
+// RaceBuilt reports whether the members' binary was built with -race (its
+// build settings say so): it runs several times slower, which timing
+// bounds allow for.
+func (f *Fleet) RaceBuilt() bool {
+	bi, err := buildinfo.ReadFile(f.opts.Bin)
+	if err != nil {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" && s.Value == "true" {
+			return true
+		}
+	}
+	return false
+}
+
+// LogPaths lists the members' log files.
+func (f *Fleet) LogPaths() string {
+	var out []string
+	for _, m := range f.Members {
+		out = append(out, m.LogPath)
+	}
+	return strings.Join(out, " ")
 }

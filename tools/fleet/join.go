@@ -47,7 +47,7 @@ func StartEach(ctx context.Context, o Options, spec func(id uint64) MemberSpec) 
 		o.Bin = b
 	}
 	if o.Host == nil {
-		h := privateLoopback()
+		h := PrivateLoopback()
 		o.Host = func(uint64) string { return h }
 	}
 	f := &Fleet{opts: o, http: &http.Client{Timeout: 5 * time.Second}}
@@ -192,11 +192,11 @@ func (f *Fleet) Get(ctx context.Context, id uint64, path string, v any) error {
 	return f.do(ctx, "GET", f.Member(id).AdminAddr, path, v)
 }
 
-// privateLoopback picks a loopback address of the fleet's own in
+// PrivateLoopback picks a loopback address of the fleet's own in
 // 127.100.0.1-127.199.255.254. Ports are chosen free (listen on :0, close)
 // before the member binds them; on a shared 127.0.0.1 another test's
 // server (a sandbox, another fleet) can take one in between and the member
 // exits at start. On an address of its own only this fleet binds.
-func privateLoopback() string {
+func PrivateLoopback() string {
 	return fmt.Sprintf("127.%d.%d.%d", 100+rand.IntN(100), rand.IntN(256), 1+rand.IntN(254))
 }
