@@ -69,7 +69,7 @@ func (s *Server) localStatus() (Status, error) {
 		return st, fmt.Errorf("the log is not open yet")
 	}
 	ls := r.State()
-	st.Epoch, st.Source, st.Flavor = ls.Epoch, ls.Source.Addr, ls.Flavor
+	st.Epoch, st.Source, st.SourceFenced, st.Flavor = ls.Epoch, ls.Source.String(), ls.Source.Fenced, ls.Flavor
 	st.GTIDExecuted, st.LastGTID, st.Transactions = ls.GTIDs, ls.LastGTID, ls.Txns
 	st.Applied = r.Applied()
 	ing := s.ing.Status()

@@ -24,3 +24,18 @@ func ExitOnDiskFull(log *slog.Logger) func(*logger.DiskFullError) {
 		os.Exit(ExitDiskFull)
 	}
 }
+
+// ExitNewerEncoding is the daemon's exit code when its log holds an entry
+// in an encoding newer than this binary reads (sysexits' EX_PROTOCOL):
+// install the newer binlogsvr, then restart.
+const ExitNewerEncoding = 76
+
+// ExitOnNewerEncoding is the daemon's logger.Config.OnNewerEncoding: the
+// member must not apply the entry and must not reject it either (the
+// others applied it), so it stops, saying what to do.
+func ExitOnNewerEncoding(log *slog.Logger) func(*logger.NewerEncodingError) {
+	return func(e *logger.NewerEncodingError) {
+		log.Error(e.Error(), "exit_code", ExitNewerEncoding)
+		os.Exit(ExitNewerEncoding)
+	}
+}

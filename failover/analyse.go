@@ -62,6 +62,7 @@ type Observation struct {
 	LeaderSince time.Time // when this member became leader
 	Epoch       uint64
 	Source      string // the log's source address
+	Fenced      bool   // the log's source is a failover's fence
 	// LastContact is when the source was last seen alive: a probe answered
 	// (when it started), the ingest stream brought an event or a
 	// heartbeat, or the ingest ACKed a transaction. Zero: never, since
@@ -166,7 +167,7 @@ func Analyse(o Observation) Verdict {
 	if o.Epoch == 0 || o.Source == "" {
 		return VerdictNoSource
 	}
-	if IsFenced(o.Source) {
+	if o.Fenced {
 		// NB: fenced with no operation: an operation was aborted by hand;
 		// nothing pulls from a fenced source, so report it as dead.
 		return VerdictDeadSource
@@ -211,7 +212,7 @@ func Explain(o Observation, v Verdict) string {
 		return fmt.Sprintf("this member cannot reach the source but member(s) %v can, with their own connections: no failover "+
 			"(the fault is between this member and the source; binlogctl transfer-leader ID moves the ingest to a member that reaches it)", o.Vantage.Reached)
 	case VerdictDeadSource:
-		if IsFenced(o.Source) {
+		if o.Fenced {
 			return "the source is fenced"
 		}
 		msg := fmt.Sprintf("the source's lease ran out: no contact since %s, %d fresh probes failed", o.LastContact.UTC().Format("15:04:05.000"), o.FreshFailures())

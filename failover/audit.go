@@ -35,24 +35,10 @@ const (
 	MetaCandidatePrefix = "failover.candidate." // + address: JSON Candidate
 )
 
-// fencedPrefix marks a fenced source address: a SetSource to it moves the
-// epoch and names a source nothing can connect to, so nothing more is
-// accepted from the old source, and so nothing more is ACKed (rule 5).
-const fencedPrefix = logger.FencedPrefix
-
-// IsFenced reports whether a log source address is a fence.
-func IsFenced(addr string) bool { return strings.HasPrefix(addr, fencedPrefix) }
-
-// FencedAddr is the address of the fence of a source.
-func FencedAddr(addr string) string {
-	if IsFenced(addr) {
-		return addr
-	}
-	return fencedPrefix + addr
-}
-
-// UnfencedAddr is the source address a fence stands for.
-func UnfencedAddr(addr string) string { return strings.TrimPrefix(addr, fencedPrefix) }
+// recordAddr is the server address in a source's text form as audit
+// records and status pages hold it (Source.String: "fenced:" + address for
+// a fence).
+func recordAddr(text string) string { return strings.TrimPrefix(text, logger.FencedPrefix) }
 
 // Operation kinds.
 const (

@@ -148,7 +148,7 @@ func TestAnalyseDecide(t *testing.T) {
 			o.LastContact = o.Now
 		}), live, VerdictStaleOperation, ActionAbort},
 		{"unfenced op, source silent", with(func(o *Observation) { o.Op = &Operation{Kind: KindFailover, Step: StepStarted, FromEpoch: 1} }), live, VerdictInProgress, ActionResume},
-		{"fenced without op", with(func(o *Observation) { o.Source = FencedAddr("s:1") }), live, VerdictDeadSource, ActionFailover},
+		{"fenced without op", with(func(o *Observation) { o.Source, o.Fenced = "s:1", true }), live, VerdictDeadSource, ActionFailover},
 	} {
 		v := Analyse(tc.obs)
 		d := Decide(v, tc.obs.Now, tc.pol)

@@ -2,8 +2,12 @@
 // and promotes the most caught-up replica: analyse and decide (pure),
 // execute (behind small interfaces), audit (records in the log), and an
 // anti-flap window. The fence is logger.SetSource, a compare-and-set on the
-// epoch: an Append of any other epoch is rejected with
-// logger.ResultStaleEpoch.
+// epoch, to the old source with Source.Fenced set: an Append of any other
+// epoch is rejected with logger.ResultStaleEpoch, and one to a fenced log
+// with logger.ResultWrongSource.
+//
+// The caller's duty: read the log's state with Log.State and handle its
+// error (a closed log is no state, never epoch 0).
 //
 // # The lease expires only on evidence
 //

@@ -20,12 +20,12 @@ type movingLog struct {
 	later string
 }
 
-func (l *movingLog) State() (logger.State, bool) {
-	st, ok := l.memLog.State()
+func (l *movingLog) State() (logger.State, error) {
+	st, err := l.memLog.State()
 	if l.asked.Load() {
 		st.GTIDs = l.later
 	}
-	return st, ok
+	return st, err
 }
 
 type askedServer struct {

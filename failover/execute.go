@@ -16,10 +16,10 @@ import (
 func (m *Manager) failover(ctx context.Context, r Request, st logger.State) (*Operation, error) {
 	now := m.now()
 	old := st.Source
-	old.Addr = UnfencedAddr(old.Addr)
+	old.Fenced = false
 	op := &Operation{ID: fmt.Sprintf("%s-%d-%d", r.Kind, st.Epoch, now.Unix()), Kind: KindFailover, Forced: r.Force, Reason: r.Reason,
 		Step: StepStarted, Started: now, OldSource: old, FromEpoch: st.Epoch, To: r.To}
-	if IsFenced(st.Source.Addr) {
+	if st.Source.Fenced {
 		op.FenceEpoch = st.Epoch // NB: already fenced (an aborted operation): continue from the fence
 		op.Step = StepFenced
 		op.LogGTIDs = st.GTIDs
@@ -90,11 +90,14 @@ func (m *Manager) advance(ctx context.Context, op *Operation, step, msg string) 
 // (rule 5). Then, best effort, the old source is fenced on the server
 // (serverfence.go).
 func (m *Manager) stepFence(ctx context.Context, op *Operation) error {
-	st, _ := m.deps.Log.State()
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return fmt.Errorf("failover: fencing: %w", err)
+	}
 	switch {
 	case st.Epoch == op.FromEpoch:
 		src := op.OldSource
-		src.Addr = FencedAddr(src.Addr)
+		src.Fenced = true
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		res, err := m.deps.Log.Propose(pctx, &logger.SetSource{ExpectedEpoch: op.FromEpoch, NewEpoch: op.FromEpoch + 1, Source: src})
 		cancel()
@@ -105,10 +108,10 @@ func (m *Manager) stepFence(ctx context.Context, op *Operation) error {
 			return fmt.Errorf("failover: fencing: %s: %s", res.Code, res.Message)
 		}
 		return m.stepFence(ctx, op) // NB: re-read the state either way
-	case st.Epoch == op.FromEpoch+1 && IsFenced(st.Source.Addr):
+	case st.Epoch == op.FromEpoch+1 && st.Source.Fenced:
 		op.FenceEpoch = st.Epoch
 	default:
-		op.Step, op.Message = StepAborted, fmt.Sprintf("the epoch moved to %d (source %s) outside this operation", st.Epoch, st.Source.Addr)
+		op.Step, op.Message = StepAborted, fmt.Sprintf("the epoch moved to %d (source %s) outside this operation", st.Epoch, st.Source)
 		_ = m.saveOp(ctx, op)
 		m.audit(ctx, op, StepAborted, "failed", op.Message)
 		return errors.New("failover: " + op.Message)
@@ -144,8 +147,14 @@ func (m *Manager) Candidates(ctx context.Context) ([]CandidateState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, _ := m.deps.Log.State()
-	start, _ := m.deps.Log.StartGTIDs()
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return nil, err
+	}
+	start, err := m.deps.Log.StartGTIDs()
+	if err != nil {
+		return nil, err
+	}
 	out := make([]CandidateState, len(cands))
 	var wg sync.WaitGroup
 	for i, c := range cands {
@@ -160,7 +169,7 @@ func (m *Manager) Candidates(ctx context.Context) ([]CandidateState, error) {
 }
 
 func (m *Manager) observe(ctx context.Context, c Candidate, st logger.State, start string) CandidateState {
-	cs := CandidateState{Candidate: c, IsSource: c.Addr == UnfencedAddr(st.Source.Addr)}
+	cs := CandidateState{Candidate: c, IsSource: c.Addr == st.Source.Addr}
 	octx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	s, err := m.connectAdmin(octx, c.Addr, c)
@@ -199,9 +208,9 @@ func (m *Manager) observe(ctx context.Context, c Candidate, st logger.State, sta
 // check looks each GTID up in the log as it is now anyway).
 func (m *Manager) errant(st logger.State, start, held string) ([]string, error) {
 	for try := 0; ; try++ {
-		now, ok := m.deps.Log.State()
-		if !ok {
-			return nil, logger.ErrClosed
+		now, err := m.deps.Log.State()
+		if err != nil {
+			return nil, err
 		}
 		if now.Flavor == "" {
 			now = st
@@ -249,8 +258,14 @@ func (m *Manager) stepCatchUp(ctx context.Context, op *Operation) error {
 		return m.rechoose(ctx, op, err)
 	}
 	defer s.Close()
-	st, _ := m.deps.Log.State()
-	start, _ := m.deps.Log.StartGTIDs()
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return err
+	}
+	start, err := m.deps.Log.StartGTIDs()
+	if err != nil {
+		return err
+	}
 	t0 := m.now()
 	started := false
 	for {
@@ -322,13 +337,16 @@ func (m *Manager) candidate(addr string) (Candidate, error) {
 // stepPromote makes the target a semi-sync source, writable, and the
 // log's source.
 func (m *Manager) stepPromote(ctx context.Context, op *Operation) error {
-	st, _ := m.deps.Log.State()
-	if st.Epoch == op.FenceEpoch+1 && st.Source.Addr == op.Target {
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return err
+	}
+	if st.Epoch == op.FenceEpoch+1 && st.Source.Addr == op.Target && !st.Source.Fenced {
 		op.NewEpoch, op.NewSource = st.Epoch, st.Source
 		return m.advance(ctx, op, StepPromoted, "already the log's source")
 	}
 	if st.Epoch != op.FenceEpoch {
-		op.Step, op.Message = StepAborted, fmt.Sprintf("the epoch moved to %d (source %s) outside this operation", st.Epoch, st.Source.Addr)
+		op.Step, op.Message = StepAborted, fmt.Sprintf("the epoch moved to %d (source %s) outside this operation", st.Epoch, st.Source)
 		_ = m.saveOp(ctx, op)
 		m.audit(ctx, op, StepAborted, "failed", op.Message)
 		return errors.New("failover: " + op.Message)
@@ -417,7 +435,10 @@ func (m *Manager) demoteOldSource(ctx context.Context, op *Operation) string {
 	if !rep.Safe {
 		return "read-only; not re-pointed: " + rep.Advice
 	}
-	c, _ := m.candidate(op.OldSource.Addr)
+	c, err := m.candidate(op.OldSource.Addr)
+	if err != nil {
+		return "not re-pointed: " + err.Error()
+	}
 	s, err := m.connectAdmin(dctx, op.OldSource.Addr, c)
 	if err != nil {
 		return "unreachable: " + err.Error()

@@ -137,7 +137,7 @@ const (
 // due. Pure.
 func planFence(addr string, st logger.State, op *Operation, due bool) fencePlan {
 	switch {
-	case st.Source.Addr == addr:
+	case st.Source.Addr == addr && !st.Source.Fenced:
 		return planIsSource
 	case op != nil && !op.Finished() && op.Target == addr:
 		return planDefer
@@ -286,9 +286,10 @@ func (m *Manager) unpend(ctx context.Context, addr, step, why string) (time.Time
 		return sent.roSent, err
 	}
 	m.log.Warn("failover: pending fence dropped", "server", addr, "why", why, "since", p.Since, "attempts", p.Attempts)
-	st, _ := m.deps.Log.State()
-	m.writeRecord(ctx, Record{OpID: p.OpID, Kind: KindFence, Step: step, Outcome: "ok", Epoch: st.Epoch, OldSource: addr,
-		Message: fmt.Sprintf("pending fence of %s dropped (pending since %s, %d attempts): %s", addr, p.Since.UTC().Format(time.RFC3339), p.Attempts, why)})
+	if st, err := m.deps.Log.State(); err == nil {
+		m.writeRecord(ctx, Record{OpID: p.OpID, Kind: KindFence, Step: step, Outcome: "ok", Epoch: st.Epoch, OldSource: addr,
+			Message: fmt.Sprintf("pending fence of %s dropped (pending since %s, %d attempts): %s", addr, p.Since.UTC().Format(time.RFC3339), p.Attempts, why)})
+	}
 	m.setStatus(func(s *Status) {
 		s.PendingFences = slicesDeleteFunc(s.PendingFences, func(q PendingFence) bool { return q.Addr == addr })
 	})
@@ -355,8 +356,15 @@ func (m *Manager) fenceRound(ctx context.Context) {
 	if fs.live == nil {
 		fs.live = map[string]*liveFence{}
 	}
-	st, _ := m.deps.Log.State()
-	op, _ := m.loadOp(MetaOperation)
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return
+	}
+	op, err := m.loadOp(MetaOperation)
+	if err != nil {
+		m.log.Warn("failover: pending fences wait: reading the operation", "err", err)
+		return
+	}
 	now := m.now()
 	present := map[string]bool{}
 	var try []*liveFence
@@ -445,7 +453,11 @@ func (m *Manager) fenceAttempted(ctx context.Context, lf *liveFence, r fenceResu
 			p.Addr, r.msg, now.Sub(p.Since).Round(time.Millisecond), p.Attempts, p.LastError)
 		m.log.Warn("failover: deferred fence done: the old source answered and is fenced", "server", p.Addr, "result", r.msg,
 			"pending", now.Sub(p.Since).Round(time.Millisecond), "attempts", p.Attempts)
-		st, _ := m.deps.Log.State()
+		st, err := m.deps.Log.State()
+		if err != nil {
+			m.log.Warn("failover: deferred fence done; no audit record: the log is closed", "server", p.Addr)
+			return
+		}
 		m.writeRecord(ctx, Record{OpID: p.OpID, Kind: KindFence, Step: "fenced", Outcome: "ok", Epoch: st.Epoch, OldSource: p.Addr, Message: msg})
 		return
 	}

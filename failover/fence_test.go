@@ -93,6 +93,9 @@ func TestNeedPersist(t *testing.T) {
 
 func TestPlanFence(t *testing.T) {
 	st := func(src string) logger.State { return logger.State{Epoch: 5, Source: logger.Source{Addr: src}} }
+	fenced := func(src string) logger.State {
+		return logger.State{Epoch: 5, Source: logger.Source{Addr: src, Fenced: true}}
+	}
 	op := func(step, target string) *Operation {
 		return &Operation{ID: "failover-4-1", Step: step, Target: target}
 	}
@@ -107,10 +110,10 @@ func TestPlanFence(t *testing.T) {
 		{"not due", st("r:1"), nil, false, planWait},
 		{"the source again", st("s:1"), nil, true, planIsSource},
 		{"the source again, not due", st("s:1"), nil, false, planIsSource},
-		{"fenced in the log: still fenced", st(FencedAddr("s:1")), nil, true, planTry},
-		{"an operation promotes it", st(FencedAddr("r:1")), op(StepChosen, "s:1"), true, planDefer},
+		{"fenced in the log: still fenced", fenced("s:1"), nil, true, planTry},
+		{"an operation promotes it", fenced("r:1"), op(StepChosen, "s:1"), true, planDefer},
 		{"a finished operation promoted it elsewhere", st("r:1"), op(StepDone, "s:1"), true, planTry},
-		{"an operation promotes another", st(FencedAddr("r:1")), op(StepChosen, "r:2"), true, planTry},
+		{"an operation promotes another", fenced("r:1"), op(StepChosen, "r:2"), true, planTry},
 	} {
 		if got := planFence("s:1", tc.st, tc.op, tc.due); got != tc.want {
 			t.Errorf("%s: plan %d, want %d", tc.name, got, tc.want)

@@ -60,7 +60,11 @@ func (m *Manager) hook(ctx context.Context, cmd string, op *Operation) (string, 
 	}
 	hctx, cancel := context.WithTimeout(ctx, m.cfg.HookTimeout)
 	defer cancel()
-	env := hookEnv(op, func() (string, uint64) { st, _ := m.deps.Log.State(); return st.GTIDs, st.Epoch })
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return "", fmt.Errorf("failover: hook %s not run: %w", cmd, err)
+	}
+	env := hookEnv(op, func() (string, uint64) { return st.GTIDs, st.Epoch })
 	out, err := m.deps.RunHook(hctx, cmd, env)
 	out = strings.TrimSpace(out) // NB: it goes into one-line audit records
 	if err != nil {

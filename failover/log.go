@@ -11,8 +11,9 @@ import (
 // Log is the replicated log as the failover uses it. Methods are safe for
 // concurrent use; reads see this member's applied state.
 type Log interface {
-	// State returns the log's state; false before the log is open.
-	State() (logger.State, bool)
+	// State returns the log's state; logger.ErrClosed before the log is
+	// open and after it closed.
+	State() (logger.State, error)
 	IsLeader() bool
 	LeaderID() uint64
 	// Propose proposes one command and waits for its result (a rejection
@@ -35,12 +36,12 @@ func NodeLog(n *logger.Node) Log { return nodeLog{n} }
 
 type nodeLog struct{ n *logger.Node }
 
-func (l nodeLog) State() (logger.State, bool) {
+func (l nodeLog) State() (logger.State, error) {
 	r := l.n.Reader()
 	if r == nil {
-		return logger.State{}, false
+		return logger.State{}, logger.ErrClosed
 	}
-	return r.State(), true
+	return r.State(), nil
 }
 
 func (l nodeLog) IsLeader() bool { return l.n.IsLeader() }

@@ -229,8 +229,8 @@ func (m *Manager) now() time.Time { return m.deps.Now() }
 // tick is one round of lease, analysis and decision.
 func (m *Manager) tick(ctx context.Context) {
 	lg := m.deps.Log
-	st, ok := lg.State()
-	leader := ok && lg.IsLeader()
+	st, err := lg.State()
+	leader := err == nil && lg.IsLeader()
 	now := m.now()
 	m.mu.Lock()
 	if leader && m.leaderSince.IsZero() {
@@ -247,14 +247,22 @@ func (m *Manager) tick(ctx context.Context) {
 	if !leader {
 		m.closeProbe()
 		m.setStatus(func(s *Status) {
-			*s = Status{Auto: m.cfg.Auto, Lease: m.cfg.Lease.String(), Epoch: st.Epoch, Source: st.Source.Addr, Fenced: IsFenced(st.Source.Addr), Verdict: VerdictNotLeader.String(), Decision: ActionNone.String()}
+			*s = Status{Auto: m.cfg.Auto, Lease: m.cfg.Lease.String(), Epoch: st.Epoch, Source: st.Source.String(), Fenced: st.Source.Fenced, Verdict: VerdictNotLeader.String(), Decision: ActionNone.String()}
 		})
 		return
 	}
 	m.seedCandidates(ctx)
 	m.renewLease(ctx, st)
-	op, _ := m.loadOp(MetaOperation)
-	last, _ := m.loadOp(MetaLast)
+	op, err := m.loadOp(MetaOperation)
+	if err != nil {
+		m.log.Warn("failover: no analysis this round: reading the operation", "err", err)
+		return
+	}
+	last, err := m.loadOp(MetaLast)
+	if err != nil {
+		m.log.Warn("failover: no analysis this round: reading the last operation", "err", err)
+		return
+	}
 	obs := m.observation(st, op)
 	v := Analyse(obs)
 	if v == VerdictConfirming || v == VerdictSeenByPeer {
@@ -264,7 +272,7 @@ func (m *Manager) tick(ctx context.Context) {
 		again := m.vantage == nil || obs.Now.Sub(m.vantage.Asked) >= m.cfg.ProbeInterval
 		m.mu.Unlock()
 		if again {
-			vt := m.askPeers(ctx, st.Source.Addr)
+			vt := m.askPeers(ctx, st.Source.String())
 			m.mu.Lock()
 			m.vantage = vt
 			m.mu.Unlock()
@@ -284,7 +292,7 @@ func (m *Manager) tick(ctx context.Context) {
 	why := Explain(obs, v)
 	m.logVerdict(obs, v, why)
 	m.setStatus(func(s *Status) {
-		s.Leader, s.Epoch, s.Source, s.Fenced = true, st.Epoch, st.Source.Addr, IsFenced(st.Source.Addr)
+		s.Leader, s.Epoch, s.Source, s.Fenced = true, st.Epoch, st.Source.String(), st.Source.Fenced
 		s.LeaseExpiry, s.LeaseHeld, s.LastContact = obs.LeaseExpiry(), now.Before(obs.LeaseExpiry()), obs.LastContact
 		s.Verdict, s.Decision, s.Reason = v.String(), d.Action.String(), d.Reason
 		if d.Action == ActionNone {
@@ -340,7 +348,7 @@ func (m *Manager) observation(st logger.State, op *Operation) Observation {
 		// NB: members come and go: a count older than a lease is asked again.
 		peers = max(peers, 1)
 	}
-	return Observation{Now: now, Leader: true, LeaderSince: m.leaderSince, Epoch: st.Epoch, Source: st.Source.Addr,
+	return Observation{Now: now, Leader: true, LeaderSince: m.leaderSince, Epoch: st.Epoch, Source: st.Source.Addr, Fenced: st.Source.Fenced,
 		LastContact: m.lastContact, Lease: m.cfg.Lease, Op: op, StallEnd: stall.End, Stall: stall.Length,
 		FailedProbes: append([]time.Time(nil), m.failedProbes...), Peers: peers, Vantage: m.vantage}
 }
@@ -373,7 +381,7 @@ func (m *Manager) logVerdict(o Observation, v Verdict, why string) {
 // renewLease probes the source on its own connection and counts stream
 // events, heartbeats and ACKs.
 func (m *Manager) renewLease(ctx context.Context, st logger.State) {
-	if st.Epoch == 0 || IsFenced(st.Source.Addr) {
+	if st.Epoch == 0 || st.Source.Fenced {
 		m.closeProbe()
 		return
 	}
@@ -409,7 +417,7 @@ func (m *Manager) renewLease(ctx context.Context, st logger.State) {
 		}
 		m.status.ProbeError = perr.Error()
 	}
-	if in.Source == st.Source.Addr {
+	if in.Source == st.Source.Addr && !st.Source.Fenced {
 		for _, t := range []time.Time{in.LastAck, in.LastEvent} {
 			if t.After(m.lastContact) {
 				m.lastContact = t
@@ -427,11 +435,15 @@ func (m *Manager) closeProbe() {
 
 // handle runs an operator's request.
 func (m *Manager) handle(ctx context.Context, r Request) (*Operation, error) {
-	st, ok := m.deps.Log.State()
-	if !ok || !m.deps.Log.IsLeader() {
+	st, err := m.deps.Log.State()
+	if err != nil || !m.deps.Log.IsLeader() {
 		return nil, ErrNotLeader
 	}
-	if op, _ := m.loadOp(MetaOperation); op != nil && !op.Finished() {
+	op, err := m.loadOp(MetaOperation)
+	if err != nil {
+		return nil, err
+	}
+	if op != nil && !op.Finished() {
 		return op, fmt.Errorf("%w: %s %s at step %s (binlogctl history)", ErrBusy, op.Kind, op.ID, op.Step)
 	}
 	if r.Kind == KindSwitchover {
@@ -443,7 +455,7 @@ func (m *Manager) handle(ctx context.Context, r Request) (*Operation, error) {
 		m.mu.Lock()
 		held := now.Before(Observation{LeaderSince: m.leaderSince, LastContact: m.lastContact, Lease: m.cfg.Lease, StallEnd: stall.End}.LeaseExpiry())
 		m.mu.Unlock()
-		if held && !IsFenced(st.Source.Addr) {
+		if held && !st.Source.Fenced {
 			return nil, errors.New("failover: the source holds its lease (it answers); use binlogctl promote --to for a planned switchover, or --force")
 		}
 	}
@@ -492,7 +504,11 @@ func (m *Manager) saveOp(ctx context.Context, op *Operation) error {
 
 // audit writes one record of op's step.
 func (m *Manager) audit(ctx context.Context, op *Operation, step, outcome, msg string) {
-	st, _ := m.deps.Log.State()
+	st, err := m.deps.Log.State()
+	if err != nil {
+		m.log.Warn("failover: audit record not written: the log is closed", "op", op.ID, "step", step, "outcome", outcome, "message", msg)
+		return
+	}
 	r := Record{OpID: op.ID, Kind: op.Kind, Step: step, Outcome: outcome, Epoch: st.Epoch,
 		OldSource: op.OldSource.Addr, NewSource: op.Target, GTIDs: st.GTIDs, Message: msg}
 	if !op.Started.IsZero() {

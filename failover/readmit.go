@@ -162,7 +162,10 @@ func (m *Manager) noCandidate(ctx context.Context, op *Operation, cause error) e
 			"add one with binlogctl candidates add HOST:PORT --credential NAME, or bring the source back (it is re-admitted once it answers)", addr, why), stays(err))
 	}
 	defer s.Close()
-	st, _ := m.deps.Log.State()
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return err
+	}
 	kctx, kcancel := context.WithTimeout(cctx, 5*time.Second)
 	chk, err := m.checkReadmit(kctx, s, st)
 	kcancel()
@@ -246,7 +249,10 @@ func (m *Manager) heldGTIDs(ctx context.Context, s Server, info ServerInfo) (str
 
 // unlogged lists the GTIDs of held that the log st lacks.
 func (m *Manager) unlogged(st logger.State, held string) ([]string, error) {
-	start, _ := m.deps.Log.StartGTIDs()
+	start, err := m.deps.Log.StartGTIDs()
+	if err != nil {
+		return nil, err
+	}
 	extra, err := Extra(st.Flavor, st.GTIDs, start, held, m.deps.Log.HasGTID)
 	return dedupe(extra), err
 }
@@ -296,7 +302,7 @@ func splitTail(flavor, log, uuid string, extra []string) (tail, errant []string,
 func (m *Manager) readmit(ctx context.Context, op *Operation, s Server, st logger.State, chk readmitCheck, why string) error {
 	addr := op.OldSource.Addr
 	if st.Epoch != op.FenceEpoch {
-		op.Step, op.Message = StepAborted, fmt.Sprintf("the epoch moved to %d (source %s) outside this operation", st.Epoch, st.Source.Addr)
+		op.Step, op.Message = StepAborted, fmt.Sprintf("the epoch moved to %d (source %s) outside this operation", st.Epoch, st.Source)
 		_ = m.saveOp(ctx, op)
 		m.audit(ctx, op, StepAborted, "failed", op.Message)
 		return errors.New("failover: " + op.Message)
@@ -324,7 +330,7 @@ func (m *Manager) readmit(ctx context.Context, op *Operation, s Server, st logge
 		return fmt.Errorf("failover: re-admitting %s: %w", addr, err)
 	}
 	if !res.Code.Stored() {
-		if now, _ := m.deps.Log.State(); now.Epoch != op.FenceEpoch+1 || now.Source.Addr != addr {
+		if now, err := m.deps.Log.State(); err != nil || now.Epoch != op.FenceEpoch+1 || now.Source.Addr != addr || now.Source.Fenced {
 			return fmt.Errorf("failover: re-admitting %s: %s: %s", addr, res.Code, res.Message)
 		}
 	}
@@ -350,7 +356,10 @@ func (m *Manager) advanceReadmit(ctx context.Context, op *Operation, step, msg s
 	m.mu.Lock()
 	m.onceAudits = nil
 	m.mu.Unlock()
-	st, _ := m.deps.Log.State()
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return err
+	}
 	r := Record{OpID: op.ID, Kind: KindReadmit, Step: step, Outcome: "ok", Epoch: st.Epoch, OldSource: op.OldSource.Addr, NewSource: op.Target,
 		GTIDs: st.GTIDs, Message: msg, Elapsed: m.now().Sub(op.Started).Round(time.Millisecond).String()}
 	m.writeRecord(ctx, r)
@@ -362,9 +371,12 @@ func (m *Manager) advanceReadmit(ctx context.Context, op *Operation, step, msg s
 // and the log holds all it committed, then makes it writable. If the log
 // does not take its tail in time, the source is fenced again.
 func (m *Manager) stepWritable(ctx context.Context, op *Operation) error {
-	st, _ := m.deps.Log.State()
-	if st.Epoch != op.NewEpoch || st.Source.Addr != op.Target {
-		op.Step, op.Message = StepAborted, fmt.Sprintf("the epoch moved to %d (source %s) outside this operation", st.Epoch, st.Source.Addr)
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return err
+	}
+	if st.Epoch != op.NewEpoch || st.Source.Addr != op.Target || st.Source.Fenced {
+		op.Step, op.Message = StepAborted, fmt.Sprintf("the epoch moved to %d (source %s) outside this operation", st.Epoch, st.Source)
 		_ = m.saveOp(ctx, op)
 		m.audit(ctx, op, StepAborted, "failed", op.Message)
 		return errors.New("failover: " + op.Message)
@@ -387,7 +399,9 @@ func (m *Manager) stepWritable(ctx context.Context, op *Operation) error {
 	}
 	var lacks []string
 	for {
-		st, _ = m.deps.Log.State()
+		if st, err = m.deps.Log.State(); err != nil {
+			return err
+		}
 		if lacks, err = m.unlogged(st, held); err != nil {
 			return err
 		}
@@ -427,7 +441,9 @@ func (m *Manager) stepWritable(ctx context.Context, op *Operation) error {
 	m.mu.Lock()
 	m.lastContact = m.now()
 	m.mu.Unlock()
-	st, _ = m.deps.Log.State()
+	if st, err = m.deps.Log.State(); err != nil {
+		return err
+	}
 	return m.advanceReadmit(ctx, op, StepResumed, fmt.Sprintf("%s is writable again (read_only off), semi-sync on; the log holds all it committed (log: %s) "+
 		"and the ingest streams from it under epoch %d; writable %v after the failover started (%v after the re-admission)",
 		op.Target, st.GTIDs, op.NewEpoch, writable.Sub(op.Started).Round(time.Millisecond), writable.Sub(t0).Round(time.Millisecond)))
@@ -437,15 +453,18 @@ func (m *Manager) stepWritable(ctx context.Context, op *Operation) error {
 // take its tail; it is not re-admitted again while its GTID state is gtids.
 func (m *Manager) refence(ctx context.Context, op *Operation, gtids, why string) error {
 	src := op.OldSource
-	src.Addr = FencedAddr(src.Addr)
+	src.Fenced = true
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	res, err := m.deps.Log.Propose(pctx, &logger.SetSource{ExpectedEpoch: op.NewEpoch, NewEpoch: op.NewEpoch + 1, Source: src})
 	if err != nil {
 		return fmt.Errorf("failover: fencing %s again: %w", op.OldSource.Addr, err)
 	}
-	st, _ := m.deps.Log.State()
-	if !res.Code.Stored() && !(st.Epoch == op.NewEpoch+1 && IsFenced(st.Source.Addr)) {
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return fmt.Errorf("failover: fencing %s again: %w", op.OldSource.Addr, err)
+	}
+	if !res.Code.Stored() && !(st.Epoch == op.NewEpoch+1 && st.Source.Fenced) {
 		return fmt.Errorf("failover: fencing %s again: %s: %s", op.OldSource.Addr, res.Code, res.Message)
 	}
 	m.stuck.refused = gtids

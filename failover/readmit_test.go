@@ -58,10 +58,10 @@ type readmitLog struct {
 	has map[string]bool
 }
 
-func (l *readmitLog) State() (logger.State, bool) {
+func (l *readmitLog) State() (logger.State, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.st, true
+	return l.st, nil
 }
 
 func (l *readmitLog) Propose(ctx context.Context, c logger.Command) (logger.Result, error) {
@@ -170,7 +170,7 @@ func readmitRig(t *testing.T) (*Manager, *readmitLog, *fakeServer, *time.Time) {
 		},
 		Ingest: func() IngestView {
 			st, _ := l.State()
-			if IsFenced(st.Source.Addr) {
+			if st.Source.Fenced {
 				return IngestView{}
 			}
 			g, _ := srv.BinlogGTIDs(context.Background(), nil)
@@ -290,7 +290,7 @@ func TestNoCandidateErrantSourceStaysFenced(t *testing.T) {
 		t.Errorf("advice %q", adv)
 	}
 	st, _ = l.State()
-	if !IsFenced(st.Source.Addr) || op.Step != StepFenced || !srv.readOnly {
+	if !st.Source.Fenced || op.Step != StepFenced || !srv.readOnly {
 		t.Errorf("source %q, step %s, read_only %v: want it fenced and read-only", st.Source.Addr, op.Step, srv.readOnly)
 	}
 }

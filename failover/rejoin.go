@@ -17,12 +17,12 @@ type RejoinReport = api.RejoinReport
 // RejoinCheck compares a server's executed GTIDs with the log.
 func (m *Manager) RejoinCheck(ctx context.Context, addr string) (RejoinReport, error) {
 	rep := RejoinReport{Server: addr}
-	st, ok := m.deps.Log.State()
-	if !ok {
-		return rep, fmt.Errorf("failover: the log is not open yet")
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return rep, fmt.Errorf("failover: reading the log's state: %w", err)
 	}
 	rep.LogGTIDs = st.GTIDs
-	if addr == st.Source.Addr {
+	if addr == st.Source.Addr && !st.Source.Fenced {
 		rep.IsSource = true
 		rep.Advice = "it is the log's current source; nothing to rejoin"
 		return rep, nil
@@ -63,7 +63,10 @@ func (m *Manager) RejoinCheck(ctx context.Context, addr string) (RejoinReport, e
 		// there that the log lacks is as unacknowledged as one in the binlog.
 		held = strings.Join(append(splitList(held), splitList(info.GTIDs)...), ",")
 	}
-	start, _ := m.deps.Log.StartGTIDs()
+	start, err := m.deps.Log.StartGTIDs()
+	if err != nil {
+		return rep, err
+	}
 	extra, err := Extra(st.Flavor, st.GTIDs, start, held, m.deps.Log.HasGTID)
 	if err != nil {
 		return rep, err
@@ -117,13 +120,15 @@ func (m *Manager) recordedServer(addr string) (Candidate, error) {
 func (m *Manager) recordedSources() (map[string]bool, error) {
 	out := map[string]bool{}
 	add := func(a string) {
-		if a = strings.TrimSpace(UnfencedAddr(a)); a != "" {
+		if a = strings.TrimSpace(recordAddr(a)); a != "" {
 			out[strings.ToLower(a)] = true
 		}
 	}
-	if st, ok := m.deps.Log.State(); ok {
-		add(st.Source.Addr)
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return nil, err
 	}
+	add(st.Source.Addr)
 	for _, key := range []string{MetaOperation, MetaLast} {
 		b, ok, err := m.deps.Log.Meta(key)
 		if err != nil {
@@ -285,7 +290,10 @@ func (m *Manager) Rejoin(ctx context.Context, addr string) (RejoinReport, error)
 	}
 	rep.Rejoined = true
 	rep.Advice = "read-only replica of the fleet at " + m.deps.FleetAddr
-	st, _ := m.deps.Log.State()
+	st, err := m.deps.Log.State()
+	if err != nil {
+		return rep, fmt.Errorf("failover: %s rejoined, but the log is closed: no audit record: %w", addr, err)
+	}
 	m.writeRecord(ctx, Record{Kind: "rejoin", Step: "rejoined", Outcome: "ok", Epoch: st.Epoch, OldSource: addr, GTIDs: rep.ServerGTIDs, Message: rep.Advice})
 	return rep, nil
 }

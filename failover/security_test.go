@@ -26,9 +26,9 @@ func newMemLog(src string) *memLog {
 	return &memLog{st: logger.State{Epoch: 3, Flavor: "mariadb", Source: logger.Source{Addr: src, Flavor: "mariadb"}}, meta: map[string][]byte{}}
 }
 
-func (l *memLog) State() (logger.State, bool) { return l.st, true }
-func (l *memLog) IsLeader() bool              { return true }
-func (l *memLog) LeaderID() uint64            { return 1 }
+func (l *memLog) State() (logger.State, error) { return l.st, nil }
+func (l *memLog) IsLeader() bool               { return true }
+func (l *memLog) LeaderID() uint64             { return 1 }
 func (l *memLog) Propose(_ context.Context, c logger.Command) (logger.Result, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -123,7 +123,7 @@ func TestRejoinOnlyRecordedServers(t *testing.T) {
 	if err := m.PutCandidate(ctx, Candidate{Addr: "10.0.0.2:3306"}); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(Record{Kind: KindFailover, Step: StepFenced, OldSource: FencedAddr("10.0.0.1:3306"), NewSource: "10.0.0.9:3306"})
+	b, _ := json.Marshal(Record{Kind: KindFailover, Step: StepFenced, OldSource: logger.FencedPrefix + "10.0.0.1:3306", NewSource: "10.0.0.9:3306"})
 	l.meta[auditKey(time.Now(), 1)] = b
 	for _, addr := range []string{"10.0.0.2:3306", "10.0.0.1:3306"} {
 		if _, err := m.RejoinCheck(ctx, addr); !errors.Is(err, errNoServer) {

@@ -20,8 +20,8 @@ type leadLog struct {
 	recLog
 }
 
-func (l *leadLog) State() (logger.State, bool) {
-	return logger.State{Epoch: 3, Source: logger.Source{Addr: "src:3306", Flavor: "mariadb"}}, true
+func (l *leadLog) State() (logger.State, error) {
+	return logger.State{Epoch: 3, Source: logger.Source{Addr: "src:3306", Flavor: "mariadb"}}, nil
 }
 func (l *leadLog) IsLeader() bool                               { return true }
 func (l *leadLog) Meta(string) ([]byte, bool, error)            { return nil, false, nil }

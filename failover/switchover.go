@@ -17,8 +17,8 @@ func (m *Manager) switchover(ctx context.Context, r Request, st logger.State) (*
 	if r.To == "" {
 		return nil, errors.New("failover: a switchover needs a target (binlogctl promote --to HOST:PORT)")
 	}
-	if st.Epoch == 0 || IsFenced(st.Source.Addr) {
-		return nil, fmt.Errorf("failover: the source %q is fenced or unset: use binlogctl failover", st.Source.Addr)
+	if st.Epoch == 0 || st.Source.Fenced {
+		return nil, fmt.Errorf("failover: the source %q is fenced or unset: use binlogctl failover", st.Source)
 	}
 	cands, err := m.Candidates(ctx)
 	if err != nil {
@@ -54,7 +54,10 @@ func (m *Manager) switchover(ctx context.Context, r Request, st logger.State) (*
 func (m *Manager) drainOldSource(ctx context.Context, op *Operation) error {
 	dctx, cancel := context.WithTimeout(ctx, m.cfg.SwitchoverTimeout)
 	defer cancel()
-	c, _ := m.candidate(op.OldSource.Addr)
+	c, err := m.candidate(op.OldSource.Addr)
+	if err != nil {
+		return fmt.Errorf("failover: the old source: %w", err)
+	}
 	s, err := m.connectAdmin(dctx, op.OldSource.Addr, c)
 	if err != nil {
 		return fmt.Errorf("failover: the old source: %w", err)
@@ -77,7 +80,10 @@ func (m *Manager) drainOldSource(ctx context.Context, op *Operation) error {
 		if info, err = s.Info(dctx); err != nil {
 			break
 		}
-		st, _ := m.deps.Log.State()
+		var st logger.State
+		if st, err = m.deps.Log.State(); err != nil {
+			break
+		}
 		var n uint64
 		if n, err = Missing(st.Flavor, info.GTIDs, st.GTIDs); err != nil {
 			break
@@ -109,7 +115,10 @@ func (m *Manager) drainOldSource(ctx context.Context, op *Operation) error {
 // at most 50 transactions behind the log, so that the writes pause only
 // for the last ones: a replica far behind would make them wait for all.
 func (m *Manager) waitTargetClose(ctx context.Context, addr string) {
-	c, _ := m.candidate(addr)
+	c, err := m.candidate(addr)
+	if err != nil {
+		return
+	}
 	s, err := m.connectAdmin(ctx, addr, c)
 	if err != nil {
 		return
@@ -120,7 +129,10 @@ func (m *Manager) waitTargetClose(ctx context.Context, addr string) {
 		if err != nil {
 			return
 		}
-		st, _ := m.deps.Log.State()
+		st, err := m.deps.Log.State()
+		if err != nil {
+			return
+		}
 		if n, err := Missing(st.Flavor, st.GTIDs, info.GTIDs); err != nil || n <= 50 {
 			return
 		}

@@ -29,16 +29,16 @@ type PeerAnswer struct {
 // leader asks before it judges the source dead. Safe for concurrent use;
 // any member answers, leader or not.
 func (m *Manager) ProbeSource(ctx context.Context) PeerProbe {
-	st, ok := m.deps.Log.State()
-	p := PeerProbe{Source: st.Source.Addr, Epoch: st.Epoch}
+	st, err := m.deps.Log.State()
+	p := PeerProbe{Source: st.Source.String(), Epoch: st.Epoch}
 	switch {
-	case !ok:
+	case err != nil:
 		p.Error = "the log is not open"
 		return p
 	case st.Epoch == 0 || st.Source.Addr == "":
 		p.Error = "the log has no source"
 		return p
-	case IsFenced(st.Source.Addr):
+	case st.Source.Fenced:
 		p.Error = "the source is fenced"
 		return p
 	}

@@ -107,7 +107,7 @@ func (a *applier) apply(c Command, v View) Result {
 	} else {
 		a.dirty = true
 	}
-	r.Epoch, r.Source, r.LastGTID, r.File, r.Pos = a.st.Epoch, a.st.Source.Addr, a.st.LastGTID, a.st.File, a.st.Pos
+	r.Epoch, r.Source, r.LastGTID, r.File, r.Pos = a.st.Epoch, a.st.Source.String(), a.st.LastGTID, a.st.File, a.st.Pos
 	return r
 }
 
@@ -121,6 +121,8 @@ func (a *applier) applyAppend(c *Append) Result {
 		return reject(ResultNoSource, "the log has no source yet")
 	case c.Epoch != a.st.Epoch:
 		return reject(ResultStaleEpoch, "append for epoch %d, the log is at epoch %d", c.Epoch, a.st.Epoch)
+	case a.st.Source.Fenced:
+		return reject(ResultWrongSource, "append from source %q, the log's source is fenced (%s)", c.Source, a.st.Source)
 	case c.Source != a.st.Source.Addr:
 		return reject(ResultWrongSource, "append from source %q, the log's source is %q", c.Source, a.st.Source.Addr)
 	case len(c.Txns) == 0:

@@ -4,14 +4,35 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
-// EncodingVersion is the version byte that starts every encoded command.
-// A member that reads a newer version rejects the entry with ResultMalformed
-// (it never crashes on it), so upgrade members before a new proposer writes.
-const EncodingVersion = 1
+// Entry encodings. The first byte of every encoded command names its
+// encoding; a member decodes every encoding up to MaxEncoding.
+//
+//   - EncodingV1: the first. A fenced source is a SetSource whose address
+//     starts with "fenced:".
+//   - EncodingV2: a SetSource ends with flags (FlagFenced); the address is
+//     the source's own. Other kinds are encoded as in V1.
+//
+// The version gate (gate.go): a member proposes a command in an encoding
+// above V1 only once every member of the group has reported (in the log)
+// that it reads it, so no member ever meets an entry it cannot apply while
+// the others apply it. A member that does meet one (a newer member wrote
+// it, and this one was started from an older binary) stops applying: see
+// ErrNewerEncoding and Config.OnNewerEncoding.
+const (
+	EncodingV1  = 1
+	EncodingV2  = 2
+	MaxEncoding = EncodingV2
+)
+
+// SetSource flags (EncodingV2).
+const (
+	FlagFenced = 1 << 0
+)
 
 // Kind is the type of a log command.
 type Kind byte
@@ -44,16 +65,28 @@ func (k Kind) String() string {
 // ErrMalformed is returned when an encoded command cannot be decoded.
 var ErrMalformed = errors.New("logger: malformed command")
 
+// ErrNewerEncoding is returned (wrapped) by Decode for an entry in an
+// encoding above MaxEncoding: a newer member wrote it. It is not a verdict
+// on the command: the member cannot apply it and must not reject it either.
+var ErrNewerEncoding = errors.New("logger: entry in a newer encoding")
+
 // Source identifies the source (the MySQL or MariaDB primary) the log pulls from.
 // It is api.Source, because failover operations in the admin API name it.
 type Source = api.Source
 
-// FencedPrefix starts the source address a failover's fence records
-// (SetSource to "fenced:" + the old source's address): the log's epoch
-// moved away from the old source before a new one is chosen, and no
-// source can connect at that address. The ingest (semisync) and the
-// failover both read it, so it lives here, below both.
-const FencedPrefix = "fenced:"
+// FencedPrefix is how EncodingV1 and stored states written before
+// EncodingV2 mark a fenced source's address; Decode and the state's load
+// turn it into Source.Fenced.
+const FencedPrefix = api.FencedPrefix
+
+// legacySource turns a V1 fenced address ("fenced:" + addr) into the typed
+// form.
+func legacySource(s Source) Source {
+	if a, ok := strings.CutPrefix(s.Addr, FencedPrefix); ok {
+		s.Addr, s.Fenced = a, true
+	}
+	return s
+}
 
 // Txn is one whole transaction as the source wrote it.
 type Txn struct {
@@ -129,10 +162,18 @@ func (*Meta) kind() Kind      { return KindMeta }
 // KindOf returns the kind of a command.
 func KindOf(c Command) Kind { return c.kind() }
 
-// Encode returns the versioned binary encoding of c.
-func Encode(c Command) []byte {
+// Encode returns c in EncodingV1, which every member reads.
+func Encode(c Command) []byte { return EncodeAs(c, EncodingV1) }
+
+// EncodeAs returns c in encoding v (EncodingV1 or EncodingV2; a command
+// means the same in both). Propose only an encoding every member reads
+// (gate.go).
+func EncodeAs(c Command, v byte) []byte {
+	if v < EncodingV1 || v > MaxEncoding {
+		panic(fmt.Sprintf("logger: no encoding %d", v)) // NB: a programming error, never input
+	}
 	var e enc
-	e.b = append(e.b, EncodingVersion, byte(c.kind()))
+	e.b = append(e.b, v, byte(c.kind()))
 	switch c := c.(type) {
 	case *Append:
 		e.uvarint(c.Epoch)
@@ -149,8 +190,19 @@ func Encode(c Command) []byte {
 	case *SetSource:
 		e.uvarint(c.ExpectedEpoch)
 		e.uvarint(c.NewEpoch)
-		e.source(c.Source)
+		src := c.Source
+		if v == EncodingV1 && src.Fenced {
+			src.Addr = FencedPrefix + src.Addr
+		}
+		e.source(src)
 		e.str(c.StartGTIDs)
+		if v >= EncodingV2 {
+			var flags uint64
+			if c.Source.Fenced {
+				flags |= FlagFenced
+			}
+			e.uvarint(flags)
+		}
 	case *Purge:
 		e.uvarint(uint64(c.UpTo))
 	case *Rotate:
@@ -161,13 +213,21 @@ func Encode(c Command) []byte {
 	return e.b
 }
 
-// Decode parses an encoded command. Errors wrap ErrMalformed.
-func Decode(b []byte) (Command, error) {
+// Decode parses an encoded command. Errors wrap ErrMalformed, or
+// ErrNewerEncoding for an encoding above MaxEncoding.
+func Decode(b []byte) (Command, error) { return decodeUpTo(b, MaxEncoding) }
+
+// decodeUpTo is Decode by a member that reads encodings up to max.
+func decodeUpTo(b []byte, max byte) (Command, error) {
 	if len(b) < 2 {
 		return nil, fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
 	}
-	if b[0] != EncodingVersion {
-		return nil, fmt.Errorf("%w: encoding version %d (this member reads %d)", ErrMalformed, b[0], EncodingVersion)
+	v := b[0]
+	switch {
+	case v > max:
+		return nil, fmt.Errorf("%w: encoding %d (this binlogsvr reads up to %d)", ErrNewerEncoding, v, max)
+	case v < EncodingV1:
+		return nil, fmt.Errorf("%w: encoding %d", ErrMalformed, v)
 	}
 	d := dec{b: b[2:]}
 	var c Command
@@ -198,6 +258,18 @@ func Decode(b []byte) (Command, error) {
 		s.NewEpoch = d.uvarint()
 		s.Source = d.source()
 		s.StartGTIDs = d.str()
+		if v == EncodingV1 {
+			s.Source = legacySource(s.Source)
+		} else {
+			flags := d.uvarint()
+			if flags&^FlagFenced != 0 {
+				d.err = fmt.Errorf("unknown set-source flags %#x", flags)
+			}
+			s.Source.Fenced = flags&FlagFenced != 0
+			if strings.HasPrefix(s.Source.Addr, FencedPrefix) {
+				d.err = fmt.Errorf("address %q: a fence is a flag in encoding %d", s.Source.Addr, v)
+			}
+		}
 		c = s
 	case KindPurge:
 		p := &Purge{}

@@ -78,10 +78,20 @@ type Config struct {
 	// Insecure runs the raft links in plaintext (the daemon's --insecure).
 	Insecure bool
 
+	// OnNewerEncoding is called, instead of applying, when the member meets
+	// a log entry in an encoding newer than it reads (sm.go): the daemon
+	// exits saying to upgrade. nil: the error goes to dragonboat, which
+	// stops the process.
+	OnNewerEncoding func(*NewerEncodingError)
+
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 
 	// Test seams: nil means the real disk and TCP.
+	//
+	// MaxEncoding (0: MaxEncoding) makes the member read, and report, only
+	// encodings up to it, as an older binary would.
+	MaxEncoding      byte
 	FS               config.IFS
 	PebbleFS         vfs.FS
 	TransportFactory config.TransportFactory
@@ -363,6 +373,8 @@ func Start(cfg Config) (*Node, error) {
 	create := func(shardID, replicaID uint64) sm.IOnDiskStateMachine {
 		s := newSM(shardID, replicaID, smDir, pfs, n.log)
 		s.onApply = n.onApply
+		s.onNewer = cfg.OnNewerEncoding
+		s.maxEnc = n.maxEncoding()
 		n.mu.Lock()
 		n.sm = s
 		n.mu.Unlock()
@@ -378,8 +390,9 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("logger: starting shard %d as member %d: %w", cfg.ShardID, cfg.ReplicaID, err)
 	}
 	n.runFeed()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.retentionLoop()
+	go n.reportEncodingLoop() // gate.go
 	if n.snapDue != nil {
 		n.wg.Add(1)
 		go n.sizeSnapshotLoop()
@@ -450,7 +463,7 @@ func (n *Node) Propose(ctx context.Context, c Command) (Result, error) {
 		defer cancel()
 	}
 	start := time.Now()
-	res, err := n.nh.SyncPropose(ctx, n.nh.GetNoOPSession(n.cfg.ShardID), Encode(c))
+	res, err := n.nh.SyncPropose(ctx, n.nh.GetNoOPSession(n.cfg.ShardID), n.encodeFor(ctx, c))
 	if err != nil {
 		n.metrics.proposals.WithLabelValues(KindOf(c).String(), "error").Inc()
 		return Result{}, classify(err)

@@ -25,6 +25,10 @@ type SM struct {
 	fs                 vfs.FS
 	log                *slog.Logger
 	onApply            func(*SM)
+	// onNewer is called with a *NewerEncodingError instead of applying an
+	// entry this member cannot decode (Config.OnNewerEncoding).
+	onNewer func(*NewerEncodingError)
+	maxEnc  byte // the newest encoding it reads (Config.MaxEncoding)
 
 	db *pebble.DB
 
@@ -51,7 +55,7 @@ var _ sm.IOnDiskStateMachine = (*SM)(nil)
 const snapshotMagic = "binlogsvr-sm-1\n"
 
 func newSM(shardID, replicaID uint64, dir string, fs vfs.FS, log *slog.Logger) *SM {
-	return &SM{shardID: shardID, replicaID: replicaID, dir: dir, fs: fs, log: log, changed: make(chan struct{})}
+	return &SM{shardID: shardID, replicaID: replicaID, dir: dir, fs: fs, log: log, changed: make(chan struct{}), maxEnc: MaxEncoding}
 }
 
 // Open opens the Pebble database and returns the last applied index.
@@ -102,6 +106,8 @@ func (s *SM) load() (uint64, error) {
 		if err := json.Unmarshal(v, &st); err != nil {
 			return 0, fmt.Errorf("logger: stored state in %s is corrupt: %w", s.dir, err)
 		}
+		st.Source = legacySource(st.Source) // NB: stored before EncodingV2
+
 	}
 	if _, err := newApplier(st); err != nil {
 		return 0, fmt.Errorf("logger: stored state in %s: %w", s.dir, err)
@@ -120,6 +126,33 @@ func (s *SM) load() (uint64, error) {
 	s.base = applyMark{Index: applied, Bytes: s.bytes}
 	s.mu.Unlock()
 	return applied, nil
+}
+
+// NewerEncodingError: the entry at Index is in an encoding this member
+// does not read. The member stops applying there.
+type NewerEncodingError struct {
+	Index    uint64
+	Encoding byte
+	Reads    byte // the newest encoding this member reads
+	Err      error
+}
+
+func (e *NewerEncodingError) Error() string {
+	return fmt.Sprintf("log entry %d is in encoding %d, and this binlogsvr reads up to %d: a newer member wrote it. "+
+		"This member stopped applying before it (nothing is lost: the entry stays in the raft log). "+
+		"Install the newer binlogsvr on this member and start it again", e.Index, e.Encoding, e.Reads)
+}
+
+func (e *NewerEncodingError) Unwrap() error { return e.Err }
+
+// stopOnNewer hands e to the daemon (which exits); without a handler the
+// error goes to dragonboat, which stops the process.
+func (s *SM) stopOnNewer(e *NewerEncodingError) error {
+	s.log.Error(e.Error())
+	if s.onNewer != nil {
+		s.onNewer(e)
+	}
+	return e
 }
 
 // applyMark returns the last applied index with the bytes applied up to
@@ -175,11 +208,23 @@ func (s *SM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 	errs := make([]error, len(ents))
 	indexed := false
 	var size uint64
+	var newer *NewerEncodingError
 	for i := range ents {
+		cmds[i], errs[i] = decodeUpTo(ents[i].Cmd, s.maxEnc)
+		if errors.Is(errs[i], ErrNewerEncoding) {
+			// NB: the entries before it apply; this one and the rest wait
+			// for a binary that reads it. A rejection here would be a
+			// result the other members did not return.
+			newer = &NewerEncodingError{Index: ents[i].Index, Encoding: ents[i].Cmd[0], Reads: s.maxEnc, Err: errs[i]}
+			ents, cmds, errs = ents[:i], cmds[:i], errs[:i]
+			break
+		}
 		size += uint64(len(ents[i].Cmd))
-		cmds[i], errs[i] = Decode(ents[i].Cmd)
 		_, purge := cmds[i].(*Purge)
 		indexed = indexed || purge
+	}
+	if newer != nil && len(ents) == 0 {
+		return nil, s.stopOnNewer(newer)
 	}
 	// NB: only a Purge reads back what the batch holds (the GTIDs of the
 	// files it removes); an indexed batch costs a skiplist insert per key,
@@ -194,7 +239,7 @@ func (s *SM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 		cmd, err := cmds[i], errs[i]
 		if err != nil {
 			r = Result{Code: ResultMalformed, Message: err.Error()}
-			r.Epoch, r.Source, r.LastGTID, r.File, r.Pos = a.st.Epoch, a.st.Source.Addr, a.st.LastGTID, a.st.File, a.st.Pos
+			r.Epoch, r.Source, r.LastGTID, r.File, r.Pos = a.st.Epoch, a.st.Source.String(), a.st.LastGTID, a.st.File, a.st.Pos
 		} else {
 			r = a.apply(cmd, batchView{b})
 		}
@@ -236,6 +281,9 @@ func (s *SM) Update(ents []sm.Entry) ([]sm.Entry, error) {
 	s.mu.Unlock()
 	if s.onApply != nil {
 		s.onApply(s)
+	}
+	if newer != nil {
+		return nil, s.stopOnNewer(newer)
 	}
 	return ents, nil
 }

@@ -87,10 +87,6 @@ const (
 	StateFenced     = "fenced"     // a failover fenced the old source; waiting for the new one
 )
 
-// FencedPrefix starts the source address a failover's fence records: the
-// log's epoch moved away from the old source before a new one is chosen.
-const FencedPrefix = logger.FencedPrefix
-
 // SemiSyncStatus is the source's semi-sync state as last read.
 type SemiSyncStatus = api.SemiSyncStatus
 
@@ -286,7 +282,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 			in.setState(StateNoSource, "")
 			sleep(ctx, 200*time.Millisecond)
 			continue
-		case strings.HasPrefix(r.State().Source.Addr, FencedPrefix):
+		case r.State().Source.Fenced:
 			// NB: a failover fenced the old source and has not set the new
 			// one yet: nothing to pull from until the epoch moves.
 			in.setState(StateFenced, "")

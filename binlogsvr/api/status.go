@@ -4,11 +4,14 @@ import "time"
 
 // Status is the JSON of GET /status: the group as this member sees it.
 type Status struct {
-	ID           uint64 `json:"id"`
-	Role         string `json:"role"`
-	Leader       uint64 `json:"leader"`
-	Epoch        uint64 `json:"epoch"`
-	Source       string `json:"source"`
+	ID     uint64 `json:"id"`
+	Role   string `json:"role"`
+	Leader uint64 `json:"leader"`
+	Epoch  uint64 `json:"epoch"`
+	Source string `json:"source"` // Source.String: "fenced:" + address while fenced
+	// SourceFenced: a failover fenced the source and has not named the
+	// next one yet.
+	SourceFenced bool   `json:"source_fenced"`
 	Flavor       string `json:"flavor"`
 	GTIDExecuted string `json:"gtid_executed"`
 	LastGTID     string `json:"last_gtid"`
@@ -131,4 +134,21 @@ type Source struct {
 	UUID     string // MySQL server_uuid; empty for MariaDB
 	ServerID uint32 // the source's server_id
 	Flavor   string // "mysql" or "mariadb"
+	// Fenced: a failover's fence. The log's epoch moved away from the
+	// source at Addr and nothing more is accepted from it (no Append is
+	// stored, so nothing is ACKed) until a SetSource names a new source.
+	Fenced bool `json:",omitempty"`
+}
+
+// FencedPrefix starts the text form of a fenced source ("fenced:" + Addr):
+// what status pages and older logs show.
+const FencedPrefix = "fenced:"
+
+// String is the source's text form in status pages: its address, or
+// "fenced:" + its address when fenced.
+func (s Source) String() string {
+	if s.Fenced {
+		return FencedPrefix + s.Addr
+	}
+	return s.Addr
 }

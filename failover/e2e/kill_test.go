@@ -14,7 +14,6 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
-	"github.com/binlogsvr/binlogsvr/failover"
 	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
@@ -34,7 +33,7 @@ func (r *rig) waitNewSource(old string, d time.Duration) string {
 		if err != nil {
 			return err
 		}
-		if st.Source == old || failover.IsFenced(st.Source) || st.Source == "" {
+		if st.Source == old || st.SourceFenced || st.Source == "" {
 			return fmt.Errorf("source %s", st.Source)
 		}
 		src = st.Source

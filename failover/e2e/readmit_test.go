@@ -238,7 +238,7 @@ func TestNoCandidateSourceDown(t *testing.T) {
 	if n0 < 1 || n0 > 2 || n1 != n0 {
 		t.Errorf("the advice was logged %d times, then %d: want once (and once more in the failover's first error), not every retry", n0, n1)
 	}
-	if st, _ := r.status(); !failover.IsFenced(st.Source) || st.Epoch != fs0.Epoch+1 {
+	if st, _ := r.status(); !st.SourceFenced || st.Epoch != fs0.Epoch+1 {
 		t.Errorf("while waiting: source %q epoch %d; want the fence at epoch %d", st.Source, st.Epoch, fs0.Epoch+1)
 	}
 

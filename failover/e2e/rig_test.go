@@ -252,7 +252,7 @@ func (r *rig) startLoad(clients int, pace ...time.Duration) *load {
 		srcMu.Lock()
 		defer srcMu.Unlock()
 		if refresh {
-			if st, err := r.status(); err == nil && st.Source != "" && !failover.IsFenced(st.Source) {
+			if st, err := r.status(); err == nil && st.Source != "" && !st.SourceFenced {
 				src = st.Source
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/failover"
 	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
@@ -122,7 +123,7 @@ func TestChoice(t *testing.T) {
 		}
 		time.Sleep(3 * time.Second) // NB: it must stay fenced, not promote
 		st, err := r.status()
-		if err != nil || st.Source != failover.FencedAddr(old) {
+		if err != nil || !st.SourceFenced || st.Source != api.FencedPrefix+old {
 			t.Fatalf("source %q (%v), want it fenced", st.Source, err)
 		}
 		h, _ := r.ctl("history")

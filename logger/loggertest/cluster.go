@@ -47,6 +47,10 @@ type Options struct {
 	// RaftTLS, with Transports, gives members their raft TLS files
 	// (logger.Config.RaftTLS); the others run with Insecure.
 	RaftTLS map[uint64]pki.Files
+	// MaxEncoding runs some members as an older binary would: reading and
+	// reporting entry encodings up to the value (logger.Config.MaxEncoding).
+	// Read at each Start: change it between Stop and Start to upgrade.
+	MaxEncoding map[uint64]byte
 }
 
 // Cluster is an in-process group of members.
@@ -120,6 +124,7 @@ func (c *Cluster) config(id uint64) logger.Config {
 		cfg.Retention = r
 	}
 	cfg.Logger = c.log
+	cfg.MaxEncoding = c.opts.MaxEncoding[id]
 	cfg.FS = c.fs[id]
 	cfg.PebbleFS = c.pfs[id]
 	cfg.TransportFactory = &factory{net: c.net, inner: &chantransport.ChanTransportFactory{}}

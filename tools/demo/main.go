@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
@@ -130,7 +131,7 @@ func run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if st.Source == src.Addr() || strings.HasPrefix(st.Source, "fenced:") || st.Ingest == nil || st.Ingest.State != "streaming" {
+		if st.Source == src.Addr() || strings.HasPrefix(st.Source, api.FencedPrefix) || st.Ingest == nil || st.Ingest.State != "streaming" {
 			return fmt.Errorf("source %s", st.Source)
 		}
 		newSrc = st.Source

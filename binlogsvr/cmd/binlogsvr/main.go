@@ -36,6 +36,7 @@ Exit codes:
   0   stopped by SIGTERM or SIGINT
   1   bad flags, or the member could not start (the message says why)
   75  the data directory's disk is full: restart once space is freed
+  76  the log holds an entry a newer binlogsvr wrote: install the newer version on this member, then restart
   78  this member was removed from the group (binlogctl remove, or the old id of a demoted logger), or the
       data directory belongs to a removed member: restarting does not help; wipe --data-dir and add the
       machine again under a new id (systemd: RestartPreventExitStatus=78)
@@ -71,6 +72,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cfg.Log.Disk.OnFull = binlogsvr.ExitOnDiskFull(log)
+	cfg.Log.OnNewerEncoding = binlogsvr.ExitOnNewerEncoding(log)
 	s, err := binlogsvr.New(cfg, log)
 	if err != nil {
 		return err

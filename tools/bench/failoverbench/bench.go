@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/binlogsvr/binlogsvr/binlogsvr"
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/failover"
 	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
@@ -389,7 +390,7 @@ func (r *run) startLoad(ctx context.Context) *load {
 		srcMu.Lock()
 		defer srcMu.Unlock()
 		if refresh {
-			if st, err := r.status(l.ctx); err == nil && st.Source != "" && !failover.IsFenced(st.Source) {
+			if st, err := r.status(l.ctx); err == nil && st.Source != "" && !strings.HasPrefix(st.Source, api.FencedPrefix) {
 				src = st.Source
 			}
 		}

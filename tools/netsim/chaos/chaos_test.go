@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/binlogsvr/binlogsvr/failover"
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/netsim"
 )
@@ -341,7 +341,7 @@ func (s *soak) monitor(ctx context.Context) {
 		}
 		src := st.Source
 		s.mu.Lock()
-		if prev, ok := s.epochs[st.Epoch]; ok && prev != src && !failover.IsFenced(src) && !failover.IsFenced(prev) {
+		if prev, ok := s.epochs[st.Epoch]; ok && prev != src && !fencedText(src) && !fencedText(prev) {
 			s.mu.Unlock()
 			s.violate("epoch %d names two sources: %s and %s", st.Epoch, prev, src)
 			continue
@@ -349,7 +349,7 @@ func (s *soak) monitor(ctx context.Context) {
 		if _, ok := s.epochs[st.Epoch]; !ok {
 			s.epochs[st.Epoch] = src
 		}
-		if st.Epoch > s.lastEpoch && s.lastEpoch != 0 && failover.IsFenced(src) && s.fencedIn == nil {
+		if st.Epoch > s.lastEpoch && s.lastEpoch != 0 && fencedText(src) && s.fencedIn == nil {
 			// NB: the fence is the failover's decision: the fault it falls
 			// in is the failover's cause, however long the promotion
 			// takes after it (a candidate catching up).
@@ -357,12 +357,12 @@ func (s *soak) monitor(ctx context.Context) {
 		}
 		if st.Epoch > s.lastEpoch && s.lastEpoch != 0 {
 			// NB: a fence is an epoch of its own, naming "fenced:" and the old source.
-			from := strings.TrimPrefix(s.epochs[s.lastEpoch], "fenced:")
+			from := strings.TrimPrefix(s.epochs[s.lastEpoch], api.FencedPrefix)
 			fenced := s.fencedIn
-			if !failover.IsFenced(src) {
+			if !fencedText(src) {
 				s.fencedIn = nil // NB: promoted, or the fenced source re-admitted
 			}
-			if from != src && !failover.IsFenced(src) {
+			if from != src && !fencedText(src) {
 				fo := &failoverSeen{at: time.Now(), epoch: st.Epoch, from: from, to: src}
 				e := fenced
 				if e == nil {
@@ -685,3 +685,6 @@ func TestNetworkFaults(t *testing.T) {
 		t.Errorf("%d failovers, want exactly one, during cut-source-all", n)
 	}
 }
+
+// fencedText: a status page's source is a failover's fence.
+func fencedText(src string) bool { return strings.HasPrefix(src, api.FencedPrefix) }

@@ -23,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/binlogsvr/binlogsvr/failover"
 	"github.com/binlogsvr/binlogsvr/tools/dumptest"
 	"github.com/binlogsvr/binlogsvr/tools/fleet"
 	"github.com/binlogsvr/binlogsvr/tools/netsim"
@@ -368,7 +367,7 @@ func (r *rig) startLoad(clients int) *ledger {
 			mu.Lock()
 			defer mu.Unlock()
 			if refresh {
-				if st, err := r.f.LeaderStatus(ctx); err == nil && st.Source != "" && !failover.IsFenced(st.Source) {
+				if st, err := r.f.LeaderStatus(ctx); err == nil && st.Source != "" && !st.SourceFenced {
 					target = st.Source
 				}
 			}
