@@ -270,6 +270,11 @@ type Policy struct {
 	LastFailover time.Time
 	// VetoedUntil: a pre-failover hook vetoed; do not ask again before.
 	VetoedUntil time.Time
+	// Unarmed, when set, says why an automatic failover could not act: it
+	// has no account to log in to any server with, so it could fence the
+	// source only in the log, never promote a replica nor re-admit the
+	// source, and a source that merely restarted would stay fenced.
+	Unarmed string
 }
 
 // Decision is Decide's answer.
@@ -288,6 +293,9 @@ func Decide(v Verdict, now time.Time, p Policy) Decision {
 	case VerdictDeadSource:
 		if !p.Auto {
 			return Decision{ActionBlocked, "the source's lease ran out but automatic failover is off (--failover-auto); run binlogctl failover"}
+		}
+		if p.Unarmed != "" {
+			return Decision{ActionBlocked, "the source's lease ran out but " + p.Unarmed}
 		}
 		if !p.LastFailover.IsZero() && now.Before(p.LastFailover.Add(p.AntiFlap)) {
 			return Decision{ActionBlocked, fmt.Sprintf("anti-flap: the last failover finished at %s; no automatic failover before %s (binlogctl failover --force overrides)",

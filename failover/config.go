@@ -95,6 +95,18 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.FleetAddr, "failover-fleet-addr", c.FleetAddr, "the fleet's dump address that re-pointed servers replicate from (default: this member's --dump-addr)")
 }
 
+// unarmed says why an automatic failover could not act ("" when it can):
+// with no admin password and no credentials file it cannot log in to the
+// source, a candidate or a re-admitted source.
+func (c *Config) unarmed() string {
+	if c.AdminPassword != "" || c.CredentialsFile != "" {
+		return ""
+	}
+	return "automatic failover is not armed: no admin password ($" + EnvAdminPassword + " or --failover-admin-password-file) and no " +
+		"--failover-credentials-file, so it could neither fence the source nor promote a replica; the fleet waits for the source " +
+		"to come back (binlogctl failover --force fails over by hand)"
+}
+
 // Validate checks the Config and names the flag to fix.
 func (c *Config) Validate() error {
 	switch {

@@ -138,6 +138,8 @@ func TestAnalyseDecide(t *testing.T) {
 		{"anti-flap", with(func(o *Observation) {}), Policy{Auto: true, AntiFlap: 5 * time.Minute, LastFailover: t0.Add(58 * time.Second)}, VerdictDeadSource, ActionBlocked},
 		{"after anti-flap", with(func(o *Observation) {}), Policy{Auto: true, AntiFlap: 5 * time.Second, LastFailover: t0}, VerdictDeadSource, ActionFailover},
 		{"vetoed", with(func(o *Observation) {}), Policy{Auto: true, VetoedUntil: t0.Add(2 * time.Minute)}, VerdictDeadSource, ActionBlocked},
+		{"not armed: no account", with(func(o *Observation) {}), Policy{Auto: true, Unarmed: (&Config{}).unarmed()}, VerdictDeadSource, ActionBlocked},
+		{"armed by a credentials file", with(func(o *Observation) {}), Policy{Auto: true, Unarmed: (&Config{CredentialsFile: "/c"}).unarmed()}, VerdictDeadSource, ActionFailover},
 		{"in progress", with(func(o *Observation) { o.Op = &Operation{Kind: KindFailover, Step: StepFenced, FromEpoch: 1} }), live, VerdictInProgress, ActionResume},
 		{"finished op", with(func(o *Observation) {
 			o.Op = &Operation{Step: StepDone}

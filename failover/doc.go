@@ -41,6 +41,13 @@
 //     or none can be asked (down, cut off), the leader's own fresh evidence
 //     decides: dead-source, and Decide fails over (--failover-auto,
 //     anti-flap and the pre-hook permitting).
+//  6. An automatic failover needs an account to act with: an admin
+//     password or a --failover-credentials-file. Without one it could fence
+//     the source only in the log, never on the server, never promote a
+//     replica and never re-admit the source, so a source that merely
+//     restarted would stay fenced: the decision is blocked instead (it
+//     says so, and warns at start), and the ingest reconnects when the
+//     source is back.
 //
 // # A fence that did not complete is retried
 //

@@ -146,6 +146,9 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, deps: deps, log: deps.Logger.With("component", "failover"), reqs: make(chan request),
 		stall: NewStallDetector(stallPeriod, StallThreshold(cfg.Lease), deps.Now)}
+	if why := cfg.unarmed(); cfg.Auto && why != "" {
+		m.log.Warn("automatic failover is not armed: " + why)
+	}
 	if deps.AskPeers != nil {
 		m.peers = 1 // NB: unknown until the first ask: ask
 	}
@@ -281,7 +284,7 @@ func (m *Manager) tick(ctx context.Context) {
 		}
 	}
 	now = obs.Now
-	pol := Policy{Auto: m.cfg.Auto, AntiFlap: m.cfg.AntiFlap}
+	pol := Policy{Auto: m.cfg.Auto, AntiFlap: m.cfg.AntiFlap, Unarmed: m.cfg.unarmed()}
 	m.mu.Lock()
 	pol.VetoedUntil = m.vetoedUntil
 	m.mu.Unlock()
