@@ -317,12 +317,15 @@ func Start(cfg Config) (*Node, error) {
 	tf, feed := cfg.raftTransport(n.log)
 	n.feed = feed
 	nhc := config.NodeHostConfig{
-		NodeHostDir:         filepath.Join(cfg.DataDir, "raft"),
-		WALDir:              filepath.Join(cfg.DataDir, "raft"),
-		RTTMillisecond:      cfg.RTTMillisecond,
-		RaftAddress:         cfg.RaftAddr,
-		ListenAddress:       cfg.RaftListenAddr,
-		EnableMetrics:       true,
+		NodeHostDir:    filepath.Join(cfg.DataDir, "raft"),
+		WALDir:         filepath.Join(cfg.DataDir, "raft"),
+		RTTMillisecond: cfg.RTTMillisecond,
+		RaftAddress:    cfg.RaftAddr,
+		ListenAddress:  cfg.RaftListenAddr,
+		EnableMetrics:  true,
+		// NB: the proposer learns when its entries commit on a quorum, as
+		// well as when they apply: the ACK path's commit and apply stages.
+		NotifyCommit:        true,
 		Expert:              config.ExpertConfig{FS: cfg.FS, TransportFactory: tf},
 		SystemEventListener: &events{log: n.log, sends: m.snapshotSends},
 	}
@@ -478,8 +481,9 @@ func (n *Node) Propose(ctx context.Context, c Command) (Result, error) {
 // result. Commands proposed by successive calls from one goroutine enter
 // the log in call order (unless one is dropped), which is what lets the
 // Proposer keep several Appends in flight. The wait function has Propose's
-// result contract.
-func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, error), error) {
+// result contract; it also returns when the entry committed on a quorum
+// (zero if that was not reported before its result).
+func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, time.Time, error), error) {
 	start := time.Now()
 	kind := KindOf(c).String()
 	rs, err := n.nh.Propose(n.nh.GetNoOPSession(n.cfg.ShardID), Encode(c), timeout)
@@ -487,9 +491,17 @@ func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, e
 		n.metrics.proposals.WithLabelValues(kind, "error").Inc()
 		return nil, classify(err)
 	}
-	return func() (Result, error) {
+	return func() (Result, time.Time, error) {
 		defer rs.Release()
-		r := <-rs.AppliedC() // NB: always delivered: dragonboat times the request out itself
+		// NB: with NotifyCommit, ResultC delivers the commit first (when
+		// it happened before the outcome), then the outcome; the outcome
+		// is always delivered: dragonboat times the request out itself.
+		var committed time.Time
+		r := <-rs.ResultC()
+		if r.Committed() {
+			committed = time.Now()
+			r = <-rs.ResultC()
+		}
 		var err error
 		switch {
 		case r.Completed():
@@ -497,7 +509,7 @@ func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, e
 			out := decodeResult(res.Value, res.Data)
 			n.metrics.proposals.WithLabelValues(kind, out.Code.String()).Inc()
 			n.metrics.commitLatency.Observe(time.Since(start).Seconds())
-			return out, nil
+			return out, committed, nil
 		case r.Rejected():
 			err = dragonboat.ErrRejected
 		case r.Timeout():
@@ -512,7 +524,7 @@ func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, e
 			err = fmt.Errorf("unknown request outcome %v", r)
 		}
 		n.metrics.proposals.WithLabelValues(kind, "error").Inc()
-		return Result{}, classify(err)
+		return Result{}, committed, classify(err)
 	}, nil
 }
 

@@ -58,17 +58,19 @@ type pending struct {
 // StageTimes are when one transaction passed the proposer's stages, for
 // the ACK path's per-stage latencies.
 type StageTimes struct {
-	Enqueued time.Time // Enqueue took it
-	Proposed time.Time // its batch went to raft
-	Stored   time.Time // its batch's result came back: committed on a quorum and applied here
+	Enqueued  time.Time // Enqueue took it
+	Proposed  time.Time // its batch went to raft
+	Committed time.Time // its batch committed on a quorum (zero if not reported)
+	Stored    time.Time // its batch's result came back: committed on a quorum and applied here
 }
 
 type batch struct {
-	ps       []*pending
-	gen      int
-	res      Result
-	err      error
-	proposed time.Time
+	ps        []*pending
+	gen       int
+	res       Result
+	err       error
+	proposed  time.Time
+	committed time.Time
 }
 
 // NewProposer returns a proposer for one source and epoch.
@@ -317,7 +319,7 @@ func (p *Proposer) Run(ctx context.Context) (err error) {
 				if err != nil {
 					b.err = err
 				} else {
-					b.res, b.err = wait()
+					b.res, b.committed, b.err = wait()
 				}
 				// NB: release the waiting submitters from here, one hop
 				// sooner than through Run's loop; Run only keeps count.
@@ -374,7 +376,7 @@ func (p *Proposer) finish(b *batch, err error) {
 	}
 	now := time.Now()
 	for _, pd := range b.ps {
-		pd.times.Proposed, pd.times.Stored = b.proposed, now
+		pd.times.Proposed, pd.times.Committed, pd.times.Stored = b.proposed, b.committed, now
 		pd.done <- err
 	}
 }

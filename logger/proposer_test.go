@@ -43,7 +43,7 @@ func closedLoop(t *testing.T, l *logger.Node, p *logger.Proposer, f *feeder, n, 
 					errs <- err
 					return
 				}
-				if ts := tk.Times(); ts.Enqueued.IsZero() || ts.Proposed.Before(ts.Enqueued) || ts.Stored.Before(ts.Proposed) || ts.Stored.After(time.Now()) {
+				if ts := tk.Times(); ts.Enqueued.IsZero() || ts.Proposed.Before(ts.Enqueued) || ts.Committed.Before(ts.Proposed) || ts.Stored.Before(ts.Committed) || ts.Stored.After(time.Now()) {
 					errs <- fmt.Errorf("stage times out of order: %+v", ts)
 					return
 				}

@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer, in *Ingester) (*metrics, error) {
 		ackStages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "binlogsvr_semisync_ack_stage_seconds",
 			Help: "The ACK latency by stage, for each ACK sent: cut (last event received → queued for the log), queue (→ its raft entry proposed), " +
-				"raft (→ committed on a quorum and applied here), handoff (→ the acker saw it), ack (→ the ACK written to the source). The stages add up to binlogsvr_semisync_ack_latency_seconds.",
+				"commit (→ committed on a quorum), apply (→ applied here and its result back), handoff (→ the acker saw it), ack (→ the ACK written to the source). The stages add up to binlogsvr_semisync_ack_latency_seconds.",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 2, 20),
 		}, []string{"stage"}),
 		acks:          prometheus.NewCounter(prometheus.CounterOpts{Name: "binlogsvr_semisync_acks_total", Help: "Semi-sync ACKs sent to the source."}),
@@ -63,13 +63,13 @@ func newMetrics(reg prometheus.Registerer, in *Ingester) (*metrics, error) {
 
 // AckStages names the stages of binlogsvr_semisync_ack_stage_seconds, in
 // order.
-var AckStages = []string{"cut", "queue", "raft", "handoff", "ack"}
+var AckStages = []string{"cut", "queue", "commit", "apply", "handoff", "ack"}
 
 // observeStages records one ACK's stages: received is when the
 // transaction's last event was read, t the proposer's times, seen when the
 // acker learnt the outcome, sent when the ACK was written.
 func (m *metrics) observeStages(received time.Time, t logger.StageTimes, seen, sent time.Time) {
-	if t.Enqueued.IsZero() || t.Proposed.IsZero() || t.Stored.IsZero() {
+	if t.Enqueued.IsZero() || t.Proposed.IsZero() || t.Committed.IsZero() || t.Stored.IsZero() {
 		return
 	}
 	for i, d := range stageDurations(received, t, seen, sent) {
@@ -79,7 +79,7 @@ func (m *metrics) observeStages(received time.Time, t logger.StageTimes, seen, s
 
 // stageDurations splits received → sent at the stage boundaries. Pure.
 func stageDurations(received time.Time, t logger.StageTimes, seen, sent time.Time) []time.Duration {
-	at := []time.Time{received, t.Enqueued, t.Proposed, t.Stored, seen, sent}
+	at := []time.Time{received, t.Enqueued, t.Proposed, t.Committed, t.Stored, seen, sent}
 	out := make([]time.Duration, len(at)-1)
 	for i := range out {
 		out[i] = max(0, at[i+1].Sub(at[i]))

@@ -14,8 +14,8 @@ import (
 func TestStageDurations(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
 	ms := func(n float64) time.Time { return t0.Add(time.Duration(n * float64(time.Millisecond))) }
-	got := stageDurations(t0, logger.StageTimes{Enqueued: ms(0.02), Proposed: ms(0.3), Stored: ms(1.1)}, ms(1.15), ms(1.2))
-	want := []time.Duration{20 * time.Microsecond, 280 * time.Microsecond, 800 * time.Microsecond, 50 * time.Microsecond, 50 * time.Microsecond}
+	got := stageDurations(t0, logger.StageTimes{Enqueued: ms(0.02), Proposed: ms(0.3), Committed: ms(0.9), Stored: ms(1.1)}, ms(1.15), ms(1.2))
+	want := []time.Duration{20 * time.Microsecond, 280 * time.Microsecond, 600 * time.Microsecond, 200 * time.Microsecond, 50 * time.Microsecond, 50 * time.Microsecond}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("stages %v, want %v", got, want)
 	}
@@ -29,7 +29,7 @@ func TestStageDurations(t *testing.T) {
 	if len(AckStages) != len(got) {
 		t.Fatalf("%d stage names for %d stages", len(AckStages), len(got))
 	}
-	for i, d := range stageDurations(t0, logger.StageTimes{Enqueued: ms(1), Proposed: ms(0.5), Stored: ms(2)}, ms(3), ms(4)) {
+	for i, d := range stageDurations(t0, logger.StageTimes{Enqueued: ms(1), Proposed: ms(0.5), Committed: ms(0.4), Stored: ms(2)}, ms(3), ms(4)) {
 		if d < 0 {
 			t.Fatalf("stage %s negative: %v", AckStages[i], d)
 		}

@@ -120,7 +120,7 @@ func stageTable(rows []string, stats map[string]map[string]stageStat) string {
 		return ""
 	}
 	var sb strings.Builder
-	sb.WriteString("The fleet's ACK path by stage, measured inside its leader (binlogsvr_semisync_ack_stage_seconds): mean / p50 in ms per ACK. cut: the transaction's last event received → queued for the log; queue: → its raft entry proposed (linger, entries in flight); raft: → committed on a quorum and applied on the leader; handoff: → the acker saw it; ack: → the ACK written to the source. The stages add up to total.\n\n")
+	sb.WriteString("The fleet's ACK path by stage, measured inside its leader (binlogsvr_semisync_ack_stage_seconds): mean / p50 in ms per ACK. cut: the transaction's last event received → queued for the log; queue: → its raft entry proposed (linger, entries in flight); commit: → committed on a quorum (the leader's and a follower's raft log fsync'd, two network hops); apply: → applied on the leader and its result back; handoff: → the acker saw it; ack: → the ACK written to the source. The stages add up to total.\n\n")
 	sb.WriteString("| workload/threads | ACKs |")
 	for _, s := range semisync.AckStages {
 		sb.WriteString(" " + s + " |")
