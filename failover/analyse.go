@@ -193,6 +193,14 @@ func Analyse(o Observation) Verdict {
 	return VerdictDeadSource
 }
 
+// noContact says since when the source is silent.
+func (o Observation) noContact() string {
+	if o.LastContact.IsZero() {
+		return "no contact since this member began leading at " + o.LeaderSince.UTC().Format("15:04:05.000")
+	}
+	return "no contact since " + o.LastContact.UTC().Format("15:04:05.000")
+}
+
 // Explain says why o got verdict v, for the status and the log. Pure.
 func Explain(o Observation, v Verdict) string {
 	switch v {
@@ -205,7 +213,7 @@ func Explain(o Observation, v Verdict) string {
 		if !o.Now.Before(o.LeaseExpiry()) {
 			return fmt.Sprintf("the lease ran out but only %d fresh probe(s) failed (%d needed): waiting for fresh evidence", o.FreshFailures(), MinFailedProbes)
 		}
-		return fmt.Sprintf("no contact since %s; the lease runs out at %s", o.LastContact.UTC().Format("15:04:05.000"), o.LeaseExpiry().UTC().Format("15:04:05.000"))
+		return fmt.Sprintf("%s; the lease runs out at %s", o.noContact(), o.LeaseExpiry().UTC().Format("15:04:05.000"))
 	case VerdictConfirming:
 		return "the lease ran out on this member's evidence: asking another member to probe the source"
 	case VerdictSeenByPeer:
@@ -215,7 +223,7 @@ func Explain(o Observation, v Verdict) string {
 		if o.Fenced {
 			return "the source is fenced"
 		}
-		msg := fmt.Sprintf("the source's lease ran out: no contact since %s, %d fresh probes failed", o.LastContact.UTC().Format("15:04:05.000"), o.FreshFailures())
+		msg := fmt.Sprintf("the source's lease ran out: %s, %d fresh probes failed", o.noContact(), o.FreshFailures())
 		switch {
 		case o.Peers == 0:
 			msg += ", no other member to ask"
