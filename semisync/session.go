@@ -289,13 +289,11 @@ func (s *session) storedAck(semi bool) *logger.TxnRecord {
 // is ACKed only after its Ticket reports it committed and applied.
 func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, items <-chan ackItem) {
 	in := s.in
-	var pendingAck *ackItem
-	flush := func() {
-		if pendingAck == nil {
+	var core ackCore // ackcore.go: which position to ACK, and when
+	send := func(a *ackItem) {
+		if a == nil {
 			return
 		}
-		a := pendingAck
-		pendingAck = nil
 		s.wmu.Lock()
 		_ = s.raw.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		_, err := s.raw.Write(ackPacket(a.cut.txn.SourceFile, a.cut.txn.SourceEnd))
@@ -315,7 +313,7 @@ func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, ite
 		select {
 		case it, ok = <-items:
 		default:
-			flush() // NB: nothing more is ready: ACK what is stored now
+			send(core.take()) // NB: nothing more is ready: ACK what is stored now
 			select {
 			case it, ok = <-items:
 			case <-ctx.Done():
@@ -326,7 +324,7 @@ func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, ite
 			return
 		}
 		if _, ok := it.tk.TryResult(); !ok {
-			flush()
+			send(core.take())
 			select {
 			case <-it.tk.Done():
 			case <-ctx.Done():
@@ -339,18 +337,13 @@ func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, ite
 				return
 			}
 		}
-		if err := it.tk.Err(); err != nil {
-			// Not stored: never ACKed. The session ends; the next one resumes
-			// from the log's state.
+		it.seen = time.Now()
+		if err := core.outcome(it, it.tk.Err()); err != nil {
 			cancel(fmt.Errorf("semisync: transaction %s not stored: %w", it.cut.txn.GTID, err))
 			return
 		}
 		in.metrics.stored.Inc()
 		in.noteStored(it.cut.txn.GTID)
-		if it.cut.needAck {
-			it.seen = time.Now()
-			pendingAck = &it
-		}
 	}
 }
 
