@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -30,6 +31,33 @@ func main() {
 	}
 }
 
+// parseArgs parses the command line and the --config file into a Config;
+// done when --print-config printed it to stdout and nothing is to run.
+func parseArgs(args []string, stdout io.Writer) (cfg binlogsvr.Config, done bool, err error) {
+	cfg = binlogsvr.DefaultConfig()
+	fs := pflag.NewFlagSet("binlogsvr", pflag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "Usage: binlogsvr --id N --data-dir DIR --raft-addr HOST:PORT (--members 1=HOST:PORT,... | --join) [flags]\n\n")
+		fs.PrintDefaults()
+		fmt.Fprint(os.Stderr, exitCodes)
+	}
+	cfg.RegisterFlags(fs)
+	configFile := fs.String("config", "", "a TOML file of flags (keys are the flags' names without --; the command line wins; no passwords)")
+	printCfg := fs.Bool("print-config", false, "print the effective configuration (flags, --config file, defaults) as a config file, and exit")
+	if err := fs.Parse(args); err != nil {
+		return cfg, false, err
+	}
+	if *configFile != "" {
+		if err := applyConfigFile(fs, *configFile); err != nil {
+			return cfg, false, err
+		}
+	}
+	if *printCfg {
+		return cfg, true, printConfig(stdout, fs)
+	}
+	return cfg, false, nil
+}
+
 // exitCodes ends --help.
 const exitCodes = `
 Exit codes:
@@ -46,15 +74,8 @@ func run(args []string) error {
 	// NB: the data directory holds every row the source wrote: directories
 	// 0700, files 0600, whatever dragonboat and Pebble ask for.
 	syscall.Umask(0o077)
-	cfg := binlogsvr.DefaultConfig()
-	fs := pflag.NewFlagSet("binlogsvr", pflag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "Usage: binlogsvr --id N --data-dir DIR --raft-addr HOST:PORT (--members 1=HOST:PORT,... | --join) [flags]\n\n")
-		fs.PrintDefaults()
-		fmt.Fprint(os.Stderr, exitCodes)
-	}
-	cfg.RegisterFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	cfg, done, err := parseArgs(args, os.Stdout)
+	if err != nil || done {
 		return err
 	}
 	if err := cfg.LoadSecrets(os.Getenv); err != nil {
