@@ -17,7 +17,7 @@ import (
 	"github.com/binlogsvr/binlogsvr/logger/binlog"
 	"github.com/binlogsvr/binlogsvr/logger/binlog/binlogtest"
 	"github.com/binlogsvr/binlogsvr/logger/loggertest"
-	raftpb "github.com/lni/dragonboat/v4/raftpb"
+	pb "github.com/lni/dragonboat/v4/raftpb"
 )
 
 // wait bounds every wait for the group: a liveness bound, not a speed
@@ -307,23 +307,33 @@ func TestClusterSnapshotBySize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, last := lr.GetRange()
-	ss := lr.Snapshot()
-	if ss.Index == 0 || first <= stoppedAt+1 {
-		t.Fatalf("leader's raft log: entries %d..%d, snapshot at %d: not compacted past the stopped member's %d", first, last, ss.Index, stoppedAt)
-	}
-	ents, err := lr.Entries(first, ss.Index+1, math.MaxUint64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var behind int
-	for _, e := range ents {
-		behind += len(e.Cmd)
-	}
-	if behind > 2*budget {
-		t.Fatalf("leader keeps %d bytes in %d entries behind its snapshot at %d; the budget is %d", behind, len(ents), ss.Index, budget)
-	}
-	t.Logf("leader's raft log: entries %d..%d, snapshot at %d, %d bytes in %d entries behind it", first, last, ss.Index, behind, len(ents))
+	// NB: polled: the compaction after a snapshot runs asynchronously, so
+	// right after the last append the newest snapshot's compaction may
+	// still be pending (measured: 10 entries, 603 KB behind, about one run
+	// in ten under -race).
+	var first, last uint64
+	var ss pb.Snapshot
+	var behind, n int
+	c.Eventually(wait, "the leader's raft log compacted to the budget", func() error {
+		first, last = lr.GetRange()
+		ss = lr.Snapshot()
+		if ss.Index == 0 || first <= stoppedAt+1 {
+			return fmt.Errorf("leader's raft log: entries %d..%d, snapshot at %d: not compacted past the stopped member's %d", first, last, ss.Index, stoppedAt)
+		}
+		ents, err := lr.Entries(first, ss.Index+1, math.MaxUint64)
+		if err != nil {
+			return err
+		}
+		behind, n = 0, len(ents)
+		for _, e := range ents {
+			behind += len(e.Cmd)
+		}
+		if behind > 2*budget {
+			return fmt.Errorf("leader keeps %d bytes in %d entries behind its snapshot at %d; the budget is %d", behind, len(ents), ss.Index, budget)
+		}
+		return nil
+	})
+	t.Logf("leader's raft log: entries %d..%d, snapshot at %d, %d bytes in %d entries behind it", first, last, ss.Index, behind, n)
 	lr3, err := c.Node(3).NodeHost().GetLogReader(1)
 	if err != nil {
 		t.Fatal(err)
@@ -503,9 +513,9 @@ func raftEntryEncoding(t *testing.T, n *logger.Node) byte {
 	for i := len(ents) - 1; i >= 0; i-- {
 		cmd := ents[i].Cmd
 		switch {
-		case ents[i].Type == raftpb.EncodedEntry && len(cmd) > 0 && cmd[0] == 0:
+		case ents[i].Type == pb.EncodedEntry && len(cmd) > 0 && cmd[0] == 0:
 			cmd = cmd[1:] // NB: dragonboat's header: version 0, no compression, no session
-		case ents[i].Type != raftpb.ApplicationEntry:
+		case ents[i].Type != pb.ApplicationEntry:
 			continue
 		}
 		if c, err := logger.Decode(cmd); err == nil {
