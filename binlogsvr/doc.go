@@ -3,9 +3,32 @@
 // ingest/serving parts, and the admin HTTP API (/status, /metrics,
 // /healthz). The main function lives in binlogsvr/cmd/binlogsvr.
 //
+// Files: config.go (Config, flags, secrets), server.go (New, Run, the
+// seeding of the log's first source), admin.go (status, health, metrics,
+// binlogs), auth.go (TLS, tokens, roles: routeRoles), members.go and
+// failover.go (learner's and failover's routes and goroutines), vantage.go
+// (GET /failover/probe-source), disk.go (the exit on a full disk or a
+// newer log encoding), debug.go / nodebug.go (the debug endpoints, or
+// their absence).
+//
+// Invariants:
+//
+//  1. Run owns every goroutine of the member (ingest, dump server,
+//     membership manager, failover manager, admin server, the seed and
+//     registration loops) and joins them before it closes the log node.
+//  2. Every admin route needs a role (routeRoles; a route missing there
+//     needs operate), except GET /healthz and, with --metrics-open,
+//     GET /metrics. Every call that needs operate (but /debug/ ones) is
+//     recorded in the audit trail with the caller's name (auditAdmin).
+//  3. A member whose disk is full exits with ExitDiskFull (75), one that
+//     meets a newer log encoding with ExitNewerEncoding (76), one removed
+//     from the group with ExitRemoved (78); each says why in one line.
+//
 // The caller's duties: build a Config (DefaultConfig, RegisterFlags, parse,
-// LoadSecrets), call New, then Run with a context cancelled on SIGTERM; Run
-// returns after a clean shutdown.
+// LoadSecrets), set Log.Disk.OnFull (ExitOnDiskFull) and
+// Log.OnNewerEncoding (ExitOnNewerEncoding), call New, then Run with a
+// context cancelled on SIGTERM; Run returns after a clean shutdown, or the
+// error that ended the member (learner.ErrRemoved: exit ExitRemoved).
 //
 // The admin API's JSON types live in binlogsvr/api (a leaf that clients
 // such as binlogctl import without the daemon). The debug endpoints

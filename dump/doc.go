@@ -22,7 +22,8 @@
 //     artificial GTID_LIST of MariaDB GTID dumps, real and fake ROTATE at a
 //     file switch, HEARTBEAT v1 or MySQL v2 when idle, EOF for
 //     non-blocking dumps); wire.go frames it (events over 16 MiB span
-//     several packets);
+//     several packets); cache.go shares the chunks of the log that several
+//     dumps read (outside the Go heap, reused once released);
 //   - login.go, throttle.go: the connection phase, done here rather than
 //     by go-mysql's server package so that it can be bounded: greeting,
 //     TLS switch (certificate files re-read on change, or a self-signed
@@ -50,13 +51,32 @@
 // replicas run asynchronously from the fleet. The fleet's server_id and
 // server_uuid are Config's, the same on every member.
 //
+// Invariants:
+//
+//  1. A dump sends only what the log's Reader returns: applied, so
+//     committed, entries (rule 3 of DESIGN.md). A dump that reaches the end
+//     of the committed log waits on Reader.Changed (heartbeats meanwhile);
+//     one that asks for transactions this member does not hold yet waits
+//     up to --dump-ahead-wait for them rather than failing.
+//  2. The bytes sent are the log's, at the log's (file, position); only
+//     the events a source synthesizes itself (fake ROTATE, the FDE's
+//     created and log_pos, heartbeats, the artificial GTID_LIST) are made
+//     here. Because committed bytes never change, the chunk cache may
+//     share them between dumps.
+//  3. Nothing a client sends before login costs more than a bounded
+//     packet, a bounded time and a place counted in --dump-max-clients;
+//     a malformed command gets a MySQL error, never a crash.
+//
 // The caller's duties:
 //
 //  1. Fill Config (Addr, User, Password from the daemon's --dump-addr,
 //     --dump-user and $BINLOGSVR_DUMP_PASSWORD; the rest from
 //     RegisterFlags; LoadSecrets for the schema endpoint's password, which
-//     New also does if the caller did not) and call New with a ReaderSource (a *logger.Node), a
-//     logger and a registry. New listens at once, so Addr is known.
+//     New also does if the caller did not) and call New with a
+//     ReaderSource, a logger and a registry. The daemon passes learner's
+//     Manager.Gate, whose Reader is nil until a new learner has caught up,
+//     so that it serves no dump before; a *logger.Node serves at once.
+//     New listens at once, so Addr is known.
 //  2. Call Run(ctx) exactly once; it serves until ctx ends, then closes
 //     every connection and returns after all goroutines have ended.
 //  3. Report Clients() in /status (and binlogctl status).

@@ -6,8 +6,29 @@
 // epoch is rejected with logger.ResultStaleEpoch, and one to a fenced log
 // with logger.ResultWrongSource.
 //
-// The caller's duty: read the log's state with Log.State and handle its
-// error (a closed log is no state, never epoch 0).
+// Invariants: the epoch is the fence (rule 5 of DESIGN.md: once the
+// fence's SetSource applied, no Append from the old source is accepted,
+// whatever the old server does); a replica is promoted only once it has
+// applied every transaction the log held at the fence (stepCatchUp, and
+// again at stepPromote: rule 4), and never one holding errant transactions
+// the log does not; every step of an operation is recorded in the log
+// before the next begins, and is idempotent, so a new leader resumes it.
+//
+// The caller's duties:
+//
+//  1. Build a Config (DefaultConfig, RegisterFlags, Validate) and Deps:
+//     the log (NodeLog), the connectors (SQLConnector; the lease probe
+//     with the source's TLS, the rest with --failover-ssl-mode), the
+//     ingest's view (contact times), AskPeers (the other members'
+//     ProbeSource); call New.
+//  2. Run the Manager's Run on every member, in a goroutine the daemon
+//     owns, and join it; it acts only while its member leads.
+//  3. Send operators' failovers and switchovers through Do (it runs them
+//     on Run's goroutine; ErrNotLeader: ask the leader); serve Status,
+//     History, Candidates, RejoinCheck, Rejoin and ProbeSource; map the
+//     package's sentinel errors to client errors.
+//  4. Read the log's state with Log.State and handle its error: a closed
+//     log is no state, never epoch 0.
 //
 // # The lease expires only on evidence
 //

@@ -32,6 +32,22 @@
 // non-voter: a demoted logger leaves the group and rejoins as a learner
 // under a new id (Check insists on it).
 //
+// Invariants:
+//
+//  1. A change is made only if Check allows it on a fresh View: promoting,
+//     demoting or removing a logger keeps a reachable quorum of loggers,
+//     the last logger is never removed, a removed id is never reused.
+//     A refusal changes nothing.
+//  2. A learner serves dumps only once caught up: the Gate's Reader is nil
+//     until then.
+//  3. A group purge (PlanPurge) never passes a file that a catching-up
+//     learner, an unreachable member or a replica (connected, or within
+//     --replica-hold-ttl of its disconnection) still needs, unless forced;
+//     a member's own retention never moves the group's file names or
+//     positions.
+//  4. A member removed from the group never runs again on the same data
+//     directory (the removed marker).
+//
 // The caller's duties:
 //
 //  1. Build a Config (RegisterFlags, Validate) and Deps; call New after the

@@ -109,10 +109,10 @@ type Retention struct {
 // DefaultConfig returns a Config with the defaults of the flags.
 //
 // NB: the election timeout is 1 s (100 × 10 ms), as etcd's: a member's raft
-// step loop writing and fsyncing megabytes of large transactions stalled
-// for 160–600 ms on a shared disk, and with 300 ms 3 of 4 runs of 64
-// proposers of 1 MiB lost their leader to such a stall (5 elections, 24–80
-// failed proposals); with 1 s, none did.
+// step loop that writes and fsyncs megabytes of large transactions can
+// stall for 160–600 ms on a shared disk. A 300 ms timeout loses the leader
+// to such a stall (64 proposers of 1 MiB: elections and failed proposals
+// in most runs); 1 s rides it out.
 func DefaultConfig() Config {
 	return Config{ShardID: 1, Role: RoleLogger, LogDB: "tan", Transport: TransportTCP, LogPrefill: true, RTTMillisecond: 10, ElectionRTT: 100, HeartbeatRTT: 3,
 		SnapshotEntries: 10000, CompactionOverhead: 5000, SnapshotBytes: 256 << 20, Disk: DefaultDiskConfig()}

@@ -16,11 +16,11 @@ import (
 // dragonboat's raft hands over a pb.Update's State only when it changed
 // and leaves it empty otherwise. tan remembers the State of every update it
 // writes, the empty ones too, and fsyncs an update whose term or vote
-// differs from the one it remembers. So after every update that carried
-// entries but no State, the next update that moved only the commit index
-// was compared against an empty State and fsync'd, and so was the next
-// update with nothing in it: two or three fsyncs per member per raft round
-// on this machine, where raft needs one (the entries).
+// differs from the one it remembers. So after every update that carries
+// entries but no State, the next update that moves only the commit index
+// is compared against an empty State and fsync'd, and so is the next
+// update with nothing in it: unwrapped, tan makes two or three fsyncs per
+// member per raft round where raft needs one (the entries).
 //
 // Writing commit-index moves without an fsync is not the fix: when tan
 // moves to a new log file it fsyncs an index that points at the old file's

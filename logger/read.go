@@ -30,7 +30,7 @@ type Reader struct {
 	// NB: where the last reads ended: the stored value a sequential read
 	// continues in. Finding it with SeekLT makes Pebble copy the whole
 	// value (reverse iteration keeps it aside), which for a 20 MiB
-	// transaction read in pieces was 20 MiB per piece; a seek forward to a
+	// transaction read in pieces is 20 MiB per piece; a seek forward to a
 	// known key copies nothing.
 	hintMu sync.Mutex
 	hints  [4]extent

@@ -29,8 +29,8 @@ import (
 // dragonboat's built-in TCP transport writes every message batch as three
 // writes (a 2-byte magic, an 18-byte header, the payload) and reads it as
 // three reads, each with its own deadline. On loopback each write is a
-// segment that wakes the reader: with three members sharing two cores, the
-// transport was 16–20% of a member's CPU under 64 proposers. This one
+// segment that wakes the reader: with three members sharing two cores,
+// that transport takes 16–20% of a member's CPU under 64 proposers. This one
 // frames a batch in one buffer, writes it with one write and reads through
 // a buffer, so a batch is one write and usually one read. The bytes on the
 // wire are dragonboat's, so members using either transport talk to each

@@ -21,21 +21,22 @@ import (
 // per raft round on every member. It preallocates the file with
 // fallocate(FALLOC_FL_KEEP_SIZE), so each append still turns unwritten
 // extents into written ones and grows the file's size, and each fsync
-// commits the file system's journal as well as the data. On this
-// machine's ext4, appending 8 KiB and fsyncing took p50 345-460 µs and
-// 210-320 µs of CPU; the same write over blocks already written with zeros,
-// then fdatasync, p50 215-250 µs and 140-185 µs of CPU (fallocate without
-// KEEP_SIZE did not help: its extents are still unwritten). Databases do
-// the same for their logs (InnoDB's redo files, RocksDB's recycled WALs).
+// commits the file system's journal as well as the data. On ext4,
+// appending 8 KiB and fsyncing costs p50 345-460 µs and 210-320 µs of CPU;
+// the same write over blocks already written with zeros, then fdatasync,
+// p50 215-250 µs and 140-185 µs of CPU (fallocate without KEEP_SIZE does
+// not help: its extents are still unwritten). Databases do the same for
+// their logs (InnoDB's redo files, RocksDB's recycled WALs).
 //
 // Zeroing costs as many bytes written as the log itself. A log of small
 // transactions is bound by fsync latency and gains (tools/bench: 64
 // proposers of 200 bytes, one proposer); a log of large ones is bound by
-// the disk's bandwidth and loses (1 MiB transactions: 12-30% in tools/bench
-// when every file was zeroed). So the first log file after start is zeroed
-// when tan creates it, and a spare for the next is zeroed in the background
-// only when the current file filled its first half slowly (minHalf); a
-// file with no spare ready grows as tan appends to it, as before.
+// the disk's bandwidth and loses (1 MiB transactions: 12-30% slower in
+// tools/bench with every file zeroed). So the first log file after start is
+// zeroed when tan creates it, and a spare for the next is zeroed in the
+// background only when the current file filled its first half slowly
+// (minHalf); a file with no spare ready grows as tan appends to it, as it
+// does without this file system.
 //
 // Safety:
 //   - fdatasync writes a file's data and the metadata needed to read it
@@ -74,7 +75,7 @@ type zeroedLogFS struct {
 	// minHalf: the next spare is prepared when the current log file is
 	// half full, if that took at least this long. Zeroing doubles the
 	// bytes written, which a log written faster than it can afford (large
-	// transactions, bandwidth-bound: 1 MiB transactions lost 12-30% in
+	// transactions, bandwidth-bound: 1 MiB transactions lose 12-30% in
 	// tools/bench) while a log of small transactions is bound by fsync
 	// latency. 2 s for half a file is 16 MiB/s.
 	minHalf time.Duration

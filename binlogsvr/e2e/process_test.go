@@ -181,8 +181,8 @@ func TestProcessesAppendStopKillRestart(t *testing.T) {
 	checkBinlogctl(t, f, src)
 }
 
-// checkBinlogctl runs the real binlogctl against a member: the JSON names
-// the issue gives, and the table.
+// checkBinlogctl runs the real binlogctl against a member: the JSON field
+// names (an operator-facing contract), and the table.
 func checkBinlogctl(t *testing.T, f *fleet.Fleet, src *sandbox.Server) {
 	t.Helper()
 	bin, err := fleet.Tool(t.TempDir(), "binlogctl")

@@ -22,7 +22,7 @@ import (
 // a purged file, a wrong password, unknown statements and commands, and a
 // client that disconnects in the middle of a 20 MiB event each get the
 // right error or are dropped cleanly, while a real replica attached to the
-// same member keeps replicating (Done-when 6).
+// same member keeps replicating.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
 	opts := sandbox.Options{Flavor: sandbox.MariaDB, ExtraArgs: dumptest.ServerArgs}

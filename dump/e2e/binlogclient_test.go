@@ -75,8 +75,7 @@ func firstDiff(a, b []byte) int {
 
 // TestMariaDBBinlogRemote: mariadb-binlog --read-from-remote-server --raw
 // fetches every file of the fleet (several, with a 20 MiB event), and
-// replaying them into a fresh server gives the source's data (Done-when 3,
-// MariaDB half).
+// replaying them into a fresh server gives the source's data.
 func TestMariaDBBinlogRemote(t *testing.T) {
 	t.Parallel()
 	opts := sandbox.Options{Flavor: sandbox.MariaDB, ExtraArgs: dumptest.ServerArgs}
@@ -146,8 +145,7 @@ func TestMariaDBBinlogRemote(t *testing.T) {
 
 // TestMySQLBinlogRemote: MySQL 9.7 mysqlbinlog
 // --read-from-remote-source=BINLOG-DUMP-GTIDS --raw fetches every file of
-// the fleet; replaying them into a fresh 9.7 server gives the source's data
-// (Done-when 3, MySQL half).
+// the fleet; replaying them into a fresh 9.7 server gives the source's data.
 func TestMySQLBinlogRemote(t *testing.T) {
 	t.Parallel()
 	opts := sandbox.Options{Flavor: sandbox.MySQL, ExtraArgs: dumptest.ServerArgs}

@@ -53,7 +53,7 @@ func schemaEndpoint(c *dump.Config, s *sandbox.Server) {
 // TestCDCClients: go-mysql canal and zongji (node, @vlasky/zongji) receive
 // every row change exactly once from a fleet member, with their schema
 // queries (canal: SHOW FULL COLUMNS; zongji: a prepared I_S query) passed
-// through to the schema endpoint (Done-when 4).
+// through to the schema endpoint.
 func TestCDCClients(t *testing.T) {
 	t.Parallel()
 	for _, flav := range []sandbox.Flavor{sandbox.MariaDB, sandbox.MySQL} {

@@ -13,7 +13,7 @@ import (
 // TestMariaDBReplicas: a real MariaDB 10.11 replica by GTID and another by
 // file/position, both attached to a fleet member, replicate a mixed
 // workload (with a 20 MiB row and a 100,000-row transaction) and end with
-// the source's data (Done-when 1).
+// the source's data.
 func TestMariaDBReplicas(t *testing.T) {
 	t.Parallel()
 	opts := sandbox.Options{Flavor: sandbox.MariaDB, ExtraArgs: dumptest.ServerArgs}

@@ -40,7 +40,7 @@ func fetch(t *testing.T, addr, file string, pos uint32) [][]byte {
 
 // TestThreeMembersSameBytes: the same file and position read through the
 // dump server of each of three members give identical events, and each
-// member's files are identical byte for byte (Done-when 5).
+// member's files are identical byte for byte.
 func TestThreeMembersSameBytes(t *testing.T) {
 	t.Parallel()
 	src := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB})

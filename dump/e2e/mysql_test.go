@@ -14,7 +14,7 @@ import (
 // TestMySQLReplica: a real MySQL 9.7 replica with SOURCE_AUTO_POSITION=1
 // (GET_SOURCE_PUBLIC_KEY=1: caching_sha2_password over plain TCP) attached
 // to a fleet in front of a 9.7 source replicates the mixed workload,
-// across several files, and ends with the source's data (Done-when 2).
+// across several files, and ends with the source's data.
 func TestMySQLReplica(t *testing.T) {
 	t.Parallel()
 	opts := sandbox.Options{Flavor: sandbox.MySQL, ExtraArgs: dumptest.ServerArgs}

@@ -19,8 +19,8 @@ import (
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
 
-// killRuns is how many times in a row the kill test runs per flavor (the
-// issue's Done-when 1).
+// killRuns is how many times in a row the kill test runs per flavor: one
+// lucky run proves little about a race between the kill and the commits.
 const killRuns = 3
 
 // waitNewSource waits until the fleet's log names a source other than old,
@@ -49,7 +49,7 @@ func (r *rig) waitNewSource(old string, d time.Duration) string {
 	return src
 }
 
-// TestKillSource is Done-when 1: kill -9 the source under 16 writing
+// TestKillSource: kill -9 the source under 16 writing
 // clients; the most caught-up replica is promoted, every acknowledged
 // commit is on it, the other replica is checksum-equal to it, and a
 // go-mysql subscriber attached to a fleet member across the kill saw each

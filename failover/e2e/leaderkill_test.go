@@ -14,7 +14,7 @@ import (
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
 
-// TestLeaderKill is Done-when 6: the leader logger is killed (-9) in the
+// TestLeaderKill: the leader logger is killed (-9) in the
 // middle of a failover; the new leader resumes the operation from its
 // record in the log and finishes it, still with zero loss.
 //

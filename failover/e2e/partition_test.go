@@ -26,7 +26,7 @@ import (
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
 
-// TestPartition is Done-when 4: the source is cut off from the fleet (a
+// TestPartition: the source is cut off from the fleet (a
 // proxy between them is cut) while clients keep writing to it directly.
 // No commit issued after the cut returns success; the fleet's lease runs
 // out and it fails over to a replica; the old source, which did not answer
@@ -155,7 +155,7 @@ func partitionOnce(t *testing.T, flavor sandbox.Flavor, mode cutMode) {
 			m.ID, len(have), ofOld, len(atEnd), len(post), post)
 	}
 	// NB: rejoin-check reads the old source once it is down and restarted
-	// (Done-when 3): crash recovery commits what its binlog holds. While
+	// (as TestRejoin does): crash recovery commits what its binlog holds. While
 	// it runs, its commits that wait for an ACK are in its binlog but not
 	// in MySQL's gtid_executed, and MariaDB blocks reading its binlog.
 	if err := r.src.Kill(); err != nil {

@@ -22,7 +22,8 @@ import (
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
 
-// TestRejoin is Done-when 3, with the hooks (Build item 6) on the way.
+// TestRejoin: an old source rejoins only once its unacknowledged
+// transactions are gone, with the failover hooks on the way.
 //
 // The fleet reaches the source through a proxy. The proxy is cut, and
 // three clients commit straight to the source: with AFTER_SYNC the

@@ -14,9 +14,9 @@ import (
 	"github.com/binlogsvr/binlogsvr/tools/sandbox"
 )
 
-// TestSwitchover is Done-when 5: binlogctl promote --to under 16 writing
-// clients: zero loss, writes pause less than 2 s, and the old source
-// becomes a replica of the fleet.
+// TestSwitchover: binlogctl promote --to under 16 writing clients: zero
+// loss, writes pause less than 2 s, and the old source becomes a replica
+// of the fleet.
 func TestSwitchover(t *testing.T) {
 	for _, flavor := range []sandbox.Flavor{sandbox.MariaDB, sandbox.MySQL} {
 		t.Run(string(flavor), func(t *testing.T) {
@@ -65,7 +65,7 @@ func TestSwitchover(t *testing.T) {
 	}
 }
 
-// TestChoice is Done-when 2: an errant replica and a never-promote one are
+// TestChoice: an errant replica and a never-promote one are
 // never chosen; a lagging replica (SQL thread stopped) is promoted only
 // after it has caught up; with no eligible candidate the fleet says so and
 // keeps the source fenced.

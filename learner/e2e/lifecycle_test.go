@@ -23,7 +23,7 @@ import (
 // the bound for them.
 const maxStall = 8 * time.Second
 
-// TestLifecycleUnderLoad is the first two proofs: in front of a
+// TestLifecycleUnderLoad: in front of a
 // MariaDB semi-sync source under a write load, two learners are added (each
 // catches up from a snapshot, with its progress shown, then serves a
 // MariaDB replica that stays checksum-equal to the source); one is promoted

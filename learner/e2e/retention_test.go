@@ -49,7 +49,7 @@ func (r *rig) showBinaryLogs(id uint64) []string {
 	return out
 }
 
-// TestLogOnlyAndPurge is the fourth proof: a log-only logger keeps
+// TestLogOnlyAndPurge: a log-only logger keeps
 // no more than its retention while the serving members keep everything
 // (SHOW BINARY LOGS says so on each), it does not lead while a full member
 // can, a new learner gets the whole log, and the group purge keeps what a

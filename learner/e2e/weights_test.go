@@ -31,7 +31,7 @@ func (r *rig) waitLeader(want uint64, why string) {
 	r.t.Logf("%s: member %d leads (after %v)", why, want, time.Since(t0).Round(10*time.Millisecond))
 }
 
-// TestWeights is the third proof: with loggers weighted 3/2/1 (by
+// TestWeights: with loggers weighted 3/2/1 (by
 // --weight, seeded into the log), the heaviest caught-up logger leads, after
 // a kill, a restart, a restart of the whole fleet, and a weight change.
 func TestWeights(t *testing.T) {
@@ -82,7 +82,7 @@ func TestWeights(t *testing.T) {
 	r.waitLeader(3, "member 3 back (the log's weight wins over --weight)")
 }
 
-// TestBadAdminInput is the fifth proof: bad admin input and unsafe
+// TestBadAdminInput: bad admin input and unsafe
 // changes get a clear error and change nothing.
 func TestBadAdminInput(t *testing.T) {
 	r := newRig(t, nil, func(uint64) fleet.MemberSpec { return fleet.MemberSpec{} })

@@ -13,8 +13,11 @@
 //   - events.go: the events the fleet synthesizes itself: fake and real
 //     ROTATE, HEARTBEAT v1 and v2, and the FDE copy that starts a fleet file;
 //   - flavor.go, mysql.go, mariadb.go: the Flavor and Set interfaces and
-//     their two implementations. All GTID text and GTID math goes through
-//     them; no other package tests for "mariadb";
+//     their two implementations: GTID parsing, sets, the GTID of an event
+//     and the file header event of each flavor. The log's GTID text and
+//     math go through them (the replica-side SQL and the promotion SQL
+//     have flavor dialects of their own: semisync/flavor.go,
+//     failover/sqlserver.go);
 //   - errors.go: the sentinel errors, all prefixed "binlog: ".
 //
 // testdata holds two real binlog files written by MariaDB 10.11.19; the

@@ -267,7 +267,7 @@ func (r *rig) logFiles(id uint64) [][]byte {
 	return out
 }
 
-// TestIngestStoresEveryCommit is the first proof: 10,000
+// TestIngestStoresEveryCommit: 10,000
 // transactions from 16 clients commit with semi-sync; yes_tx grows by at
 // least that, no_tx does not; the log holds every GTID once, in the
 // source's order, byte-identical apart from log_pos and checksum.
@@ -331,7 +331,7 @@ func (r *rig) insertAsync(table string, v int) <-chan error {
 	return done
 }
 
-// TestQuorumGatesTheCommit is the second proof: with 2 of 3
+// TestQuorumGatesTheCommit: with 2 of 3
 // members stopped a commit on the source does not return; one member back
 // and it returns. And with the commit path slowed on purpose, the source's
 // commit latency includes the delay: the ACK waits for the commit.
@@ -500,7 +500,7 @@ func (r *rig) load(table string, clients int, stop <-chan struct{}) (acked int64
 	return acked, maxPause, <-errs
 }
 
-// TestLeaderKilledUnderLoad is the third proof: kill -9 the leader
+// TestLeaderKilledUnderLoad: kill -9 the leader
 // during a 16-client load; commits pause, then go on after the new leader
 // connects; nothing lost or duplicated in the log.
 func TestLeaderKilledUnderLoad(t *testing.T) {
@@ -566,7 +566,7 @@ func TestLeaderKilledUnderLoad(t *testing.T) {
 	}
 }
 
-// TestRefusesUnfitSources is the fourth proof: a source without
+// TestRefusesUnfitSources: a source without
 // GTIDs, with STATEMENT format, or without a usable replication account
 // gets a clear error naming the fix; the daemon stays up and retries.
 func TestRefusesUnfitSources(t *testing.T) {

@@ -15,10 +15,10 @@ func TestCheckRefuses(t *testing.T) {
 		from, to string
 		bad      bool
 	}{
-		{"failover", "semisync", true},       // sideways: the import audit.go had
+		{"failover", "semisync", true},       // sideways
 		{"semisync", "dump", true},           // sideways
-		{"dump", "tools/sandbox", true},      // upward: dump/dumptest's import
-		{"failover", "binlogsvr", true},      // upward: failover/failoverbench's import
+		{"dump", "tools/sandbox", true},      // upward: test harnesses live in tools/
+		{"failover", "binlogsvr", true},      // upward: benchmarks live in tools/bench
 		{"logger", "learner", true},          // upward
 		{"binlogsvr/api", "logger", true},    // the API must stay a leaf
 		{"binlogsvr", "tools/fleet", true},   // the daemon never imports tools
