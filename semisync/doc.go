@@ -6,7 +6,8 @@
 //
 // Files: probe.go (the connect-time checks a source must pass, also used
 // to seed the log's first source), session.go (one replication session:
-// handshake, the event stream, the acker), cutter.go (events into whole
+// handshake, the event stream, the acker), ackcore.go (the acker's rule:
+// which position to ACK, and when; no I/O), cutter.go (events into whole
 // transactions), codec.go (the replication packets and the semi-sync ACK),
 // flavor.go (the MySQL/MariaDB differences of the replica side), lease.go
 // (waits between sessions that end early when the epoch moves), ingest.go
