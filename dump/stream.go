@@ -97,6 +97,9 @@ func (s *streamer) sendEvent(ev []byte, pos uint64, ask bool) error {
 	}
 	s.lastSend = time.Now()
 	s.stats.sent(s.file, pos, ev)
+	if s.o.semi {
+		s.stats.bytes.Add(2) // the semi-sync header
+	}
 	return nil
 }
 
