@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,17 +67,32 @@ func ctlStatus(t *testing.T, f *fleet.Fleet, bin string, id uint64, asJSON bool)
 	return out
 }
 
-// TestSemiSyncReplicaOfFleet: a MySQL 9.7 replica with the semi-sync
-// replica plugin on replicates from a member of a real fleet (three
-// binlogsvr processes in front of a semi-sync source); binlogctl status
-// shows its ACKs (ack_file, ack_pos, ack_time) reach the log's end and
-// advance with new commits; the source never falls back to async, and its
-// commit latency (the fleet's own ACK) is logged before and after the
-// replica attaches.
+// TestSemiSyncReplicaOfFleet: a MySQL 9.7 (MariaDB 10.11) replica with
+// the semi-sync replica plugin on replicates from a member of a real fleet
+// (three binlogsvr processes in front of a semi-sync source); binlogctl
+// status shows its ACKs (ack_file, ack_pos, ack_time) reach the log's end
+// and advance with new commits, and so does the member's metric; the
+// source never falls back to async, and its commit latency (the fleet's
+// own ACK) is logged before and after the replica attaches.
 func TestSemiSyncReplicaOfFleet(t *testing.T) {
 	t.Parallel()
+	for _, flav := range []sandbox.Flavor{sandbox.MySQL, sandbox.MariaDB} {
+		t.Run(string(flav), func(t *testing.T) {
+			t.Parallel()
+			semiSyncReplicaOfFleet(t, flav)
+		})
+	}
+}
+
+func semiSyncReplicaOfFleet(t *testing.T, flav sandbox.Flavor) {
 	ctx := context.Background()
-	src := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MySQL, SemiSyncSource: true, SemiSyncTimeout: 2 * time.Minute})
+	srcVar := func(name string) string {
+		if flav == sandbox.MariaDB {
+			return "Rpl_semi_sync_master_" + name
+		}
+		return "Rpl_semi_sync_source_" + name
+	}
+	src := sandboxtest.Start(t, sandbox.Options{Flavor: flav, SemiSyncSource: true, SemiSyncTimeout: 2 * time.Minute})
 	user, pass := src.ReplUser()
 	f, err := fleet.StartEach(ctx, fleet.Options{Dir: t.TempDir(), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass,
 		ExtraArgs: []string{"--source-heartbeat", "500ms"}}, func(uint64) fleet.MemberSpec { return fleet.MemberSpec{Serve: true} })
@@ -92,7 +109,7 @@ func TestSemiSyncReplicaOfFleet(t *testing.T) {
 		if _, err := f.WaitStreaming(ctx, time.Minute); err != nil {
 			return err
 		}
-		if v := globalStatus(t, src, "Rpl_semi_sync_source_clients"); v == "" || v == "0" {
+		if v := globalStatus(t, src, srcVar("clients")); v == "" || v == "0" {
 			return fmt.Errorf("the source counts %q semi-sync clients", v)
 		}
 		return nil
@@ -105,7 +122,7 @@ func TestSemiSyncReplicaOfFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	dumptest.Exec(t, src, "CREATE DATABASE s", "CREATE TABLE s.t (id INT PRIMARY KEY, v VARCHAR(32))")
-	noTx := globalStatus(t, src, "Rpl_semi_sync_source_no_tx")
+	noTx := globalStatus(t, src, srcVar("no_tx"))
 
 	const n = 40
 	before := commitLatencies(t, src, "s.t", 0, n)
@@ -114,11 +131,11 @@ func TestSemiSyncReplicaOfFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replica := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MySQL, SemiSyncReplica: true})
+	replica := sandboxtest.Start(t, sandbox.Options{Flavor: flav, SemiSyncReplica: true})
 	dumptest.PointReplica(t, replica, f.Member(leader).DumpAddr, dumptest.ByGTID)
 	dumptest.WaitReplicated(t, src, replica, 2*time.Minute)
-	if v := globalStatus(t, replica, "Rpl_semi_sync_replica_status"); v != "ON" {
-		t.Fatalf("Rpl_semi_sync_replica_status on the replica is %q: it does not replicate with semi-sync", v)
+	if v := globalStatus(t, replica, semiStatusVar(flav)); v != "ON" {
+		t.Fatalf("%s on the replica is %q: it does not replicate with semi-sync", semiStatusVar(flav), v)
 	}
 
 	// The replica's entry in binlogctl status --json once its ACK reached
@@ -160,18 +177,38 @@ func TestSemiSyncReplicaOfFleet(t *testing.T) {
 	if v := ioRunning(t, replica); v != "Yes" {
 		t.Errorf("the replica's IO thread: %q, want Yes", v)
 	}
-	if v := globalStatus(t, src, "Rpl_semi_sync_source_no_tx"); v != noTx {
-		t.Errorf("the source committed without the fleet's ACK (Rpl_semi_sync_source_no_tx %s, was %s)", v, noTx)
+	if v := globalStatus(t, src, srcVar("no_tx")); v != noTx {
+		t.Errorf("the source committed without the fleet's ACK (%s %s, was %s)", srcVar("no_tx"), v, noTx)
 	}
-	if v := globalStatus(t, src, "Rpl_semi_sync_source_status"); v != "ON" {
-		t.Errorf("Rpl_semi_sync_source_status %q: the source fell back to async", v)
+	if v := globalStatus(t, src, srcVar("status")); v != "ON" {
+		t.Errorf("%s %q: the source fell back to async", srcVar("status"), v)
 	}
 	// The operator's table names what the replica acknowledged.
 	text := string(ctlStatus(t, f, bin, leader, false))
 	if !strings.Contains(text, "ACKED") || !strings.Contains(text, last.AckFile+":") {
 		t.Errorf("binlogctl status does not show the replica's ACK %s:%d:\n%s", last.AckFile, last.AckPos, text)
 	}
-	t.Logf("source commit latency (the fleet's ACK) over %d commits: without the semi-sync replica %s; with it %s", n, quantiles(before), quantiles(after))
+	// And so does the member's metric, per client.
+	resp, err := f.HTTP().Get(f.URL(leader, "/metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := fmt.Sprintf(`binlogsvr_dump_semisync_acks_total{client="%d",server_id="%d"} `, last.ID, replica.ServerID())
+	var got float64
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, series); ok {
+			got, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if got < float64(last.Acks) {
+		t.Errorf("metric %s= %v, want at least %d", series, got, last.Acks)
+	}
+	t.Logf("%s: source commit latency (the fleet's ACK) over %d commits: without the semi-sync replica %s; with it %s", flav, n, quantiles(before), quantiles(after))
 	t.Logf("the replica's ACKs: %d at %s:%d, the last %.2f ms after its event was written (%s since the first: %d ACKs at %s:%d)",
 		last.Acks, last.AckFile, last.AckPos, last.AckLatencySeconds*1000, last.AckTime.Sub(first.AckTime).Round(time.Millisecond),
 		first.Acks, first.AckFile, first.AckPos)
