@@ -87,6 +87,15 @@ type Config struct {
 	// (0: 64 MiB; negative: no cache).
 	CacheBytes int64
 
+	// SemiSync offers semi-sync to replicas (--dump-semi-sync, on by
+	// default): the probe of the source-side switch answers enabled, and a
+	// dump whose session set @rpl_semi_sync_replica or @rpl_semi_sync_slave
+	// gets the semi-sync header and is asked for an ACK at the end of each
+	// transaction. Off, the probes answer as a server without the plugin
+	// (error 1193, no row), so such replicas run asynchronously. Either way
+	// the fleet's own ACK to its source never waits for its replicas.
+	SemiSync bool
+
 	// Flavor ("mysql" or "mariadb") is assumed before the log records its
 	// source's flavor; the log's own flavor wins once known.
 	Flavor string
@@ -104,6 +113,7 @@ func DefaultConfig() Config {
 		Addr: "127.0.0.1:3307", User: "repl", ServerID: DefaultServerID,
 		MaxClients: 1000, HandshakeTimeout: 10 * time.Second, WriteTimeout: 60 * time.Second, AheadWait: 20 * time.Second,
 		ReadBufferBytes: 256 << 10, CacheBytes: 64 << 20, MaxPacket: 64 << 20, MaxPreparedStmts: 64, LoginFailures: 5,
+		SemiSync: true,
 	}
 }
 
@@ -125,6 +135,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.LoginFailures, "dump-login-failures", c.LoginFailures, "failed logins from one address within a minute that block it for a growing backoff (negative: never)")
 	fs.Int64Var(&c.CacheBytes, "dump-cache-bytes", c.CacheBytes, "memory for chunks of the log shared by all dump clients (negative: none)")
 	fs.DurationVar(&c.WriteTimeout, "dump-write-timeout", c.WriteTimeout, "drop a dump client that accepts no data for this long")
+	fs.BoolVar(&c.SemiSync, "dump-semi-sync", c.SemiSync, "speak semi-sync to replicas that ask for it (rpl_semi_sync_replica_enabled / rpl_semi_sync_slave_enabled): send the semi-sync header, ask for and record their ACKs (shown in binlogctl status); the fleet's own ACK to its source never waits for them. false: answer as a source without the semi-sync plugin, so they replicate asynchronously")
 	fs.DurationVar(&c.AheadWait, "dump-ahead-wait", c.AheadWait, "a replica that holds transactions this member has not stored yet (the member restarted or lags) waits this long for them before its dump is refused with error 1236, which stops its IO thread (keep it below the replicas' slave_net_timeout; negative: refuse at once)")
 }
 

@@ -45,11 +45,20 @@
 //     --dump-schema-endpoint (user@host:port; the password from
 //     $BINLOGSVR_SCHEMA_PASSWORD or --dump-schema-password-file) through
 //     logger/mysqltls (--dump-schema-ssl-mode);
-//   - status.go: ClientStatus and the binlogsvr_dump_* metrics.
+//   - status.go: ClientStatus and the binlogsvr_dump_* metrics;
+//   - semisync.go: semi-sync toward the fleet's own replicas (pure): who
+//     asked for it (@rpl_semi_sync_replica, @rpl_semi_sync_slave), where
+//     transactions end (the events that ask for an ACK), the ACK's codec.
+//     With Config.SemiSync (the default) the probe of the source-side
+//     switch answers enabled; a dump that asked gets the 2-byte header on
+//     every event, the last event of each transaction asks for an ACK,
+//     and the dump's reader goroutine records the ACKs (ClientStatus
+//     ack_file, ack_pos, ack_time). Nothing waits for them: the fleet's
+//     ACK to its source depends on its own quorum alone. A malformed ACK
+//     ends that dump with error 1236.
 //
-// Semi-sync is not offered: probes get no row (MariaDB) or 0 (MySQL), so
-// replicas run asynchronously from the fleet. The fleet's server_id and
-// server_uuid are Config's, the same on every member.
+// The fleet's server_id and server_uuid are Config's, the same on every
+// member.
 //
 // Invariants:
 //

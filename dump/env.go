@@ -27,7 +27,7 @@ func (e *sessionEnv) facts() *facts {
 	}
 	ss := e.ss
 	f := &facts{Flavor: ss.flav, Version: ss.ver, ServerID: ss.srv.cfg.ServerID, ServerUUID: ss.srv.cfg.ServerUUID,
-		Overrides: ss.srv.cfg.Variables, Checksum: binlog.ChecksumCRC32}
+		Overrides: ss.srv.cfg.Variables, Checksum: binlog.ChecksumCRC32, SemiSync: ss.srv.cfg.SemiSync}
 	if a, ok := ss.srv.ln.Addr().(interface{ String() string }); ok {
 		if _, p, err := splitPort(a.String()); err == nil {
 			f.Port = p

@@ -419,7 +419,8 @@ func TestSessions(t *testing.T) {
 		{"SELECT binlog_gtid_pos('binlog.000001', 4)", ""},
 		{"select @@GLOBAL.binlog_checksum as checksum", "CRC32"},
 		{"SHOW GLOBAL VARIABLES LIKE 'binlog_format'", "ROW"},
-		{"SELECT @@global.rpl_semi_sync_source_enabled", "0"},
+		{"SELECT @@global.rpl_semi_sync_source_enabled", "1"}, // semi-sync offered (the default)
+		{"SELECT @@global.rpl_semi_sync_master_enabled", "1"},
 		{"SELECT VERSION() AS version", "MariaDB"},
 	} {
 		r, err := admin.Exec(q.sql)
@@ -437,8 +438,8 @@ func TestSessions(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", q.sql, got, q.want)
 		}
 	}
-	if r, err := admin.Exec("SHOW VARIABLES LIKE 'rpl_semi_sync_master_enabled'"); err != nil || r.RowNumber() != 0 {
-		t.Errorf("the semi-sync probe must find no row (a MariaDB replica takes any row as ON): %v", err)
+	if r, err := admin.Exec("SHOW VARIABLES LIKE 'rpl_semi_sync_master_enabled'"); err != nil || r.RowNumber() != 1 {
+		t.Errorf("the MariaDB replica's semi-sync probe must find the row (semi-sync is offered by default): %v", err)
 	}
 	pos := f.node.Reader().State().Pos
 	if r, err := admin.Exec("SELECT binlog_gtid_pos('binlog.000001', " + itoa(uint32(pos)) + ")"); err != nil {

@@ -177,7 +177,10 @@ func evalScalar(e []token, vars map[string]string, env queryEnv) (val string, nu
 			return v, !ok, nil
 		case tokSysVar:
 			if isSemiSyncVar(t.Val) {
-				return "0", false, nil
+				if v, ok := env.facts().semiSyncVar(t.Val); ok {
+					return v, false, nil
+				}
+				return "", false, myError(erUnknownSystemVariable, "Unknown system variable '%s'", t.Val)
 			}
 			v, ok := env.facts().sysVar(t.Val)
 			if !ok {

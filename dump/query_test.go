@@ -78,7 +78,8 @@ func TestAnswer(t *testing.T) {
 		{"SELECT binlog_gtid_pos('binlog.000001',2036)", 0, "0-1-binlog.000001-xx"},
 		{"SHOW VARIABLES LIKE 'rpl_semi_sync_master_enabled'", 1, "<no rows>"},
 		{"SHOW VARIABLES WHERE Variable_name IN ('rpl_semi_sync_master_enabled', 'rpl_semi_sync_source_enabled')", 1, "<no rows>"},
-		{"SELECT @@global.rpl_semi_sync_source_enabled", 0, "0"},
+		{"SELECT @@global.rpl_semi_sync_source_enabled", 0, "ERR 1193"}, // semi-sync not offered: as without the plugin
+		{"SELECT @@global.rpl_semi_sync_master_enabled", 0, "ERR 1193"},
 		{"SHOW GLOBAL VARIABLES LIKE 'BINLOG_CHECKSUM'", 1, "CRC32"},
 		{"show variables like 'binlog_format'", 1, "ROW"},
 		{"SHOW MASTER STATUS", 1, "300"},
@@ -138,6 +139,66 @@ func TestAnswer(t *testing.T) {
 	}
 	if r := answer("SELECT @@GLOBAL.gtid_domain_id", vars, my); r.err == nil {
 		t.Errorf("MySQL gtid_domain_id: want an error")
+	}
+}
+
+// TestSemiSyncProbes: with semi-sync offered, each flavor's replica finds
+// the source-side switch on the way its plugin asks; without, the probes
+// answer as a server without the plugin. The source's own semi-sync
+// variables are never shown as the fleet's.
+func TestSemiSyncProbes(t *testing.T) {
+	vars := map[string]string{}
+	show := func(env *fakeEnv, q string) string {
+		t.Helper()
+		r := answer(q, vars, env)
+		if r.err != nil {
+			return "ERR"
+		}
+		if len(r.res.RowDatas) == 0 {
+			return "<no rows>"
+		}
+		return cell(t, r, 0) + "=" + cell(t, r, 1)
+	}
+	for _, flav := range []binlog.Flavor{binlog.MariaDB(), binlog.MySQL()} {
+		env := newFakeEnv(flav)
+		env.f.SourceVars = map[string]string{"rpl_semi_sync_source_enabled": "ON", "rpl_semi_sync_master_enabled": "ON", "binlog_row_image": "FULL"}
+		off := map[string]string{
+			"SHOW VARIABLES LIKE 'rpl_semi_sync_master_enabled'":                                                     "<no rows>",
+			"SHOW VARIABLES WHERE Variable_name IN ('rpl_semi_sync_master_enabled', 'rpl_semi_sync_source_enabled')": "<no rows>",
+		}
+		for q, want := range off {
+			if got := show(env, q); got != want {
+				t.Errorf("%s, semi-sync off: %q: %s, want %s", flav.Name(), q, got, want)
+			}
+		}
+		for _, q := range []string{"SELECT @@global.rpl_semi_sync_source_enabled", "SELECT @@global.rpl_semi_sync_master_enabled", "SELECT @@rpl_semi_sync_replica_enabled"} {
+			if r := answer(q, vars, env); r.err == nil || r.err.(*mysql.MyError).Code != 1193 {
+				t.Errorf("%s, semi-sync off: %q: %v, want error 1193 (as without the plugin)", flav.Name(), q, r.err)
+			}
+		}
+		env.f.SemiSync = true
+		name := "rpl_semi_sync_master_enabled"
+		if flav.Name() == "mysql" {
+			name = "rpl_semi_sync_source_enabled"
+		}
+		for q, want := range map[string]string{
+			"SHOW VARIABLES LIKE 'rpl_semi_sync_master_enabled'":                                                     map[bool]string{true: "<no rows>", false: "rpl_semi_sync_master_enabled=ON"}[flav.Name() == "mysql"],
+			"SHOW VARIABLES WHERE Variable_name IN ('rpl_semi_sync_master_enabled', 'rpl_semi_sync_source_enabled')": name + "=ON",
+			"SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%'":                                                            name + "=ON",
+		} {
+			if got := show(env, q); got != want {
+				t.Errorf("%s, semi-sync on: %q: %s, want %s", flav.Name(), q, got, want)
+			}
+		}
+		for q, want := range map[string]string{
+			"SELECT @@global.rpl_semi_sync_source_enabled": "1",
+			"SELECT @@global.rpl_semi_sync_master_enabled": "1",
+			"SELECT @@rpl_semi_sync_replica_enabled":       "0",
+		} {
+			if got := cell(t, answer(q, vars, env), 0); got != want {
+				t.Errorf("%s, semi-sync on: %q: %s, want %s", flav.Name(), q, got, want)
+			}
+		}
 	}
 }
 

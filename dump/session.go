@@ -409,11 +409,22 @@ func (ss *session) dump(ctx context.Context, cmd byte, data []byte) (next []byte
 	}
 	incoming := make(chan readResult, 1)
 	ss.nc.SetReadDeadline(time.Now().Add(idleTimeout))
+	semi := ss.srv.cfg.SemiSync && semiWanted(ss.vars)
 	go func() {
 		for {
 			p, seq, err := ss.rd.read()
-			if err == nil && len(p) > 0 && p[0] == 0xEF {
-				continue // a semi-sync ACK; the fleet never asks for one
+			if err == nil && len(p) > 0 && p[0] == semiMagic {
+				if !semi {
+					continue // an ACK the fleet did not ask for
+				}
+				a, aerr := parseAck(p)
+				if aerr != nil {
+					cancel(aerr)
+					incoming <- readResult{nil, 0, aerr}
+					return
+				}
+				ss.acked(a, time.Now())
+				continue
 			}
 			if err != nil || len(p) == 0 || p[0] == gmysql.COM_QUIT {
 				cancel(ErrClientGone)
@@ -508,6 +519,7 @@ func (ss *session) dump(ctx context.Context, cmd byte, data []byte) (next []byte
 	ss.srv.m.dumps.WithLabelValues(mode).Inc()
 	ss.info.update(func(st *ClientStatus) {
 		st.Dumping, st.Mode, st.Start = true, mode, start
+		st.SemiSync, st.Acks, st.AckFile, st.AckPos, st.AckTime, st.AckLatencySeconds = semi, 0, "", 0, time.Time{}, 0
 		if req.ServerID != 0 {
 			st.ServerID = req.ServerID
 		}
@@ -516,14 +528,14 @@ func (ss *session) dump(ctx context.Context, cmd byte, data []byte) (next []byte
 			st.UUID = ss.vars["slave_uuid"]
 		}
 	})
-	defer ss.info.update(func(st *ClientStatus) { st.Dumping = false })
+	defer ss.info.update(func(st *ClientStatus) { st.Dumping, st.SemiSync = false, false })
 	ss.log.Info("dump started", "mode", mode, "start", start, "server_id", req.ServerID, "flags", req.Flags,
-		"file", sp.File, "pos", sp.Pos, "heartbeat", heartbeatPeriod(ss.vars))
+		"file", sp.File, "pos", sp.Pos, "heartbeat", heartbeatPeriod(ss.vars), "semi_sync", semi)
 	st := &streamer{lg: lg, sp: sp, pw: pw, stats: &ss.stats, cache: ss.srv.cache, o: streamOpts{
 		flavor: ss.flav, serverID: ss.srv.cfg.ServerID, clientCRC: clientCRC(ss.vars),
 		heartbeat: heartbeatPeriod(ss.vars), hbV2: ss.flav.Name() == "mysql" && req.Flags&flag0x02 != 0,
 		annotate: ss.flav.Name() == "mariadb" && req.Flags&flag0x02 != 0, nonBlock: req.NonBlocking(),
-		gtid: mode != "file", readSize: ss.srv.cfg.ReadBufferBytes,
+		gtid: mode != "file", readSize: ss.srv.cfg.ReadBufferBytes, semi: semi,
 	}}
 	err = st.run(dctx)
 	if errors.Is(err, errEOFSent) {
@@ -549,6 +561,13 @@ func (ss *session) dump(ctx context.Context, cmd byte, data []byte) (next []byte
 		ss.log.Warn("dump failed", "err", err)
 		pw.arm()
 		ss.writeErrPacket(pw, myError(erMasterFatalReadingBinlog, "%s", strings.TrimPrefix(err.Error(), ErrStart.Error()+": ")))
+	case errors.Is(cause, ErrBadAck):
+		// NB: bad input from one replica ends its dump alone (rule 6); the
+		// replica reports it as error 1236.
+		ss.srv.m.errors.WithLabelValues("bad_ack").Inc()
+		ss.log.Warn("dump ended: the replica sent a malformed semi-sync ACK", "err", cause, "server_id", req.ServerID)
+		pw.arm()
+		ss.writeErrPacket(pw, myError(erMasterFatalReadingBinlog, "binlogsvr: %v; the dump ends", cause))
 	case errors.Is(cause, ErrReplaced):
 		ss.srv.m.errors.WithLabelValues("replaced").Inc()
 		pw.arm()
@@ -560,6 +579,17 @@ func (ss *session) dump(ctx context.Context, cmd byte, data []byte) (next []byte
 		ss.log.Info("dump ended", "err", err, "cause", cause, "events", ss.stats.events.Load())
 	}
 	return closeDump()
+}
+
+// acked records a semi-sync ACK from the client (the reader goroutine's).
+func (ss *session) acked(a ack, now time.Time) {
+	lat, ok := ss.stats.ackLatency(a, now)
+	ss.info.update(func(st *ClientStatus) {
+		recordAck(st, a, now)
+		if ok {
+			st.AckLatencySeconds = lat.Seconds()
+		}
+	})
 }
 
 // waitForLog returns the log once it is open and holds a file: a dump

@@ -26,6 +26,32 @@ type clientStats struct {
 	heartbeats atomic.Uint64
 	lastTS     atomic.Uint32
 	caught     atomic.Bool
+	// The newest event that asked for a semi-sync ACK, and when it was
+	// written (unix ns), to time its ACK.
+	askFile atomic.Uint32
+	askPos  atomic.Uint64
+	askAt   atomic.Int64
+}
+
+// askedAck notes an event (ending at file:pos) that asks for an ACK.
+func (c *clientStats) askedAck(file uint32, pos uint64) {
+	c.askAt.Store(time.Now().UnixNano())
+	c.askFile.Store(file)
+	c.askPos.Store(pos)
+}
+
+// ackLatency is the time from the newest ACK request to a, when a answers
+// it (ok false for an ACK of an older event).
+func (c *clientStats) ackLatency(a ack, now time.Time) (time.Duration, bool) {
+	f, err := logger.ParseFileName(a.File)
+	if err != nil || f != c.askFile.Load() || a.Pos != c.askPos.Load() {
+		return 0, false
+	}
+	at := c.askAt.Load()
+	if at == 0 {
+		return 0, false
+	}
+	return now.Sub(time.Unix(0, at)), true
 }
 
 func (c *clientStats) sent(file uint32, pos uint64, ev []byte) {
@@ -101,6 +127,7 @@ type metrics struct {
 	srv         *Server
 
 	bytesDesc, eventsDesc, lagDesc, clientsDesc, hbDesc *prometheus.Desc
+	acksDesc                                            *prometheus.Desc
 	cacheReadsDesc, cacheBytesDesc                      *prometheus.Desc
 }
 
@@ -117,6 +144,7 @@ func newMetrics(reg prometheus.Registerer, srv *Server) (*metrics, error) {
 		eventsDesc:  prometheus.NewDesc("binlogsvr_dump_sent_events_total", "Events sent to a dump client.", []string{"client", "server_id"}, nil),
 		hbDesc:      prometheus.NewDesc("binlogsvr_dump_heartbeats_total", "Heartbeats sent to a dump client.", []string{"client", "server_id"}, nil),
 		lagDesc:     prometheus.NewDesc("binlogsvr_dump_lag_seconds", "Age of the last event sent to a dump client that has not caught up (0 when it has).", []string{"client", "server_id"}, nil),
+		acksDesc:    prometheus.NewDesc("binlogsvr_dump_semisync_acks_total", "Semi-sync ACKs received from a dump client that speaks semi-sync.", []string{"client", "server_id"}, nil),
 		clientsDesc: prometheus.NewDesc("binlogsvr_dump_clients", "Connections to the dump server, and how many are dumping.", []string{"state"}, nil),
 		cacheReadsDesc: prometheus.NewDesc("binlogsvr_dump_cache_reads_total", "Reads of the log by dumps: hit (a chunk shared from the cache), miss (a chunk read from the log into the cache, for a dump or ahead of one), direct (read from the log for one client: the open file's growing end).",
 			[]string{"result"}, nil),
@@ -139,6 +167,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.eventsDesc
 	ch <- m.hbDesc
 	ch <- m.lagDesc
+	ch <- m.acksDesc
 	ch <- m.clientsDesc
 	ch <- m.cacheReadsDesc
 	ch <- m.cacheBytesDesc
@@ -161,6 +190,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.eventsDesc, prometheus.CounterValue, float64(st.Events), l...)
 		ch <- prometheus.MustNewConstMetric(m.hbDesc, prometheus.CounterValue, float64(st.Heartbeats), l...)
 		ch <- prometheus.MustNewConstMetric(m.lagDesc, prometheus.GaugeValue, st.LagSeconds, l...)
+		if st.SemiSync {
+			ch <- prometheus.MustNewConstMetric(m.acksDesc, prometheus.CounterValue, float64(st.Acks), l...)
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(m.clientsDesc, prometheus.GaugeValue, float64(all), "connected")
 	ch <- prometheus.MustNewConstMetric(m.clientsDesc, prometheus.GaugeValue, float64(dumping), "dumping")

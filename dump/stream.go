@@ -32,6 +32,10 @@ type streamOpts struct {
 	nonBlock  bool
 	gtid      bool // a GTID dump (FDE created=0)
 	readSize  int
+	// semi: the client asked for semi-sync: every event packet carries the
+	// semi-sync header, and the last event of each transaction asks for
+	// the client's ACK.
+	semi bool
 }
 
 // errEOFSent ends a non-blocking dump that reached the end of the log.
@@ -55,21 +59,47 @@ type streamer struct {
 	// shared: the events being sent are slices of the shared chunk cache,
 	// which never change, so the packet writer may send them uncopied.
 	shared bool
+	tx     txEnds // semi-sync: where transactions end
 }
 
 var okByte = []byte{0}
 
-// send writes one event as a packet.
-func (s *streamer) send(ev []byte, pos uint64) error {
+// prefix returns what precedes an event in its packet: the OK byte, and
+// for a semi-sync client the header (asking for an ACK if ask).
+func (s *streamer) prefix(ask bool) []byte {
+	switch {
+	case !s.o.semi:
+		return okByte
+	case ask:
+		return semiAsk
+	}
+	return semiPlain
+}
+
+// send writes one event of the log, or one the fleet made (never the end
+// of a transaction), as a packet.
+func (s *streamer) send(ev []byte, pos uint64) error { return s.sendEvent(ev, pos, false) }
+
+// sendEvent writes one event as a packet; ask requests a semi-sync ACK.
+func (s *streamer) sendEvent(ev []byte, pos uint64, ask bool) error {
 	write := s.pw.write
 	if s.shared {
 		write = s.pw.writeShared
 	}
-	if err := write(okByte, ev); err != nil {
+	if err := write(s.prefix(ask), ev); err != nil {
 		return fmt.Errorf("%w: %v", ErrClientGone, err)
+	}
+	if ask {
+		// NB: the client answers with a packet of sequence 0, and then
+		// expects 1 (MySQL's and MariaDB's sources do the same).
+		s.pw.seq = 1
+		s.stats.askedAck(s.file, pos)
 	}
 	s.lastSend = time.Now()
 	s.stats.sent(s.file, pos, ev)
+	if s.o.semi {
+		s.stats.bytes.Add(2) // the semi-sync header
+	}
 	return nil
 }
 
@@ -313,7 +343,8 @@ func (s *streamer) event(ev []byte, at uint64) error {
 	if s.skipping {
 		return nil
 	}
-	return s.send(ev, at+uint64(len(ev)))
+	ask := s.o.semi && s.tx.end(ev, s.alg)
+	return s.sendEvent(ev, at+uint64(len(ev)), ask)
 }
 
 // sendFakeList sends MariaDB's artificial GTID_LIST: where the client's
@@ -336,7 +367,7 @@ func (s *streamer) heartbeat(pos uint64) error {
 	} else {
 		ev = binlog.HeartbeatEvent(s.o.serverID, uint32(pos), name, s.alg)
 	}
-	if err := s.pw.write(okByte, ev); err != nil {
+	if err := s.pw.write(s.prefix(false), ev); err != nil {
 		return fmt.Errorf("%w: %v", ErrClientGone, err)
 	}
 	s.lastSend = time.Now()

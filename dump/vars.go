@@ -27,15 +27,17 @@ type facts struct {
 	// (dump.Config.Variables) win over them.
 	SourceVars map[string]string
 	Overrides  map[string]string
+	// SemiSync: the dump server offers semi-sync (Config.SemiSync).
+	SemiSync bool
 }
 
 // mysqlFlavor reports whether the log is of MySQL.
 func (f *facts) mysqlFlavor() bool { return f.Flavor != nil && f.Flavor.Name() == "mysql" }
 
 // sysVars returns the global variables the fleet answers, by lower-case
-// name. Values that describe the data are the source's; semi-sync
-// variables are absent on purpose (a MariaDB replica takes any row as
-// "semi-sync on").
+// name. Values that describe the data are the source's. The source-side
+// semi-sync switch is listed only when the fleet offers semi-sync: a
+// MariaDB replica takes any row as "semi-sync on".
 func (f *facts) sysVars() map[string]string {
 	v := map[string]string{
 		"server_id":                strconv.FormatUint(uint64(f.ServerID), 10),
@@ -93,6 +95,18 @@ func (f *facts) sysVars() map[string]string {
 	for k, val := range f.SourceVars {
 		v[strings.ToLower(k)] = val
 	}
+	for k := range v {
+		if isSemiSyncVar(k) {
+			delete(v, k) // NB: the source's own semi-sync state is not the fleet's
+		}
+	}
+	if f.SemiSync {
+		if f.mysqlFlavor() {
+			v["rpl_semi_sync_source_enabled"] = "ON"
+		} else {
+			v["rpl_semi_sync_master_enabled"] = "ON"
+		}
+	}
 	for k, val := range f.Overrides {
 		v[strings.ToLower(k)] = val
 	}
@@ -113,11 +127,25 @@ func (f *facts) sysVar(name string) (string, bool) {
 	return v, ok
 }
 
-// isSemiSyncVar reports whether name is a semi-sync variable. SELECT
-// @@global.rpl_semi_sync_source_enabled gets 0 (a MySQL replica then
-// carries on without semi-sync; an error would stop it).
+// isSemiSyncVar reports whether name is a semi-sync variable.
 func isSemiSyncVar(name string) bool {
 	return strings.HasPrefix(strings.ToLower(name), "rpl_semi_sync_")
+}
+
+// semiSyncVar answers SELECT @@rpl_semi_sync_*. With semi-sync offered,
+// the source-side switch (rpl_semi_sync_source_enabled, or the older and
+// MariaDB rpl_semi_sync_master_enabled) is 1 and the other semi-sync
+// variables 0. Without, every one is unknown (ok false: error 1193), as
+// on a server without the plugin: a MySQL replica with the plugin then
+// runs asynchronously, while any value would make it expect the header.
+func (f *facts) semiSyncVar(name string) (string, bool) {
+	if !f.SemiSync {
+		return "", false
+	}
+	if n := strings.ToLower(name); n == "rpl_semi_sync_source_enabled" || n == "rpl_semi_sync_master_enabled" {
+		return "1", true
+	}
+	return "0", true
 }
 
 // matchLike reports whether s matches the SQL LIKE pattern p

@@ -123,6 +123,20 @@ type DumpClientStatus struct {
 	Heartbeats uint64  `json:"heartbeats"`
 	CaughtUp   bool    `json:"caught_up"`
 	LagSeconds float64 `json:"lag_seconds"`
+	// SemiSync is set while the client's dump speaks semi-sync (it set
+	// @rpl_semi_sync_replica or @rpl_semi_sync_slave): its events carry the
+	// semi-sync header and the last event of each transaction asks for an
+	// ACK. The fleet's own ACK to its source never waits for these ACKs.
+	SemiSync bool `json:"semi_sync,omitempty"`
+	// Acks counts the ACKs the client sent; AckFile:AckPos is the furthest
+	// point of the log it acknowledged, at AckTime (this member's clock).
+	Acks    uint64    `json:"acks,omitempty"`
+	AckFile string    `json:"ack_file,omitempty"`
+	AckPos  uint64    `json:"ack_pos,omitempty"`
+	AckTime time.Time `json:"ack_time,omitzero"`
+	// AckLatencySeconds is the time from writing the newest event that
+	// asked for an ACK to that ACK.
+	AckLatencySeconds float64 `json:"ack_latency_seconds,omitempty"`
 }
 
 // Source identifies the source (the MySQL or MariaDB primary) the log pulls

@@ -434,7 +434,7 @@ func printStatus(w io.Writer, st api.Status) {
 		fmt.Fprintf(w, "\nDump clients of member %d (serving on %s): %d\n", st.ID, st.DumpAddr, len(st.DumpClients))
 		if len(st.DumpClients) > 0 {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "CONN\tREMOTE\tSERVER ID\tMODE\tPOSITION\tLAG\tSTATE")
+			fmt.Fprintln(tw, "CONN\tREMOTE\tSERVER ID\tMODE\tPOSITION\tLAG\tSTATE\tACKED")
 			for _, c := range st.DumpClients {
 				state := "idle"
 				if c.Dumping && c.CaughtUp {
@@ -442,7 +442,13 @@ func printStatus(w io.Writer, st api.Status) {
 				} else if c.Dumping {
 					state = "catching up"
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s:%d\t%.1fs\t%s\n", c.ID, c.Remote, c.ServerID, dash(c.Mode), dash(c.File), c.Pos, c.LagSeconds, state)
+				acked := "-" // not semi-sync
+				if c.SemiSync && c.AckFile == "" {
+					acked = "semi-sync, none yet"
+				} else if c.AckFile != "" {
+					acked = fmt.Sprintf("%s:%d %s ago", c.AckFile, c.AckPos, time.Since(c.AckTime).Round(time.Millisecond))
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s:%d\t%.1fs\t%s\t%s\n", c.ID, c.Remote, c.ServerID, dash(c.Mode), dash(c.File), c.Pos, c.LagSeconds, state, acked)
 			}
 			tw.Flush()
 		}
