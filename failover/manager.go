@@ -147,7 +147,7 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 	m := &Manager{cfg: cfg, deps: deps, log: deps.Logger.With("component", "failover"), reqs: make(chan request),
 		stall: NewStallDetector(stallPeriod, StallThreshold(cfg.Lease), deps.Now)}
 	if why := cfg.unarmed(); cfg.Auto && why != "" {
-		m.log.Warn("automatic failover is not armed: " + why)
+		m.log.Warn(why)
 	}
 	if deps.AskPeers != nil {
 		m.peers = 1 // NB: unknown until the first ask: ask

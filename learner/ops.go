@@ -100,10 +100,7 @@ func (mg *Manager) apply(ctx context.Context, c Change) (Outcome, error) {
 		out.Message = fmt.Sprintf("member %d removed from the group (its process logs so and exits)", c.ID)
 		if c.Op == OpDemote {
 			out.Addr = addr
-			if ccid, err = mg.ch.ConfigChangeID(ctx); err == nil {
-				err = mg.ch.AddLearner(ctx, ccid, c.NewID, addr)
-			}
-			if err != nil {
+			if err := mg.addLearnerAfterRemoval(ctx, c.NewID, addr); err != nil {
 				return out, fmt.Errorf("logger %d was removed, but adding it back as learner %d failed (add it with add-learner): %w", c.ID, c.NewID, err)
 			}
 			out.Message = fmt.Sprintf("logger %d demoted: it left the voters and rejoins as learner %d at %s; restart its process with --id %d --join --role learner and a fresh --data-dir",
@@ -288,4 +285,40 @@ func holdsText(hs []Hold) string {
 func IsRefusal(err error) bool {
 	var re *RefusedError
 	return errors.As(err, &re)
+}
+
+// addLearnerAfterRemoval adds learner id right after a removal. The
+// leader's raft drops a configuration change proposed while the previous
+// one is still pending there ("dropped config change, pending change"),
+// which can outlast the removal's own result by a moment; the dropped add
+// then times out. So an add whose outcome is unknown is retried, with the
+// configuration change id read again, until the membership shows the
+// learner or two more attempts have failed too.
+func (mg *Manager) addLearnerAfterRemoval(ctx context.Context, id uint64, addr string) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		// NB: a moment for the leader's raft to take the removal in; a
+		// dropped add costs a whole change timeout.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		var ccid uint64
+		if ccid, err = mg.ch.ConfigChangeID(ctx); err == nil {
+			if err = mg.ch.AddLearner(ctx, ccid, id, addr); err == nil {
+				return nil
+			}
+		}
+		if !errors.Is(err, ErrRetry) && !errors.Is(err, ErrConflict) {
+			return err
+		}
+		// NB: the add may have been applied after all.
+		if m, merr := mg.ch.Membership(ctx, mg.cfg.Timeout); merr == nil {
+			if got, ok := m.NonVotings[id]; ok && got == addr {
+				return nil
+			}
+		}
+	}
+	return err
 }
