@@ -83,7 +83,7 @@ func (n *Node) reportEncodingLoop() {
 	defer n.wg.Done()
 	key := fmt.Sprintf(MetaEncodingReport, n.cfg.ReplicaID)
 	want := strconv.Itoa(int(n.maxEncoding()))
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if r := n.Reader(); r != nil {

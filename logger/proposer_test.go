@@ -78,6 +78,7 @@ func newProposer(t *testing.T, l *logger.Node, linger time.Duration) *logger.Pro
 func TestProposerLinger(t *testing.T) {
 	c := loggertest.New(t, 3, loggertest.Options{})
 	setSource(t, c)
+	c.WaitEncodingReports(wait) // NB: their entries must not fall in the counts below
 	l := c.Leader(wait)
 	f := &feeder{next: 1, pos: 4}
 

@@ -277,6 +277,23 @@ func (c *Cluster) Eventually(d time.Duration, what string, f func() error) {
 	}
 }
 
+// WaitEncodingReports waits until every running member's report of the
+// encodings it reads is in the log (logger.MetaEncodingReport): the Meta
+// entries each member proposes once at start. A test that counts raft
+// entries waits for them first, so that they do not fall in its count.
+func (c *Cluster) WaitEncodingReports(d time.Duration) {
+	c.t.Helper()
+	c.Eventually(d, "every member's encoding report", func() error {
+		r := c.Leader(d).Reader()
+		for _, id := range c.Running() {
+			if _, ok, err := r.Meta(fmt.Sprintf(logger.MetaEncodingReport, id)); err != nil || !ok {
+				return fmt.Errorf("member %d has not reported (%v)", id, err)
+			}
+		}
+		return nil
+	})
+}
+
 // Report describes every member's raft and state machine state, one line
 // each: what a failed wait prints, so that a timeout in CI says whether a
 // member lagged, a snapshot was never sent, or leaders kept changing.
