@@ -2,7 +2,6 @@ package dump
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -21,7 +20,7 @@ import (
 // After an event that requests an ACK the next packet the fleet sends has
 // sequence number 1, as a MySQL or MariaDB source does.
 const (
-	semiMagic    = 0xEF
+	semiMagic    = binlog.SemiSyncMagic
 	semiNeedsAck = 0x01
 	// maxAckName bounds the file name of an ACK: FN_REFLEN (512) with its
 	// NUL, as a source refuses a longer one.
@@ -77,7 +76,11 @@ func parseAck(p []byte) (ack, error) {
 	case len(p)-9 > maxAckName:
 		return ack{}, fmt.Errorf("%w: a file name of %d bytes (at most %d)", ErrBadAck, len(p)-9, maxAckName)
 	}
-	a := ack{Pos: binary.LittleEndian.Uint64(p[1:9]), File: string(p[9:])}
+	file, pos, err := binlog.ParseSemiSyncAck(p)
+	if err != nil {
+		return ack{}, fmt.Errorf("%w: %v", ErrBadAck, err)
+	}
+	a := ack{Pos: pos, File: file}
 	// NB: a replica may copy the name's NUL (MariaDB copies it, then sends
 	// one byte less; others may not).
 	a.File = strings.TrimRight(a.File, "\x00")
@@ -85,13 +88,6 @@ func parseAck(p []byte) (ack, error) {
 		return ack{}, fmt.Errorf("%w: %v", ErrBadAck, err)
 	}
 	return a, nil
-}
-
-// appendAck appends an ACK payload (what a replica sends) to b.
-func appendAck(b []byte, a ack) []byte {
-	b = append(b, semiMagic)
-	b = binary.LittleEndian.AppendUint64(b, a.Pos)
-	return append(b, a.File...)
 }
 
 // after reports whether a names a later point of the log than b.
@@ -112,13 +108,6 @@ func recordAck(st *ClientStatus, a ack, now time.Time) {
 		st.AckFile, st.AckPos, st.AckTime = a.File, a.Pos, now
 	}
 }
-
-// Event types that end a transaction, beyond those in package binlog.
-const (
-	typeXAPrepare      byte = 38  // MySQL XA_PREPARE_LOG_EVENT
-	typeTxnPayload     byte = 40  // MySQL TRANSACTION_PAYLOAD_EVENT (a compressed transaction)
-	typeMariaXAPrepare byte = 167 // MariaDB XA_PREPARE_LOG_EVENT
-)
 
 // txEnds finds the last event of each transaction in the events a dump
 // sends, to request the replica's ACK on it. Pure. A transaction starts
@@ -150,7 +139,7 @@ func (t *txEnds) end(ev []byte, alg binlog.ChecksumAlg) bool {
 			t.inBegin = body[12]&0x01 == 0
 		}
 		return false
-	case binlog.TypeXID, typeXAPrepare, typeMariaXAPrepare, typeTxnPayload:
+	case binlog.TypeXID, binlog.TypeXAPrepare, binlog.TypeMariaDBXAPrepare, binlog.TypeTransactionPayload:
 		return t.close()
 	case binlog.TypeQuery:
 		if !t.open {
@@ -176,24 +165,11 @@ func (t *txEnds) close() bool {
 
 // queryOf returns the statement of a QUERY event (nil if it is too short).
 func queryOf(ev []byte, alg binlog.ChecksumAlg) []byte {
-	end := len(ev)
-	if alg == binlog.ChecksumCRC32 {
-		end -= binlog.ChecksumLen
-	}
-	// Post-header: thread id 4, exec time 4, db length 1, error code 2,
-	// status variables length 2; then the status variables, the db and a NUL.
-	const post = 13
-	h := binlog.HeaderLen
-	if end < h+post {
+	q, err := binlog.QueryText(ev, alg)
+	if err != nil {
 		return nil
 	}
-	dbLen := int(ev[h+8])
-	varsLen := int(binary.LittleEndian.Uint16(ev[h+11:]))
-	at := h + post + varsLen + dbLen + 1
-	if at > end {
-		return nil
-	}
-	return ev[at:end]
+	return q
 }
 
 // hasWordPrefix reports whether q starts (after blanks) with the words w,

@@ -3,6 +3,7 @@ package dump
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestSemiWanted(t *testing.T) {
 }
 
 func TestParseAck(t *testing.T) {
-	good := appendAck(nil, ack{File: "binlog.000003", Pos: 1586})
+	good := binlog.AppendSemiSyncAck(nil, "binlog.000003", 1586)
 	if a, err := parseAck(good); err != nil || a != (ack{File: "binlog.000003", Pos: 1586}) {
 		t.Fatalf("parseAck(%x) = %+v, %v", good, a, err)
 	}
@@ -55,8 +56,8 @@ func TestParseAck(t *testing.T) {
 		{"no name", good[:9], "9 bytes"},
 		{"short position", good[:5], "5 bytes"},
 		{"long name", append(append([]byte(nil), good[:9]...), strings.Repeat("b", 512)...), "file name of 512 bytes"},
-		{"foreign name", appendAck(nil, ack{File: "mysql-bin.000001", Pos: 4}), "not a binlog file name of this fleet"},
-		{"name with junk", appendAck(nil, ack{File: "binlog.00000x", Pos: 4}), "not a binlog file name of this fleet"},
+		{"foreign name", binlog.AppendSemiSyncAck(nil, "mysql-bin.000001", 4), "not a binlog file name of this fleet"},
+		{"name with junk", binlog.AppendSemiSyncAck(nil, "binlog.00000x", 4), "not a binlog file name of this fleet"},
 	} {
 		_, err := parseAck(tc.p)
 		if !errors.Is(err, ErrBadAck) || !strings.Contains(err.Error(), tc.want) {
@@ -145,14 +146,14 @@ func TestTxEnds(t *testing.T) {
 		{"mysql DDL", [][]byte{mysqlGTID, queryEv("w", "CREATE TABLE t (a INT)")}, []int{1}},
 		{"mysql row transaction", [][]byte{mysqlGTID, queryEv("", "BEGIN"), tm, rows, ev(binlog.TypeXID, 1, 0, 0, 0, 0, 0, 0, 0)}, []int{4}},
 		{"mysql non-transactional commit", [][]byte{mysqlGTID, queryEv("", "BEGIN"), tm, rows, queryEv("", "COMMIT")}, []int{4}},
-		{"mysql compressed", [][]byte{mysqlGTID, ev(typeTxnPayload, 1, 2)}, []int{1}},
-		{"mysql XA", [][]byte{mysqlGTID, queryEv("", "XA START X'01',X'',1"), tm, rows, queryEv("", "XA END X'01',X'',1"), ev(typeXAPrepare, 0, 1),
+		{"mysql compressed", [][]byte{mysqlGTID, ev(binlog.TypeTransactionPayload, 1, 2)}, []int{1}},
+		{"mysql XA", [][]byte{mysqlGTID, queryEv("", "XA START X'01',X'',1"), tm, rows, queryEv("", "XA END X'01',X'',1"), ev(binlog.TypeXAPrepare, 0, 1),
 			mysqlGTID, queryEv("", "XA COMMIT X'01',X'',1")}, []int{5, 7}},
 		{"a COMMIT-like name is not a COMMIT", [][]byte{mysqlGTID, queryEv("", "BEGIN"), queryEv("", "COMMITTED_THINGS"), ev(binlog.TypeXID, 1, 0, 0, 0, 0, 0, 0, 0)}, []int{3}},
 		{"mariadb DDL", [][]byte{mariaGTID(true), queryEv("w", "CREATE TABLE t (a INT)")}, []int{1}},
 		{"mariadb MyISAM", [][]byte{mariaGTID(false), queryEv("w", "INSERT INTO m VALUES (1)"), queryEv("", "COMMIT")}, []int{2}},
 		{"mariadb annotate and rows", [][]byte{mariaGTID(false), ev(binlog.TypeAnnotateRows, 'x'), tm, rows, ev(binlog.TypeXID, 1, 0, 0, 0, 0, 0, 0, 0)}, []int{4}},
-		{"mariadb XA prepare", [][]byte{mariaGTID(false), tm, rows, ev(typeMariaXAPrepare, 1)}, []int{3}},
+		{"mariadb XA prepare", [][]byte{mariaGTID(false), tm, rows, ev(binlog.TypeMariaDBXAPrepare, 1)}, []int{3}},
 		{"file events are no ends", [][]byte{ev(binlog.TypeRotate, 4, 0, 0, 0, 0, 0, 0, 0, 'b'), ev(binlog.TypePreviousGTIDs, 0, 0, 0, 0, 0, 0, 0, 0),
 			ev(binlog.TypeCheckpoint, 1, 0, 0, 0, 'b'), ev(binlog.TypeHeartbeat, 'b')}, nil},
 		{"an XID outside a transaction (a dump that started mid-way) is no end", [][]byte{ev(binlog.TypeXID, 1, 0, 0, 0, 0, 0, 0, 0)}, nil},
@@ -165,22 +166,10 @@ func TestTxEnds(t *testing.T) {
 				got = append(got, i)
 			}
 		}
-		if !equalInts(got, tc.ends) {
+		if !slices.Equal(got, tc.ends) {
 			t.Errorf("%s: ends at %v, want %v", tc.name, got, tc.ends)
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestQueryOf(t *testing.T) {
@@ -202,13 +191,13 @@ func TestQueryOf(t *testing.T) {
 // the transaction tracker reads never panic; a decoded ACK encodes back to
 // the same packet (without a trailing NUL).
 func FuzzSemiSyncInput(f *testing.F) {
-	f.Add(appendAck(nil, ack{File: "binlog.000001", Pos: 1586}))
+	f.Add(binlog.AppendSemiSyncAck(nil, "binlog.000001", 1586))
 	f.Add([]byte{0xef})
 	f.Add(queryEv("db", "BEGIN"))
 	f.Add(mariaGTID(false))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if a, err := parseAck(in); err == nil {
-			if out := appendAck(nil, a); !strings.HasPrefix(string(in), string(out)) || strings.Trim(string(in[len(out):]), "\x00") != "" {
+			if out := binlog.AppendSemiSyncAck(nil, a.File, a.Pos); !strings.HasPrefix(string(in), string(out)) || strings.Trim(string(in[len(out):]), "\x00") != "" {
 				t.Fatalf("ACK %x decodes to %+v, which encodes to %x", in, a, out)
 			}
 		} else if !errors.Is(err, ErrBadAck) {

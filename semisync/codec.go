@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/binlogsvr/binlogsvr/logger/binlog"
 )
 
 // Semi-sync wire constants (protocol.md section 2).
 const (
-	semiMagic     = 0xEF // first byte of the semi-sync header and of the ACK
-	semiNeedsAck  = 0x01 // flag: the source waits for an ACK of this event
+	semiMagic     = binlog.SemiSyncMagic // first byte of the semi-sync header and of the ACK
+	semiNeedsAck  = 0x01                 // flag: the source waits for an ACK of this event
 	maxPayloadLen = 1<<24 - 1
 )
 
@@ -113,15 +115,14 @@ func ackPacket(file string, pos uint64) []byte {
 	n := 1 + 8 + len(file)
 	b := make([]byte, 4, 4+n)
 	b[0], b[1], b[2], b[3] = byte(n), byte(n>>8), byte(n>>16), 0
-	b = append(b, semiMagic)
-	b = binary.LittleEndian.AppendUint64(b, pos)
-	return append(b, file...)
+	return binlog.AppendSemiSyncAck(b, file, pos)
 }
 
 // parseAck decodes an ACK payload (for tests and diagnostics).
 func parseAck(p []byte) (file string, pos uint64, err error) {
-	if len(p) < 9 || p[0] != semiMagic {
-		return "", 0, fmt.Errorf("%w: not an ACK", ErrMalformedPacket)
+	file, pos, err = binlog.ParseSemiSyncAck(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: not an ACK: %v", ErrMalformedPacket, err)
 	}
-	return string(p[9:]), binary.LittleEndian.Uint64(p[1:]), nil
+	return file, pos, nil
 }

@@ -12,9 +12,6 @@ import (
 
 // Event types the cutter knows beyond those in package binlog.
 const (
-	typeTxnPayload   byte = 40  // MySQL TRANSACTION_PAYLOAD_EVENT (compressed transaction)
-	typeXAPrepare    byte = 38  // MySQL XA_PREPARE_LOG_EVENT
-	typeMariaXAPrep  byte = 167 // MariaDB XA_PREPARE_LOG_EVENT
 	typeMariaStartEn byte = 164 // MariaDB START_ENCRYPTION_EVENT
 )
 
@@ -107,7 +104,7 @@ func (c *cutter) feed(ev []byte, needAck bool) (*cut, error) {
 	c.lastPos = h.LogPos
 	end := false
 	switch h.Type {
-	case binlog.TypeXID, typeXAPrepare, typeMariaXAPrep, typeTxnPayload:
+	case binlog.TypeXID, binlog.TypeXAPrepare, binlog.TypeMariaDBXAPrepare, binlog.TypeTransactionPayload:
 		end = true
 	case binlog.TypeQuery:
 		q, err := queryText(ev, c.alg)
@@ -225,21 +222,11 @@ func rotateName(ev []byte, alg binlog.ChecksumAlg) (string, error) {
 	return string(name), nil
 }
 
-// queryText returns a QUERY_EVENT's statement.
+// queryText returns a QUERY_EVENT's statement, trimmed.
 func queryText(ev []byte, alg binlog.ChecksumAlg) ([]byte, error) {
-	p, err := payload(ev, alg)
+	q, err := binlog.QueryText(ev, alg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrMalformedPacket, err)
 	}
-	// thread_id 4, exec_time 4, db_len 1, error_code 2, status_vars_len 2
-	if len(p) < 13 {
-		return nil, fmt.Errorf("%w: query event of %d bytes", ErrMalformedPacket, len(ev))
-	}
-	dbLen := int(p[8])
-	svLen := int(binary.LittleEndian.Uint16(p[11:13]))
-	off := 13 + svLen + dbLen + 1
-	if off > len(p) {
-		return nil, fmt.Errorf("%w: query event lengths exceed the event", ErrMalformedPacket)
-	}
-	return bytes.TrimSpace(p[off:]), nil
+	return bytes.TrimSpace(q), nil
 }
