@@ -121,10 +121,8 @@ func TestExecuteScripts(t *testing.T) {
 		ctx := context.Background()
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			arg := func(key, def string) string {
-				for _, a := range d.CmdArgs {
-					if a.Key == key {
-						return strings.Join(a.Vals, ",")
-					}
+				if a, ok := d.Arg(key); ok {
+					return strings.Join(a.Vals, ",")
 				}
 				return def
 			}

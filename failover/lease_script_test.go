@@ -48,12 +48,8 @@ func TestLeaseScripts(t *testing.T) {
 		reset()
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			arg := func(key string) (string, bool) {
-				for _, a := range d.CmdArgs {
-					if a.Key == key {
-						return strings.Join(a.Vals, ","), true
-					}
-				}
-				return "", false
+				a, ok := d.Arg(key)
+				return strings.Join(a.Vals, ","), ok
 			}
 			dur := func(v string) time.Duration {
 				x, err := time.ParseDuration(v)

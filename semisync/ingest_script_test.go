@@ -1,7 +1,6 @@
 package semisync
 
 import (
-	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -42,10 +41,8 @@ func TestIngestScripts(t *testing.T) {
 		)
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			arg := func(key, def string) string {
-				for _, a := range d.CmdArgs {
-					if a.Key == key {
-						return strings.Join(a.Vals, ",")
-					}
+				if a, ok := d.Arg(key); ok {
+					return strings.Join(a.Vals, ",")
 				}
 				return def
 			}
@@ -89,10 +86,9 @@ func TestIngestScripts(t *testing.T) {
 				return feed(binlog.HeartbeatEvent(1, pos, c.file, c.alg), false)
 			case "txn":
 				raw, end := binlogtest.Txn(flav, arg("gtid", ""), 1, pos, num("size", 300))
-				var evs [][]byte
-				for b := raw; len(b) >= binlog.HeaderLen; {
-					n := binary.LittleEndian.Uint32(b[9:13])
-					evs, b = append(evs, b[:n]), b[n:]
+				evs, err := binlog.SplitEvents(raw)
+				if err != nil {
+					t.Fatal(err)
 				}
 				ackAt := len(evs)
 				if arg("ack", "true") != "true" {
