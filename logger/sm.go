@@ -145,10 +145,9 @@ func (e *NewerEncodingError) Error() string {
 
 func (e *NewerEncodingError) Unwrap() error { return e.Err }
 
-// stopOnNewer hands e to the daemon (which exits); without a handler the
-// error goes to dragonboat, which stops the process.
+// stopOnNewer hands e to the daemon (which logs it and exits); without a
+// handler the error goes to dragonboat, which stops the process with it.
 func (s *SM) stopOnNewer(e *NewerEncodingError) error {
-	s.log.Error(e.Error())
 	if s.onNewer != nil {
 		s.onNewer(e)
 	}
