@@ -64,6 +64,7 @@ var routeRoles = map[string]string{
 	"POST /members/self/removed": roleOperate,
 	"POST /transfer-leader":      roleOperate,
 	"POST /purge":                roleOperate,
+	"POST /rotate":               roleOperate,
 	"POST /debug/append":         roleOperate,
 	"POST /debug/bench":          roleOperate,
 	"POST /debug/max-file-size":  roleOperate,

@@ -156,6 +156,35 @@ func (s *Server) membersRoutes(mux *http.ServeMux) {
 		s.change(w, req, learner.Change{Op: learner.OpTransferLeader, ID: id})
 	}))
 	mux.HandleFunc("POST /purge", s.handlePurge)
+	// NB: on the leader, as the source's appends are: the rotation lands
+	// between two of its transactions.
+	mux.HandleFunc("POST /rotate", s.onLeader(s.handleRotate))
+}
+
+// handleRotate closes the log's open file on every member and opens the
+// next (binlogctl rotate), as FLUSH BINARY LOGS does on a server.
+func (s *Server) handleRotate(w http.ResponseWriter, req *http.Request) {
+	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+	defer cancel()
+	res, err := s.node.Propose(ctx, &logger.Rotate{})
+	switch {
+	case errors.Is(err, logger.ErrEncodingNotReady):
+		writeError(w, http.StatusConflict, "%v", err)
+		return
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "proposing the rotation (is there a quorum?): %v", err)
+		return
+	case !res.Code.Stored():
+		writeError(w, http.StatusConflict, "the log refused the rotation: %s: %s", res.Code, res.Message)
+		return
+	}
+	out := api.Rotation{File: logger.FileName(max(res.File, 1)), Message: res.Message}
+	if closed, ok := strings.CutPrefix(res.Message, logger.RotatedPrefix); ok {
+		out.Rotated, out.Closed = true, closed
+		out.Message = fmt.Sprintf("closed %s on every member; the next transaction goes to %s", closed, out.File)
+		s.log.Info("rotated the log's file", "closed", closed, "open", out.File)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleMembers(w http.ResponseWriter, req *http.Request) {

@@ -93,10 +93,7 @@ func (a *applier) apply(c Command, v View) Result {
 	case *Purge:
 		r = a.applyPurge(c, v)
 	case *Rotate:
-		r = Result{Code: ResultOK}
-		if a.st.File != 0 && a.st.FileTxns > 0 {
-			a.closeFile()
-		}
+		r = a.applyRotate()
 	case *Meta:
 		r = a.applyMeta(c)
 	default:
@@ -314,6 +311,37 @@ func (a *applier) openFile(alg binlog.ChecksumAlg) (Result, bool) {
 	a.put(fileKey(a.st.File), mustJSON(m))
 	return Result{}, true
 }
+
+// applyRotate closes the open file and opens the next one, as a size
+// rotation does, so the next file exists (and SHOW BINARY LOGS lists it) as
+// soon as the rotation is applied. Nothing is done, and the result's
+// message says why, when the open file holds no transaction, or when the
+// next append opens a new file anyway (the source changed). A rotation
+// that is done says RotatedPrefix + the closed file's name.
+func (a *applier) applyRotate() Result {
+	switch {
+	case a.st.File == 0:
+		return Result{Code: ResultOK, Message: "nothing to rotate: the log has no file yet"}
+	case a.st.NeedRotate:
+		return Result{Code: ResultOK, Message: "nothing to rotate: the source changed, the next transaction opens a new file"}
+	case a.st.FileTxns == 0:
+		return Result{Code: ResultOK, Message: fmt.Sprintf("nothing to rotate: %s holds no transaction yet", FileName(a.st.File))}
+	}
+	alg, err := binlog.FDEChecksumAlg(a.st.FDE)
+	if err != nil {
+		return reject(ResultMalformed, "rotate: the open file's format description event: %v", err)
+	}
+	closed := a.st.File
+	a.closeFile()
+	if r, ok := a.openFile(alg); !ok {
+		return r
+	}
+	return Result{Code: ResultOK, Message: RotatedPrefix + FileName(closed)}
+}
+
+// RotatedPrefix starts the message of a Rotate's result when it closed a
+// file (the closed file's name follows).
+const RotatedPrefix = "rotated: closed "
 
 // closeFile writes the Rotate event that ends the open file.
 func (a *applier) closeFile() {

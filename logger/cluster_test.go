@@ -492,9 +492,9 @@ func TestClusterReport(t *testing.T) {
 	check([]uint64{1, 3})
 }
 
-// raftEntryEncoding returns the encoding byte of the last SetSource in
+// raftEntryEncoding returns the encoding byte of the last command of kind in
 // member n's raft log: what the proposer wrote, as it travels.
-func raftEntryEncoding(t *testing.T, n *logger.Node) byte {
+func raftEntryEncoding(t *testing.T, n *logger.Node, kind logger.Kind) byte {
 	t.Helper()
 	last, first := n.Reader().Applied(), uint64(1)
 	if last > 20 {
@@ -519,22 +519,24 @@ func raftEntryEncoding(t *testing.T, n *logger.Node) byte {
 			continue
 		}
 		if c, err := logger.Decode(cmd); err == nil {
-			if _, ok := c.(*logger.SetSource); ok {
+			if logger.KindOf(c) == kind {
 				return cmd[0]
 			}
 		}
 	}
-	t.Fatalf("no set-source among the raft log's entries %d..%d", first, last)
+	t.Fatalf("no %s among the raft log's entries %d..%d", kind, first, last)
 	return 0
 }
 
 // TestClusterVersionGate runs an old and a new encoding side by side: with
 // a member that reads only EncodingV1 (an older binary), a fence is
-// proposed in V1 and every member applies it alike; once that member runs
-// the newer binary and reports it, fences go out in V2, and again every
-// member holds the same typed state.
+// proposed in V1 and every member applies it alike, and a rotate (V3 only)
+// is refused; once that member runs the newer binary and reports it, fences
+// and rotates go out in the newest encoding, and again every member holds
+// the same typed state.
 func TestClusterVersionGate(t *testing.T) {
 	old := map[uint64]byte{3: logger.EncodingV1}
+	maxEnc := fmt.Sprint(logger.MaxEncoding)
 	c := loggertest.New(t, 3, loggertest.Options{MaxEncoding: old})
 	setSource(t, c)
 	reports := func(want map[uint64]string) func() error {
@@ -549,7 +551,7 @@ func TestClusterVersionGate(t *testing.T) {
 			return nil
 		}
 	}
-	c.Eventually(wait, "every member reported its encodings", reports(map[uint64]string{1: "2", 2: "2", 3: "1"}))
+	c.Eventually(wait, "every member reported its encodings", reports(map[uint64]string{1: maxEnc, 2: maxEnc, 3: "1"}))
 	gate := func() byte {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
@@ -582,10 +584,16 @@ func TestClusterVersionGate(t *testing.T) {
 				t.Fatalf("member %d: epoch %d source %+v; want %d %+v", id, st.Epoch, st.Source, epoch, want)
 			}
 		}
-		if got := raftEntryEncoding(t, l); got != enc {
+		if got := raftEntryEncoding(t, l, logger.KindSetSource); got != enc {
 			t.Fatalf("the set-source went out in encoding %d, want %d", got, enc)
 		}
 		sameEverywhere(t, c)
+	}
+	// A rotate exists in EncodingV3 only: refused, nothing proposed.
+	rctx, rcancel := context.WithTimeout(context.Background(), wait)
+	defer rcancel()
+	if res, err := c.Leader(wait).Propose(rctx, &logger.Rotate{}); !errors.Is(err, logger.ErrEncodingNotReady) {
+		t.Fatalf("a rotate with a member that reads encoding 1 only: %v %+v, want ErrEncodingNotReady", err, res)
 	}
 	propose(&logger.SetSource{ExpectedEpoch: 1, NewEpoch: 2, Source: fenced})
 	check(2, fenced, logger.EncodingV1)
@@ -594,19 +602,34 @@ func TestClusterVersionGate(t *testing.T) {
 	c.Stop(3)
 	delete(old, 3)
 	c.Start(3)
-	c.Eventually(wait, "the upgraded member reported", reports(map[uint64]string{3: "2"}))
-	if v := gate(); v != logger.EncodingV2 {
+	c.Eventually(wait, "the upgraded member reported", reports(map[uint64]string{3: maxEnc}))
+	if v := gate(); v != logger.MaxEncoding {
 		t.Fatalf("with every member upgraded the gate says encoding %d", v)
 	}
 	propose(&logger.SetSource{ExpectedEpoch: 2, NewEpoch: 3, Source: src})
-	check(3, src, logger.EncodingV2)
-	propose(&logger.SetSource{ExpectedEpoch: 3, NewEpoch: 4, Source: fenced})
-	check(4, fenced, logger.EncodingV2)
-	// The fence holds: the old source's appends are refused.
+	check(3, src, logger.MaxEncoding)
+	// Now a rotate goes out (in V3) and every member opens the next file.
 	f := &feeder{}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	res, err := c.Leader(wait).Propose(ctx, &logger.Append{Epoch: 4, Source: src.Addr, FDE: binlogtest.FDE(binlog.MariaDB(), 1), Txns: []logger.Txn{f.txn(100)}})
+	res, err := c.Leader(wait).Propose(ctx, &logger.Append{Epoch: 3, Source: src.Addr, FDE: binlogtest.FDE(binlog.MariaDB(), 1), Txns: []logger.Txn{f.txn(100)}})
+	if err != nil || res.Code != logger.ResultOK {
+		t.Fatalf("append: %v %+v", err, res)
+	}
+	before := res.File
+	res, err = c.Leader(wait).Propose(ctx, &logger.Rotate{})
+	if err != nil || res.Code != logger.ResultOK || res.File != before+1 || res.Message != logger.RotatedPrefix+logger.FileName(before) {
+		t.Fatalf("rotate after %s: %v %+v", logger.FileName(before), err, res)
+	}
+	if got := raftEntryEncoding(t, c.Leader(wait), logger.KindRotate); got != logger.EncodingV3 {
+		t.Fatalf("the rotate went out in encoding %d", got)
+	}
+	c.WaitApplied(wait, c.Leader(wait).Reader().Applied())
+	sameEverywhere(t, c)
+	propose(&logger.SetSource{ExpectedEpoch: 3, NewEpoch: 4, Source: fenced})
+	check(4, fenced, logger.MaxEncoding)
+	// The fence holds: the old source's appends are refused.
+	res, err = c.Leader(wait).Propose(ctx, &logger.Append{Epoch: 4, Source: src.Addr, FDE: binlogtest.FDE(binlog.MariaDB(), 1), Txns: []logger.Txn{f.txn(100)}})
 	if err != nil || res.Code != logger.ResultWrongSource {
 		t.Fatalf("an append to a fenced log: %v %+v", err, res)
 	}

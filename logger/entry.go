@@ -16,6 +16,12 @@ import (
 //     starts with "fenced:".
 //   - EncodingV2: a SetSource ends with flags (FlagFenced); the address is
 //     the source's own. Other kinds are encoded as in V1.
+//   - EncodingV3: a Rotate is proposed only in this encoding (it has no
+//     fields): a member that reads V3 applies a Rotate by closing the open
+//     file and opening the next one at once (apply.go). A Rotate is never
+//     proposed in V1 or V2, so a member that predates V3 never meets one: it
+//     stops at the V3 entry instead (ErrNewerEncoding). Other kinds are
+//     encoded as in V1.
 //
 // The version gate (gate.go): a member proposes a command in an encoding
 // above V1 only once every member of the group has reported (in the log)
@@ -26,7 +32,8 @@ import (
 const (
 	EncodingV1  = 1
 	EncodingV2  = 2
-	MaxEncoding = EncodingV2
+	EncodingV3  = 3
+	MaxEncoding = EncodingV3
 )
 
 // SetSource flags (EncodingV2).
@@ -165,8 +172,8 @@ func KindOf(c Command) Kind { return c.kind() }
 // Encode returns c in EncodingV1, which every member reads.
 func Encode(c Command) []byte { return EncodeAs(c, EncodingV1) }
 
-// EncodeAs returns c in encoding v (EncodingV1 or EncodingV2; a command
-// means the same in both). Propose only an encoding every member reads
+// EncodeAs returns c in encoding v (EncodingV1 .. MaxEncoding; a command
+// means the same in each). Propose only an encoding every member reads
 // (gate.go).
 func EncodeAs(c Command, v byte) []byte {
 	if v < EncodingV1 || v > MaxEncoding {

@@ -2,6 +2,7 @@ package logger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -65,18 +66,33 @@ func reportedEncoding(r *Reader, id uint64) (byte, error) {
 	return byte(v), nil
 }
 
-// encodeFor encodes c for Propose: SetSource in the gate's encoding, every
-// other kind in EncodingV1 (they have no newer form).
-func (n *Node) encodeFor(ctx context.Context, c Command) []byte {
-	if _, ok := c.(*SetSource); !ok {
-		return Encode(c)
+// encodeFor encodes c for Propose: SetSource in the gate's encoding, a
+// Rotate in EncodingV3 only (ErrEncodingNotReady until every member reads
+// it), every other kind in EncodingV1 (they have no newer form).
+func (n *Node) encodeFor(ctx context.Context, c Command) ([]byte, error) {
+	switch c.(type) {
+	case *SetSource, *Rotate:
+	default:
+		return Encode(c), nil
 	}
 	v, err := n.WriteEncoding(ctx)
 	if err != nil {
 		n.log.Debug("version gate: proposing in encoding 1", "err", err)
 	}
-	return EncodeAs(c, v)
+	if _, ok := c.(*Rotate); ok {
+		if v < EncodingV3 {
+			return nil, fmt.Errorf("%w: a rotate needs encoding %d, and the group writes %d (%v): upgrade every member's binlogsvr, then retry",
+				ErrEncodingNotReady, EncodingV3, v, err)
+		}
+		return EncodeAs(c, EncodingV3), nil
+	}
+	return EncodeAs(c, v), nil
 }
+
+// ErrEncodingNotReady: the command needs an entry encoding that not every
+// member of the group reads yet (during a rolling upgrade, or while a
+// member's report is not in the log yet). Nothing was proposed.
+var ErrEncodingNotReady = errors.New("logger: the group does not read the encoding this command needs yet")
 
 // reportEncodingLoop records this member's MaxEncoding in the log, once.
 func (n *Node) reportEncodingLoop() {

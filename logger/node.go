@@ -466,7 +466,11 @@ func (n *Node) Propose(ctx context.Context, c Command) (Result, error) {
 		defer cancel()
 	}
 	start := time.Now()
-	res, err := n.nh.SyncPropose(ctx, n.nh.GetNoOPSession(n.cfg.ShardID), n.encodeFor(ctx, c))
+	b, err := n.encodeFor(ctx, c)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := n.nh.SyncPropose(ctx, n.nh.GetNoOPSession(n.cfg.ShardID), b)
 	if err != nil {
 		n.metrics.proposals.WithLabelValues(KindOf(c).String(), "error").Inc()
 		return Result{}, classify(err)

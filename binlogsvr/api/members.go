@@ -198,3 +198,16 @@ func Bytes(n uint64) string {
 // FileName is the log's name of file number n (logger.FileName), as
 // File, FirstFile and the holds number them.
 func FileName(n uint32) string { return fmt.Sprintf("binlog.%06d", n) }
+
+// Rotation is the answer to POST /rotate (binlogctl rotate).
+type Rotation struct {
+	// Rotated: the open file was closed; the next transaction starts File.
+	// False when the open file held no transaction yet (nothing to close).
+	Rotated bool `json:"rotated"`
+	// Closed is the file the rotation ended ("" when Rotated is false).
+	Closed string `json:"closed,omitempty"`
+	// File is the log's open file after the rotation: the next
+	// transaction goes there.
+	File    string `json:"file"`
+	Message string `json:"message"`
+}

@@ -42,6 +42,7 @@ Commands:
   transfer-leader ID              hand the group's leadership to a logger
   weight ID N                     set a logger's weight (the heaviest caught-up logger leads)
   purge FILE [--force] [--dry-run]  purge binlog files group-wide (held files are refused unless --force)
+  rotate                          close the open binlog file on every member and start the next
   failover [--force] [--to ADDR]  fail over now (after the fence and the candidate checks)
   failover status [--json]        the lease, the verdict, the operation and what to do (if anything)
   failover forget-fence HOST:PORT

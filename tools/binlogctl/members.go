@@ -18,7 +18,7 @@ import (
 )
 
 // membersCommands returns the membership commands: members,
-// add-learner, demote, remove, transfer-leader, weight, purge. "promote"
+// add-learner, demote, remove, transfer-leader, weight, purge, rotate. "promote"
 // is registered in failover.go: with --to it is a switchover, otherwise it
 // calls cmdPromoteMember.
 func membersCommands() map[string]command {
@@ -30,6 +30,7 @@ func membersCommands() map[string]command {
 		"transfer-leader": cmdTransferLeader,
 		"weight":          cmdWeight,
 		"purge":           cmdPurge,
+		"rotate":          cmdRotate,
 	}
 }
 
@@ -350,6 +351,30 @@ func cmdPurge(c *client, args []string, stdout, stderr io.Writer) error {
 		return exitError{err, ExitPurgeHeld}
 	}
 	return err
+}
+
+// cmdRotate closes the log's open file on every member and opens the next
+// one, as FLUSH BINARY LOGS does on a server.
+func cmdRotate(c *client, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("rotate", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() != 0 {
+		return usageFor("rotate", "rotate takes no arguments")
+	}
+	var r api.Rotation
+	if err := c.post(context.Background(), "/rotate", nil, &r); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	fmt.Fprintln(stdout, r.Message)
+	return nil
 }
 
 // ExitPurgeHeld is binlogctl purge's exit code when holds kept some of the
