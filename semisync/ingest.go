@@ -40,6 +40,9 @@ type Config struct {
 	// DebugCommitDelay delays every transaction before it is proposed, to
 	// show in tests that the ACK waits for the commit. Never in production.
 	DebugCommitDelay time.Duration
+	// FollowSourceRotate closes the log's open file whenever the source
+	// closes one of its own (--follow-source-rotate).
+	FollowSourceRotate bool
 	// TLS is --source-ssl-mode and --source-ssl-ca: every login to the
 	// source (ingest, status, probe, seed, the failover's lease probe).
 	TLS mysqltls.Config
@@ -47,7 +50,7 @@ type Config struct {
 
 // DefaultConfig returns the flags' defaults.
 func DefaultConfig() Config {
-	return Config{Heartbeat: time.Second, MaxInFlight: 4, Linger: logger.DefaultLinger, StatusInterval: 2 * time.Second}
+	return Config{Heartbeat: time.Second, MaxInFlight: 4, Linger: logger.DefaultLinger, StatusInterval: 2 * time.Second, FollowSourceRotate: true}
 }
 
 // RegisterFlags registers the ingest's own flags.
@@ -56,6 +59,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.MaxInFlight, "max-proposals-in-flight", c.MaxInFlight, "Append proposals awaiting commit at once (group commit pipeline depth)")
 	fs.DurationVar(&c.Linger, "proposal-linger", c.Linger, "how long a proposal may wait for the source's sessions that the last ACKs released to commit again, so that they share one raft entry (0: never wait)")
 	fs.DurationVar(&c.StatusInterval, "source-status-interval", c.StatusInterval, "how often the source's semi-sync status is read")
+	fs.BoolVar(&c.FollowSourceRotate, "follow-source-rotate", c.FollowSourceRotate, "start a new binlog file in the fleet whenever the source starts one (FLUSH BINARY LOGS, max_binlog_size); the fleet's file names stay its own. off: the fleet rotates at 256 MiB, on a source change and on binlogctl rotate only")
 	c.TLS.RegisterFlags(fs, "source", "the source")
 }
 

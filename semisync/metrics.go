@@ -17,6 +17,8 @@ type metrics struct {
 	sourceSemiSync prometheus.Gauge
 	// statementEvents counts statement-based DML events from the source.
 	statementEvents prometheus.Counter
+	// rotations counts the log's files closed because the source closed one.
+	rotations prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, in *Ingester) (*metrics, error) {
@@ -38,6 +40,8 @@ func newMetrics(reg prometheus.Registerer, in *Ingester) (*metrics, error) {
 		sessionErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "binlogsvr_semisync_session_errors_total", Help: "Ingest sessions that ended in an error (then reconnected)."}),
 		statementEvents: prometheus.NewCounter(prometheus.CounterOpts{Name: "binlogsvr_semisync_statement_events_total",
 			Help: "Statement-based DML events received from the source (a session with binlog_format=STATEMENT); stored and ACKed, but CDC tools cannot decode them."}),
+		rotations: prometheus.NewCounter(prometheus.CounterOpts{Name: "binlogsvr_semisync_source_rotations_followed_total",
+			Help: "The log's files closed because the source closed one of its own (FLUSH BINARY LOGS, max_binlog_size; --follow-source-rotate)."}),
 		sourceSemiSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "binlogsvr_semisync_source_protected", Help: "1 while the source's commits wait for the fleet's ACK (semi-sync on, not fallen back); 0 otherwise."}),
 	}
 	lagSeconds := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "binlogsvr_semisync_source_lag_seconds", Help: "Age of the newest event received from the source."},
@@ -52,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, in *Ingester) (*metrics, error) {
 			return 0
 		})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.ackLatency, m.ackStages, m.acks, m.received, m.stored, m.sessionErrors, m.sourceSemiSync, m.statementEvents, lagSeconds, lagBytes, streaming} {
+		for _, c := range []prometheus.Collector{m.ackLatency, m.ackStages, m.acks, m.received, m.stored, m.sessionErrors, m.sourceSemiSync, m.statementEvents, m.rotations, lagSeconds, lagBytes, streaming} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -168,6 +168,7 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 	c := &cutter{flav: s.d.flavor(), alg: alg}
 	ctx, cancel := context.WithCancelCause(ctx)
 	var prop *logger.Proposer
+	var lastTk *logger.Ticket // the last transaction enqueued
 	var wg sync.WaitGroup
 	acks := make(chan ackItem, 65536)
 	defer func() {
@@ -235,6 +236,14 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 			return err
 		}
 		if t == nil {
+			// NB: only once this session has cut a transaction: the real
+			// rotates a dump replays before the first transaction the log
+			// lacks end files whose transactions the log already holds.
+			if lastTk != nil && in.cfg.FollowSourceRotate && isSourceRotate(ev) {
+				if err := s.followRotate(ctx, lastTk, c.file); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		if prop == nil {
@@ -262,12 +271,58 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 		if h, err := binlog.ParseHeader(ev); err == nil {
 			in.noteReceived(t.txn.GTID, h.Timestamp)
 		}
+		lastTk = tk
 		select {
 		case acks <- ackItem{tk: tk, cut: t, received: received}:
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// isSourceRotate reports whether ev is the real ROTATE_EVENT that ends one
+// of the source's files (FLUSH BINARY LOGS, max_binlog_size): not
+// artificial and at a position in the file. The fake rotate a dump sends
+// at its start and after each file switch is artificial with position 0.
+func isSourceRotate(ev []byte) bool {
+	h, err := binlog.ParseHeader(ev)
+	return err == nil && h.Type == binlog.TypeRotate && h.Flags&binlog.FlagArtificial == 0 && h.LogPos > 0
+}
+
+// followRotate closes the log's open file when the source closed one of its
+// own, so that FLUSH BINARY LOGS on the source starts a new file in the
+// fleet too. It waits for every transaction enqueued before the rotate to
+// be stored first: the Rotate entry must follow them in the log. The
+// source's commits are not held up: the acker ACKs them meanwhile.
+func (s *session) followRotate(ctx context.Context, last *logger.Ticket, next string) error {
+	select {
+	case <-last.Done():
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	if err := last.Err(); err != nil {
+		return nil // NB: the acker ends the session with this error
+	}
+	pctx, cancel := context.WithTimeout(ctx, proposalTimeout)
+	defer cancel()
+	res, err := s.in.node.Propose(pctx, &logger.Rotate{})
+	switch {
+	case errors.Is(err, logger.ErrEncodingNotReady):
+		// NB: a member runs an older version: the fleet's file goes on until
+		// it is full or rotated by hand after the upgrade.
+		s.in.log.Info("the source rotated its binlog; the fleet's file does not follow until every member is upgraded", "source_file", next, "err", err)
+		return nil
+	case err != nil:
+		return fmt.Errorf("semisync: following the source's rotation to %s: %w", next, err)
+	case !res.Code.Stored():
+		s.in.log.Warn("the log refused to follow the source's rotation", "source_file", next, "code", res.Code.String(), "message", res.Message)
+		return nil
+	}
+	if closed, ok := strings.CutPrefix(res.Message, logger.RotatedPrefix); ok {
+		s.in.log.Info("the source rotated its binlog: rotated the log's file", "source_file", next, "closed", closed, "open", logger.FileName(res.File))
+		s.in.metrics.rotations.Inc()
+	}
+	return nil
 }
 
 // storedAck returns the log's last transaction if it came from the current

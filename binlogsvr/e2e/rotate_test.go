@@ -104,3 +104,106 @@ func TestRotateCommand(t *testing.T) {
 		t.Fatalf("binlogctl rotate: %v: %s", err, out)
 	}
 }
+
+// TestFollowSourceRotate: FLUSH BINARY LOGS on the source (MySQL 9.7 and
+// MariaDB 10.11) closes
+// the fleet's open file too (--follow-source-rotate, on by default), at
+// once, before the source's next transaction; the transactions after it go
+// to the new file; a second FLUSH with no transaction between them opens
+// no empty file in the fleet.
+func TestFollowSourceRotate(t *testing.T) {
+	for _, fl := range []sandbox.Flavor{sandbox.MySQL, sandbox.MariaDB} {
+		t.Run(string(fl), func(t *testing.T) { followSourceRotate(t, fl) })
+	}
+}
+
+func followSourceRotate(t *testing.T, fl sandbox.Flavor) {
+	f, src := startFleet(t, fl)
+	ctx := context.Background()
+	run := func(qs ...string) {
+		t.Helper()
+		for _, q := range qs {
+			if _, err := src.Exec(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	run("CREATE DATABASE rot", "CREATE TABLE rot.t (id INT PRIMARY KEY)", "INSERT INTO rot.t VALUES (1)")
+	l, err := f.Leader(ctx, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// openFile waits until every member holds the same files and the
+	// source's newest transaction, and returns the leader's open file.
+	openFile := func(what string) string {
+		t.Helper()
+		var last string
+		if err := fleet.Poll(ctx, wait, func() error {
+			gtids := converge(t, f)
+			q := "SELECT @@global.gtid_executed"
+			if fl == sandbox.MariaDB {
+				q = "SELECT @@global.gtid_binlog_pos"
+			}
+			res, err := src.Exec(ctx, q)
+			if err != nil {
+				return err
+			}
+			srcGTIDs, err := res.GetString(0, 0)
+			if err != nil {
+				return err
+			}
+			if strings.ReplaceAll(srcGTIDs, "\n", "") != gtids {
+				return fmt.Errorf("the fleet holds %q, the source %q", gtids, srcGTIDs)
+			}
+			st, err := f.Status(ctx, l, false)
+			if err != nil {
+				return err
+			}
+			last = st.LastFile
+			return nil
+		}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return last
+	}
+	before := openFile("before the flush")
+	n, err := logger.ParseFileName(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("FLUSH BINARY LOGS")
+	// NB: polled: the rotate follows the source's ROTATE event, which
+	// arrives just after the FLUSH returns.
+	want := logger.FileName(n + 1)
+	if err := fleet.Poll(ctx, wait, func() error {
+		st, err := f.Status(ctx, l, false)
+		if err != nil {
+			return err
+		}
+		if st.LastFile != want {
+			return fmt.Errorf("the leader's open file is %s, want %s", st.LastFile, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("after FLUSH BINARY LOGS on the source: %v", err)
+	}
+	run("INSERT INTO rot.t VALUES (2)", "INSERT INTO rot.t VALUES (3)")
+	if got := openFile("after the flush"); got != want {
+		t.Fatalf("after the source's next transactions the open file is %s, want %s", got, want)
+	}
+	files, err := f.Files(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, fi := range files {
+		names = append(names, fi.Name)
+	}
+	if len(names) < 2 || names[len(names)-2] != before || names[len(names)-1] != want {
+		t.Fatalf("the leader's files %v: want %s then %s", names, before, want)
+	}
+	run("FLUSH BINARY LOGS", "FLUSH BINARY LOGS", "INSERT INTO rot.t VALUES (4)")
+	if got, next := openFile("after two flushes"), logger.FileName(n+2); got != next {
+		t.Fatalf("after two flushes with no transaction between them the open file is %s, want %s", got, next)
+	}
+}
