@@ -59,8 +59,7 @@ var stringsCalls = map[string]bool{
 func flavorChecks(fset *token.FileSet, f *ast.File) map[int]string {
 	out := map[int]string{}
 	var fn string
-	var visit func(n ast.Node) bool
-	visit = func(n ast.Node) bool {
+	visit := func(n ast.Node) bool {
 		switch n := n.(type) {
 		case *ast.FuncDecl:
 			fn = n.Name.Name
