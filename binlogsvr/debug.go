@@ -71,16 +71,11 @@ func newSynth(st logger.State, size int) (*synth, error) {
 		return nil, err
 	}
 	s := &synth{flav: f, serverID: st.Source.ServerID, pos: 4, size: size, next: 1}
-	switch f.Name() {
-	case "mysql":
-		uuid := st.Source.UUID
-		if uuid == "" {
-			uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
-		}
-		s.prefix = uuid + ":"
-	default:
-		s.prefix = fmt.Sprintf("0-%d-", st.Source.ServerID)
+	uuid := st.Source.UUID
+	if uuid == "" {
+		uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562" // NB: MySQL only: MariaDB GTIDs have no uuid
 	}
+	s.prefix = f.GTIDPrefix(uuid, st.Source.ServerID, st.LastGTID)
 	if last := st.LastGTID; last != "" {
 		i := strings.LastIndexAny(last, ":-")
 		n, err := strconv.ParseUint(last[i+1:], 10, 64)
@@ -88,9 +83,6 @@ func newSynth(st logger.State, size int) (*synth, error) {
 			return nil, fmt.Errorf("cannot continue GTID %q: %v", last, err)
 		}
 		s.next = n + 1
-		if f.Name() == "mysql" {
-			s.prefix = last[:i+1]
-		}
 	}
 	return s, nil
 }

@@ -2,7 +2,10 @@
 // MySQL-protocol server on every serving member that answers the probe SQL
 // real clients send and serves COM_BINLOG_DUMP (file/position),
 // COM_BINLOG_DUMP_GTID (MySQL GTID sets) and MariaDB GTID dumps
-// (@slave_connect_state) from committed log entries only.
+// (@slave_connect_state) from committed log entries only. What differs
+// between a MySQL and a MariaDB log (dump commands and flags, greeting and
+// authentication, SHOW columns, variables) is asked of the log's
+// binlog.Flavor (binlog.Quirks), never decided here by its name.
 //
 // Layout, a pure core in a thin I/O shell:
 //

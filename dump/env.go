@@ -258,10 +258,7 @@ func eventInfo(flav binlog.Flavor, ev []byte, h binlog.Header, alg binlog.Checks
 		}
 	case binlog.TypeGTID, binlog.TypeGTIDTagged, binlog.TypeMariaDBGTID:
 		if g, ok, err := flav.GTIDOfEvent(ev, alg); err == nil && ok {
-			if flav.Name() == "mysql" {
-				return "SET @@SESSION.GTID_NEXT= '" + g + "'"
-			}
-			return "BEGIN GTID " + g
+			return flav.GTIDEventInfo(g)
 		}
 	case binlog.TypePreviousGTIDs, binlog.TypeMariaDBGTIDList:
 		if s, err := flav.FileHeaderSet(ev, alg); err == nil {

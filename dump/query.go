@@ -422,7 +422,7 @@ func doShow(toks []token, q string, env queryEnv) reply {
 	case hasPrefixWords(w, "MASTER", "STATUS"), hasPrefixWords(w, "BINARY", "LOG", "STATUS"), hasPrefixWords(w, "BINLOG", "STATUS"):
 		names := []string{"File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB"}
 		row := []any{f.File, f.Pos, "", ""}
-		if f.mysqlFlavor() {
+		if f.mysqlColumns() {
 			names = append(names, "Executed_Gtid_Set")
 			row = append(row, f.GTIDs)
 		}
@@ -436,13 +436,13 @@ func doShow(toks []token, q string, env queryEnv) reply {
 			return reply{err: myError(mysql.ER_UNKNOWN_ERROR, "binlogsvr: listing binlog files: %v", err)}
 		}
 		names := []string{"Log_name", "File_size"}
-		if f.mysqlFlavor() {
+		if f.mysqlColumns() {
 			names = append(names, "Encrypted")
 		}
 		var rows [][]any
 		for _, m := range files {
 			r := []any{m.Name(), m.Size}
-			if f.mysqlFlavor() {
+			if f.mysqlColumns() {
 				r = append(r, "No")
 			}
 			rows = append(rows, r)
@@ -451,7 +451,7 @@ func doShow(toks []token, q string, env queryEnv) reply {
 	case hasPrefixWords(w, "BINLOG", "EVENTS"):
 		return showBinlogEvents(toks[2:], env)
 	case hasPrefixWords(w, "SLAVE", "HOSTS"), hasPrefixWords(w, "REPLICAS"):
-		names, rows := env.replicaHosts(f.mysqlFlavor(), w[0] == "REPLICAS")
+		names, rows := env.replicaHosts(f.mysqlColumns(), w[0] == "REPLICAS")
 		return resultOf(names, rows)
 	case len(w) >= 1 && (w[0] == "VARIABLES" || (len(w) >= 2 && (w[0] == "GLOBAL" || w[0] == "SESSION" || w[0] == "LOCAL") && w[1] == "VARIABLES")):
 		rest := toks[1:]

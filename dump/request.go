@@ -9,9 +9,8 @@ import (
 // Dump flags of COM_BINLOG_DUMP and COM_BINLOG_DUMP_GTID.
 const (
 	flagNonBlock = 0x0001 // BINLOG_DUMP_NON_BLOCK: EOF at the end of the log
-	// flag 0x0002 is BINLOG_SEND_ANNOTATE_ROWS_EVENT on MariaDB and
-	// USE_HEARTBEAT_EVENT_V2 on MySQL; the flavor decides.
-	flag0x02        = 0x0002
+	// NB: flag 0x0002 is BINLOG_SEND_ANNOTATE_ROWS_EVENT on MariaDB and
+	// USE_HEARTBEAT_EVENT_V2 on MySQL: binlog.Quirks reads it.
 	flagThroughGTID = 0x0004 // MySQL BINLOG_THROUGH_GTID: the GTID set follows
 )
 

@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,26 +223,13 @@ func (s *Server) identity() (binlog.Flavor, string) {
 			flav = binlog.MariaDB()
 		}
 	}
-	if flav.Name() == "mariadb" {
-		if !strings.Contains(ver, "MariaDB") {
-			ver = "10.11.0-MariaDB-binlogsvr"
-		}
-	} else if ver == "" || strings.Contains(ver, "MariaDB") {
-		ver = "8.4.0-binlogsvr"
-	}
-	return flav, ver
+	return flav, flav.AnnouncedVersion(ver)
 }
 
 // authFor returns the greeting's version string and the authentication
-// method for a flavor and version: MariaDB clients get
-// mysql_native_password and a "5.5.5-" greeting (a MariaDB replica falls
-// back to file/position unless it reads "MariaDB" there); MySQL clients
-// get caching_sha2_password.
+// method for a flavor and version (binlog.Quirks.Greeting).
 func authFor(flav binlog.Flavor, ver string) (greeting, method string) {
-	if flav.Name() == "mariadb" {
-		return "5.5.5-" + ver, gmysql.AUTH_NATIVE_PASSWORD
-	}
-	return ver, gmysql.AUTH_CACHING_SHA2_PASSWORD
+	return flav.Greeting(ver)
 }
 
 // admit counts a new connection; false when --dump-max-clients

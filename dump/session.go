@@ -373,7 +373,7 @@ func (ss *session) dump(ctx context.Context, cmd byte, data []byte) (next []byte
 	var req Request
 	var err error
 	if cmd == gmysql.COM_BINLOG_DUMP_GTID {
-		if ss.flav.Name() == "mariadb" {
+		if !ss.flav.TakesDumpGTID() {
 			return fail(myError(erUnknownCom, "Unknown command: a MariaDB source takes GTID dumps as COM_BINLOG_DUMP after SET @slave_connect_state"))
 		}
 		req, err = parseDumpGTID(data)
@@ -472,7 +472,7 @@ func (ss *session) dump(ctx context.Context, cmd byte, data []byte) (next []byte
 					start = set.String()
 				}
 			}
-		case gtidState && ss.flav.Name() == "mariadb":
+		case gtidState && ss.flav.DumpsFromConnectState():
 			mode, start = "mariadb-gtid", state
 			strict := ss.vars["slave_gtid_strict_mode"] == "1" || strings.EqualFold(ss.vars["slave_gtid_strict_mode"], "ON")
 			sp, err = mariadbStart(lg, state, strict)
@@ -533,8 +533,8 @@ func (ss *session) dump(ctx context.Context, cmd byte, data []byte) (next []byte
 		"file", sp.File, "pos", sp.Pos, "heartbeat", heartbeatPeriod(ss.vars), "semi_sync", semi)
 	st := &streamer{lg: lg, sp: sp, pw: pw, stats: &ss.stats, cache: ss.srv.cache, o: streamOpts{
 		flavor: ss.flav, serverID: ss.srv.cfg.ServerID, clientCRC: clientCRC(ss.vars),
-		heartbeat: heartbeatPeriod(ss.vars), hbV2: ss.flav.Name() == "mysql" && req.Flags&flag0x02 != 0,
-		annotate: ss.flav.Name() == "mariadb" && req.Flags&flag0x02 != 0, nonBlock: req.NonBlocking(),
+		heartbeat: heartbeatPeriod(ss.vars), hbV2: ss.flav.HeartbeatV2(req.Flags),
+		annotate: ss.flav.AnnotateRows(req.Flags), nonBlock: req.NonBlocking(),
 		gtid: mode != "file", readSize: ss.srv.cfg.ReadBufferBytes, semi: semi,
 	}}
 	err = st.run(dctx)

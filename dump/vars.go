@@ -31,8 +31,16 @@ type facts struct {
 	SemiSync bool
 }
 
-// mysqlFlavor reports whether the log is of MySQL.
-func (f *facts) mysqlFlavor() bool { return f.Flavor != nil && f.Flavor.Name() == "mysql" }
+// flavor is the log's flavor; MariaDB's answers before it has one.
+func (f *facts) flavor() binlog.Flavor {
+	if f.Flavor == nil {
+		return binlog.MariaDB()
+	}
+	return f.Flavor
+}
+
+// mysqlColumns reports whether SHOW statements carry MySQL's extra columns.
+func (f *facts) mysqlColumns() bool { return f.flavor().ShowsMySQLColumns() }
 
 // sysVars returns the global variables the fleet answers, by lower-case
 // name. Values that describe the data are the source's. The source-side
@@ -71,26 +79,8 @@ func (f *facts) sysVars() map[string]string {
 		"port":                     strconv.Itoa(f.Port),
 		"hostname":                 "binlogsvr",
 	}
-	if f.mysqlFlavor() {
-		v["gtid_mode"] = "ON"
-		v["enforce_gtid_consistency"] = "ON"
-		v["gtid_executed"] = f.GTIDs
-		v["gtid_purged"] = f.Purged
-		v["log_replica_updates"] = "ON"
-		v["log_slave_updates"] = "ON"
-		v["binlog_row_metadata"] = "MINIMAL"
-		v["binlog_transaction_compression"] = "OFF"
-		v["binlog_expire_logs_seconds"] = "0"
-	} else {
-		v["gtid_domain_id"] = strconv.FormatUint(uint64(f.domain()), 10)
-		v["gtid_current_pos"] = f.GTIDs
-		v["gtid_binlog_pos"] = f.GTIDs
-		v["gtid_binlog_state"] = f.GTIDs
-		v["gtid_slave_pos"] = ""
-		v["gtid_strict_mode"] = "OFF"
-		v["log_slave_updates"] = "ON"
-		v["binlog_annotate_row_events"] = "ON"
-		v["binlog_row_metadata"] = "NO_LOG"
+	for k, val := range f.flavor().GTIDVars(f.GTIDs, f.Purged, f.domain()) {
+		v[k] = val
 	}
 	for k, val := range f.SourceVars {
 		v[strings.ToLower(k)] = val
@@ -101,11 +91,7 @@ func (f *facts) sysVars() map[string]string {
 		}
 	}
 	if f.SemiSync {
-		if f.mysqlFlavor() {
-			v["rpl_semi_sync_source_enabled"] = "ON"
-		} else {
-			v["rpl_semi_sync_master_enabled"] = "ON"
-		}
+		v[f.flavor().SemiSyncSourceVar()] = "ON"
 	}
 	for k, val := range f.Overrides {
 		v[strings.ToLower(k)] = val

@@ -6,6 +6,11 @@
 // epoch is rejected with logger.ResultStaleEpoch, and one to a fenced log
 // with logger.ResultWrongSource.
 //
+// MySQL and MariaDB differ only through binlog.Flavor: a server's flavor
+// is detected once from VERSION() (SQLConnector), its statements are the
+// flavor's binlog.AdminSQL, and the GTID math (gtid.go, rejoin.go,
+// readmit.go) is the flavor's binlog.GTIDMath.
+//
 // Invariants: the epoch is the fence (rule 5 of DESIGN.md: once the
 // fence's SetSource applied, no Append from the old source is accepted,
 // whatever the old server does); a replica is promoted only once it has

@@ -241,7 +241,7 @@ func (m *Manager) heldGTIDs(ctx context.Context, s Server, info ServerInfo) (str
 		return "", err
 	}
 	held := append(g, splitList(info.Held)...)
-	if info.Flavor == "mariadb" {
+	if f, err := flavorNamed(info.Flavor); err == nil && f.CurrentPosHeld() {
 		held = append(held, splitList(info.GTIDs)...)
 	}
 	return strings.Join(held, ","), nil
@@ -264,37 +264,11 @@ func (m *Manager) unlogged(st logger.State, held string) ([]string, error) {
 // source's own (its server_uuid): auto-positioning sends all the log
 // lacks. Pure.
 func splitTail(flavor, log, uuid string, extra []string) (tail, errant []string, err error) {
-	switch flavor {
-	case "mariadb":
-		l, err := parseMariaDBList(log)
-		if err != nil {
-			return nil, nil, err
-		}
-		pos := maxPerDomain(l)
-		for _, s := range extra {
-			g, err := parseMariaDBList(s)
-			if err != nil || len(g) != 1 {
-				return nil, nil, fmt.Errorf("failover: %q is not a MariaDB GTID", s)
-			}
-			if p, ok := pos[g[0].domain]; ok && g[0].seq > p.seq {
-				tail = append(tail, s)
-			} else {
-				errant = append(errant, s)
-			}
-		}
-		return tail, errant, nil
-	case "mysql":
-		for _, s := range extra {
-			sid, _, _ := strings.Cut(strings.TrimSpace(s), ":")
-			if uuid != "" && strings.EqualFold(sid, uuid) {
-				tail = append(tail, s)
-			} else {
-				errant = append(errant, s)
-			}
-		}
-		return tail, errant, nil
+	f, err := flavorNamed(flavor)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil, nil, fmt.Errorf("failover: unknown flavor %q", flavor)
+	return f.SplitTail(log, uuid, extra)
 }
 
 // readmit records the fenced source as the log's source again under a new

@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
+	"github.com/binlogsvr/binlogsvr/logger/binlog"
 )
 
 // RejoinReport is the rejoin check of an old source.
@@ -57,7 +57,7 @@ func (m *Manager) RejoinCheck(ctx context.Context, addr string) (RejoinReport, e
 		return rep, err
 	}
 	held := strings.Join(append(g, splitList(info.Held)...), ",")
-	if info.Flavor == "mariadb" {
+	if f, err := flavorNamed(info.Flavor); err == nil && f.CurrentPosHeld() {
 		// NB: and its gtid_current_pos: after RESET MASTER it is
 		// gtid_slave_pos, where it would start replicating from; a GTID
 		// there that the log lacks is as unacknowledged as one in the binlog.
@@ -180,76 +180,32 @@ func rejoinAdvice(r RejoinReport) string {
 	if r.Safe {
 		return "nothing to discard: binlogctl rejoin " + r.Server + " makes it a read-only replica of the fleet"
 	}
-	list := strings.Join(r.Unacknowledged, ",")
-	keep := r.Keep
-	if keep == "" {
-		keep = "''"
+	f, err := flavorNamed(r.Flavor)
+	if err != nil {
+		f = binlog.MySQL() // NB: advice in MySQL's words unless the server is known
 	}
-	if r.Flavor == "mariadb" {
-		return fmt.Sprintf("%d transactions (%s) were never acknowledged: discard them first. Either rebuild the server from a replica of the fleet, "+
-			"or undo them with a flashback: mariadb-binlog --flashback --start-position=%s over its binlog files, applied with sql_log_bin=0; "+
-			"then RESET MASTER and SET GLOBAL gtid_slave_pos = '%s'; then run binlogctl rejoin again", len(r.Unacknowledged), list, keep, r.Keep)
-	}
-	return fmt.Sprintf("%d transactions (%s) were never acknowledged: discard them first. Either rebuild the server from a replica of the fleet (CLONE or a backup), "+
-		"or undo them by hand with sql_log_bin=0; then RESET BINARY LOGS AND GTIDS and SET GLOBAL gtid_purged = '%s'; then run binlogctl rejoin again", r.Transactions, list, r.Keep)
+	return f.DiscardAdvice(r.Transactions, r.Unacknowledged, r.Keep)
 }
 
 // countGTIDs counts the transactions of a list of GTIDs (MySQL: of
-// intervals). Pure.
+// set elements). Pure.
 func countGTIDs(flavor string, list []string) (uint64, error) {
-	if flavor != "mysql" {
-		return uint64(len(list)), nil
-	}
-	s, err := parseMySQLIntervals(strings.Join(list, ","))
+	f, err := flavorNamed(flavor)
 	if err != nil {
 		return 0, err
 	}
-	return s.count(), nil
+	return f.CountGTIDs(list)
 }
 
 // keepGTIDs is the GTID state held without the extra GTIDs: MySQL the set
 // held minus extra; MariaDB, per domain, the highest GTID held that is not
 // extra (the position before the first extra one). Pure.
 func keepGTIDs(flavor, held string, extra []string) (string, error) {
-	switch flavor {
-	case "mysql":
-		h, err := parseMySQLIntervals(held)
-		if err != nil {
-			return "", err
-		}
-		x, err := parseMySQLIntervals(strings.Join(extra, ","))
-		if err != nil {
-			return "", err
-		}
-		return h.minus(x).String(), nil
-	case "mariadb":
-		h, err := parseMariaDBList(held)
-		if err != nil {
-			return "", err
-		}
-		drop := map[string]bool{}
-		for _, g := range extra {
-			drop[g] = true
-		}
-		var kept []mariadbGTID
-		for _, g := range h {
-			if !drop[g.String()] {
-				kept = append(kept, g)
-			}
-		}
-		m := maxPerDomain(kept)
-		domains := make([]uint32, 0, len(m))
-		for d := range m {
-			domains = append(domains, d)
-		}
-		sort.Slice(domains, func(i, j int) bool { return domains[i] < domains[j] })
-		out := make([]string, 0, len(domains))
-		for _, d := range domains {
-			out = append(out, m[d].String())
-		}
-		return strings.Join(out, ","), nil
+	f, err := flavorNamed(flavor)
+	if err != nil {
+		return "", err
 	}
-	return "", fmt.Errorf("failover: unknown flavor %q", flavor)
+	return f.KeepGTIDs(held, extra)
 }
 
 // Rejoin attaches an old source as a read-only replica of the fleet, only

@@ -11,6 +11,8 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/binlogsvr/binlogsvr/logger/binlog"
 )
 
 // DialFunc opens a go-mysql connection (the daemon passes semisync.Dial,
@@ -31,105 +33,10 @@ func SQLConnector(dial DialFunc) Connector {
 			return nil, err
 		}
 		v, _ := r.GetString(0, 0)
-		s.d = mysqlDialect{}
-		if strings.Contains(strings.ToLower(v), "mariadb") {
-			s.d = mariadbDialect{}
-		}
+		s.flav = binlog.FlavorOfVersion(v)
 		s.version = strings.Clone(v)
 		return s, nil
 	}
-}
-
-// dialect is the one seam between MySQL's and MariaDB's statements.
-type dialect interface {
-	flavor() string
-	infoQuery() string
-	replicaStatus() string
-	startReplica() string
-	stopReplica() []string
-	readOnly(on bool) []string
-	semiSyncOn(timeout time.Duration) []string
-	// semiSyncHold: the statement that makes the source wait with no
-	// replica connected, and the name of its timeout variable.
-	semiSyncHold() (waitNoReplica, timeoutVar string)
-	killEndsAckWait() bool
-	semiSyncOff() string
-	semiSyncEnable() string
-	semiSyncProbe() string
-	semiSyncInstall() string
-	changeSource(host string, port int, cred Credentials) string
-}
-
-type mariadbDialect struct{}
-
-func (mariadbDialect) flavor() string { return "mariadb" }
-func (mariadbDialect) infoQuery() string {
-	return "SELECT @@GLOBAL.server_id, '', @@GLOBAL.gtid_current_pos, @@GLOBAL.gtid_binlog_state, @@GLOBAL.read_only"
-}
-func (mariadbDialect) replicaStatus() string { return "SHOW SLAVE STATUS" }
-func (mariadbDialect) startReplica() string  { return "START SLAVE" }
-func (mariadbDialect) stopReplica() []string { return []string{"STOP SLAVE", "RESET SLAVE ALL"} }
-func (mariadbDialect) readOnly(on bool) []string {
-	return []string{"SET GLOBAL read_only = " + onOff(on)}
-}
-func (mariadbDialect) semiSyncOn(t time.Duration) []string {
-	return []string{
-		"SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'",
-		"SET GLOBAL rpl_semi_sync_master_timeout = " + strconv.FormatInt(t.Milliseconds(), 10),
-		"SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON",
-		"SET GLOBAL rpl_semi_sync_master_enabled = ON",
-	}
-}
-func (mariadbDialect) semiSyncHold() (string, string) {
-	return "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON", "rpl_semi_sync_master_timeout"
-}
-func (mariadbDialect) killEndsAckWait() bool   { return true }
-func (mariadbDialect) semiSyncOff() string     { return "SET GLOBAL rpl_semi_sync_master_enabled = OFF" }
-func (mariadbDialect) semiSyncEnable() string  { return "SET GLOBAL rpl_semi_sync_master_enabled = ON" }
-func (mariadbDialect) semiSyncProbe() string   { return "SELECT @@GLOBAL.rpl_semi_sync_master_enabled" }
-func (mariadbDialect) semiSyncInstall() string { return "" }
-func (mariadbDialect) changeSource(host string, port int, c Credentials) string {
-	return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%d, MASTER_USER=%s, MASTER_PASSWORD=%s, "+
-		"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1", sqlQuote(host), port, sqlQuote(c.User), sqlQuote(c.Password))
-}
-
-type mysqlDialect struct{}
-
-func (mysqlDialect) flavor() string { return "mysql" }
-func (mysqlDialect) infoQuery() string {
-	return "SELECT @@GLOBAL.server_id, @@GLOBAL.server_uuid, @@GLOBAL.gtid_executed, @@GLOBAL.gtid_executed, @@GLOBAL.read_only"
-}
-func (mysqlDialect) replicaStatus() string { return "SHOW REPLICA STATUS" }
-func (mysqlDialect) startReplica() string  { return "START REPLICA" }
-func (mysqlDialect) stopReplica() []string { return []string{"STOP REPLICA", "RESET REPLICA ALL"} }
-func (mysqlDialect) readOnly(on bool) []string {
-	if on {
-		return []string{"SET GLOBAL super_read_only = ON"}
-	}
-	return []string{"SET GLOBAL super_read_only = OFF", "SET GLOBAL read_only = OFF"}
-}
-func (mysqlDialect) semiSyncOn(t time.Duration) []string {
-	return []string{
-		"SET GLOBAL rpl_semi_sync_source_wait_point = 'AFTER_SYNC'",
-		"SET GLOBAL rpl_semi_sync_source_timeout = " + strconv.FormatInt(t.Milliseconds(), 10),
-		"SET GLOBAL rpl_semi_sync_source_wait_for_replica_count = 1",
-		"SET GLOBAL rpl_semi_sync_source_wait_no_replica = ON",
-		"SET GLOBAL rpl_semi_sync_source_enabled = ON",
-	}
-}
-func (mysqlDialect) semiSyncHold() (string, string) {
-	return "SET GLOBAL rpl_semi_sync_source_wait_no_replica = ON", "rpl_semi_sync_source_timeout"
-}
-func (mysqlDialect) killEndsAckWait() bool  { return false }
-func (mysqlDialect) semiSyncOff() string    { return "SET GLOBAL rpl_semi_sync_source_enabled = OFF" }
-func (mysqlDialect) semiSyncEnable() string { return "SET GLOBAL rpl_semi_sync_source_enabled = ON" }
-func (mysqlDialect) semiSyncProbe() string  { return "SELECT @@GLOBAL.rpl_semi_sync_source_enabled" }
-func (mysqlDialect) semiSyncInstall() string {
-	return "INSTALL PLUGIN rpl_semi_sync_source SONAME 'semisync_source.so'"
-}
-func (mysqlDialect) changeSource(host string, port int, c Credentials) string {
-	return fmt.Sprintf("CHANGE REPLICATION SOURCE TO SOURCE_HOST=%s, SOURCE_PORT=%d, SOURCE_USER=%s, SOURCE_PASSWORD=%s, "+
-		"SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=1", sqlQuote(host), port, sqlQuote(c.User), sqlQuote(c.Password))
 }
 
 // holdTimeout is the semi-sync timeout a fence sets at least: a commit
@@ -137,22 +44,10 @@ func (mysqlDialect) changeSource(host string, port int, c Credentials) string {
 // instead of returning once the timeout ran out.
 const holdTimeout = time.Hour
 
-func onOff(on bool) string {
-	if on {
-		return "ON"
-	}
-	return "OFF"
-}
-
-// sqlQuote is a single-quoted SQL string literal.
-func sqlQuote(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
-}
-
 type sqlServer struct {
 	addr    string
 	c       *client.Conn
-	d       dialect
+	flav    binlog.Flavor
 	version string
 	// released: ReleaseAckWaits turned the semi-sync source side off.
 	released bool
@@ -192,6 +87,21 @@ func (s *sqlServer) exec(ctx context.Context, qs ...string) error {
 	return nil
 }
 
+// semiSyncProbe reads whether the semi-sync source side is on; an error
+// means the server has no semi-sync source plugin.
+func (s *sqlServer) semiSyncProbe() string {
+	return "SELECT @@GLOBAL." + s.flav.SemiSyncSourceVar()
+}
+
+// setSemiSync turns the semi-sync source side on or off.
+func (s *sqlServer) setSemiSync(on bool) string {
+	v := "OFF"
+	if on {
+		v = "ON"
+	}
+	return "SET GLOBAL " + s.flav.SemiSyncSourceVar() + " = " + v
+}
+
 func (s *sqlServer) Close() error { return s.c.Close() }
 
 func (s *sqlServer) Ping(ctx context.Context) error {
@@ -199,8 +109,8 @@ func (s *sqlServer) Ping(ctx context.Context) error {
 }
 
 func (s *sqlServer) Info(ctx context.Context) (ServerInfo, error) {
-	info := ServerInfo{Flavor: s.d.flavor(), Version: s.version}
-	r, err := s.query(ctx, s.d.infoQuery())
+	info := ServerInfo{Flavor: s.flav.Name(), Version: s.version}
+	r, err := s.query(ctx, s.flav.InfoQuery())
 	if err != nil {
 		return info, err
 	}
@@ -209,7 +119,7 @@ func (s *sqlServer) Info(ctx context.Context) (ServerInfo, error) {
 	info.ServerID, info.UUID, info.GTIDs, info.Held = uint32(id), str(1), str(2), str(3)
 	info.ReadOnly = str(4) == "1" || strings.EqualFold(str(4), "ON")
 	r.Close()
-	rs, err := s.query(ctx, s.d.replicaStatus())
+	rs, err := s.query(ctx, s.flav.ReplicaStatusQuery())
 	if err != nil {
 		return info, err
 	}
@@ -244,7 +154,7 @@ func (s *sqlServer) SetReadOnly(ctx context.Context, on bool) error {
 	if err := s.exec(ctx, "SET SESSION lock_wait_timeout = 5"); err != nil {
 		return err
 	}
-	return s.exec(ctx, s.d.readOnly(on)...)
+	return s.exec(ctx, s.flav.ReadOnlySQL(on)...)
 }
 
 func (s *sqlServer) ConnID() uint64 { return uint64(s.c.GetConnectionID()) }
@@ -281,7 +191,7 @@ func (s *sqlServer) Kill(ctx context.Context, ids []uint64) (int, error) {
 func (s *sqlServer) HoldSemiSync(ctx context.Context) error {
 	// NB: on MySQL, turning wait_no_replica on also switches a source
 	// whose semi-sync had timed out back on.
-	wait, v := s.d.semiSyncHold()
+	wait, v := s.flav.SemiSyncHoldSQL()
 	if err := s.exec(ctx, wait); err != nil {
 		return err
 	}
@@ -299,10 +209,10 @@ func (s *sqlServer) HoldSemiSync(ctx context.Context) error {
 }
 
 func (s *sqlServer) ReleaseAckWaits(ctx context.Context) error {
-	if s.d.killEndsAckWait() {
+	if s.flav.KillEndsAckWait() {
 		return nil
 	}
-	r, err := s.query(ctx, s.d.semiSyncProbe())
+	r, err := s.query(ctx, s.semiSyncProbe())
 	if err != nil {
 		return nil // NB: no plugin: nothing waits
 	}
@@ -311,7 +221,7 @@ func (s *sqlServer) ReleaseAckWaits(ctx context.Context) error {
 	if on == 0 {
 		return nil
 	}
-	if err := s.exec(ctx, s.d.semiSyncOff()); err != nil {
+	if err := s.exec(ctx, s.setSemiSync(false)); err != nil {
 		return err
 	}
 	s.released = true
@@ -322,7 +232,7 @@ func (s *sqlServer) RestoreAckWaits(ctx context.Context) error {
 	if !s.released {
 		return nil
 	}
-	if err := s.exec(ctx, s.d.semiSyncEnable()); err != nil {
+	if err := s.exec(ctx, s.setSemiSync(true)); err != nil {
 		return err
 	}
 	s.released = false
@@ -330,34 +240,34 @@ func (s *sqlServer) RestoreAckWaits(ctx context.Context) error {
 }
 
 func (s *sqlServer) StartReplication(ctx context.Context) error {
-	return s.exec(ctx, s.d.startReplica())
+	return s.exec(ctx, s.flav.StartReplicaSQL())
 }
 
 func (s *sqlServer) StopReplication(ctx context.Context) error {
-	return s.exec(ctx, s.d.stopReplica()...)
+	return s.exec(ctx, s.flav.StopReplicaSQL()...)
 }
 
 func (s *sqlServer) EnableSemiSyncSource(ctx context.Context, timeout time.Duration) error {
-	if r, err := s.query(ctx, s.d.semiSyncProbe()); err != nil {
-		if s.d.semiSyncInstall() == "" {
+	if r, err := s.query(ctx, s.semiSyncProbe()); err != nil {
+		if s.flav.SemiSyncSourcePlugin() == "" {
 			return err
 		}
-		if err := s.exec(ctx, s.d.semiSyncInstall()); err != nil {
+		if err := s.exec(ctx, s.flav.SemiSyncSourcePlugin()); err != nil {
 			return fmt.Errorf("failover: %s has no semi-sync source plugin and loading it failed: %w", s.addr, err)
 		}
 	} else {
 		r.Close()
 	}
-	return s.exec(ctx, s.d.semiSyncOn(timeout)...)
+	return s.exec(ctx, s.flav.SemiSyncSourceOnSQL(timeout)...)
 }
 
 func (s *sqlServer) DisableSemiSyncSource(ctx context.Context) error {
-	r, err := s.query(ctx, s.d.semiSyncProbe())
+	r, err := s.query(ctx, s.semiSyncProbe())
 	if err != nil {
 		return nil // NB: no plugin: nothing to turn off
 	}
 	r.Close()
-	return s.exec(ctx, s.d.semiSyncOff())
+	return s.exec(ctx, s.setSemiSync(false))
 }
 
 func (s *sqlServer) ReplicateFrom(ctx context.Context, addr string, cred Credentials, ownBinlog bool) error {
@@ -366,13 +276,13 @@ func (s *sqlServer) ReplicateFrom(ctx context.Context, addr string, cred Credent
 		return fmt.Errorf("failover: fleet dump address %q: %v", addr, err)
 	}
 	port, _ := strconv.Atoi(p)
-	_ = s.exec(ctx, s.d.stopReplica()[0])
-	if ownBinlog && s.d.flavor() == "mariadb" {
-		if err := s.exec(ctx, "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos"); err != nil {
+	_ = s.exec(ctx, s.flav.StopReplicaSQL()[0])
+	if ownBinlog {
+		if err := s.exec(ctx, s.flav.OwnBinlogStartSQL()...); err != nil {
 			return err
 		}
 	}
-	return s.exec(ctx, s.d.changeSource(host, port, cred), s.d.startReplica())
+	return s.exec(ctx, s.flav.ChangeSourceSQL(host, port, cred.User, cred.Password), s.flav.StartReplicaSQL())
 }
 
 // binlogEventsPage is how many events BinlogGTIDs reads per query.
@@ -397,7 +307,7 @@ func (s *sqlServer) BinlogGTIDs(ctx context.Context, stop func(string) bool) ([]
 		// in memory.
 		var in []string
 		for from := uint64(4); ; {
-			ev, err := s.query(ctx, fmt.Sprintf("SHOW BINLOG EVENTS IN %s FROM %d LIMIT %d", sqlQuote(files[i]), from, binlogEventsPage))
+			ev, err := s.query(ctx, fmt.Sprintf("SHOW BINLOG EVENTS IN %s FROM %d LIMIT %d", binlog.QuoteSQL(files[i]), from, binlogEventsPage))
 			if err != nil {
 				return nil, err
 			}

@@ -9,10 +9,14 @@
 // handshake, the event stream, the acker), ackcore.go (the acker's rule:
 // which position to ACK, and when; no I/O), cutter.go (events into whole
 // transactions), codec.go (the replication packets and the semi-sync ACK),
-// flavor.go (the MySQL/MariaDB differences of the replica side), lease.go
+// register.go (COM_REGISTER_SLAVE), lease.go
 // (waits between sessions that end early when the epoch moves), ingest.go
 // (the sessions' owner and its status), metrics.go (the ACK latency, by
-// stage too: binlogsvr_semisync_ack_stage_seconds{stage}).
+// stage too: binlogsvr_semisync_ack_stage_seconds{stage}). The
+// MySQL/MariaDB differences of the replica side (session variables,
+// semi-sync names, the dump command, the probe's GTID queries) are the
+// source's binlog.Flavor (binlog.ReplicaSQL), detected by Probe with
+// binlog.FlavorOfVersion.
 //
 // Invariants:
 //

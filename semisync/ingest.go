@@ -369,7 +369,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // back to asynchronous commits (its timeout passed), or whose no_tx grows,
 // is reported loudly: from then on its commits are not protected. If the
 // source's semi-sync setting changes, the session restarts to follow it.
-func (in *Ingester) watchSource(ctx context.Context, d dialect, addr string, sessionSemi bool, cancel context.CancelCauseFunc) {
+func (in *Ingester) watchSource(ctx context.Context, flav binlog.Flavor, addr string, sessionSemi bool, cancel context.CancelCauseFunc) {
 	c, err := DialTLS(ctx, addr, in.cfg.User, in.cfg.Password, in.cfg.TLS)
 	if err != nil {
 		in.log.Warn("cannot read the source's semi-sync status", "source", addr, "err", err)
@@ -382,20 +382,20 @@ func (in *Ingester) watchSource(ctx context.Context, d dialect, addr string, ses
 	var wasDegraded bool
 	for {
 		st := SemiSyncStatus{}
-		if r, err := c.Execute(d.semiSyncEnabledQuery()); err == nil {
+		if r, err := c.Execute(flav.SemiSyncEnabledQuery()); err == nil {
 			v, _ := r.GetString(0, 0)
 			st.Enabled = isOn(v)
 			r.Close()
 		} else {
 			st.Error = err.Error()
 		}
-		if r, err := c.Execute("SHOW GLOBAL STATUS LIKE '" + d.statusPrefix() + "%'"); err == nil {
+		if r, err := c.Execute("SHOW GLOBAL STATUS LIKE '" + flav.SemiSyncStatusPrefix() + "%'"); err == nil {
 			for i := 0; i < r.RowNumber(); i++ {
 				k, _ := r.GetString(i, 0)
 				v, _ := r.GetString(i, 1)
 				k, v = strings.Clone(k), strings.Clone(v)
 				n, _ := strconv.ParseInt(v, 10, 64)
-				switch strings.TrimPrefix(strings.ToLower(k), strings.ToLower(d.statusPrefix())) {
+				switch strings.TrimPrefix(strings.ToLower(k), strings.ToLower(flav.SemiSyncStatusPrefix())) {
 				case "status":
 					st.Status = isOn(v)
 				case "clients":

@@ -10,6 +10,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/binlogsvr/binlogsvr/logger"
+	"github.com/binlogsvr/binlogsvr/logger/binlog"
 	"github.com/binlogsvr/binlogsvr/logger/mysqltls"
 )
 
@@ -94,10 +95,8 @@ func Probe(ctx context.Context, addr, user, password string, tc mysqltls.Config)
 		return info, err
 	}
 	info.Source.Addr = addr
-	info.Source.Flavor = "mysql"
-	if strings.Contains(strings.ToLower(info.Version), "mariadb") {
-		info.Source.Flavor = "mariadb"
-	}
+	flav := binlog.FlavorOfVersion(info.Version)
+	info.Source.Flavor = flav.Name()
 	id, err := one("SELECT @@GLOBAL.server_id")
 	if err != nil {
 		return info, err
@@ -126,21 +125,20 @@ func Probe(ctx context.Context, addr, user, password string, tc mysqltls.Config)
 	if !strings.EqualFold(info.Checksum, "CRC32") && !strings.EqualFold(info.Checksum, "NONE") {
 		return info, fmt.Errorf("%w: source %s has binlog_checksum=%s: set binlog_checksum=CRC32", ErrSourceUnfit, addr, info.Checksum)
 	}
-	if info.Source.Flavor == "mysql" {
-		if info.Source.UUID, err = one("SELECT @@GLOBAL.server_uuid"); err != nil {
+	if q := flav.ServerUUIDQuery(); q != "" {
+		if info.Source.UUID, err = one(q); err != nil {
 			return info, err
 		}
-		if info.GTIDMode, err = one("SELECT @@GLOBAL.gtid_mode"); err != nil {
+	}
+	if q := flav.GTIDModeQuery(); q != "" {
+		if info.GTIDMode, err = one(q); err != nil {
 			return info, err
 		}
 		if !strings.EqualFold(info.GTIDMode, "ON") {
 			return info, fmt.Errorf("%w: source %s has gtid_mode=%s: the fleet needs GTIDs; set gtid_mode=ON and enforce_gtid_consistency=ON", ErrSourceUnfit, addr, info.GTIDMode)
 		}
-		info.GTIDs, err = one("SELECT @@GLOBAL.gtid_executed")
-	} else {
-		info.GTIDs, err = one("SELECT @@GLOBAL.gtid_binlog_pos")
 	}
-	if err != nil {
+	if info.GTIDs, err = one(flav.BinlogGTIDsQuery()); err != nil {
 		return info, err
 	}
 	info.GTIDs = strings.ReplaceAll(info.GTIDs, "\n", "")

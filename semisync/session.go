@@ -35,7 +35,7 @@ var errLostLeadership = errors.New("semisync: this member no longer leads the gr
 type session struct {
 	in    *Ingester
 	st    logger.State
-	d     dialect
+	flav  binlog.Flavor
 	start time.Time
 
 	conn *client.Conn
@@ -54,11 +54,11 @@ type ackItem struct {
 
 func (s *session) run(ctx context.Context) error {
 	in := s.in
-	d, err := dialectFor(s.st.Flavor)
+	flav, err := binlog.FlavorByName(s.st.Flavor)
 	if err != nil {
-		return err
+		return fmt.Errorf("semisync: %w", err)
 	}
-	s.d = d
+	s.flav = flav
 	addr := s.st.Source.Addr
 	info, err := Probe(ctx, addr, in.cfg.User, in.cfg.Password, in.cfg.TLS)
 	if err != nil {
@@ -78,7 +78,7 @@ func (s *session) run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { _ = s.raw.SetDeadline(time.Now()) })
 	defer stop()
 
-	for _, q := range d.setup(s.st.GTIDs, in.cfg.Heartbeat, in.cfg.ReplicaUUID) {
+	for _, q := range s.flav.ReplicaSetup(s.st.GTIDs, in.cfg.Heartbeat, in.cfg.ReplicaUUID) {
 		if _, err := conn.Execute(q); err != nil {
 			return fmt.Errorf("semisync: source %s: %s: %w", addr, q, err)
 		}
@@ -90,7 +90,7 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dumpCmd, err := d.dump(in.cfg.ServerID, s.st.GTIDs)
+	dumpCmd, err := s.flav.DumpCommand(in.cfg.ServerID, s.st.GTIDs)
 	if err != nil {
 		return err
 	}
@@ -104,9 +104,16 @@ func (s *session) run(ctx context.Context) error {
 	return s.stream(ctx, semi, info)
 }
 
+// hasServerUUID reports whether servers of the named flavor have a
+// server_uuid that identifies them.
+func hasServerUUID(flavor string) bool {
+	f, err := binlog.FlavorByName(flavor)
+	return err == nil && f.HasServerUUID()
+}
+
 // checkIdentity refuses a server that is not the log's recorded source.
 func checkIdentity(want, got logger.Source) error {
-	if want.Flavor == "mysql" && want.UUID != "" && got.UUID != want.UUID {
+	if hasServerUUID(want.Flavor) && want.UUID != "" && got.UUID != want.UUID {
 		return fmt.Errorf("%w: %s has server_uuid %s, the log's source is %s (a failover outside the fleet? use the fleet's promote)", ErrWrongSource, want.Addr, got.UUID, want.UUID)
 	}
 	if want.ServerID != 0 && got.ServerID != want.ServerID {
@@ -135,7 +142,7 @@ func (s *session) command(payload []byte) error {
 // on. Without it the fleet still stores everything, but commits on the
 // source are not protected: that is reported loudly.
 func (s *session) enableSemiSync() (bool, error) {
-	r, err := s.conn.Execute(s.d.semiSyncEnabledQuery())
+	r, err := s.conn.Execute(s.flav.SemiSyncEnabledQuery())
 	if err != nil {
 		s.in.log.Error("the source has no semi-sync plugin: its commits are NOT protected by the fleet; load and enable it (see docs/SOURCE.md)",
 			"source", s.st.Source.Addr, "err", err)
@@ -150,7 +157,7 @@ func (s *session) enableSemiSync() (bool, error) {
 		s.in.setSemiSync(SemiSyncStatus{Enabled: false})
 		return false, nil
 	}
-	if _, err := s.conn.Execute(s.d.semiSyncOn()); err != nil {
+	if _, err := s.conn.Execute(s.flav.ReplicaSemiSyncOn()); err != nil {
 		return false, fmt.Errorf("semisync: turning semi-sync on for the session: %w", err)
 	}
 	return true, nil
@@ -165,7 +172,7 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 	if strings.EqualFold(info.Checksum, "CRC32") {
 		alg = binlog.ChecksumCRC32
 	}
-	c := &cutter{flav: s.d.flavor(), alg: alg}
+	c := &cutter{flav: s.flav, alg: alg}
 	ctx, cancel := context.WithCancelCause(ctx)
 	var prop *logger.Proposer
 	var lastTk *logger.Ticket // the last transaction enqueued
@@ -179,7 +186,7 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 	wg.Add(1)
 	go func() { defer wg.Done(); s.acker(ctx, cancel, acks) }()
 	wg.Add(1)
-	go func() { defer wg.Done(); in.watchSource(ctx, s.d, s.st.Source.Addr, semi, cancel) }()
+	go func() { defer wg.Done(); in.watchSource(ctx, s.flav, s.st.Source.Addr, semi, cancel) }()
 
 	pr := newPacketReader(s.raw)
 	readTimeout := 3*in.cfg.Heartbeat + 5*time.Second

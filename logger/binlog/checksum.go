@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strconv"
-	"strings"
 )
 
 // ChecksumAlg is the binlog checksum algorithm, as in an FDE's alg byte.
@@ -146,7 +145,7 @@ func checkFDE(fde []byte) error {
 // checksum algorithm byte in its FDE (MySQL 5.6.1+, MariaDB 5.3+).
 func versionHasChecksum(v string) bool {
 	min := [3]int{5, 6, 1}
-	if strings.Contains(strings.ToLower(v), "mariadb") {
+	if isMariaDBVersion(v) {
 		min = [3]int{5, 3, 0}
 	}
 	got := splitVersion(v)

@@ -14,11 +14,22 @@
 //     ROTATE, HEARTBEAT v1 and v2, and the FDE copy that starts a fleet file;
 //   - flavor.go, mysql.go, mariadb.go: the Flavor and Set interfaces and
 //     their two implementations: GTID parsing, sets, the GTID of an event
-//     and the file header event of each flavor. The log's GTID text and
-//     math go through them (the replica-side SQL and the promotion SQL
-//     have flavor dialects of their own: semisync/flavor.go,
-//     failover/sqlserver.go);
+//     and the file header event of each flavor; FlavorOfVersion, the one
+//     detection of a server's flavor from its VERSION();
+//   - gtidmath.go: Subtract, Count and Contains on go-mysql's GTID sets
+//     and the failover's questions (GTIDMath: Missing, Extra, KeepGTIDs,
+//     SplitTail);
+//   - sql.go, sql_mysql.go, sql_mariadb.go: the SQL a replica sends
+//     (ReplicaSQL, semisync) and an administrator sends (AdminSQL: the
+//     failover's fence, promotion and repointing);
+//   - quirks.go: the protocol and behaviour differences (Quirks): the dump
+//     commands and flags, the greeting, the SHOW columns and variables a
+//     server answers, what a server's GTID state means to the failover;
 //   - errors.go: the sentinel errors, all prefixed "binlog: ".
+//
+// The Flavor is the one MySQL/MariaDB seam: other packages call its methods
+// and never compare flavor names (TestOneSeam in seam_test.go fails naming
+// the file and line of such a check).
 //
 // testdata holds two real binlog files written by MariaDB 10.11.19; the
 // tests check this package against them byte for byte where the server is

@@ -5,11 +5,20 @@ import (
 	"strings"
 )
 
-// Flavor is the seam between MySQL and MariaDB: GTID text, GTID sets, and
-// the events that carry them. Implementations are stateless values, safe for
-// concurrent use; every method is deterministic.
+// Flavor is the one seam between MySQL and MariaDB: GTID text, GTID sets,
+// the events that carry them, the GTID math (gtidmath.go), the SQL a
+// replica and an administrator send (sql.go) and the protocol quirks
+// (quirks.go). Code outside this package asks a Flavor instead of comparing
+// flavor names (seam_test.go holds it to that). Implementations are
+// stateless values, safe for concurrent use; every method is deterministic.
 type Flavor interface {
-	// Name returns "mysql" or "mariadb".
+	ReplicaSQL
+	AdminSQL
+	Quirks
+	GTIDMath
+
+	// Name returns "mysql" or "mariadb": for logs, records and flags, not
+	// for branching (ask a method instead).
 	Name() string
 	// EmptySet returns a new empty Set of this flavor.
 	EmptySet() Set
@@ -62,6 +71,18 @@ type Set interface {
 	// entry per domain); false if other is of another flavor.
 	Equal(other Set) bool
 }
+
+// FlavorOfVersion returns the flavor of a server from its VERSION() or
+// the server version of its FDE: MariaDB if the text names MariaDB (any
+// case), else MySQL.
+func FlavorOfVersion(version string) Flavor {
+	if isMariaDBVersion(version) {
+		return MariaDB()
+	}
+	return MySQL()
+}
+
+func isMariaDBVersion(v string) bool { return strings.Contains(strings.ToLower(v), "mariadb") }
 
 // FlavorByName returns the flavor named "mysql" or "mariadb" (any case).
 func FlavorByName(name string) (Flavor, error) {

@@ -66,9 +66,9 @@ func StartFeeder(ctx context.Context, src *sandbox.Server, node *logger.Node) (*
 	}
 	f := &Feeder{src: src, node: node, flav: flav}
 	f.source = logger.Source{Addr: src.Addr(), ServerID: src.ServerID(), Flavor: flav.Name()}
-	if flav.Name() == "mysql" {
+	if q := flav.ServerUUIDQuery(); q != "" {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		r, err := src.Exec(cctx, "SELECT @@GLOBAL.server_uuid")
+		r, err := src.Exec(cctx, q)
 		cancel()
 		if err != nil {
 			return nil, err
@@ -366,10 +366,7 @@ func (f *Feeder) WaitCaughtUp(t testing.TB, d time.Duration) {
 
 // CaughtUp is WaitCaughtUp returning an error.
 func (f *Feeder) CaughtUp(ctx context.Context, d time.Duration) error {
-	q := "SELECT @@GLOBAL.gtid_binlog_pos"
-	if f.flav.Name() == "mysql" {
-		q = "SELECT @@GLOBAL.gtid_executed"
-	}
+	q := f.flav.BinlogGTIDsQuery()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	r, err := f.src.Exec(cctx, q)
 	cancel()

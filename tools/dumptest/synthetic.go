@@ -42,7 +42,7 @@ func NewSynthetic(t testing.TB, node *logger.Node, flav binlog.Flavor) *Syntheti
 // StartSynthetic is NewSynthetic without a testing.TB.
 func StartSynthetic(node *logger.Node, flav binlog.Flavor) (*Synthetic, error) {
 	src := logger.Source{Addr: "synthetic:3306", ServerID: 1, Flavor: flav.Name()}
-	if flav.Name() == "mysql" {
+	if flav.HasServerUUID() {
 		src.UUID = SyntheticSourceUUID
 	}
 	st := node.Reader().State()
@@ -66,10 +66,7 @@ func StartSynthetic(node *logger.Node, flav binlog.Flavor) (*Synthetic, error) {
 
 // GTID returns the GTID of the i-th synthetic transaction (from 1).
 func (s *Synthetic) GTID(i int) string {
-	if s.flav.Name() == "mysql" {
-		return fmt.Sprintf("%s:%d", SyntheticSourceUUID, i)
-	}
-	return fmt.Sprintf("0-1-%d", i)
+	return fmt.Sprintf("%s%d", s.flav.GTIDPrefix(SyntheticSourceUUID, 1, ""), i)
 }
 
 // Append stores n transactions of about size bytes each and waits until

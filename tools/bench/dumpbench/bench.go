@@ -402,10 +402,7 @@ func latency(ctx context.Context, src *sandbox.Server, fleet string, commits int
 	}
 	defer conn.Close()
 	var fl, sl []time.Duration
-	gtidQ := "SELECT @@GLOBAL.gtid_binlog_pos"
-	if flav.Name() == "mysql" {
-		gtidQ = "SELECT @@GLOBAL.gtid_executed"
-	}
+	gtidQ := flav.BinlogGTIDsQuery()
 	wait := func(t *tail, start time.Time, want func(string) bool) (time.Duration, error) {
 		timeout := time.After(30 * time.Second)
 		for {
