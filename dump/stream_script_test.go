@@ -26,7 +26,9 @@ import (
 //	log [flavor=mariadb|mysql] [checksum=crc32|none]   a new log: binlog.000001 open, with FDE and header event
 //	txn gtid=G [size=N]              a transaction appended to the open file
 //	rotate                           the open file closed by a real ROTATE; the next one opened
-//	truncated bytes=N                the open file closed with an event cut after N bytes
+//	truncated bytes=N [size=N]       the open file closed inside a transaction of size bytes, after N bytes
+//	annotate                         an ANNOTATE_ROWS event appended (MariaDB)
+//	bad-fde file=N                   file N starts with another event than an FDE
 //	purge file=N                     file N purged
 //	dump [file=N] [pos=P|header-end] [skip=G,...] [fake-list=SET] [gtid] [semi] [nonblock]
 //	     [heartbeat=DUR] [hbv2] [crc] [read=N] [chunks]
@@ -91,7 +93,15 @@ func TestStreamScripts(t *testing.T) {
 				lg.rotate()
 				return ""
 			case "truncated":
-				lg.truncated(num("bytes", 10))
+				lg.truncated(num("bytes", 10), num("size", 300))
+				return ""
+			case "annotate":
+				i := lg.last()
+				ev := binlog.NewEvent(binlog.TypeAnnotateRows, binlogtest.Timestamp, 1, 0, 0, []byte("INSERT INTO t VALUES (1)"), lg.alg)
+				lg.files[i] = append(lg.files[i], lg.relocate(ev, uint32(len(lg.files[i])))...)
+				return ""
+			case "bad-fde":
+				lg.files[num("file", 1)-1][len(binlog.Magic)+4] = binlog.TypeQuery
 				return ""
 			case "purge":
 				lg.purged[uint32(num("file", 1))] = true
@@ -117,7 +127,7 @@ func TestStreamScripts(t *testing.T) {
 				o := streamOpts{
 					flavor: lg.flav, serverID: 77, clientCRC: d.HasArg("crc"), heartbeat: dur("heartbeat", "0s"),
 					hbV2: d.HasArg("hbv2"), nonBlock: d.HasArg("nonblock"), gtid: d.HasArg("gtid"),
-					readSize: num("read", 4096), semi: d.HasArg("semi"),
+					readSize: num("read", 4096), semi: d.HasArg("semi"), annotate: d.HasArg("annotate"),
 				}
 				r = &scriptRun{lg: lg, core: newStreamCore(sp, o), chunks: d.HasArg("chunks"), t0: time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC),
 					writeDelay: delay, failAt: failAt}
@@ -227,19 +237,26 @@ func (l *scriptLog) last() int { return len(l.files) - 1 }
 
 func (l *scriptLog) txn(gtid string, size int) {
 	i := l.last()
-	raw, _ := binlogtest.Txn(l.flav, gtid, 1, uint32(len(l.files[i])), size)
+	l.files[i] = append(l.files[i], l.txnBytes(gtid, size, uint32(len(l.files[i])))...)
+}
+
+// txnBytes returns a transaction of the log's checksum, starting at start.
+func (l *scriptLog) txnBytes(gtid string, size int, start uint32) []byte {
+	raw, _ := binlogtest.Txn(l.flav, gtid, 1, start, size)
 	evs, err := binlog.SplitEvents(raw)
 	if err != nil {
 		panic(err)
 	}
+	var out []byte
 	for _, ev := range evs {
 		e := append([]byte(nil), ev...) // NB: binlogtest's events carry a CRC32
 		if l.alg == binlog.ChecksumNone {
 			e = e[:len(e)-binlog.ChecksumLen]
 			binary.LittleEndian.PutUint32(e[9:], uint32(len(e)))
 		}
-		l.files[i] = append(l.files[i], l.relocate(e, uint32(len(l.files[i])))...)
+		out = append(out, l.relocate(e, start+uint32(len(out)))...)
 	}
+	return out
 }
 
 func (l *scriptLog) rotate() {
@@ -250,10 +267,10 @@ func (l *scriptLog) rotate() {
 	l.open()
 }
 
-func (l *scriptLog) truncated(n int) {
+func (l *scriptLog) truncated(n, size int) {
 	i := l.last()
-	raw, _ := binlogtest.Txn(l.flav, map[string]string{"mariadb": "0-1-999", "mysql": "3e11fa47-71ca-11e1-9e33-c80aa9429562:999"}[l.flav.Name()], 1, 0, 300)
-	l.files[i] = append(l.files[i], raw[:n]...)
+	g := map[string]string{"mariadb": "0-1-999", "mysql": "3e11fa47-71ca-11e1-9e33-c80aa9429562:999"}[l.flav.Name()]
+	l.files[i] = append(l.files[i], l.txnBytes(g, size, uint32(len(l.files[i])))[:n]...)
 	l.closed[i] = true
 }
 
