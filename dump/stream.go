@@ -72,6 +72,8 @@ func (s *streamer) run(ctx context.Context) error {
 	// rbuf is this dump's own buffer for reads the shared cache does not
 	// serve.
 	var rbuf []byte
+	// held is the chunk the step being written read, if any.
+	var held *chunk
 	var changed <-chan struct{}
 	var hb *time.Timer
 	defer func() {
@@ -81,7 +83,12 @@ func (s *streamer) run(ctx context.Context) error {
 	}()
 	st := c.start()
 	for {
-		if err := s.write(c, st); err != nil {
+		err := s.write(c, st)
+		// NB: the step's packets are written and flushed (even after an
+		// error), so nothing refers to its chunk any more.
+		s.cache.release(held)
+		held = nil
+		if err != nil {
 			return err
 		}
 		if st.err != nil {
@@ -113,15 +120,8 @@ func (s *streamer) run(ctx context.Context) error {
 			if ch == nil && cap(data) > cap(rbuf) {
 				rbuf = data[:0]
 			}
+			held = ch
 			st = c.read(data, meta, ch != nil, err)
-			werr := s.write(c, st)
-			// NB: the step's packets are written and flushed (even after
-			// an error), so nothing refers to the chunk any more.
-			s.cache.release(ch)
-			if werr != nil {
-				return werr
-			}
-			st.pkts, st.flush = nil, flushNone
 		case actEOF:
 			s.stats.caughtUp(true)
 			return errEOFSent
