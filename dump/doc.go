@@ -20,13 +20,17 @@
 //   - start.go: where a dump starts (file/position, MariaDB GTID state,
 //     MySQL GTID set) and which groups it skips, with MySQL's and MariaDB's
 //     error texts (1236) for purged files and GTIDs not in the log;
-//   - stream.go: the event sequence a source sends (fake ROTATE, FDE with
-//     created/log_pos zeroed as a source does, file header event, the
+//   - streamcore.go: the event sequence a source sends (fake ROTATE, FDE
+//     with created/log_pos zeroed as a source does, file header event, the
 //     artificial GTID_LIST of MariaDB GTID dumps, real and fake ROTATE at a
 //     file switch, HEARTBEAT v1 or MySQL v2 when idle, EOF for
-//     non-blocking dumps); wire.go frames it (events over 16 MiB span
-//     several packets); cache.go shares the chunks of the log that several
-//     dumps read (outside the Go heap, reused once released);
+//     non-blocking dumps), decided by streamCore (pure: what the log
+//     returned in, packets and the next read or wait out; its invariants
+//     in its comment) and driven by streamer.run in stream.go, which
+//     reads, writes, waits and counts; wire.go frames it (events over
+//     16 MiB span several packets); cache.go shares the chunks of the log
+//     that several dumps read (outside the Go heap, reused once released:
+//     a dump holds a chunk for one step of the core only);
 //   - login.go, throttle.go: the connection phase, done here rather than
 //     by go-mysql's server package so that it can be bounded: greeting,
 //     TLS switch (certificate files re-read on change, or a self-signed
