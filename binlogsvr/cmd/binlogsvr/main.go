@@ -98,5 +98,13 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	return s.Run(ctx)
+	nctx, ncancel := context.WithCancel(ctx)
+	n := &notifier{log: log, ready: s.Ready(), alive: func() bool { return s.Node().Reader() != nil }}
+	notified := make(chan struct{})
+	go func() { defer close(notified); n.Run(nctx) }()
+	err = s.Run(ctx)
+	// NB: STOPPING=1 goes out when the member stops, whatever the cause.
+	ncancel()
+	<-notified
+	return err
 }
