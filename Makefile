@@ -93,7 +93,7 @@ RACE_PKGS ?= ./learner/e2e/ ./binlogsvr/e2e/
 E2E_LANES := e2e-lane1 e2e-lane2 e2e-lane3
 e2e-lane1: PKGS_OF_LANE := ./failover/e2e/ ./binlogsvr/e2e/
 e2e-lane2: PKGS_OF_LANE := ./semisync/e2e/ ./dump/e2e/ ./tools/sandbox/... ./tools/bench/dumpbench/ ./tools/pkg/e2e/
-e2e-lane3: PKGS_OF_LANE := ./tools/netsim/... ./learner/e2e/
+e2e-lane3: PKGS_OF_LANE := ./tools/netsim/... ./learner/e2e/ ./tools/monitoring/e2e/
 
 e2e: build-debug build-race
 	@rm -rf $(BIN)/race && mkdir -p $(BIN)/race

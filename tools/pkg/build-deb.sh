@@ -28,7 +28,7 @@ install -m 0640 "$HERE/env" "$P/etc/binlogsvr/env"
 install -m 0644 "$ROOT/README.md" "$P/usr/share/doc/binlogsvr/README.md"
 install -m 0644 "$ROOT"/docs/*.md "$P/usr/share/doc/binlogsvr/docs/"
 install -d "$P/usr/share/doc/binlogsvr/monitoring"
-install -m 0644 "$ROOT"/tools/monitoring/{alerts.yml,dashboard.json} "$P/usr/share/doc/binlogsvr/monitoring/" 2>/dev/null || true
+install -m 0644 "$ROOT"/tools/monitoring/{alerts.yml,dashboard.json} "$P/usr/share/doc/binlogsvr/monitoring/"
 
 # manpage NAME SUMMARY: a man page whose body is the binary's own --help, so it never drifts.
 manpage() {
