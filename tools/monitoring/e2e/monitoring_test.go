@@ -176,15 +176,21 @@ func scrape(ctx context.Context, f *fleet.Fleet, id uint64) (string, error) {
 	return string(b), err
 }
 
-// shortFor returns alerts.yml with alert's "for:" set to d: the test copy
-// a test can wait for.
-func shortFor(t *testing.T, alert, d string) string {
+// rulesFile returns alerts.yml.
+func rulesFile(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(monitoringDir(t), "alerts.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(b)
+	return string(b)
+}
+
+// shortFor returns rules with alert's "for:" set to d: the test copy a
+// test can wait for.
+func shortFor(t *testing.T, rules, alert, d string) string {
+	t.Helper()
+	s := rules
 	i := strings.Index(s, "- alert: "+alert+"\n")
 	if i < 0 {
 		t.Fatalf("alerts.yml has no %s", alert)
@@ -340,7 +346,8 @@ scrape_configs:
 // checks that every metric the dashboard and the alerts use is one its
 // members expose, has a real Prometheus scrape it, then kills a member
 // with SIGKILL and waits until Prometheus fires BinlogsvrMemberDown for
-// it, with no BinlogsvrNoLeader (two members keep the quorum).
+// it, with no BinlogsvrNoLeader (two members keep the quorum); then turns
+// semi-sync off on the source and waits for BinlogsvrSourceAsync.
 func TestFleetMonitoring(t *testing.T) {
 	tool(t, "prometheus")
 	f, src := startFleet(t)
@@ -383,7 +390,9 @@ func TestFleetMonitoring(t *testing.T) {
 		t.Errorf("metrics the monitoring uses that no member exposes:\n  %s", strings.Join(missing, "\n  "))
 	}
 
-	prom := startPrometheus(t, f, shortFor(t, "BinlogsvrMemberDown", "5s"))
+	rules := shortFor(t, rulesFile(t), "BinlogsvrMemberDown", "5s")
+	rules = shortFor(t, rules, "BinlogsvrSourceAsync", "3s")
+	prom := startPrometheus(t, f, rules)
 	if err := fleet.Poll(ctx, wait, func() error { return targetsUp(ctx, prom, len(f.Members)) }); err != nil {
 		t.Fatalf("prometheus does not scrape the fleet: %v", err)
 	}
@@ -439,4 +448,28 @@ func TestFleetMonitoring(t *testing.T) {
 	if len(fs["BinlogsvrNoLeader"]) > 0 {
 		t.Errorf("BinlogsvrNoLeader fired with two of three members up: %v", fs)
 	}
+	if len(fs["BinlogsvrSourceAsync"]) > 0 {
+		t.Fatalf("BinlogsvrSourceAsync fired while the source waits for the fleet: %v", fs)
+	}
+
+	// The source stops waiting for the fleet: the fleet keeps streaming
+	// (asynchronously), and the critical alert fires.
+	if _, err := src.Exec(ctx, "SET GLOBAL rpl_semi_sync_master_enabled = OFF"); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	err = fleet.Poll(ctx, wait, func() error {
+		fs, err := firing()
+		if err != nil {
+			return err
+		}
+		if len(fs["BinlogsvrSourceAsync"]) == 1 && fs["BinlogsvrSourceAsync"][0]["severity"] == "critical" {
+			return nil
+		}
+		return fmt.Errorf("BinlogsvrSourceAsync not firing; firing: %v", fs)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("BinlogsvrSourceAsync fired %s after semi-sync was turned off on the source", time.Since(start).Round(100*time.Millisecond))
 }
