@@ -15,13 +15,18 @@ import (
 // systemd) every call is a no-op.
 type notifier struct {
 	log   *slog.Logger
-	ready <-chan struct{} // binlogsvr.Server.Ready
-	// alive reports whether the member still works (its log open); a
-	// watchdog ping is sent only then, so a wedged member gets restarted.
+	ready <-chan struct{} // closed once the member serves (binlogsvr.Server.Ready)
+	// alive reports whether the member still works; a watchdog ping is sent
+	// only then, so a wedged member gets restarted.
 	alive func() bool
 }
 
-// Run sends READY=1 and the watchdog pings until ctx ends, then STOPPING=1.
+// Run sends the watchdog pings and READY=1 until ctx ends, then
+// STOPPING=1.
+//
+// NB: the pings start with the process, before READY=1: opening a large
+// log (replaying raft entries) can outlast WatchdogSec, and systemd may
+// arm the watchdog as soon as the process starts.
 func (n *notifier) Run(ctx context.Context) {
 	defer n.notify("STOPPING=1")
 	// NB: the interval comes from $WATCHDOG_USEC, set by systemd only for
@@ -30,23 +35,21 @@ func (n *notifier) Run(ctx context.Context) {
 	if err != nil {
 		n.log.Warn("systemd watchdog settings ignored", "err", err)
 	}
-	select {
-	case <-ctx.Done():
-		return
-	case <-n.ready:
+	var tick <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval / 2)
+		defer t.Stop()
+		tick = t.C
 	}
-	n.notify(daemon.SdNotifyReady + "\nSTATUS=serving")
-	if interval <= 0 {
-		<-ctx.Done()
-		return
-	}
-	t := time.NewTicker(interval / 2)
-	defer t.Stop()
+	ready := n.ready
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-ready:
+			n.notify(daemon.SdNotifyReady + "\nSTATUS=serving")
+			ready = nil
+		case <-tick:
 			if n.alive() {
 				n.notify(daemon.SdNotifyWatchdog)
 			}
