@@ -5,7 +5,7 @@ BIN       := bin
 GOFLAGS   ?=
 PKGS      := ./...
 
-.PHONY: build build-debug build-race test unit e2e e2e-lane1 e2e-lane2 e2e-lane3 test-race-daemons fuzz lint bench demo peers clean chaos
+.PHONY: deb monitoring build build-debug build-race test unit e2e e2e-lane1 e2e-lane2 e2e-lane3 test-race-daemons fuzz lint bench demo peers clean chaos
 
 # The release binaries: bin/binlogsvr has no debug endpoints (it refuses
 # --debug-api).
@@ -92,8 +92,8 @@ E2E_RACE  := ./dump/e2e/
 RACE_PKGS ?= ./learner/e2e/ ./binlogsvr/e2e/
 E2E_LANES := e2e-lane1 e2e-lane2 e2e-lane3
 e2e-lane1: PKGS_OF_LANE := ./failover/e2e/ ./binlogsvr/e2e/
-e2e-lane2: PKGS_OF_LANE := ./semisync/e2e/ ./dump/e2e/ ./tools/sandbox/... ./tools/bench/dumpbench/
-e2e-lane3: PKGS_OF_LANE := ./tools/netsim/... ./learner/e2e/
+e2e-lane2: PKGS_OF_LANE := ./semisync/e2e/ ./dump/e2e/ ./tools/sandbox/... ./tools/bench/dumpbench/ ./tools/pkg/e2e/
+e2e-lane3: PKGS_OF_LANE := ./tools/netsim/... ./learner/e2e/ ./tools/monitoring/e2e/
 
 e2e: build-debug build-race
 	@rm -rf $(BIN)/race && mkdir -p $(BIN)/race
@@ -158,6 +158,13 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) vet $(DEBUG_TAGS) ./binlogsvr/...
 	printf 'release:\ndebug: -tags=binlogsvr_debug\n' | $(STATICCHECK) -matrix $(PKGS)
+
+# The Debian package (tools/pkg/build-deb.sh, dpkg-deb): the release binaries,
+# the systemd unit, /etc/binlogsvr's config and secrets files, man pages
+# rendered from --help. VERSION must start with a digit (Debian's rule).
+VERSION ?= 0.0.0+git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0)
+deb: build
+	bash tools/pkg/build-deb.sh $(BIN) dist $(VERSION)
 
 bench: build-debug
 	BINLOGSVR_BIN=$(CURDIR)/$(BIN)/debug $(BIN)/debug/bench --out docs/BENCHMARKS.md

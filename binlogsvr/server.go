@@ -37,6 +37,7 @@ type Server struct {
 
 	adminLn net.Listener
 	admin   *http.Server
+	ready   chan struct{} // closed once the member serves (Ready)
 
 	tokens  *tokenStore    // auth.go; nil with --insecure
 	members *http.Client   // to other members' admin APIs (TLS, this member's certificate)
@@ -62,7 +63,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := learner.CheckRemovedMarker(cfg.Log.DataDir); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	s := &Server{cfg: cfg, log: log, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
@@ -132,6 +133,25 @@ func (s *Server) Node() *logger.Node { return s.node }
 // AdminAddr returns the address the admin API listens on.
 func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 
+// Ready is closed once Run serves the admin API and the member has joined
+// its group (its log is open and it knows the leader): what systemd's
+// Type=notify waits for (READY=1).
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// readyLoop closes ready once the log is open and a leader is known.
+func (s *Server) readyLoop(ctx context.Context) {
+	every(ctx, 100*time.Millisecond, func() bool {
+		if s.node.Reader() == nil {
+			return false
+		}
+		if _, ok := s.node.LeaderID(); !ok {
+			return false
+		}
+		close(s.ready)
+		return true
+	})
+}
+
 // Run serves until ctx ends, then shuts down cleanly.
 func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("binlogsvr started", "id", s.cfg.Log.ReplicaID, "role", s.cfg.Log.Role, "raft_addr", s.cfg.Log.RaftAddr,
@@ -146,7 +166,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	lctx, cancel := context.WithCancel(ctx)
-	wg.Add(4)
+	wg.Add(5)
+	go func() { defer wg.Done(); s.readyLoop(lctx) }()
 	go func() { defer wg.Done(); s.insecureLoop(lctx) }() // auth.go
 	go func() { defer wg.Done(); s.registerLoop(lctx) }()
 	go func() { defer wg.Done(); s.seedLoop(lctx) }()

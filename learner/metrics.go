@@ -42,6 +42,12 @@ func newMetrics(reg prometheus.Registerer, mg *Manager) (*metrics, error) {
 	m.purges = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "binlogsvr_members_purges_total", Help: "Group purges asked of this member, by result (ok, partial, forced, refused, error).",
 	}, []string{"result"})
+	// NB: every result from the start, at 0: the first refused purge is
+	// then an increase the BinlogsvrPurgeBlocked alert sees, not the first
+	// sample of a new series.
+	for _, r := range []string{"ok", "partial", "forced", "refused", "error"} {
+		m.purges.WithLabelValues(r)
+	}
 	m.progress = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "binlogsvr_learner_catch_up_ratio", Help: "This member's catch-up progress, 0 to 1 (1: caught up).",
 	})

@@ -69,7 +69,26 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 		}
 		return 0
 	})
-	m.cs = []prometheus.Collector{m.proposals, m.commitLatency, m.batchTxns, m.inFlight, m.snapshotSends, m.sizeSnapshots, m.raftLogFiles, m.raftLogSpares, applied, txns, epoch}
+	// NB: the alerts' view of the group (tools/monitoring): a group where
+	// no member reports leader_known has no quorum; the sum of is_leader
+	// over the members says who leads.
+	leaderKnown := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "binlogsvr_logger_leader_known", Help: "1 if this member knows the group's leader, else 0 (no quorum, or electing).",
+	}, func() float64 {
+		if _, ok := n.LeaderID(); ok {
+			return 1
+		}
+		return 0
+	})
+	isLeader := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "binlogsvr_logger_is_leader", Help: "1 if this member leads the group, else 0.",
+	}, func() float64 {
+		if n.IsLeader() {
+			return 1
+		}
+		return 0
+	})
+	m.cs = []prometheus.Collector{m.proposals, m.commitLatency, m.batchTxns, m.inFlight, m.snapshotSends, m.sizeSnapshots, m.raftLogFiles, m.raftLogSpares, applied, txns, epoch, leaderKnown, isLeader}
 	if reg != nil {
 		for _, c := range m.cs {
 			if err := reg.Register(c); err != nil {

@@ -8,6 +8,10 @@
 #   - MariaDB 10.11 (mariadb-server, mariadb-client), debootstrap, sysbench and nftables (tools/netsim's
 #     partitions). The packaged
 #     mariadb service is stopped and disabled: the sandbox starts its own servers.
+#   - The packaging and monitoring checks' tools (tools/pkg/e2e, tools/monitoring/e2e): systemd
+#     (systemd-analyze verify; no running systemd needed), man-db, and prometheus (prometheus and
+#     promtool; without its recommended exporters). Its packaged service is stopped and disabled
+#     too: the tests start their own Prometheus on a private port.
 #   - Oracle MySQL 9.7 (mysql-server-core, mysql-client-core) from Debian sid, in a debootstrap
 #     chroot cached at ${BINLOGSVR_MYSQL_CHROOT:-/var/cache/binlogsvr/mysql-sid}. Its packages need a
 #     newer C library than bookworm's, hence the chroot.
@@ -21,7 +25,10 @@ set -euo pipefail
 CHROOT="${BINLOGSVR_MYSQL_CHROOT:-/var/cache/binlogsvr/mysql-sid}"
 CHROOT="${CHROOT%/}"
 DEB_CACHE="${BINLOGSVR_DEB_CACHE:-/var/cache/binlogsvr/debs}"
-HOST_PACKAGES=(mariadb-server mariadb-client debootstrap sysbench nftables)
+HOST_PACKAGES=(mariadb-server mariadb-client debootstrap sysbench nftables systemd man-db)
+# Installed without their recommends: prometheus recommends exporters (node, ...) whose services
+# the tests do not use.
+HOST_PACKAGES_NORECS=(prometheus)
 CHROOT_PACKAGES=(mysql-server-core mysql-client-core)
 SOURCES=/etc/apt/sources.list.d/debian.sources
 
@@ -37,12 +44,15 @@ export DEBIAN_FRONTEND=noninteractive
 installed() { # installed PKG: true if dpkg reports PKG as fully installed
 	[[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
 }
-missing=()
-for p in "${HOST_PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
-if ((${#missing[@]} == 0)); then
-	log "host packages already installed: ${HOST_PACKAGES[*]}"
-else
-	need_update=0
+install_missing() { # install_missing [APT_FLAG...] -- PKG...: apt-get install the PKGs not installed yet
+	local flags=() missing=() p cand need_update=0
+	while [[ $1 != -- ]]; do flags+=("$1"); shift; done
+	shift
+	for p in "$@"; do installed "$p" || missing+=("$p"); done
+	if ((${#missing[@]} == 0)); then
+		log "host packages already installed: $*"
+		return
+	fi
 	for p in "${missing[@]}"; do
 		cand=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ {print $2}')
 		if [[ -z $cand || $cand == "(none)" ]]; then need_update=1; fi
@@ -51,27 +61,31 @@ else
 		log "apt-get update"
 		apt-get update || die "apt-get update"
 	fi
-	log "apt-get install ${missing[*]}"
-	apt-get install -y "${missing[@]}" || die "apt-get install ${missing[*]}"
-fi
+	log "apt-get install ${flags[*]} ${missing[*]}"
+	apt-get install -y "${flags[@]}" "${missing[@]}" || die "apt-get install ${missing[*]}"
+}
+install_missing -- "${HOST_PACKAGES[@]}"
+install_missing --no-install-recommends -- "${HOST_PACKAGES_NORECS[@]}"
 
-# The mariadb-server package starts and enables its own service where it can. Tests start their
-# own servers on private ports and directories, so the packaged one must not run.
-if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
-	if systemctl is-enabled --quiet mariadb 2>/dev/null || systemctl is-active --quiet mariadb 2>/dev/null; then
-		log "stopping and disabling the packaged mariadb service (systemd)"
-		systemctl disable --now mariadb || die "systemctl disable --now mariadb"
-	fi
-else
-	if [[ -x /etc/init.d/mariadb ]]; then
-		if service mariadb status >/dev/null 2>&1; then
-			log "stopping the packaged mariadb service"
-			service mariadb stop || die "service mariadb stop"
+# The mariadb-server and prometheus packages start and enable their own services where they can.
+# Tests start their own servers on private ports and directories, so the packaged ones must not run.
+for svc in mariadb prometheus; do
+	if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+		if systemctl is-enabled --quiet "$svc" 2>/dev/null || systemctl is-active --quiet "$svc" 2>/dev/null; then
+			log "stopping and disabling the packaged $svc service (systemd)"
+			systemctl disable --now "$svc" || die "systemctl disable --now $svc"
 		fi
-		update-rc.d mariadb disable >/dev/null 2>&1 || true
+	else
+		if [[ -x /etc/init.d/$svc ]]; then
+			if service "$svc" status >/dev/null 2>&1; then
+				log "stopping the packaged $svc service"
+				service "$svc" stop || die "service $svc stop"
+			fi
+			update-rc.d "$svc" disable >/dev/null 2>&1 || true
+		fi
 	fi
-fi
-log "packaged mariadb service is not running"
+	log "packaged $svc service is not running"
+done
 
 # ---------------------------------------------------------------------------------------------
 # 2. The MySQL 9.7 chroot.

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -94,9 +96,35 @@ func run(args []string) error {
 	defer stop()
 	cfg.Log.Disk.OnFull = binlogsvr.ExitOnDiskFull(log)
 	cfg.Log.OnNewerEncoding = binlogsvr.ExitOnNewerEncoding(log)
+	// NB: the notifier runs from before New: its watchdog pings cover the
+	// log's opening; a member is alive while it starts, and once started
+	// while its log is open.
+	var srv atomic.Pointer[binlogsvr.Server]
+	ready := make(chan struct{})
+	n := &notifier{log: log, ready: ready, alive: func() bool {
+		s := srv.Load()
+		return s == nil || s.Node().Reader() != nil
+	}}
+	nctx, ncancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); n.Run(nctx) }()
+	// NB: STOPPING=1 goes out when the member stops, whatever the cause.
+	defer wg.Wait()
+	defer ncancel()
 	s, err := binlogsvr.New(cfg, log)
 	if err != nil {
 		return err
 	}
+	srv.Store(s)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-s.Ready():
+			close(ready)
+		case <-nctx.Done():
+		}
+	}()
 	return s.Run(ctx)
 }
