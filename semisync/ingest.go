@@ -105,6 +105,8 @@ type Ingester struct {
 	node    *logger.Node
 	log     *slog.Logger
 	metrics *metrics
+	// proposalTimeout is proposalTimeout; tests shorten it.
+	proposalTimeout time.Duration
 
 	mu         sync.Mutex
 	status     Status
@@ -122,7 +124,8 @@ func New(cfg Config, node *logger.Node, log *slog.Logger, reg prometheus.Registe
 	if cfg.ReplicaUUID == "" {
 		cfg.ReplicaUUID = replicaUUID(cfg.ServerID)
 	}
-	in := &Ingester{cfg: cfg, node: node, log: log.With("component", "semisync"), status: Status{State: StateIdle}}
+	in := &Ingester{cfg: cfg, node: node, log: log.With("component", "semisync"), status: Status{State: StateIdle},
+		proposalTimeout: proposalTimeout}
 	m, err := newMetrics(reg, in)
 	if err != nil {
 		return nil, err
@@ -382,14 +385,14 @@ func (in *Ingester) watchSource(ctx context.Context, flav binlog.Flavor, addr st
 	var wasDegraded bool
 	for {
 		st := SemiSyncStatus{}
-		if r, err := c.Execute(flav.SemiSyncEnabledQuery()); err == nil {
+		if r, err := execute(c, flav.SemiSyncEnabledQuery()); err == nil {
 			v, _ := r.GetString(0, 0)
 			st.Enabled = isOn(v)
 			r.Close()
 		} else {
 			st.Error = err.Error()
 		}
-		if r, err := c.Execute("SHOW GLOBAL STATUS LIKE '" + flav.SemiSyncStatusPrefix() + "%'"); err == nil {
+		if r, err := execute(c, "SHOW GLOBAL STATUS LIKE '"+flav.SemiSyncStatusPrefix()+"%'"); err == nil {
 			for i := 0; i < r.RowNumber(); i++ {
 				k, _ := r.GetString(i, 0)
 				v, _ := r.GetString(i, 1)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/binlog"
@@ -65,6 +66,19 @@ func Dialer(tc mysqltls.Config) func(ctx context.Context, addr, user, password s
 	}
 }
 
+// execute runs one query on c. NB: go-mysql's client panics on some
+// malformed answers (a bare OK, ERR or EOF byte, an empty packet): the
+// source's bytes must not crash the daemon, so such a panic is returned as
+// ErrMalformedPacket.
+func execute(c *client.Conn, q string) (r *mysql.Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = nil, fmt.Errorf("%w: the answer to %q: %v", ErrMalformedPacket, q, p)
+		}
+	}()
+	return c.Execute(q)
+}
+
 // Probe connects to the source with the replication account and checks
 // that the fleet can replicate from it: binary logging on, ROW format, a
 // known checksum, and (MySQL) GTID mode ON. tc is --source-ssl-mode's.
@@ -79,8 +93,11 @@ func Probe(ctx context.Context, addr, user, password string, tc mysqltls.Config)
 		return info, fmt.Errorf("semisync: connecting to source %s as %q: %w%s", addr, user, err, hint)
 	}
 	defer c.Close()
+	// NB: the login is bounded; the queries end with ctx.
+	stop := context.AfterFunc(ctx, func() { _ = c.Conn.Conn.SetDeadline(time.Now()) })
+	defer stop()
 	one := func(q string) (string, error) {
-		r, err := c.Execute(q)
+		r, err := execute(c, q)
 		if err != nil {
 			return "", fmt.Errorf("semisync: source %s: %s: %w", addr, q, err)
 		}

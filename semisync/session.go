@@ -21,7 +21,10 @@ import (
 var ErrWrongSource = errors.New("semisync: the server at the source address is not the log's source")
 
 // proposalTimeout bounds one Append proposal (a 64 MiB transaction
-// included).
+// included). NB: a session that loses leadership with a proposal in
+// flight ends only when that proposal has its outcome (dragonboat cannot
+// cancel one), at the latest after this long; Ingester.proposalTimeout
+// holds it so that tests can shorten it.
 const proposalTimeout = 30 * time.Second
 
 // errSessionEnded cancels a session's goroutines when it returns.
@@ -79,7 +82,7 @@ func (s *session) run(ctx context.Context) error {
 	defer stop()
 
 	for _, q := range s.flav.ReplicaSetup(s.st.GTIDs, in.cfg.Heartbeat, in.cfg.ReplicaUUID) {
-		if _, err := conn.Execute(q); err != nil {
+		if _, err := execute(conn, q); err != nil {
 			return fmt.Errorf("semisync: source %s: %s: %w", addr, q, err)
 		}
 	}
@@ -142,7 +145,7 @@ func (s *session) command(payload []byte) error {
 // on. Without it the fleet still stores everything, but commits on the
 // source are not protected: that is reported loudly.
 func (s *session) enableSemiSync() (bool, error) {
-	r, err := s.conn.Execute(s.flav.SemiSyncEnabledQuery())
+	r, err := execute(s.conn, s.flav.SemiSyncEnabledQuery())
 	if err != nil {
 		s.in.log.Error("the source has no semi-sync plugin: its commits are NOT protected by the fleet; load and enable it (see docs/SOURCE.md)",
 			"source", s.st.Source.Addr, "err", err)
@@ -157,7 +160,7 @@ func (s *session) enableSemiSync() (bool, error) {
 		s.in.setSemiSync(SemiSyncStatus{Enabled: false})
 		return false, nil
 	}
-	if _, err := s.conn.Execute(s.flav.ReplicaSemiSyncOn()); err != nil {
+	if _, err := execute(s.conn, s.flav.ReplicaSemiSyncOn()); err != nil {
 		return false, fmt.Errorf("semisync: turning semi-sync on for the session: %w", err)
 	}
 	return true, nil
@@ -257,7 +260,7 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 			// NB: the proposer needs the source's FDE, which the stream sends
 			// after the fake rotate; it starts with the first transaction.
 			prop = logger.NewProposer(in.node, logger.ProposerConfig{Epoch: s.st.Epoch, Source: s.st.Source.Addr, FDE: c.fde,
-				MaxInFlight: in.cfg.MaxInFlight, Linger: in.cfg.Linger, Timeout: proposalTimeout})
+				MaxInFlight: in.cfg.MaxInFlight, Linger: in.cfg.Linger, Timeout: in.proposalTimeout})
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -391,11 +394,11 @@ func (s *session) acker(ctx context.Context, cancel context.CancelCauseFunc, ite
 			case <-it.tk.Done():
 			case <-ctx.Done():
 				return
-			case <-time.After(3 * proposalTimeout):
+			case <-time.After(3 * in.proposalTimeout):
 				// NB: a safety net: the proposer reports every outcome within
 				// its timeout; if it does not, restart from the log's state
 				// rather than hold the source's commits forever.
-				cancel(fmt.Errorf("semisync: no outcome for transaction %s after %v; restarting the session", it.cut.txn.GTID, 3*proposalTimeout))
+				cancel(fmt.Errorf("semisync: no outcome for transaction %s after %v; restarting the session", it.cut.txn.GTID, 3*in.proposalTimeout))
 				return
 			}
 		}

@@ -93,7 +93,10 @@ func Connect(ctx context.Context, c Config, addr, user, password string, opts ..
 		}
 		return nil
 	})
-	cn, err := client.ConnectWithDialer(ctx, "tcp", addr, user, password, "", dial, opts...)
+	cn, err := connect(ctx, addr, user, password, dial, opts)
+	if err != nil && g != nil {
+		g.Conn.Close() // NB: a login that panicked left it open
+	}
 	if !stop() && err == nil {
 		// NB: go-mysql applies ctx to the TCP dial only; the deadline set
 		// above ended a login that ran past it.
@@ -111,6 +114,23 @@ func Connect(ctx context.Context, c Config, addr, user, password string, opts ..
 	}
 	_ = g.Conn.SetDeadline(time.Time{}) // NB: the caller bounds what follows
 	return cn, nil
+}
+
+// ErrBadLogin is wrapped by the error of a login whose server's answers
+// made go-mysql's client panic.
+var ErrBadLogin = errors.New("mysqltls: malformed answer from the server during the login")
+
+// connect is go-mysql's login. NB: its client panics on some malformed
+// answers of a server (a caching_sha2_password public key that is not
+// PEM): a server's bytes must not crash the daemon, so the panic is
+// returned as ErrBadLogin.
+func connect(ctx context.Context, addr, user, password string, dial client.Dialer, opts []client.Option) (cn *client.Conn, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			cn, err = nil, fmt.Errorf("%w (%s): %v", ErrBadLogin, addr, p)
+		}
+	}()
+	return client.ConnectWithDialer(ctx, "tcp", addr, user, password, "", dial, opts...)
 }
 
 func (c Config) cleartextErr(addr string) error {
