@@ -239,7 +239,7 @@ func (fs *fakeSource) answer(q string, session map[string]string) any {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	one := func(name, v string) any {
-		rs, err := mysql.BuildSimpleTextResultset([]string{name}, [][]any{{v}})
+		rs, err := textResultset([]string{name}, [][]any{{v}})
 		if err != nil {
 			return err
 		}
@@ -274,7 +274,7 @@ func (fs *fakeSource) answer(q string, session map[string]string) any {
 				rows = append(rows, []any{k, v})
 			}
 		}
-		rs, err := mysql.BuildSimpleTextResultset([]string{"Variable_name", "Value"}, rows)
+		rs, err := textResultset([]string{"Variable_name", "Value"}, rows)
 		if err != nil {
 			return err
 		}
@@ -376,4 +376,36 @@ func (d *dumpConn) dumpServerID() uint32 {
 	default: // flags(2) server_id(4) ...
 		return binary.LittleEndian.Uint32(d.cmd[3:])
 	}
+}
+
+// textResultset builds a text result set with fresh fields. NB: go-mysql's
+// BuildSimpleTextResultset takes a pooled Resultset whose Fields keep the
+// pointers of a result the client in this process closed: it compares the
+// new values with those stale fields ("row types aren't consistent") and
+// writes into them.
+func textResultset(names []string, rows [][]any) (*mysql.Resultset, error) {
+	r := &mysql.Resultset{Fields: make([]*mysql.Field, len(names)), FieldNames: map[string]int{}}
+	for i, n := range names {
+		r.Fields[i] = &mysql.Field{Name: []byte(n), Charset: 33, Type: mysql.MYSQL_TYPE_VAR_STRING}
+		r.FieldNames[n] = i
+	}
+	for _, vs := range rows {
+		if len(vs) != len(names) {
+			return nil, fmt.Errorf("a row of %d values for %d columns", len(vs), len(names))
+		}
+		var row []byte
+		for j, v := range vs {
+			switch v.(type) {
+			case int64, uint64:
+				r.Fields[j].Type, r.Fields[j].Charset, r.Fields[j].Flag = mysql.MYSQL_TYPE_LONGLONG, 63, mysql.BINARY_FLAG
+			}
+			b, err := mysql.FormatTextValue(v)
+			if err != nil {
+				return nil, err
+			}
+			row = append(row, mysql.PutLengthEncodedString(b)...)
+		}
+		r.RowDatas = append(r.RowDatas, row)
+	}
+	return r, nil
 }
