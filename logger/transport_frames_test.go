@@ -111,6 +111,9 @@ func sendRaw(t *testing.T, addr string, b []byte, conf *tls.Config) {
 // every member running, the group committing, and the leadership where it
 // was.
 func TestCraftedFramesInProcess(t *testing.T) {
+	// NB: parallel, and the members are sent their frames side by side:
+	// the test mostly waits for members to read (sendRaw).
+	t.Parallel()
 	c := loggertest.New(t, 3, loggertest.Options{Transports: map[uint64]string{1: logger.TransportTCP, 2: logger.TransportTCP, 3: logger.TransportTCP}})
 	setSource(t, c)
 	f := &feeder{next: 1, pos: 4}
@@ -120,12 +123,17 @@ func TestCraftedFramesInProcess(t *testing.T) {
 		addrs[id] = c.Node(id).Config().RaftAddr
 	}
 	leader := c.Leader(wait).Config().ReplicaID
-	for id := uint64(1); id <= 3; id++ {
-		for name, b := range craftedFrames(t, addrs, id) {
-			t.Logf("member %d: %s", id, name)
-			sendRaw(t, addrs[id], b, nil)
+	t.Run("send", func(t *testing.T) {
+		for id := uint64(1); id <= 3; id++ {
+			t.Run(fmt.Sprintf("member %d", id), func(t *testing.T) {
+				t.Parallel()
+				for name, b := range craftedFrames(t, addrs, id) {
+					t.Logf("member %d: %s", id, name)
+					sendRaw(t, addrs[id], b, nil)
+				}
+			})
 		}
-	}
+	})
 	appendN(t, c, f, 5, 200)
 	sameEverywhere(t, c)
 	for id := uint64(1); id <= 3; id++ {

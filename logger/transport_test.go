@@ -199,41 +199,48 @@ func TestTransportSnapshotChunks(t *testing.T) {
 // A peer that sends a bad frame is cut off; the handler never sees it and
 // the transport goes on serving others.
 func TestTransportBadFrames(t *testing.T) {
+	// NB: parallel: the truncated frame waits out the reader's deadline
+	// (wireTimeout) and uses no CPU meanwhile.
+	t.Parallel()
 	srv := startEndpoint(t)
 	good := testBatch(1, 100)
 	p, _ := good.Marshal()
 	corruptPayload := frame(wireRaft, p)
 	corruptPayload[len(corruptPayload)-1] ^= 0xff
 	notABatch := frame(wireRaft, []byte{0xff, 0xff, 0xff})
-	for name, b := range map[string][]byte{
-		"garbage":         []byte("GET / HTTP/1.1\r\n\r\n"),
-		"payload bit":     corruptPayload,
-		"not a batch":     notABatch,
-		"huge size":       withHeader(frame(wireRaft, p), func(h []byte) { binary.BigEndian.PutUint64(h[2:], 1<<40) }),
-		"truncated frame": frame(wireRaft, p)[:wireHeadLen+10],
-	} {
-		t.Run(name, func(t *testing.T) {
-			c, err := net.Dial("tcp", srv.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if _, err := c.Write(b); err != nil {
-				t.Fatal(err)
-			}
-			// NB: the truncated frame's rest never comes: the reader gives
-			// up after its deadline and closes.
-			c.SetReadDeadline(time.Now().Add(wireTimeout + 5*time.Second))
-			if n, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
-				t.Fatalf("read %d bytes, %v; want the server to close the connection", n, err)
-			}
-			select {
-			case b := <-srv.batches:
-				t.Fatalf("a bad frame reached the handler: %+v", b)
-			default:
-			}
-		})
-	}
+	// NB: the group returns when its parallel subtests are done.
+	t.Run("bad", func(t *testing.T) {
+		for name, b := range map[string][]byte{
+			"garbage":         []byte("GET / HTTP/1.1\r\n\r\n"),
+			"payload bit":     corruptPayload,
+			"not a batch":     notABatch,
+			"huge size":       withHeader(frame(wireRaft, p), func(h []byte) { binary.BigEndian.PutUint64(h[2:], 1<<40) }),
+			"truncated frame": frame(wireRaft, p)[:wireHeadLen+10],
+		} {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				c, err := net.Dial("tcp", srv.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if _, err := c.Write(b); err != nil {
+					t.Fatal(err)
+				}
+				// NB: the truncated frame's rest never comes: the reader gives
+				// up after its deadline and closes.
+				c.SetReadDeadline(time.Now().Add(wireTimeout + 5*time.Second))
+				if n, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+					t.Fatalf("read %d bytes, %v; want the server to close the connection", n, err)
+				}
+				select {
+				case b := <-srv.batches:
+					t.Fatalf("a bad frame reached the handler: %+v", b)
+				default:
+				}
+			})
+		}
+	})
 	c, err := net.Dial("tcp", srv.addr)
 	if err != nil {
 		t.Fatal(err)
