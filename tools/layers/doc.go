@@ -30,4 +30,9 @@
 // until it has one); an edge the rule refuses is fixed by moving code down
 // (to the lower package, or to binlogsvr/api for a type of the admin API),
 // never by loosening the table.
+//
+// unitsuite_test.go guards make unit (the Makefile's UNIT_PKGS): no package
+// in it may link, or have its tests import, the harnesses that start real
+// servers (tools/sandbox, tools/fleet), except through an edge listed with
+// its reason in harnessVia.
 package layers
