@@ -22,7 +22,9 @@ import (
 )
 
 // The tests in this file run the ingest (Ingester.Run: Probe, the session,
-// the acker) against fakeSource and an in-process log group.
+// the acker) against fakeSource and an in-process log group. NB: they run
+// in parallel: each has its own source and group, and mostly waits (for
+// elections, reconnect backoffs).
 
 const waitLong = 15 * time.Second
 
@@ -120,6 +122,7 @@ func (s *stream) txn(gtid string, needAck bool) uint32 {
 }
 
 func TestSessionAcksOnlyStoredTransactions(t *testing.T) {
+	t.Parallel()
 	fs := newFakeSource(t, binlog.MariaDB())
 	g := startIngest(t, fs, 1, nil)
 	d := fs.nextDump(waitLong)
@@ -181,6 +184,7 @@ func TestSessionAcksOnlyStoredTransactions(t *testing.T) {
 }
 
 func TestSessionReconnectsFromTheLogsState(t *testing.T) {
+	t.Parallel()
 	fs := newFakeSource(t, binlog.MariaDB())
 	g := startIngest(t, fs, 1, nil)
 	d := fs.nextDump(waitLong)
@@ -216,6 +220,7 @@ func TestSessionReconnectsFromTheLogsState(t *testing.T) {
 }
 
 func TestSessionMySQLDumpsByGTID(t *testing.T) {
+	t.Parallel()
 	fs := newFakeSource(t, binlog.MySQL())
 	g := startIngest(t, fs, 1, nil)
 	d := fs.nextDump(waitLong)
@@ -262,6 +267,7 @@ func TestSessionMySQLDumpsByGTID(t *testing.T) {
 // no ACK: the leader of a group whose other members are gone cannot store
 // the transaction, steps down, and the session ends without ACKing.
 func TestSessionNoAckWithoutQuorum(t *testing.T) {
+	t.Parallel()
 	fs := newFakeSource(t, binlog.MariaDB())
 	// NB: the session ends only once its proposal in flight has an
 	// outcome, at the latest after the proposal timeout.
@@ -303,6 +309,7 @@ func TestSessionNoAckWithoutQuorum(t *testing.T) {
 }
 
 func TestSessionWrongPassword(t *testing.T) {
+	t.Parallel()
 	fs := newFakeSource(t, binlog.MariaDB())
 	_, err := Probe(context.Background(), fs.addr(), "repl", "wrong", mysqltls.Config{})
 	if err == nil || !strings.Contains(err.Error(), "1045") || !strings.Contains(err.Error(), "check --source-user") {
@@ -321,6 +328,7 @@ func TestSessionWrongPassword(t *testing.T) {
 }
 
 func TestProbeRefusesUnfitSources(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		flav       binlog.Flavor
 		name, val  string
@@ -346,6 +354,7 @@ func TestProbeRefusesUnfitSources(t *testing.T) {
 }
 
 func TestProbeReadsTheSource(t *testing.T) {
+	t.Parallel()
 	fs := newFakeSource(t, binlog.MySQL())
 	fs.set("gtid_executed", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\n4e11fa47-71ca-11e1-9e33-c80aa9429562:1")
 	info, err := Probe(context.Background(), fs.addr(), fs.user, fs.password, mysqltls.Config{})
@@ -371,6 +380,7 @@ func TestProbeReadsTheSource(t *testing.T) {
 // A source with semi-sync off, or without the plugin, is still replicated
 // (everything is stored), reported in the status, and never ACKed.
 func TestSessionWithoutSemiSync(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, value string
 		wantErr     string
@@ -379,6 +389,7 @@ func TestSessionWithoutSemiSync(t *testing.T) {
 		{"no plugin", "", "Unknown system variable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			fs := newFakeSource(t, binlog.MariaDB())
 			fs.set("rpl_semi_sync_master_enabled", tc.value)
 			g := startIngest(t, fs, 1, nil)
@@ -408,6 +419,7 @@ func TestSessionWithoutSemiSync(t *testing.T) {
 // Malformed or refused packets from the source end the session with an
 // error naming them; the ingest reconnects.
 func TestSessionMalformedPackets(t *testing.T) {
+	t.Parallel()
 	fs := newFakeSource(t, binlog.MariaDB())
 	g := startIngest(t, fs, 1, nil)
 	event := binlog.HeartbeatEvent(1, 4, "src-bin.000001", binlog.ChecksumCRC32)
@@ -443,6 +455,7 @@ func TestSessionMalformedPackets(t *testing.T) {
 // ErrMalformedPacket instead of crashing the daemon, and a source that
 // stops answering holds it only until ctx ends.
 func TestProbeSurvivesMalformedAnswers(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		answer []byte
@@ -478,6 +491,7 @@ func TestProbeSurvivesMalformedAnswers(t *testing.T) {
 // caching_sha2_password account over plaintext, and no RSA key to send)
 // fails the login with an error instead of crashing the daemon.
 func TestProbeSurvivesBadLogin(t *testing.T) {
+	t.Parallel()
 	fs := newFakeSource(t, binlog.MySQL())
 	fs.locked(func() { fs.userAuth = mysql.AUTH_CACHING_SHA2_PASSWORD })
 	_, err := Probe(context.Background(), fs.addr(), fs.user, fs.password, mysqltls.Config{})
