@@ -86,13 +86,21 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	seq := clusterSeq.Add(1)
 	c := &Cluster{t: t, opts: opts, net: newNetwork(), addrs: map[uint64]string{}, log: l,
 		nodes: map[uint64]*logger.Node{}, regs: map[uint64]*prometheus.Registry{}, fs: map[uint64]lvfs.FS{}, pfs: map[uint64]pebblevfs.FS{}}
+	var held []net.Listener
 	for id := uint64(1); id <= uint64(n); id++ {
 		c.addrs[id] = fmt.Sprintf("c%d-m%d:1", seq, id)
 		if opts.Transports != nil {
-			c.addrs[id] = freeAddr(t)
+			// NB: each port stays held until all are picked: a port just
+			// closed may be handed out again, to the next member.
+			ln := freeListener(t)
+			held = append(held, ln)
+			c.addrs[id] = ln.Addr().String()
 		}
 		c.fs[id] = lvfs.NewMem()
 		c.pfs[id] = pebblevfs.NewMem()
+	}
+	for _, ln := range held {
+		ln.Close()
 	}
 	t.Cleanup(c.Close)
 	for id := uint64(1); id <= uint64(n); id++ {
@@ -138,15 +146,15 @@ func (c *Cluster) config(id uint64) logger.Config {
 	return cfg
 }
 
-// freeAddr returns a loopback address with a port free at the moment.
-func freeAddr(t testing.TB) string {
+// freeListener holds a free loopback port; the caller closes it just
+// before the port is used.
+func freeListener(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("loggertest: finding a free port: %v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return ln
 }
 
 // Start starts (or restarts) member id on its own memory file systems.
