@@ -57,10 +57,14 @@ test: build build-debug
 	@s=$$(date +%s); $(MAKE) e2e && echo "== make test: e2e $$(( $$(date +%s) - s ))s"
 	@s=$$(date +%s); $(MAKE) fuzz && echo "== make test: fuzz $$(( $$(date +%s) - s ))s"
 
-# make unit runs without the race detector: 43 s on the idle CI machine
-# (logger 25 s, dump 17 s, two packages at a time). With -race it takes
-# 82 s (logger 62 s: an in-memory 68 MiB tan log and a mixed-transport
-# group), so make test runs it with -race and make unit without.
+# make unit runs without the race detector: 32-34 s on the 2-core machine
+# at load 0.3-0.6 (logger 20 s, dump 8 s, learner 6 s, semisync 3 s, two
+# packages at a time; about 7 s of it builds and links the test binaries).
+# With -race it takes 64 s (logger 38 s: an in-memory 68 MiB tan log and a
+# mixed-transport group), so make test runs it with -race and make unit
+# without. Most of it is waiting (elections, read deadlines): logger's
+# tests use about 2 s of CPU. tools/layers' TestUnitSuiteStartsNoServer
+# keeps real servers out of these packages.
 UNIT_FLAGS ?=
 unit:
 	@mkdir -p $(BIN)
