@@ -313,7 +313,7 @@ func (s *session) followRotate(ctx context.Context, last *logger.Ticket, next st
 	if err := last.Err(); err != nil {
 		return nil // NB: the acker ends the session with this error
 	}
-	pctx, cancel := context.WithTimeout(ctx, proposalTimeout)
+	pctx, cancel := context.WithTimeout(ctx, s.in.proposalTimeout)
 	defer cancel()
 	res, err := s.in.node.Propose(pctx, &logger.Rotate{})
 	switch {
