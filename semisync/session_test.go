@@ -499,3 +499,43 @@ func TestProbeSurvivesBadLogin(t *testing.T) {
 		t.Fatalf("Probe: %v; want mysqltls.ErrBadLogin", err)
 	}
 }
+
+// When the source ends one of its files (FLUSH BINARY LOGS), the log's file
+// ends there too (FollowSourceRotate); without the setting it goes on.
+func TestSessionFollowsSourceRotate(t *testing.T) {
+	t.Parallel()
+	for _, follow := range []bool{true, false} {
+		t.Run(fmt.Sprintf("follow=%v", follow), func(t *testing.T) {
+			t.Parallel()
+			fs := newFakeSource(t, binlog.MariaDB())
+			g := startIngest(t, fs, 1, func(c *Config) { c.FollowSourceRotate = follow })
+			d := fs.nextDump(waitLong)
+			s := openStream(t, d, binlog.MariaDB(), "src-bin.000001")
+			s.txn("0-1-6", true)
+			if _, err := d.ack(waitLong); err != nil {
+				t.Fatal(err)
+			}
+			// NB: the log takes a Rotate only once every member reported
+			// that it reads its encoding.
+			g.c.WaitEncodingReports(waitLong)
+			// The real rotate at the end of the file, then the next file's
+			// FDE and a transaction in it.
+			d.send(binlog.RotateEvent(1767225600, 1, s.pos+31+14, 0, "src-bin.000002", 4, binlog.ChecksumCRC32), false)
+			fde := binlogtest.FDE(binlog.MariaDB(), 1)
+			d.send(fde, false)
+			s.file, s.pos = "src-bin.000002", uint32(4+len(fde))
+			end := s.txn("0-1-7", true)
+			if a, err := d.ack(waitLong); err != nil || a != (semiAck{"src-bin.000002", uint64(end)}) {
+				t.Fatalf("ACK %+v (%v), want src-bin.000002:%d", a, err, end)
+			}
+			r6, err6 := g.node.Reader().FindGTID("0-1-6")
+			r7, err7 := g.node.Reader().FindGTID("0-1-7")
+			if err6 != nil || err7 != nil {
+				t.Fatalf("records: %v, %v", err6, err7)
+			}
+			if want := r6.File + map[bool]uint32{true: 1, false: 0}[follow]; r7.File != want {
+				t.Fatalf("0-1-6 in file %d, 0-1-7 in file %d; want %d", r6.File, r7.File, want)
+			}
+		})
+	}
+}
