@@ -89,19 +89,24 @@ func TestProposerLinger(t *testing.T) {
 		t.Fatalf("one submitter: 20 commits took %v; the proposer lingered for nobody", took)
 	}
 
-	// Eight submitters, 30 commits each: without the linger each proposal
-	// would carry the few that came back first.
+	// Eight submitters, 30 commits each, first with no linger (each
+	// proposal carries those that came back first: measured 4.0 per entry
+	// here), then with one, in the same run: a loaded machine lowers both
+	// (measured 4.6-5.9 with the linger under parallel test load, 7-7.7
+	// idle), the linger must still gather a quarter more.
+	p = newProposer(t, l, 0)
+	bare, _ := closedLoop(t, l, p, f, 8, 30, 0)
 	p = newProposer(t, l, 300*time.Millisecond)
 	entries, took := closedLoop(t, l, p, f, 8, 30, 0)
-	if mean := float64(8*30) / float64(entries); mean < 6 {
-		t.Fatalf("8 submitters: %d transactions in %d raft entries (%.1f per entry, want >= 6)", 8*30, entries, mean)
+	if mean, meanBare := float64(8*30)/float64(entries), float64(8*30)/float64(bare); mean < 1.25*meanBare {
+		t.Fatalf("8 submitters: %.1f transactions per raft entry with the linger, %.1f without (%d and %d entries)", mean, meanBare, entries, bare)
 	}
 	// NB: each wait that runs out costs 300ms; a proposer that keeps
 	// expecting submitters that already came back waits on most rounds.
 	if took > 1500*time.Millisecond {
 		t.Fatalf("8 submitters: 30 rounds took %v; the proposer kept waiting for transactions that were already queued", took)
 	}
-	t.Logf("8 closed-loop submitters: %d transactions in %d raft entries, %v", 8*30, entries, took)
+	t.Logf("8 closed-loop submitters: %d transactions in %d raft entries (%d without the linger), %v", 8*30, entries, bare, took)
 
 	// Four submitters, then three: the proposer waits for the missing one
 	// at most once (Linger), not on every round.
@@ -115,7 +120,7 @@ func TestProposerLinger(t *testing.T) {
 	}
 	t.Logf("after one of 4 submitters left: 20 rounds of 3 in %v, %d raft entries", took, entries)
 
-	if st := l.Reader().State(); st.Txns != uint64(20+8*30+4*5+3*20) {
+	if st := l.Reader().State(); st.Txns != uint64(20+2*8*30+4*5+3*20) {
 		t.Fatalf("the log holds %d transactions", st.Txns)
 	}
 }
