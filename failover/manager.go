@@ -495,11 +495,17 @@ func (m *Manager) saveOp(ctx context.Context, op *Operation) error {
 	}
 	// NB: the status is otherwise refreshed only between steps, and a step
 	// may wait for a minute (catch-up): show the operation as recorded.
+	// A finished operation shows with the epoch and source it left, not
+	// those of the round it ran in.
 	c := *op
+	st, stErr := m.deps.Log.State()
 	m.setStatus(func(s *Status) {
 		s.Operation = &c
 		if c.Finished() {
 			s.Last = &c
+			if stErr == nil {
+				s.Epoch, s.Source, s.Fenced = st.Epoch, st.Source.String(), st.Source.Fenced
+			}
 		}
 	})
 	return nil
