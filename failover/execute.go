@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/logger"
 )
 
@@ -268,6 +269,8 @@ func (m *Manager) stepCatchUp(ctx context.Context, op *Operation) error {
 	}
 	t0 := m.now()
 	started := false
+	var first uint64
+	defer m.setStatus(func(s *Status) { s.CatchUp = nil })
 	for {
 		info, err := s.Info(cctx)
 		if err != nil {
@@ -284,6 +287,11 @@ func (m *Manager) stepCatchUp(ctx context.Context, op *Operation) error {
 		if err != nil {
 			return m.rechoose(ctx, op, err)
 		}
+		if first == 0 {
+			first = missing
+		}
+		cu := catchUpProgress(c.Addr, t0, first, missing, m.now())
+		m.setStatus(func(s *Status) { s.CatchUp = &cu })
 		if missing == 0 {
 			if info.Replica.Configured || info.Replica.IORunning {
 				if err := s.StopReplication(cctx); err != nil {
@@ -465,4 +473,21 @@ func (m *Manager) stepFinish(ctx context.Context, op *Operation) error {
 		msg += "; post-failover hook ran"
 	}
 	return m.advance(ctx, op, StepDone, msg)
+}
+
+// catchUpProgress is the target's progress: it lacked first of the log's
+// transactions at since and lacks missing at now.
+func catchUpProgress(target string, since time.Time, first, missing uint64, now time.Time) api.CatchUp {
+	cu := api.CatchUp{Target: target, Since: since, Missing: missing, Total: max(first, missing), ETASeconds: -1}
+	if missing == 0 {
+		cu.ETASeconds = 0
+	}
+	el := now.Sub(since).Seconds()
+	if done := cu.Total - missing; done > 0 && el > 0 {
+		cu.Rate = float64(done) / el
+		if missing > 0 {
+			cu.ETASeconds = float64(missing) / cu.Rate
+		}
+	}
+	return cu
 }

@@ -60,6 +60,24 @@ type FailoverStatus struct {
 	// PendingFences are the old sources whose fence did not complete and
 	// that the leader retries (failover/fence.go), oldest first.
 	PendingFences []PendingFence `json:"pending_fences,omitempty"`
+	// CatchUp is the target's progress while an operation waits for it to
+	// apply the whole log (between the steps chosen and caught-up).
+	CatchUp *CatchUp `json:"catch_up,omitempty"`
+}
+
+// CatchUp is a failover target's progress through the log's transactions
+// it lacked when the wait began.
+type CatchUp struct {
+	Target string    `json:"target"`
+	Since  time.Time `json:"since"`
+	// Missing is how many of the log's transactions it has not applied
+	// yet; Total is how many it lacked when the wait began.
+	Missing uint64 `json:"missing"`
+	Total   uint64 `json:"total"`
+	// Rate is the transactions it applied per second since the wait
+	// began; ETASeconds the time left at that rate (-1: not known yet).
+	Rate       float64 `json:"rate_per_second"`
+	ETASeconds float64 `json:"eta_seconds"`
 }
 
 // PendingFence is an old source whose fence (read_only, client sessions

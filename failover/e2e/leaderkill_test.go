@@ -94,6 +94,23 @@ func leaderKillOnce(t *testing.T, flavor sandbox.Flavor) {
 	if op.Target != target.Addr() || op.Leader != leader {
 		t.Fatalf("operation %s chose %s on leader %d; want %s on leader %d", op.ID, op.Target, op.Leader, target.Addr(), leader)
 	}
+	// The wait shows the target's progress: the lock holds its SQL thread,
+	// so it still lacks transactions and applies none.
+	if err := fleet.Poll(context.Background(), wait, func() error {
+		fs, err := r.failoverStatus()
+		if err != nil {
+			return err
+		}
+		if cu := fs.CatchUp; cu == nil || cu.Target != target.Addr() || cu.Missing == 0 || cu.Total < cu.Missing {
+			return fmt.Errorf("catch-up %+v", fs.CatchUp)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := r.ctl("failover", "status"); err != nil || !strings.Contains(h, "Catch-up:       "+target.Addr()+" applied ") {
+		t.Fatalf("binlogctl failover status during the catch-up (%v):\n%s", err, h)
+	}
 	time.Sleep(500 * time.Millisecond) // NB: well inside the catch-up wait
 	if err := r.f.Kill(leader); err != nil {
 		t.Fatal(err)

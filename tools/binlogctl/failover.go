@@ -307,22 +307,31 @@ func cmdCandidates(c *client, args []string, stdout, stderr io.Writer) error {
 // cmdStatusWithFailover is status plus the failover's part (not with
 // --json, whose shape stays api.Status).
 func cmdStatusWithFailover(c *client, args []string, stdout, stderr io.Writer) error {
-	if err := cmdStatus(c, args, stdout, stderr); err != nil {
-		return err
+	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object (GET /status)")
+	wf := addWatchFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
 	}
-	for _, a := range args {
-		if a == "--json" || a == "--json=true" {
+	return wf.run(stdout, stderr, "binlogctl status", func(ctx context.Context, w io.Writer) error {
+		var st api.Status
+		if err := c.get(ctx, "/status", &st); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(w, st)
+		}
+		printStatus(w, st)
+		var fst api.FailoverStatus
+		if err := c.get(ctx, "/failover/status", &fst); err != nil {
+			fmt.Fprintf(w, "\nFailover:       unknown (%v)\n", err)
 			return nil
 		}
-	}
-	var st api.FailoverStatus
-	if err := c.get(context.Background(), "/failover/status", &st); err != nil {
-		fmt.Fprintf(stdout, "\nFailover:       unknown (%v)\n", err)
+		fmt.Fprintln(w)
+		printFailoverStatus(w, fst, false)
 		return nil
-	}
-	fmt.Fprintln(stdout)
-	printFailoverStatus(stdout, st, false)
-	return nil
+	})
 }
 
 // cmdFailoverStatus is binlogctl failover status: the failover's part of
@@ -331,19 +340,22 @@ func cmdFailoverStatus(c *client, args []string, stdout, stderr io.Writer) error
 	fs := pflag.NewFlagSet("failover status", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print /failover/status as JSON")
+	wf := addWatchFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	var st api.FailoverStatus
-	if err := c.get(context.Background(), "/failover/status", &st); err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(stdout, st)
-	}
-	fmt.Fprintf(stdout, "Source:         %s (epoch %d)\n", dash(st.Source), st.Epoch)
-	printFailoverStatus(stdout, st, true)
-	return nil
+	return wf.run(stdout, stderr, "binlogctl failover status", func(ctx context.Context, w io.Writer) error {
+		var st api.FailoverStatus
+		if err := c.get(ctx, "/failover/status", &st); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(w, st)
+		}
+		fmt.Fprintf(w, "Source:         %s (epoch %d)\n", dash(st.Source), st.Epoch)
+		printFailoverStatus(w, st, true)
+		return nil
+	})
 }
 
 // printFailoverStatus prints the lease, the verdict, what the operator
@@ -381,6 +393,9 @@ func printFailoverStatus(stdout io.Writer, st api.FailoverStatus, detail bool) {
 	if op := st.Operation; op != nil && !op.Finished() {
 		fmt.Fprintf(stdout, "In progress:    %s %s at step %s: %s\n", op.Kind, op.ID, op.Step, op.Message)
 	}
+	if cu := st.CatchUp; cu != nil {
+		fmt.Fprintf(stdout, "Catch-up:       %s\n", catchUpLine(*cu, time.Now()))
+	}
 	if op := st.Last; op != nil {
 		fmt.Fprintf(stdout, "Last failover:  %s %s -> %s at %s (epoch %d)\n", op.Kind, op.OldSource.Addr, dash(op.Target), op.Updated.UTC().Format(time.RFC3339), op.NewEpoch)
 	} else {
@@ -409,4 +424,19 @@ func printPendingFences(stdout io.Writer, pfs []api.PendingFence, detail bool) {
 		fmt.Fprintf(stdout, "  %s  since %s (%s ago), %d attempts, last error: %s\n", p.Addr, p.Since.UTC().Format(time.RFC3339),
 			time.Since(p.Since).Round(time.Second), p.Attempts, dash(p.LastError))
 	}
+}
+
+// catchUpLine is a failover target's catch-up progress in one line.
+func catchUpLine(cu api.CatchUp, now time.Time) string {
+	done := cu.Total - min(cu.Missing, cu.Total)
+	pct := 100.0
+	if cu.Total > 0 {
+		pct = 100 * float64(done) / float64(cu.Total)
+	}
+	eta := "unknown yet"
+	if cu.ETASeconds >= 0 {
+		eta = (time.Duration(cu.ETASeconds * float64(time.Second))).Round(100 * time.Millisecond).String()
+	}
+	return fmt.Sprintf("%s applied %d of the %d log transactions it lacked (%.1f%%), %d to go, %.0f txn/s, ETA %s (waiting %s)",
+		cu.Target, done, cu.Total, pct, cu.Missing, cu.Rate, eta, now.Sub(cu.Since).Round(time.Second))
 }

@@ -31,9 +31,9 @@ list; the rest needs operate), or a client certificate (--cert/--key). --insecur
 fleet started with --insecure.
 
 Commands:
-  status [--json]                 the group: leader, epoch, source, ingest, semi-sync, files, members,
+  status [--json] [--watch]       the group: leader, epoch, source, ingest, semi-sync, files, members,
                                   lease and last failover
-  members [--json]                members: role, address, applied index, lag, serving, retention
+  members [--json] [--watch]      members: role, address, applied index, lag, serving, retention
   add-learner ID --raft-addr H:P  add a non-voting learner (then start it with --join --role learner)
   promote ID                      promote a caught-up learner to a voting logger
   promote --to HOST:PORT          planned switchover of the source to that replica (zero loss)
@@ -44,7 +44,8 @@ Commands:
   purge FILE [--force] [--dry-run]  purge binlog files group-wide (held files are refused unless --force)
   rotate                          close the open binlog file on every member and start the next
   failover [--force] [--to ADDR]  fail over now (after the fence and the candidate checks)
-  failover status [--json]        the lease, the verdict, the operation and what to do (if anything)
+  failover status [--json] [--watch]
+                                  the lease, the verdict, the operation and what to do (if anything)
   failover forget-fence HOST:PORT
                                   stop retrying the fence of an old source gone for good (pending_fences)
   history                         the failover audit trail
@@ -175,10 +176,11 @@ func synopses() []string {
 // command runs one binlogctl command.
 type command func(c *client, args []string, stdout, stderr io.Writer) error
 
-// commands maps command names to their functions: status here, membership
-// commands in members.go, failover commands in failover.go.
+// commands maps command names to their functions: certs in certs.go,
+// membership commands in members.go, status and failover commands in
+// failover.go.
 func commands() map[string]command {
-	m := map[string]command{"status": cmdStatus, "certs": cmdCerts}
+	m := map[string]command{"certs": cmdCerts}
 	for k, v := range membersCommands() {
 		m[k] = v
 	}
@@ -345,24 +347,6 @@ func (c *client) do(ctx context.Context, method, path string, form url.Values, v
 		return nil
 	}
 	return json.Unmarshal(b, v)
-}
-
-func cmdStatus(c *client, args []string, stdout, stderr io.Writer) error {
-	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
-	}
-	var st api.Status
-	if err := c.get(context.Background(), "/status", &st); err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(stdout, st)
-	}
-	printStatus(stdout, st)
-	return nil
 }
 
 func printStatus(w io.Writer, st api.Status) {

@@ -80,18 +80,21 @@ func printOutcome(w io.Writer, asJSON bool, out api.Outcome) error {
 func cmdMembers(c *client, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("members", stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	wf := addWatchFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	var st api.MembersStatus
-	if err := c.get(context.Background(), "/members?refresh=1", &st); err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(stdout, st)
-	}
-	printMembers(stdout, st, time.Now())
-	return nil
+	return wf.run(stdout, stderr, "binlogctl members", func(ctx context.Context, w io.Writer) error {
+		var st api.MembersStatus
+		if err := c.get(ctx, "/members?refresh=1", &st); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(w, st)
+		}
+		printMembers(w, st, time.Now())
+		return nil
+	})
 }
 
 func printMembers(w io.Writer, st api.MembersStatus, now time.Time) {
