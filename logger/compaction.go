@@ -50,13 +50,21 @@ func (p sizePolicy) due(start, now applyMark) bool {
 }
 
 // compactTo returns the index to compact the raft log to after a snapshot
-// at or after now: the entries after start stay (about Every bytes), but
+// at or after now: the entries after start stay (about Every bytes; the
+// last of them holding about Every bytes when the window holds more), but
 // no more than Overhead of them. 0: compact as configured.
 func (p sizePolicy) compactTo(start, now applyMark) uint64 {
 	if now.Index == 0 {
 		return 0
 	}
 	to := start.Index
+	// NB: a loop that ran late (a slow snapshot, a retry) finds a window of
+	// many budgets: keep only its last entries that hold about Every bytes
+	// at the window's mean entry size, not the whole window.
+	if n, b := now.Index-start.Index, now.Bytes-start.Bytes; p.Every > 0 && now.Index > start.Index && b > p.Every {
+		keep := (p.Every*n + b - 1) / b
+		to = max(to, now.Index-keep)
+	}
 	if now.Index > p.Overhead {
 		to = max(to, now.Index-p.Overhead)
 	}
