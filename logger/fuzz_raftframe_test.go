@@ -30,7 +30,9 @@ type guarded struct {
 
 func newGuarded() *guarded {
 	g := &guarded{}
-	f := &tcpFactory{log: slog.New(slog.DiscardHandler), guard: &frameGuard{shard: 1, replica: 1, peers: newPeerSet(guardMembers)}}
+	shards := newShardSet()
+	shards.add(shardEntry{shard: 1, replica: 1, peers: newPeerSet(guardMembers)})
+	f := &tcpFactory{log: slog.New(slog.DiscardHandler), shards: shards}
 	g.tr = f.Create(config.NodeHostConfig{RaftAddress: guardMembers[1]},
 		func(b pb.MessageBatch) { g.mu.Lock(); g.batches = append(g.batches, b); g.mu.Unlock() },
 		func(c pb.Chunk) bool { g.mu.Lock(); g.chunks = append(g.chunks, c); g.mu.Unlock(); return true }).(*tcpTransport)
