@@ -66,6 +66,10 @@ type Config struct {
 	// size-triggered snapshot hold this many bytes, and compact the raft log
 	// to about as many bytes behind it (see compaction.go). 0: count only.
 	SnapshotBytes uint64
+	// Quiesce lets an idle shard stop its heartbeats (dragonboat's
+	// config.Config.Quiesce, experimental there). Not a flag: measured for
+	// hosts of many shards (docs/MULTISOURCE.md).
+	Quiesce bool
 
 	Retention Retention
 	Disk      DiskConfig // disk.go: free space, a full disk
@@ -383,7 +387,7 @@ func (h *Host) startShard(cfg Config, log *slog.Logger, feed *memberFeed) (*Node
 		ReplicaID: cfg.ReplicaID, ShardID: cfg.ShardID, CheckQuorum: true, PreVote: true,
 		ElectionRTT: cfg.ElectionRTT, HeartbeatRTT: cfg.HeartbeatRTT,
 		SnapshotEntries: cfg.SnapshotEntries, CompactionOverhead: cfg.CompactionOverhead,
-		OrderedConfigChange: true, IsNonVoting: cfg.Role == RoleLearner,
+		OrderedConfigChange: true, IsNonVoting: cfg.Role == RoleLearner, Quiesce: cfg.Quiesce,
 	}
 	pfs := h.pfs
 	if pfs == nil {
