@@ -49,13 +49,19 @@ func (f *feeder) txn(size int) logger.Txn {
 // unknown (a leader change), as semisync does.
 func appendN(t *testing.T, c *loggertest.Cluster, f *feeder, n, size int) {
 	t.Helper()
+	appendVia(t, func() *logger.Node { return c.Leader(wait) }, f, n, size)
+}
+
+// appendVia is appendN on the leader that leader waits for.
+func appendVia(t *testing.T, leader func() *logger.Node, f *feeder, n, size int) {
+	t.Helper()
 	deadline := time.Now().Add(wait)
 	target := f.next + n
 	for f.next < target {
 		if time.Now().After(deadline) {
 			t.Fatalf("appending: still at %d of %d", f.next, target)
 		}
-		l := c.Leader(wait)
+		l := leader()
 		st := l.Reader().State()
 		// Resume from the log's state: whatever it holds is not re-sent.
 		var last int
@@ -96,9 +102,15 @@ func appendN(t *testing.T, c *loggertest.Cluster, f *feeder, n, size int) {
 
 func setSource(t *testing.T, c *loggertest.Cluster) {
 	t.Helper()
+	setSourceOn(t, c.Leader(wait))
+}
+
+// setSourceOn seeds the log's first source through leader.
+func setSourceOn(t *testing.T, leader *logger.Node) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	res, err := c.Leader(wait).Propose(ctx, &logger.SetSource{ExpectedEpoch: 0, NewEpoch: 1, Source: src})
+	res, err := leader.Propose(ctx, &logger.SetSource{ExpectedEpoch: 0, NewEpoch: 1, Source: src})
 	if err != nil || res.Code != logger.ResultOK {
 		t.Fatalf("set-source: %v %+v", err, res)
 	}

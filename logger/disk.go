@@ -219,43 +219,45 @@ func tightenModes(dir string, log *slog.Logger) error {
 }
 
 // startDisk tightens the data directory's modes, starts the free-space
-// monitor and returns the guard every file system of the member goes
-// through. Called by Start before dragonboat opens anything.
-func (n *Node) startDisk() (*diskGuard, error) {
-	cfg := n.cfg
+// monitor and returns the guard every file system of the host goes
+// through. Called by startHost before dragonboat opens anything.
+func (h *Host) startDisk() (*diskGuard, error) {
+	cfg := h.cfg
 	usage := vfs.Default.GetDiskUsage
 	if cfg.FS != nil {
 		usage = cfg.FS.GetDiskUsage
-	} else if err := tightenModes(cfg.DataDir, n.log); err != nil {
+	} else if err := tightenModes(cfg.DataDir, h.log); err != nil {
 		return nil, fmt.Errorf("logger: --data-dir %s: %w", cfg.DataDir, err)
 	}
 	onFull := cfg.Disk.OnFull
 	if onFull == nil {
-		onFull = func(e *DiskFullError) { n.log.Error(e.Error()) }
+		onFull = func(e *DiskFullError) { h.log.Error(e.Error()) }
 	}
 	g := &diskGuard{dir: cfg.DataDir, usage: usage, onFull: onFull}
-	m, err := newDiskMonitor(cfg.Disk, cfg.DataDir, usage, n.log, cfg.Registry)
+	m, err := newDiskMonitor(cfg.Disk, cfg.DataDir, usage, h.log, cfg.Registry)
 	if err != nil {
 		return nil, err
 	}
-	n.disk = m
+	h.disk = m
 	if m.measure() {
-		n.wg.Add(1)
-		go func() { defer n.wg.Done(); m.run(n.stop) }()
+		h.wg.Add(1)
+		go func() { defer h.wg.Done(); m.run(h.stop) }()
 	}
 	return g, nil
 }
 
-// stopDisk stops the monitor when Start fails after startDisk.
-func (n *Node) stopDisk() {
-	close(n.stop)
-	n.wg.Wait()
-	n.disk.unregister()
+// stopDisk stops the monitor (Close, or startHost failing after
+// startDisk).
+func (h *Host) stopDisk() {
+	close(h.stop)
+	h.wg.Wait()
+	h.disk.unregister()
 }
 
-// Disk returns the member's last measure of its data directory's disk.
-func (n *Node) Disk() DiskStatus { return n.disk.status() }
+// Disk returns the member's last measure of its data directory's disk
+// (the host's: every shard of a host shares its disk).
+func (n *Node) Disk() DiskStatus { return n.host.disk.status() }
 
 // appendGate returns nil while appends may be proposed, else a channel
 // closed once the disk has more than --disk-reserve-bytes free again.
-func (n *Node) appendGate() <-chan struct{} { return n.disk.gate() }
+func (n *Node) appendGate() <-chan struct{} { return n.host.disk.gate() }

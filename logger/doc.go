@@ -14,7 +14,10 @@
 //     schema of the Pebble database;
 //   - sm.go: the dragonboat IOnDiskStateMachine over Pebble (the shell);
 //     read.go: the Reader of committed data, for dump, status and failover;
-//   - node.go, proposer.go, errors.go: the dragonboat NodeHost wrapper, the
+//   - host.go: the Host, what the shards of one process share (the
+//     dragonboat NodeHost, the raft transport and its guard, the data
+//     directory and its disk watch, the host's metrics);
+//   - node.go, proposer.go, errors.go: one shard's replica on a Host, the
 //     batching Proposer that turns many transactions into few Append
 //     entries, and the one place dragonboat's errors are classified;
 //   - compaction.go: snapshots by size, so that the raft log is compacted by
@@ -59,8 +62,10 @@
 // The caller's duties:
 //
 //  1. Call RouteDragonboatLogs once, then Start a Node with a Config
-//     (DefaultConfig, RegisterFlags, Validate); one Node per process per
-//     shard. Set Config.OnNewerEncoding and Config.Disk.OnFull: the
+//     (DefaultConfig, RegisterFlags, Validate): one shard on a Host of its
+//     own. Several shards share a host through StartHost and
+//     Host.StartShard, each with its own metrics registry (or a labelled
+//     one). Set Config.OnNewerEncoding and Config.Disk.OnFull: the
 //     daemon exits with a clear line instead of dragonboat's panic.
 //  2. Propose Appends through a Proposer, on the leader only, one per
 //     source and epoch (ProposerConfig). When it fails with ErrRetry or

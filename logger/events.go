@@ -11,27 +11,38 @@ import (
 // member sends (a new learner or a member that fell behind the compacted
 // log catches up from one) and logs each, so that an operator sees the
 // transfer on the sending side too. Callbacks run on dragonboat's
-// goroutines: they only count and log.
+// goroutines: they only count and log. The listener is the host's: on a
+// host of several shards (shared) each line names the shard; a host that
+// Start made for its one shard has the shard in its logger already.
 type events struct {
-	log   *slog.Logger
-	sends *prometheus.CounterVec
+	log    *slog.Logger
+	sends  *prometheus.CounterVec
+	shared bool
+}
+
+// args are a line's attributes about snapshot i.
+func (e *events) args(i raftio.SnapshotInfo) []any {
+	if e.shared {
+		return []any{"shard", i.ShardID, "to", i.ReplicaID, "index", i.Index}
+	}
+	return []any{"to", i.ReplicaID, "index", i.Index}
 }
 
 var _ raftio.ISystemEventListener = (*events)(nil)
 
 func (e *events) SendSnapshotStarted(i raftio.SnapshotInfo) {
 	e.sends.WithLabelValues("started").Inc()
-	e.log.Info("sending a snapshot", "to", i.ReplicaID, "index", i.Index)
+	e.log.Info("sending a snapshot", e.args(i)...)
 }
 
 func (e *events) SendSnapshotCompleted(i raftio.SnapshotInfo) {
 	e.sends.WithLabelValues("completed").Inc()
-	e.log.Info("sent a snapshot", "to", i.ReplicaID, "index", i.Index)
+	e.log.Info("sent a snapshot", e.args(i)...)
 }
 
 func (e *events) SendSnapshotAborted(i raftio.SnapshotInfo) {
 	e.sends.WithLabelValues("aborted").Inc()
-	e.log.Warn("a snapshot send was aborted (the receiver is retried by raft)", "to", i.ReplicaID, "index", i.Index)
+	e.log.Warn("a snapshot send was aborted (the receiver is retried by raft)", e.args(i)...)
 }
 
 func (e *events) NodeHostShuttingDown()                       {}

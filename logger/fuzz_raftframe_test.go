@@ -3,6 +3,7 @@ package logger
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"log/slog"
@@ -30,7 +31,9 @@ type guarded struct {
 
 func newGuarded() *guarded {
 	g := &guarded{}
-	f := &tcpFactory{log: slog.New(slog.DiscardHandler), guard: &frameGuard{shard: 1, replica: 1, peers: newPeerSet(guardMembers)}}
+	shards := newShardSet()
+	shards.add(shardEntry{shard: 1, replica: 1, peers: newPeerSet(guardMembers)})
+	f := &tcpFactory{log: slog.New(slog.DiscardHandler), shards: shards}
 	g.tr = f.Create(config.NodeHostConfig{RaftAddress: guardMembers[1]},
 		func(b pb.MessageBatch) { g.mu.Lock(); g.batches = append(g.batches, b); g.mu.Unlock() },
 		func(c pb.Chunk) bool { g.mu.Lock(); g.chunks = append(g.chunks, c); g.mu.Unlock(); return true }).(*tcpTransport)
@@ -122,6 +125,67 @@ func TestGuardRejects(t *testing.T) {
 	g.feed(append(guardBatch(guardMembers[2], 2, 1, pb.Heartbeat, 1), guardChunk(1, 1, 3, []byte("x"))...))
 	if len(g.batches) != 1 || len(g.chunks) != 1 {
 		t.Fatalf("a good batch and chunk: %d and %d reached dragonboat", len(g.batches), len(g.chunks))
+	}
+}
+
+// A host of two shards: a batch that carries both shards' messages loses
+// only the ones that fail, each checked against its own shard's
+// membership, and the rest reach dragonboat.
+func TestGuardManyShards(t *testing.T) {
+	g := newGuarded()
+	// Shard 2: this host is replica 5 of members 4, 5, 6; host 2's
+	// address is member 4's.
+	g.tr.guard.shards.add(shardEntry{shard: 2, replica: 5, peers: newPeerSet(map[uint64]string{4: guardMembers[2], 5: guardMembers[1], 6: guardMembers[3]})})
+	batch := func(msgs ...pb.Message) []byte {
+		b := pb.MessageBatch{DeploymentId: 1, BinVer: raftio.TransportBinVersion, SourceAddress: guardMembers[2], Requests: msgs}
+		p, _ := b.Marshal()
+		return frame(wireRaft, p)
+	}
+	hb := func(shard, from, to uint64) pb.Message {
+		return pb.Message{Type: pb.Heartbeat, ShardID: shard, From: from, To: to, Term: 1}
+	}
+	for _, tc := range []struct {
+		name   string
+		b      []byte
+		kept   []uint64 // shard ids of the messages delivered
+		reason string
+	}{
+		{"both shards' members", batch(hb(1, 2, 1), hb(2, 4, 5)), []uint64{1, 2}, ""},
+		{"shard 1's id 4 is no member of it", batch(hb(1, 4, 1), hb(2, 4, 5)), []uint64{2}, rejectSender},
+		{"shard 2's member 6 is at another address", batch(hb(1, 2, 1), hb(2, 6, 5)), []uint64{1}, rejectSender},
+		{"shard 2 addressed to replica 1", batch(hb(2, 4, 1), hb(1, 2, 1)), []uint64{1}, rejectTarget},
+		{"a shard this host does not run", batch(hb(7, 2, 1), hb(2, 4, 5)), []uint64{2}, rejectShard},
+		{"two senders of shard 2", batch(hb(2, 4, 5), hb(2, 6, 5), hb(1, 2, 1)), []uint64{2, 1}, rejectSender},
+		{"nothing left", batch(hb(7, 2, 1)), nil, rejectShard},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g.mu.Lock()
+			g.batches = nil
+			g.mu.Unlock()
+			before := map[string]float64{}
+			for _, r := range []string{rejectSender, rejectTarget, rejectShard} {
+				before[r] = testutil.ToFloat64(g.tr.guard.rejected.WithLabelValues(r))
+			}
+			g.feed(tc.b)
+			var got []uint64
+			for _, b := range g.batches {
+				for _, m := range b.Requests {
+					got = append(got, m.ShardID)
+				}
+			}
+			if len(got) != len(tc.kept) || (len(got) > 0 && fmt.Sprint(got) != fmt.Sprint(tc.kept)) {
+				t.Fatalf("delivered messages of shards %v, want %v", got, tc.kept)
+			}
+			for r, n := range before {
+				want := n
+				if r == tc.reason {
+					want++
+				}
+				if got := testutil.ToFloat64(g.tr.guard.rejected.WithLabelValues(r)); got != want {
+					t.Fatalf("rejected{reason=%q} = %v, want %v", r, got, want)
+				}
+			}
+		})
 	}
 }
 

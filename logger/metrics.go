@@ -11,10 +11,60 @@ type metrics struct {
 	commitLatency prometheus.Histogram
 	batchTxns     prometheus.Histogram
 	inFlight      prometheus.Gauge
-	snapshotSends *prometheus.CounterVec
 	sizeSnapshots *prometheus.CounterVec
+}
+
+// hostMetrics are the host's: what its NodeHost, raft log and transport
+// do for all its shards.
+type hostMetrics struct {
+	reg           prometheus.Registerer
+	cs            []prometheus.Collector
+	snapshotSends *prometheus.CounterVec
 	raftLogFiles  *prometheus.CounterVec
 	raftLogSpares *prometheus.CounterVec
+}
+
+func newHostMetrics(reg prometheus.Registerer) (*hostMetrics, error) {
+	m := &hostMetrics{reg: reg}
+	m.snapshotSends = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "binlogsvr_logger_snapshot_sends_total", Help: "Snapshots this member sent to others (a new learner, a member behind the compacted log), by result: started, completed, aborted.",
+	}, []string{"result"})
+	m.raftLogFiles = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "binlogsvr_logger_raft_log_files_total", Help: "Raft log files (tan, 64 MiB) this member created, by kind: zeroed (--raft-log-prefill: each fsync flushes data only) or growing (prefill off, the previous file filled at more than 16 MiB/s, or its spare was not ready).",
+	}, []string{"kind"})
+	m.raftLogSpares = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "binlogsvr_logger_raft_log_spares_total", Help: "Zeroed spare raft log files this member prepared in the background, by result: prepared, disk_full (less than 1 GiB would be left), failed (see the log).",
+	}, []string{"result"})
+	m.cs = []prometheus.Collector{m.snapshotSends, m.raftLogFiles, m.raftLogSpares}
+	if err := register(reg, m.cs); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *hostMetrics) unregister() { unregister(m.reg, m.cs) }
+
+// register registers cs, none of them if one fails (nil reg: none).
+func register(reg prometheus.Registerer, cs []prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			unregister(reg, cs[:i])
+			return err
+		}
+	}
+	return nil
+}
+
+func unregister(reg prometheus.Registerer, cs []prometheus.Collector) {
+	if reg == nil {
+		return
+	}
+	for _, c := range cs {
+		reg.Unregister(c)
+	}
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
@@ -33,17 +83,8 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "binlogsvr_logger_proposals_in_flight", Help: "Append proposals awaiting their result.",
 	})
-	m.snapshotSends = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "binlogsvr_logger_snapshot_sends_total", Help: "Snapshots this member sent to others (a new learner, a member behind the compacted log), by result: started, completed, aborted.",
-	}, []string{"result"})
 	m.sizeSnapshots = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "binlogsvr_logger_size_snapshots_total", Help: "Snapshots this member requested because the entries applied since the last one reached --snapshot-bytes, by result: ok, error.",
-	}, []string{"result"})
-	m.raftLogFiles = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "binlogsvr_logger_raft_log_files_total", Help: "Raft log files (tan, 64 MiB) this member created, by kind: zeroed (--raft-log-prefill: each fsync flushes data only) or growing (prefill off, the previous file filled at more than 16 MiB/s, or its spare was not ready).",
-	}, []string{"kind"})
-	m.raftLogSpares = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "binlogsvr_logger_raft_log_spares_total", Help: "Zeroed spare raft log files this member prepared in the background, by result: prepared, disk_full (less than 1 GiB would be left), failed (see the log).",
 	}, []string{"result"})
 	applied := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "binlogsvr_logger_applied_index", Help: "Last raft index applied to this member's log.",
@@ -88,23 +129,11 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 		}
 		return 0
 	})
-	m.cs = []prometheus.Collector{m.proposals, m.commitLatency, m.batchTxns, m.inFlight, m.snapshotSends, m.sizeSnapshots, m.raftLogFiles, m.raftLogSpares, applied, txns, epoch, leaderKnown, isLeader}
-	if reg != nil {
-		for _, c := range m.cs {
-			if err := reg.Register(c); err != nil {
-				m.unregister()
-				return nil, err
-			}
-		}
+	m.cs = []prometheus.Collector{m.proposals, m.commitLatency, m.batchTxns, m.inFlight, m.sizeSnapshots, applied, txns, epoch, leaderKnown, isLeader}
+	if err := register(reg, m.cs); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.cs {
-		m.reg.Unregister(c)
-	}
-}
+func (m *metrics) unregister() { unregister(m.reg, m.cs) }

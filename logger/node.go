@@ -17,7 +17,6 @@ import (
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/lni/dragonboat/v4"
 	"github.com/lni/dragonboat/v4/config"
-	"github.com/lni/dragonboat/v4/plugin/tan"
 	sm "github.com/lni/dragonboat/v4/statemachine"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
@@ -67,6 +66,10 @@ type Config struct {
 	// size-triggered snapshot hold this many bytes, and compact the raft log
 	// to about as many bytes behind it (see compaction.go). 0: count only.
 	SnapshotBytes uint64
+	// Quiesce lets an idle shard stop its heartbeats (dragonboat's
+	// config.Config.Quiesce, experimental there). Not a flag: measured for
+	// hosts of many shards (docs/MULTISOURCE.md).
+	Quiesce bool
 
 	Retention Retention
 	Disk      DiskConfig // disk.go: free space, a full disk
@@ -259,14 +262,15 @@ func ParseMembers(s string) (map[uint64]string, error) {
 	return out, nil
 }
 
-// Node is one member of the log's group: a dragonboat NodeHost running the
-// log's shard.
+// Node is one member of the log's group: the replica of the log's shard
+// that runs on a Host (host.go). Start gives it a Host of its own.
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
+	host    *Host
+	owns    bool // the host is this Node's own (Start): Close closes it
 	nh      *dragonboat.NodeHost
 	metrics *metrics
-	disk    *diskMonitor // disk.go
 
 	mu sync.Mutex
 	sm *SM
@@ -276,15 +280,17 @@ type Node struct {
 	snapDue chan struct{}
 	snapAt  atomic.Uint64
 
-	feed *memberFeed // the tcp transport's membership; nil on other transports
+	feed *memberFeed // the tcp transport's membership of this shard; nil on other transports
 
-	ctx    context.Context // canceled by Close
-	cancel context.CancelFunc
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	ctx      context.Context // canceled by Close
+	cancel   context.CancelFunc
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 }
 
-// Start starts the member and its shard. It returns once the shard is
+// Start starts the member and its shard on a host of its own: one shard
+// per process, as a one-source daemon runs. It returns once the shard is
 // started; the group may not have a leader yet.
 func Start(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
@@ -293,8 +299,73 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("shard", cfg.ShardID, "replica", cfg.ReplicaID), stop: make(chan struct{})}
+	log := cfg.Logger.With("shard", cfg.ShardID, "replica", cfg.ReplicaID)
+	// NB: the guard accepts the shard's frames from the start, as when
+	// the guard was made for one shard.
+	var feed *memberFeed
+	var first *shardEntry
+	if cfg.TransportFactory == nil && cfg.Transport == TransportTCP {
+		feed = newMemberFeed(cfg.ShardID, cfg.Members)
+		first = &shardEntry{shard: cfg.ShardID, replica: cfg.ReplicaID, peers: feed.peers}
+	}
+	h, err := startHost(cfg.Host(), log, true, first)
+	if err != nil {
+		return nil, err
+	}
+	n, err := h.startShard(cfg, log, feed)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	n.owns = true
+	return n, nil
+}
+
+// StartShard starts a replica of shard cfg.ShardID on the host. Of cfg it
+// reads the shard's fields: ShardID, ReplicaID (this host's replica of the
+// shard), Members, Join, Role, ElectionRTT, HeartbeatRTT, SnapshotEntries,
+// CompactionOverhead, SnapshotBytes, Retention, OnNewerEncoding,
+// MaxEncoding, Logger and Registry (the shard's metrics: on a host of
+// several shards, give each its own registry or one wrapped with a label,
+// since every shard registers the same names); the host's fields are the
+// host's. Its state machine is DataDir/binlog/shard-S-replica-R. Close the
+// Node to stop the replica (the shard's data stays); closing the host
+// stops every shard on it.
+func (h *Host) StartShard(cfg Config) (*Node, error) {
+	cfg = cfg.withHost(h.cfg)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = h.cfg.Logger
+	}
+	log := cfg.Logger.With("shard", cfg.ShardID, "replica", cfg.ReplicaID)
+	var feed *memberFeed
+	if h.shards != nil {
+		feed = newMemberFeed(cfg.ShardID, cfg.Members)
+	}
+	return h.startShard(cfg, log, feed)
+}
+
+// startShard starts the replica: feed (nil on transports without a guard)
+// is the shard's membership for the guard.
+func (h *Host) startShard(cfg Config, log *slog.Logger, feed *memberFeed) (*Node, error) {
+	n := &Node{cfg: cfg, log: log, host: h, nh: h.nh, feed: feed, stop: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := h.reserve(n); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Node, error) {
+		if n.feed != nil && h.shards != nil {
+			h.shards.remove(cfg.ShardID, n.feed.peers)
+		}
+		if n.metrics != nil {
+			n.metrics.unregister()
+		}
+		h.release(n)
+		n.cancel()
+		return nil, err
+	}
 	if cfg.sizeSnapshotsOn() {
 		n.snapDue = make(chan struct{}, 1)
 		n.snapAt.Store(cfg.SnapshotBytes)
@@ -303,76 +374,26 @@ func Start(cfg Config) (*Node, error) {
 	}
 	m, err := newMetrics(cfg.Registry, n)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	n.metrics = m
-	// NB: every file the member writes goes through a diskGuard (diskfs.go).
-	guard, err := n.startDisk()
-	if err != nil {
-		m.unregister()
-		return nil, err
+	if n.feed != nil {
+		n.feed.nh.Store(h.nh)
+		if h.shards != nil {
+			h.shards.add(shardEntry{shard: cfg.ShardID, replica: cfg.ReplicaID, peers: n.feed.peers})
+		}
 	}
-	cfg.FS = newDiskFS(cfg.FS, guard)
-	cfg.PebbleFS = newPebbleDiskFS(cfg.PebbleFS, guard)
-	tf, feed := cfg.raftTransport(n.log)
-	n.feed = feed
-	nhc := config.NodeHostConfig{
-		NodeHostDir:    filepath.Join(cfg.DataDir, "raft"),
-		WALDir:         filepath.Join(cfg.DataDir, "raft"),
-		RTTMillisecond: cfg.RTTMillisecond,
-		RaftAddress:    cfg.RaftAddr,
-		ListenAddress:  cfg.RaftListenAddr,
-		EnableMetrics:  true,
-		// NB: the proposer learns when its entries commit on a quorum, as
-		// well as when they apply: the ACK path's commit and apply stages.
-		NotifyCommit:        true,
-		Expert:              config.ExpertConfig{FS: cfg.FS, TransportFactory: tf},
-		SystemEventListener: &events{log: n.log, sends: m.snapshotSends},
-	}
-	cfg.dragonboatTLS(&nhc)
-	// NB: one raft shard per process: one LogDB shard and small memtables
-	// keep the resident size low (dragonboat's default reserves gigabytes).
-	nhc.Expert.LogDB = config.GetTinyMemLogDBConfig()
-	nhc.Expert.LogDB.Shards = 1
-	nhc.Expert.Engine = config.GetDefaultEngineConfig()
-	nhc.Expert.Engine.ExecShards, nhc.Expert.Engine.CommitShards, nhc.Expert.Engine.ApplyShards = 2, 2, 2
-	nhc.Expert.Engine.SnapshotShards, nhc.Expert.Engine.CloseShards = 2, 2
-	if cfg.LogDB == "tan" {
-		// NB: the wrapper's readers are needed without prefill too: log
-		// files written with it end in zeros (see zeroedLogFS).
-		prefill := cfg.LogPrefill
-		f := tanStateFactory{inner: tan.Factory, log: n.log,
-			fs: func(fs config.IFS, log *slog.Logger) *zeroedLogFS {
-				z := newZeroedLogFS(fs, log, prefill)
-				z.files, z.spares = m.raftLogFiles, m.raftLogSpares
-				return z
-			}}
-		nhc.Expert.LogDBFactory = f
-		// NB: tan allocates 16 encoding buffers of this size up front (one
-		// per possible shard; this process uses one), 64 MiB of Go heap at
-		// the tiny config's 4 MiB that let the garbage collector grow the
-		// heap by as much again. A raft update larger than 1 MiB gets a
-		// buffer of its own, as it would past 4 MiB.
-		nhc.Expert.LogDB.KVWriteBufferSize = 1 << 20
-	}
-	nh, err := dragonboat.NewNodeHost(nhc)
-	if err != nil {
-		n.stopDisk()
-		return nil, fmt.Errorf("logger: starting raft on %s (data in %s): %w", nhc.GetListenAddress(), cfg.DataDir, err)
-	}
-	n.nh = nh
-	n.startFeed()
 	rc := config.Config{
 		ReplicaID: cfg.ReplicaID, ShardID: cfg.ShardID, CheckQuorum: true, PreVote: true,
 		ElectionRTT: cfg.ElectionRTT, HeartbeatRTT: cfg.HeartbeatRTT,
 		SnapshotEntries: cfg.SnapshotEntries, CompactionOverhead: cfg.CompactionOverhead,
-		OrderedConfigChange: true, IsNonVoting: cfg.Role == RoleLearner,
+		OrderedConfigChange: true, IsNonVoting: cfg.Role == RoleLearner, Quiesce: cfg.Quiesce,
 	}
-	pfs := cfg.PebbleFS
+	pfs := h.pfs
 	if pfs == nil {
 		pfs = vfs.Default
 	}
-	smDir := filepath.Join(cfg.DataDir, "binlog", fmt.Sprintf("shard-%d-replica-%d", cfg.ShardID, cfg.ReplicaID))
+	smDir := filepath.Join(h.cfg.DataDir, "binlog", fmt.Sprintf("shard-%d-replica-%d", cfg.ShardID, cfg.ReplicaID))
 	create := func(shardID, replicaID uint64) sm.IOnDiskStateMachine {
 		s := newSM(shardID, replicaID, smDir, pfs, n.log)
 		s.onApply = n.onApply
@@ -387,10 +408,8 @@ func Start(cfg Config) (*Node, error) {
 	for id, addr := range cfg.Members {
 		members[id] = addr
 	}
-	if err := nh.StartOnDiskReplica(members, cfg.Join, create, rc); err != nil {
-		nh.Close()
-		n.stopDisk()
-		return nil, fmt.Errorf("logger: starting shard %d as member %d: %w", cfg.ShardID, cfg.ReplicaID, err)
+	if err := h.nh.StartOnDiskReplica(members, cfg.Join, create, rc); err != nil {
+		return fail(fmt.Errorf("logger: starting shard %d as member %d: %w", cfg.ShardID, cfg.ReplicaID, err))
 	}
 	n.runFeed()
 	n.wg.Add(2)
@@ -402,6 +421,9 @@ func Start(cfg Config) (*Node, error) {
 	}
 	return n, nil
 }
+
+// Host returns the host the member runs on.
+func (n *Node) Host() *Host { return n.host }
 
 // NodeHost returns the dragonboat NodeHost (for membership calls).
 func (n *Node) NodeHost() *dragonboat.NodeHost { return n.nh }
@@ -532,19 +554,34 @@ func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, t
 	}, nil
 }
 
-// Close stops the member and joins its goroutines.
+// Close stops the member and joins its goroutines. A Node that Start made
+// closes its host too; one that Host.StartShard made stops its replica on
+// the host (its data stays) and leaves the other shards running.
 func (n *Node) Close() {
-	select {
-	case <-n.stop:
+	n.shutdown()
+	if n.owns {
+		n.host.Close()
 		return
-	default:
 	}
-	close(n.stop)
-	n.cancel()
-	n.wg.Wait()
-	n.nh.Close()
+	if !n.host.release(n) {
+		return // the host is closing: it stops the replica
+	}
+	if err := n.nh.StopReplica(n.cfg.ShardID, n.cfg.ReplicaID); err != nil && !errors.Is(err, dragonboat.ErrShardNotFound) {
+		n.log.Warn("stopping the shard's replica", "err", err)
+	}
+	if n.feed != nil && n.host.shards != nil {
+		n.host.shards.remove(n.cfg.ShardID, n.feed.peers)
+	}
 	n.metrics.unregister()
-	n.disk.unregister()
+}
+
+// shutdown stops the member's own goroutines and joins them (once).
+func (n *Node) shutdown() {
+	n.stopOnce.Do(func() {
+		close(n.stop)
+		n.cancel()
+		n.wg.Wait()
+	})
 }
 
 // retentionLoop applies this member's own retention every few seconds.

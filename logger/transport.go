@@ -169,9 +169,10 @@ type tcpFactory struct {
 	// tls, when set, is the member's certificate, key and the fleet's CA:
 	// every link is mutual TLS between member certificates.
 	tls *pki.Files
-	// guard, when set, checks every batch and chunk (transport_guard.go);
-	// Create fills in the deployment id. Tests of the framing leave it nil.
-	guard *frameGuard
+	// shards, when set, are the shards the guard accepts frames for
+	// (transport_guard.go): every batch and chunk is checked against them.
+	// Tests of the framing leave it nil.
+	shards *shardSet
 	// reg receives the rejected-frames counter (nil: not registered).
 	reg prometheus.Registerer
 }
@@ -179,10 +180,7 @@ type tcpFactory struct {
 func (f *tcpFactory) Create(nhc config.NodeHostConfig, mh raftio.MessageHandler, ch raftio.ChunkHandler) raftio.ITransport {
 	t := &tcpTransport{addr: nhc.GetListenAddress(), dbTLS: nhc.MutualTLS, files: f.tls, onBatch: mh, onChunk: ch, log: f.log,
 		reg: f.reg, conns: map[net.Conn]struct{}{}, clientTLS: map[string]*tls.Config{}}
-	t.guard = &frameGuard{log: f.log, deployment: nhc.GetDeploymentID(), maxChunk: wireMaxChunk}
-	if f.guard != nil {
-		t.guard.shard, t.guard.replica, t.guard.peers = f.guard.shard, f.guard.replica, f.guard.peers
-	}
+	t.guard = &frameGuard{log: f.log, deployment: nhc.GetDeploymentID(), maxChunk: wireMaxChunk, shards: f.shards}
 	t.guard.rejected = newRejectedFrames()
 	return t
 }
@@ -438,11 +436,11 @@ func readPayload(c net.Conn, r io.Reader, size uint64, keep *[]byte, deadline bo
 	return p, nil
 }
 
-// deliver decodes one payload, checks it and hands it to dragonboat. A
-// batch the guard rejects is dropped (the connection goes on: raft
-// resends, and a member just added may be known a moment later); a
-// rejected chunk ends the connection, which makes dragonboat's sender
-// abort the snapshot.
+// deliver decodes one payload, checks it and hands it to dragonboat. The
+// messages of a batch the guard rejects are dropped, the others delivered
+// (the connection goes on: raft resends, and a member just added may be
+// known a moment later); a rejected chunk ends the connection, which makes
+// dragonboat's sender abort the snapshot.
 func (t *tcpTransport) deliver(method uint16, p []byte, peer string) error {
 	// NB: Unmarshal copies every byte slice it fills, so the buffer is
 	// free again once the handler returns.
@@ -451,10 +449,12 @@ func (t *tcpTransport) deliver(method uint16, p []byte, peer string) error {
 		if err := unmarshalSafe(b.Unmarshal, p); err != nil {
 			return &wireError{rejectDecode, fmt.Errorf("logger: transport: message batch: %w", err)}
 		}
-		if t.guard.peers != nil {
+		if t.guard.shards != nil {
 			if reason := t.guard.checkBatch(&b); reason != "" {
 				t.guard.reject(reason, peer, fmt.Errorf("batch from %q", b.SourceAddress))
-				return nil
+				if len(b.Requests) == 0 {
+					return nil
+				}
 			}
 		}
 		t.onBatch(b)
@@ -464,7 +464,7 @@ func (t *tcpTransport) deliver(method uint16, p []byte, peer string) error {
 	if err := unmarshalSafe(ch.Unmarshal, p); err != nil {
 		return &wireError{rejectDecode, fmt.Errorf("logger: transport: snapshot chunk: %w", err)}
 	}
-	if t.guard.peers != nil {
+	if t.guard.shards != nil {
 		if reason := t.guard.checkChunk(&ch); reason != "" {
 			return &wireError{reason, fmt.Errorf("logger: transport: snapshot chunk of shard %d for replica %d from %d", ch.ShardID, ch.ReplicaID, ch.From)}
 		}

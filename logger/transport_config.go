@@ -6,15 +6,21 @@ import (
 	"log/slog"
 
 	"github.com/lni/dragonboat/v4/config"
+
+	"github.com/binlogsvr/binlogsvr/logger/pki"
 )
 
 // validateRaftTLS: the three --raft-tls-* files go together, and are
 // required unless the member runs --insecure (or a test transport).
 func (c *Config) validateRaftTLS() error {
-	if err := c.RaftTLS.Validate("--raft-tls"); err != nil {
+	return validateRaftTLS(c.RaftTLS, c.Insecure, c.TransportFactory != nil)
+}
+
+func validateRaftTLS(files pki.Files, insecure, testTransport bool) error {
+	if err := files.Validate("--raft-tls"); err != nil {
 		return fmt.Errorf("logger: %w", err)
 	}
-	if c.RaftTLS.Set() || c.Insecure || c.TransportFactory != nil {
+	if files.Set() || insecure || testTransport {
 		return nil
 	}
 	return errors.New("logger: the raft links need mutual TLS: give --raft-tls-ca, --raft-tls-cert and --raft-tls-key " +
@@ -22,23 +28,22 @@ func (c *Config) validateRaftTLS() error {
 }
 
 // raftTransport returns the transport factory for dragonboat (nil: its
-// built-in one) and, for the tcp transport, the feed that keeps its
-// membership current.
-func (c *Config) raftTransport(log *slog.Logger) (config.TransportFactory, *memberFeed) {
+// built-in one) and, for the tcp transport, the set of shards its guard
+// accepts frames for (each shard's Node adds itself with its membership).
+func (c *HostConfig) raftTransport(log *slog.Logger) (config.TransportFactory, *shardSet) {
 	if c.TransportFactory != nil {
 		return c.TransportFactory, nil
 	}
 	if c.Transport == TransportDragonboat {
 		return nil, nil
 	}
-	feed := newMemberFeed(c.ShardID, c.Members)
-	f := &tcpFactory{log: log, reg: c.Registry,
-		guard: &frameGuard{shard: c.ShardID, replica: c.ReplicaID, peers: feed.peers}}
+	shards := newShardSet()
+	f := &tcpFactory{log: log, reg: c.Registry, shards: shards}
 	if !c.Insecure {
 		files := c.RaftTLS
 		f.tls = &files
 	}
-	return f, feed
+	return f, shards
 }
 
 // dragonboatTLS turns on mutual TLS in dragonboat's built-in transport.
@@ -46,19 +51,12 @@ func (c *Config) raftTransport(log *slog.Logger) (config.TransportFactory, *memb
 // CA (any certificate of it, a client's too), reads the files once at
 // start, and hands every frame to dragonboat unchecked: the tcp transport
 // is the hardened one (transport_guard.go).
-func (c *Config) dragonboatTLS(nhc *config.NodeHostConfig) {
+func (c *HostConfig) dragonboatTLS(nhc *config.NodeHostConfig) {
 	if c.Transport != TransportDragonboat || c.TransportFactory != nil || c.Insecure {
 		return
 	}
 	nhc.MutualTLS = true
 	nhc.CAFile, nhc.CertFile, nhc.KeyFile = c.RaftTLS.CA, c.RaftTLS.Cert, c.RaftTLS.Key
-}
-
-// startFeed gives the membership feed the NodeHost it reads.
-func (n *Node) startFeed() {
-	if n.feed != nil {
-		n.feed.nh.Store(n.nh)
-	}
 }
 
 // runFeed starts the feed's loop (joined by Close).

@@ -20,13 +20,21 @@ import (
 // naming a known replica at another address panics it too ("inconsistent
 // target"), a message without a target panics the node host, and a forged
 // RequestVote or Replicate from anywhere moves the group's term. The guard
-// lets through only batches from this deployment and shard, addressed to
-// this replica, of the message types raft sends between members, whose
-// sender is a member of the group at the address the membership records
-// for it.
+// lets through only batches from this deployment, and of each batch only
+// the messages of a shard this host runs (shardSet), addressed to the
+// host's replica of that shard, of the message types raft sends between
+// members, whose sender is a member of that shard's group at the address
+// that shard's membership records for it.
 //
-// NB: the membership is the one this member knows (peerSet), kept current
-// by the Node. A member that joins an existing group knows none until the
+// A host of several shards gets batches that carry messages of several
+// shards: dragonboat's transport queues messages by target address (and
+// shard id modulo its stream connections), not by shard. A message that
+// fails is dropped alone and the rest of its batch goes on, so that one
+// shard's stranger, or a shard this host stopped running a moment ago,
+// never holds up another shard's traffic.
+//
+// NB: the membership is the one this member knows (peerSet, one per
+// shard), kept current by the shard's Node. A member that joins an existing group knows none until the
 // first snapshot or configuration entry reaches it; until then the guard
 // pins each sender id to the first address it came from, which is what
 // keeps dragonboat's registry from panicking. Mutual TLS is what keeps
@@ -184,14 +192,58 @@ func (p *peerSet) tryRefresh() bool {
 	return true
 }
 
+// shardEntry is one shard the host runs: the host's replica of it and
+// the shard's membership.
+type shardEntry struct {
+	shard   uint64
+	replica uint64
+	peers   *peerSet
+}
+
+// shardSet is the shards a host runs, read on every frame without a lock.
+type shardSet struct {
+	mu   sync.Mutex // serializes writers
+	view atomic.Pointer[map[uint64]shardEntry]
+}
+
+func newShardSet() *shardSet {
+	s := &shardSet{}
+	s.view.Store(&map[uint64]shardEntry{})
+	return s
+}
+
+// add makes the guard accept frames for e.shard (replacing an entry).
+func (s *shardSet) add(e shardEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := maps.Clone(*s.view.Load())
+	m[e.shard] = e
+	s.view.Store(&m)
+}
+
+// remove stops accepting frames for shard, if its entry is still peers'.
+func (s *shardSet) remove(shard uint64, peers *peerSet) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := (*s.view.Load())[shard]; !ok || e.peers != peers {
+		return
+	}
+	m := maps.Clone(*s.view.Load())
+	delete(m, shard)
+	s.view.Store(&m)
+}
+
+func (s *shardSet) get(shard uint64) (shardEntry, bool) {
+	e, ok := (*s.view.Load())[shard]
+	return e, ok
+}
+
 // frameGuard holds what a frame must match, and counts and logs the
 // frames it rejects.
 type frameGuard struct {
 	deployment uint64
-	shard      uint64
-	replica    uint64
-	peers      *peerSet
-	maxChunk   int // largest chunk data accepted
+	shards     *shardSet // nil: frames are not checked (tests of the framing)
+	maxChunk   int       // largest chunk data accepted
 
 	rejected *prometheus.CounterVec // nil: not counted
 	log      *slog.Logger
@@ -203,52 +255,84 @@ type frameGuard struct {
 // loop must not fill the disk.
 const logEvery = 5 * time.Second
 
-// checkBatch returns why b must not reach dragonboat, or "".
+// checkBatch drops from b every message that must not reach dragonboat
+// and returns why the first was dropped, or "" when none was. A batch
+// whose deployment or source address is bad loses all its messages.
 func (g *frameGuard) checkBatch(b *pb.MessageBatch) string {
 	switch {
 	case b.DeploymentId != g.deployment || b.BinVer != raftio.TransportBinVersion:
+		b.Requests = nil
 		return rejectDeployment
 	case !validAddr(b.SourceAddress):
+		b.Requests = nil
 		return rejectSource
 	case len(b.Requests) == 0:
 		return rejectDecode
 	}
-	var from uint64
+	var reason string
+	// NB: one host runs one replica of a shard, so every message of a
+	// shard in a batch comes from the same sender; senders holds it.
+	var senders map[uint64]uint64
+	kept := b.Requests[:0]
 	for i := range b.Requests {
-		m := &b.Requests[i]
-		switch {
-		case m.ShardID != g.shard:
-			return rejectShard
-		case m.To != g.replica:
-			return rejectTarget
-		case !wireTypes[m.Type]:
-			return rejectType
-		case m.From == 0 || m.From == g.replica || (from != 0 && m.From != from):
-			// NB: one member runs one replica of the shard, so every
-			// message of a batch comes from the same sender.
-			return rejectSender
+		m := b.Requests[i]
+		why := g.checkMessage(&m, b.SourceAddress, &senders)
+		if why == "" {
+			kept = append(kept, m)
+		} else if reason == "" {
+			reason = why
 		}
-		from = m.From
 	}
-	if !g.peers.admit(from, b.SourceAddress) {
+	clear(b.Requests[len(kept):])
+	b.Requests = kept
+	return reason
+}
+
+// checkMessage returns why m, in a batch from addr, must not reach
+// dragonboat, or "".
+func (g *frameGuard) checkMessage(m *pb.Message, addr string, senders *map[uint64]uint64) string {
+	e, ok := g.shards.get(m.ShardID)
+	switch {
+	case !ok:
+		return rejectShard
+	case m.To != e.replica:
+		return rejectTarget
+	case !wireTypes[m.Type]:
+		return rejectType
+	case m.From == 0 || m.From == e.replica:
 		return rejectSender
 	}
+	if from, seen := (*senders)[m.ShardID]; seen {
+		if from != m.From {
+			return rejectSender
+		}
+		return ""
+	}
+	if !e.peers.admit(m.From, addr) {
+		return rejectSender
+	}
+	if *senders == nil {
+		*senders = map[uint64]uint64{}
+	}
+	(*senders)[m.ShardID] = m.From
 	return ""
 }
 
 // checkChunk returns why c must not reach dragonboat, or "". A chunk names
-// no address: its sender must be a member.
+// no address: its sender must be a member of its shard.
 func (g *frameGuard) checkChunk(c *pb.Chunk) string {
-	switch {
-	case c.DeploymentId != g.deployment || c.BinVer != raftio.TransportBinVersion:
+	if c.DeploymentId != g.deployment || c.BinVer != raftio.TransportBinVersion {
 		return rejectDeployment
-	case c.ShardID != g.shard:
+	}
+	e, ok := g.shards.get(c.ShardID)
+	switch {
+	case !ok:
 		return rejectShard
-	case c.ReplicaID != g.replica:
+	case c.ReplicaID != e.replica:
 		return rejectTarget
 	case len(c.Data) > g.maxChunk:
 		return rejectSize
-	case c.From == 0 || c.From == g.replica || !g.peers.isMember(c.From):
+	case c.From == 0 || c.From == e.replica || !e.peers.isMember(c.From):
 		return rejectSender
 	}
 	return ""

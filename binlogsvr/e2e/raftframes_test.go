@@ -66,9 +66,16 @@ func startRaftFleet(t *testing.T, insecure bool) *fleet.Fleet {
 	t.Helper()
 	src := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB, SemiSyncSource: true})
 	user, pass := src.ReplUser()
-	ctx := context.Background()
-	f, err := fleet.Start(ctx, fleet.Options{Dir: t.TempDir(), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass,
+	return startSeededFleet(t, fleet.Options{Dir: t.TempDir(), Members: 3, Source: src.Addr(), SourceUser: user, SourcePassword: pass,
 		Insecure: insecure, ExtraArgs: []string{"--debug-api"}})
+}
+
+// startSeededFleet starts a fleet with o and waits until it seeded its
+// source (epoch 1).
+func startSeededFleet(t *testing.T, o fleet.Options) *fleet.Fleet {
+	t.Helper()
+	ctx := context.Background()
+	f, err := fleet.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

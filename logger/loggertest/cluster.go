@@ -72,14 +72,7 @@ type Cluster struct {
 // the test, even if it fails.
 func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
-	// NB: BINLOGSVR_TEST_VERBOSE shows dragonboat's own elections,
-	// snapshot streams and recoveries too.
-	level, dbLevel := slog.LevelWarn, slog.LevelError
-	if os.Getenv("BINLOGSVR_TEST_VERBOSE") != "" {
-		level, dbLevel = slog.LevelDebug, slog.LevelInfo
-	}
-	l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	logger.RouteDragonboatLogs(l, dbLevel)
+	l := testLogger()
 	if opts.CompactionOverhead == 0 {
 		opts.CompactionOverhead = 5
 	}
@@ -107,6 +100,19 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		c.Start(id)
 	}
 	return c
+}
+
+// testLogger is the members' logger, which dragonboat's logs go to too.
+func testLogger() *slog.Logger {
+	// NB: BINLOGSVR_TEST_VERBOSE shows dragonboat's own elections,
+	// snapshot streams and recoveries too.
+	level, dbLevel := slog.LevelWarn, slog.LevelError
+	if os.Getenv("BINLOGSVR_TEST_VERBOSE") != "" {
+		level, dbLevel = slog.LevelDebug, slog.LevelInfo
+	}
+	l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logger.RouteDragonboatLogs(l, dbLevel)
+	return l
 }
 
 func (c *Cluster) config(id uint64) logger.Config {
