@@ -5,7 +5,7 @@ BIN       := bin
 GOFLAGS   ?=
 PKGS      := ./...
 
-.PHONY: deb monitoring build build-debug build-race test unit e2e e2e-lane1 e2e-lane2 e2e-lane3 test-race-daemons fuzz lint bench demo peers clean chaos
+.PHONY: deb monitoring build build-debug build-race test unit e2e e2e-lane1 e2e-lane2 e2e-lane3 test-race-daemons test-upgrade fuzz lint bench demo peers clean chaos
 
 # The release binaries: bin/binlogsvr has no debug endpoints (it refuses
 # --debug-api).
@@ -132,6 +132,15 @@ fuzz:
 # RACE_PKGS alone, with race-built daemons (see e2e).
 build-race:
 	$(GO) build -race $(DEBUG_TAGS) -o $(BIN)/racebin/ ./binlogsvr/cmd/binlogsvr ./tools/binlogctl
+
+# Data directories written by an older build open under this one: the
+# old binary is built from UPGRADE_FROM (a commit of this repository, so a
+# checkout with its history). Not part of make test.
+UPGRADE_FROM ?= 9b82d85
+test-upgrade: build-debug
+	@rm -rf $(BIN)/old-src $(BIN)/old && git worktree add -f --detach $(BIN)/old-src $(UPGRADE_FROM) >/dev/null
+	@cd $(BIN)/old-src && $(GO) build -tags binlogsvr_debug -o $(CURDIR)/$(BIN)/old/binlogsvr ./binlogsvr/cmd/binlogsvr; rc=$$?; cd $(CURDIR) && git worktree remove --force $(BIN)/old-src; exit $$rc
+	BINLOGSVR_OLD_BIN=$(CURDIR)/$(BIN)/old/binlogsvr BINLOGSVR_BIN=$(CURDIR)/$(BIN)/debug $(GO) test -tags upgrade -count=1 -run TestOldDataDirOpens ./binlogsvr/e2e/
 
 test-race-daemons: build-race
 	@rm -rf $(BIN)/race && mkdir -p $(BIN)/race
