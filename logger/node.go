@@ -361,6 +361,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("logger: starting raft on %s (data in %s): %w", nhc.GetListenAddress(), cfg.DataDir, err)
 	}
 	n.nh = nh
+	traceStart(cfg.ReplicaID)
 	n.startFeed()
 	rc := config.Config{
 		ReplicaID: cfg.ReplicaID, ShardID: cfg.ShardID, CheckQuorum: true, PreVote: true,
@@ -490,6 +491,7 @@ func (n *Node) Propose(ctx context.Context, c Command) (Result, error) {
 func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, time.Time, error), error) {
 	start := time.Now()
 	kind := KindOf(c).String()
+	trace("prop", 0, 0)
 	rs, err := n.nh.Propose(n.nh.GetNoOPSession(n.cfg.ShardID), Encode(c), timeout)
 	if err != nil {
 		n.metrics.proposals.WithLabelValues(kind, "error").Inc()
@@ -504,8 +506,10 @@ func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, t
 		r := <-rs.ResultC()
 		if r.Committed() {
 			committed = time.Now()
+			trace("cmt", 0, 0)
 			r = <-rs.ResultC()
 		}
+		trace("res", 0, 0)
 		var err error
 		switch {
 		case r.Completed():

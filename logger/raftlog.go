@@ -165,6 +165,16 @@ func (s *tanState) SaveRaftState(updates []pb.Update, shardID uint64) error {
 	if len(out) == 0 {
 		return nil
 	}
+	if traceOn {
+		var last uint64
+		for _, u := range out {
+			if n := len(u.EntriesToSave); n > 0 {
+				last = max(last, u.EntriesToSave[n-1].Index)
+			}
+		}
+		trace("sv0", last, 0)
+		defer trace("sv1", last, 0)
+	}
 	return s.ILogDB.SaveRaftState(out, shardID)
 }
 
