@@ -53,6 +53,7 @@ func main() {
 	flag.StringVar(&onlySetup, "setup", "", "semisync: run only the setups whose name contains this (async, stock, fleet)")
 	flag.StringVar(&onlyRow, "row", "", "semisync: run only WORKLOAD/THREADS, e.g. oltp_insert/32")
 	flag.StringVar(&only, "only", "", "run only rows matching SIZE/PROPOSERS, e.g. 200/64; targets: p1 (P1 and P2), p3 or cpu")
+	flag.IntVar(&cpuRounds, "cpu-rounds", 2, "targets: rounds of the CPU rows with --base (each round runs both builds)")
 	flag.StringVar(&baseBin, "base", "", "targets: directory of a baseline build's binlogsvr; the CPU rows run on it too, alternating")
 	logArgsFlag := flag.String("log-member-args", "", "log: extra flags for the binlogsvr members, space separated (e.g. \"--raft-logdb pebble\")")
 	rtoRuns := flag.Int("rto-runs", 20, "rto: how many failovers to measure per flavor")

@@ -37,6 +37,9 @@ const hostDelay = 500 * time.Microsecond
 // targets' CPU rows run on it too, alternating with this build.
 var baseBin string
 
+// cpuRounds is how many rounds the CPU rows run with --base.
+var cpuRounds int
+
 // CPU per transaction before issue 15 (docs/BENCHMARKS.md): the leader
 // profile's 1-proposer run and the log table's 64-proposer row. Used as
 // the baseline when --base is not given.
@@ -281,7 +284,7 @@ func benchTargets(dur time.Duration) (string, error) {
 	if part("cpu") {
 		rounds := 1
 		if baseBin != "" {
-			rounds = 2
+			rounds = max(1, cpuRounds)
 		}
 		if cpu, err = benchCPU(ctx, dir, dur, rounds); err != nil {
 			return "", err
@@ -357,7 +360,7 @@ func benchTargets(dur time.Duration) (string, error) {
 	if len(cpu) > 0 {
 		sb.WriteString("CPU: the three members' user + system time over a log-bench row (`/debug/bench` on the leader, 200 B transactions, closed-loop proposers each waiting for its commit and apply), per transaction.")
 		if baseBin != "" {
-			sb.WriteString(" Fleets of this build and of the base build (`--base`) alternate, two rounds; the target is half of the base's mean in this run.\n\n")
+			fmt.Fprintf(&sb, " Fleets of this build and of the base build (`--base`) alternate (%d rounds, the order turning each round); the target is half of the base's mean in this run.\n\n", max(1, cpuRounds))
 		} else {
 			fmt.Fprintf(&sb, " The target is half of the numbers before issue 15: %.0f µs at 1 proposer (the leader profile's run) and %.0f µs at 64 (the log table).\n\n", baseCPU1, baseCPU64)
 		}
