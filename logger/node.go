@@ -383,6 +383,7 @@ func (h *Host) startShard(cfg Config, log *slog.Logger, feed *memberFeed) (*Node
 			h.shards.add(shardEntry{shard: cfg.ShardID, replica: cfg.ReplicaID, peers: n.feed.peers})
 		}
 	}
+	traceStart(cfg.ReplicaID)
 	rc := config.Config{
 		ReplicaID: cfg.ReplicaID, ShardID: cfg.ShardID, CheckQuorum: true, PreVote: true,
 		ElectionRTT: cfg.ElectionRTT, HeartbeatRTT: cfg.HeartbeatRTT,
@@ -512,6 +513,7 @@ func (n *Node) Propose(ctx context.Context, c Command) (Result, error) {
 func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, time.Time, error), error) {
 	start := time.Now()
 	kind := KindOf(c).String()
+	trace("prop", 0, 0)
 	rs, err := n.nh.Propose(n.nh.GetNoOPSession(n.cfg.ShardID), Encode(c), timeout)
 	if err != nil {
 		n.metrics.proposals.WithLabelValues(kind, "error").Inc()
@@ -526,8 +528,10 @@ func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, t
 		r := <-rs.ResultC()
 		if r.Committed() {
 			committed = time.Now()
+			trace("cmt", 0, 0)
 			r = <-rs.ResultC()
 		}
+		trace("res", 0, 0)
 		var err error
 		switch {
 		case r.Completed():

@@ -196,6 +196,10 @@ func (v batchView) FileGTIDs(file uint32) ([]string, error) {
 // failures of the local disk, on which dragonboat stops the process (the
 // entries are safe in the raft log and are applied again on restart).
 func (s *SM) Update(ents []sm.Entry) ([]sm.Entry, error) {
+	if traceOn && len(ents) > 0 {
+		trace("ap0", ents[len(ents)-1].Index, 0)
+		defer trace("ap1", ents[len(ents)-1].Index, 0)
+	}
 	s.mu.RLock()
 	st := s.st
 	s.mu.RUnlock()

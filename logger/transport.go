@@ -449,6 +449,10 @@ func (t *tcpTransport) deliver(method uint16, p []byte, peer string) error {
 		if err := unmarshalSafe(b.Unmarshal, p); err != nil {
 			return &wireError{rejectDecode, fmt.Errorf("logger: transport: message batch: %w", err)}
 		}
+		if traceOn {
+			traceBatch("r", &b)
+			defer traceBatch("R", &b)
+		}
 		if t.guard.shards != nil {
 			if reason := t.guard.checkBatch(&b); reason != "" {
 				t.guard.reject(reason, peer, fmt.Errorf("batch from %q", b.SourceAddress))
@@ -542,6 +546,10 @@ type tcpConn struct {
 }
 
 func (c *tcpConn) SendMessageBatch(b pb.MessageBatch) error {
+	if traceOn {
+		traceBatch("s", &b)
+		defer traceBatch("S", &b)
+	}
 	return c.send(wireRaft, b.SizeUpperLimit(), func(buf []byte) []byte { return pb.MustMarshalTo(&b, buf) })
 }
 
@@ -586,4 +594,19 @@ func (c *tcpConn) Close() {
 		}
 	}
 	c.conn.Close()
+}
+
+// traceBatch records the replication messages of b (acktrace_on.go):
+// prefix+"rep" for a Replicate carrying entries (its last index),
+// prefix+"ack" for a ReplicateResp (the index it acknowledges).
+func traceBatch(prefix string, b *pb.MessageBatch) {
+	for i := range b.Requests {
+		m := &b.Requests[i]
+		switch {
+		case m.Type == pb.Replicate && len(m.Entries) > 0:
+			trace(prefix+"rep", m.Entries[len(m.Entries)-1].Index, m.To*10+m.From)
+		case m.Type == pb.ReplicateResp && !m.Reject:
+			trace(prefix+"ack", m.LogIndex, m.To*10+m.From)
+		}
+	}
 }

@@ -2,12 +2,14 @@
 // this machine and writes the results, with the commands that produced
 // them, into docs/BENCHMARKS.md.
 //
-//	bench [--out docs/BENCHMARKS.md] [--duration 5s] [--rto-runs 20] [log] [semisync] [dump] [rto]
+//	bench [--out docs/BENCHMARKS.md] [--duration 5s] [--rto-runs 20] [log] [tls] [semisync] [targets] [dump] [rto]
 //
 // "log": appends to a 3-process group (real binlogsvr processes on
 // loopback, a real MariaDB sandbox seeding the source) for 200 B, 4 KiB and
 // 1 MiB transactions, 1 and 64 concurrent proposers, beside this disk's own
 // fsync latency measured in the same run.
+//
+// "targets": the ACK path's targets of issue 15 in one table (targets.go).
 //
 // "rto": kill -9 of a semi-sync source under a small write load, 20 times
 // on fresh processes (tools/bench/failoverbench); reports the RTO (kill ->
@@ -50,7 +52,9 @@ func main() {
 	flag.IntVar(&inflight, "inflight", 4, "Append proposals in flight at once (the proposer's MaxInFlight)")
 	flag.StringVar(&onlySetup, "setup", "", "semisync: run only the setups whose name contains this (async, stock, fleet)")
 	flag.StringVar(&onlyRow, "row", "", "semisync: run only WORKLOAD/THREADS, e.g. oltp_insert/32")
-	flag.StringVar(&only, "only", "", "run only rows matching SIZE/PROPOSERS, e.g. 200/64")
+	flag.StringVar(&only, "only", "", "run only rows matching SIZE/PROPOSERS, e.g. 200/64; targets: p1 (P1 and P2), p3 or cpu")
+	flag.IntVar(&cpuRounds, "cpu-rounds", 2, "targets: rounds of the CPU rows with --base (each round runs both builds)")
+	flag.StringVar(&baseBin, "base", "", "targets: directory of a baseline build's binlogsvr; the CPU rows run on it too, alternating")
 	logArgsFlag := flag.String("log-member-args", "", "log: extra flags for the binlogsvr members, space separated (e.g. \"--raft-logdb pebble\")")
 	rtoRuns := flag.Int("rto-runs", 20, "rto: how many failovers to measure per flavor")
 	rtoFlavors := flag.String("rto-flavors", "mariadb,mysql", "rto: the source flavors to measure, comma separated")
@@ -61,7 +65,7 @@ func main() {
 	logArgs = strings.Fields(*logArgsFlag)
 	which := flag.Args()
 	if len(which) == 0 {
-		which = []string{"log", "tls", "semisync", "dump", "rto"}
+		which = []string{"log", "tls", "semisync", "targets", "dump", "rto"}
 	}
 	for _, w := range which {
 		var section string
@@ -73,6 +77,8 @@ func main() {
 			section, err = benchTLS(*dur)
 		case "semisync":
 			section, err = benchSemisync(max(*dur, 10*time.Second))
+		case "targets":
+			section, err = benchTargets(max(*dur, 10*time.Second))
 		case "dump":
 			logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 			section = "## Dump: clients reading the whole log, fleet member beside the source\n\nRun: `make build-debug && BINLOGSVR_BIN=$PWD/bin/debug bin/debug/bench --out docs/BENCHMARKS.md dump` (what `make bench` runs for `dump`; tools/bench, tools/bench/dumpbench), " +
@@ -103,7 +109,7 @@ func main() {
 			}
 			section = failoverbench.Markdown(rs...)
 		default:
-			err = fmt.Errorf("unknown benchmark %q (known: log, tls, semisync, dump, rto)", w)
+			err = fmt.Errorf("unknown benchmark %q (known: log, tls, semisync, targets, dump, rto)", w)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

@@ -250,53 +250,9 @@ func benchSemisync(dur time.Duration) (string, error) {
 		if onlySetup != "" && !strings.Contains(s.name, onlySetup) {
 			continue
 		}
-		src, cleanup, err := s.start(ctx, dir)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", s.name, err)
-		}
-		if _, err := src.Exec(ctx, "CREATE DATABASE IF NOT EXISTS sbtest"); err != nil {
-			cleanup()
+		if err := runSetup(ctx, s, dir, workloads, threads, dur, results[s.name], stages); err != nil {
 			return "", err
 		}
-		for _, w := range workloads {
-			if _, err := sysbench(src, w, 4, dur, "prepare"); err != nil {
-				cleanup()
-				return "", err
-			}
-			for _, th := range threads {
-				var before stageSnap
-				var leader uint64
-				if benchFleet != nil {
-					if leader, err = benchFleet.Leader(ctx, 30*time.Second); err == nil {
-						before, err = scrapeStages(ctx, benchFleet, leader)
-					}
-					if err != nil {
-						cleanup()
-						return "", fmt.Errorf("reading the fleet's ACK stages: %w", err)
-					}
-				}
-				r, err := sysbench(src, w, th, dur, "run")
-				if err != nil {
-					cleanup()
-					return "", err
-				}
-				if before != nil {
-					// NB: a leader change within the row leaves it out.
-					if l, err := benchFleet.Leader(ctx, 30*time.Second); err == nil && l == leader {
-						if after, err := scrapeStages(ctx, benchFleet, leader); err == nil {
-							stages[fmt.Sprintf("%s/%d", w, th)] = after.since(before)
-						}
-					}
-				}
-				fmt.Fprintf(os.Stderr, "bench: %s, %s, %d threads: %.0f tps, p95 %.2f ms, p99 %.2f ms\n", s.name, w, th, r.tps, r.p95, r.p99)
-				results[s.name][fmt.Sprintf("%s/%d", w, th)] = r
-			}
-			if _, err := sysbench(src, w, 4, dur, "cleanup"); err != nil {
-				cleanup()
-				return "", err
-			}
-		}
-		cleanup()
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "## Source commit throughput: async, stock semi-sync, fleet\n\n")
@@ -330,4 +286,67 @@ func benchSemisync(dur time.Duration) (string, error) {
 		fmt.Fprintf(&sb, "\n%s\n%s", t, fdatasyncLine(dir))
 	}
 	return sb.String(), nil
+}
+
+// runSetup starts setup s, runs each workload at each thread count against
+// its source and stops it. Results go into res ("workload/threads" →
+// result); a fleet's ACK stages per row into stages (same key).
+func runSetup(ctx context.Context, s setup, dir string, workloads []string, threads []int, dur time.Duration,
+	res map[string]sbResult, stages map[string]map[string]stageStat) error {
+	src, cleanup, err := s.start(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	defer cleanup()
+	if _, err := src.Exec(ctx, "CREATE DATABASE IF NOT EXISTS sbtest"); err != nil {
+		return err
+	}
+	for _, w := range workloads {
+		if _, err := sysbench(src, w, 4, dur, "prepare"); err != nil {
+			return err
+		}
+		for _, th := range threads {
+			var before stageSnap
+			var leader uint64
+			if benchFleet != nil {
+				if leader, err = benchFleet.Leader(ctx, 30*time.Second); err == nil {
+					before, err = scrapeStages(ctx, benchFleet, leader)
+				}
+				if err != nil {
+					return fmt.Errorf("reading the fleet's ACK stages: %w", err)
+				}
+			}
+			r, err := sysbench(src, w, th, dur, "run")
+			if err != nil {
+				return err
+			}
+			if before != nil {
+				// NB: a leader change within the row leaves it out.
+				if l, err := benchFleet.Leader(ctx, 30*time.Second); err == nil && l == leader {
+					if after, err := scrapeStages(ctx, benchFleet, leader); err == nil {
+						stages[fmt.Sprintf("%s/%d", w, th)] = after.since(before)
+					}
+				}
+			}
+			fmt.Fprintf(os.Stderr, "bench: %s, %s, %d threads: %.0f tps, p95 %.2f ms, p99 %.2f ms (load %s)\n", s.name, w, th, r.tps, r.p95, r.p99, loadAvg())
+			res[fmt.Sprintf("%s/%d", w, th)] = r
+		}
+		if _, err := sysbench(src, w, 4, dur, "cleanup"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadAvg is the machine's 1-minute load average (/proc/loadavg).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -130,7 +131,7 @@ func (p *Proxy) pump(dst, src net.Conn) {
 		defer close(done)
 		for ch := range q {
 			if d := time.Until(ch.due); d > 0 {
-				time.Sleep(d)
+				sleep(d)
 			}
 			if _, err := dst.Write(ch.b); err != nil {
 				for range q { // NB: drain so the reader is not stuck
@@ -178,3 +179,19 @@ func (p *Proxy) lag() time.Duration {
 	}
 	return d
 }
+
+// sleep waits d. Go's timers wait at least a millisecond when the process
+// is otherwise idle (the netpoller's epoll_wait takes whole milliseconds),
+// so a delay under preciseBelow sleeps in nanosleep on this goroutine's
+// thread instead: within the kernel's timer slack (50 µs) of d.
+func sleep(d time.Duration) {
+	if d >= preciseBelow {
+		time.Sleep(d)
+		return
+	}
+	ts := syscall.NsecToTimespec(int64(d))
+	for syscall.Nanosleep(&ts, &ts) == syscall.EINTR {
+	}
+}
+
+const preciseBelow = 5 * time.Millisecond
