@@ -300,7 +300,7 @@ func (s *Server) seedLoop(ctx context.Context) {
 		if err != nil {
 			return retry(err)
 		}
-		start, err := info.StartGTIDs(s.cfg.SourceStart)
+		start, hist, err := semisync.StartAt(pctx, info, s.cfg.SourceStart, s.cfg.SourceUser, s.cfg.SourcePassword, s.cfg.Ingest.TLS)
 		if err != nil {
 			return retry(err)
 		}
@@ -312,7 +312,7 @@ func (s *Server) seedLoop(ctx context.Context) {
 		s.log.Info("seeded the log's source", "source", info.Source.Addr, "flavor", info.Source.Flavor,
 			"version", info.Version, "result", res.Code.String(), "epoch", res.Epoch,
 			"source_start", s.cfg.SourceStart, "start_gtids", start, "source_gtids", info.GTIDs,
-			"source_oldest_file", info.History.Oldest(), "source_purged", info.History.Purged)
+			"source_oldest_file", hist.Oldest(), "source_purged", hist.Purged)
 		if res.Code.Stored() {
 			// NB: a record for the operator only (the log's start is its first
 			// file's start_gtids); a failure here is logged, not retried.

@@ -20,6 +20,8 @@ type backfill struct {
 	st        *api.BackfillStatus // the current or last read; nil: none yet
 	firstRead uint64              // the first position observed, and when
 	firstTime time.Time
+	lastFile  string // the last position observed
+	lastPos   uint64
 }
 
 // refresh takes the source's files and purged GTIDs as just read.
@@ -33,6 +35,9 @@ func (b *backfill) refresh(h History, now time.Time) {
 	}
 	if b.st != nil && b.st.Active {
 		b.st.TotalBytes, b.st.Files, b.st.SizesRead = b.total, len(h.Files), now
+		// NB: the stream may have reached the end before this listing (the
+		// first one comes after the session starts): judge it again.
+		b.observe(b.lastFile, b.lastPos, now)
 	}
 }
 
@@ -40,7 +45,7 @@ func (b *backfill) refresh(h History, now time.Time) {
 // lies before the source's executed set). It replaces the last one.
 func (b *backfill) begin(now time.Time) {
 	b.st = &api.BackfillStatus{Active: true, Started: now, TotalBytes: b.total, Files: len(b.hist.Files), SizesRead: b.sizesRead}
-	b.firstTime = time.Time{}
+	b.firstTime, b.lastFile, b.lastPos = time.Time{}, "", 0
 }
 
 // stop ends the session's read where it is (the session ended before the
@@ -59,6 +64,7 @@ func (b *backfill) observe(file string, pos uint64, now time.Time) {
 	if b.st == nil || !b.st.Active || file == "" {
 		return
 	}
+	b.lastFile, b.lastPos = file, pos
 	start, ok := b.offset[file]
 	var read uint64
 	switch {

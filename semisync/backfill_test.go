@@ -56,3 +56,19 @@ func TestBackfillProgress(t *testing.T) {
 		t.Fatalf("an unlisted older file: %+v", st)
 	}
 }
+
+// The stream may reach the source's end before the first listing of its
+// files: the listing ends the read.
+func TestBackfillEndsAtTheFirstListing(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var b backfill
+	b.begin(t0)
+	b.observe("binlog.000002", 700, t0.Add(time.Second))
+	if st := b.status(t0.Add(time.Second)); !st.Active || st.ReadBytes != 0 {
+		t.Fatalf("before any listing: %+v", st)
+	}
+	b.refresh(History{Files: []BinlogFile{{"binlog.000001", 300}, {"binlog.000002", 700}}}, t0.Add(2*time.Second))
+	if st := b.status(t0.Add(3 * time.Second)); st.Active || st.ReadBytes != 1000 || st.TotalBytes != 1000 || !st.Finished.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("after the first listing: %+v", st)
+	}
+}

@@ -1,13 +1,16 @@
 package semisync
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/binlogsvr/binlogsvr/logger/binlog"
+	"github.com/binlogsvr/binlogsvr/logger/mysqltls"
 )
 
 // BinlogFile is one of the source's binlog files as SHOW BINARY LOGS lists
@@ -33,6 +36,38 @@ func (h History) Oldest() string {
 		return ""
 	}
 	return h.Files[0].Name
+}
+
+// ReadHistory connects to the source and reads where its binlog begins.
+// NB: never on an ingest session's way to streaming: SHOW BINARY LOGS and
+// BINLOG_GTID_POS wait for the binlog's lock, which a MariaDB source holds
+// while a commit group waits for a semi-sync ACK (the next group holds
+// LOCK_log waiting for the one that waits): only the fleet's ACK would
+// free it. ctx bounds the whole read.
+func ReadHistory(ctx context.Context, addr, user, password string, tc mysqltls.Config, flav binlog.Flavor) (History, error) {
+	c, err := DialTLS(ctx, addr, user, password, tc)
+	if err != nil {
+		return History{}, fmt.Errorf("semisync: connecting to source %s: %w", addr, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Conn.Conn.SetDeadline(time.Now()) })
+	defer stop()
+	return readHistory(c, flav)
+}
+
+// StartAt returns where a log seeded from the source begins for
+// --source-start mode (StartGTIDs): it reads the source's history unless
+// mode is current.
+func StartAt(ctx context.Context, info SourceInfo, mode, user, password string, tc mysqltls.Config) (start string, h History, err error) {
+	flav := binlog.FlavorOfVersion(info.Version)
+	if mode != StartCurrent {
+		if h, err = ReadHistory(ctx, info.Source.Addr, user, password, tc, flav); err != nil {
+			return "", h, fmt.Errorf("semisync: --source-start %s needs the source's binlog files: %w "+
+				"(the account needs REPLICATION CLIENT; a source whose commits wait for a semi-sync ACK answers only after its timeout; or use --source-start current)", mode, err)
+		}
+	}
+	start, err = StartGTIDs(flav, mode, info.GTIDs, h.Purged)
+	return start, h, err
 }
 
 // readHistory reads the source's binlog files and purged GTIDs on c. The

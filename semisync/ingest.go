@@ -396,6 +396,33 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// watchHistory reads the source's binlog files and purged GTIDs every
+// StatusInterval while a session streams, for /status (where the source's
+// history ends, the backfill's progress). Each read is bounded and on its
+// own connection: it may wait for the source's binlog lock (ReadHistory),
+// which must hold up neither the session nor the semi-sync watch.
+func (in *Ingester) watchHistory(ctx context.Context, flav binlog.Flavor, addr string) {
+	var warned bool
+	for {
+		rctx, cancel := context.WithTimeout(ctx, max(5*time.Second, in.cfg.StatusInterval))
+		h, err := ReadHistory(rctx, addr, in.cfg.User, in.cfg.Password, in.cfg.TLS, flav)
+		cancel()
+		switch {
+		case err == nil:
+			in.noteHistory(h)
+		case ctx.Err() == nil && !warned:
+			warned = true
+			in.log.Warn("cannot read the source's binlog files: /status shows neither the backfill's progress nor where the source's history ends",
+				"source", addr, "err", err, "fix", "grant REPLICATION CLIENT to the fleet's source account")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(in.cfg.StatusInterval):
+		}
+	}
+}
+
 // watchSource reads the source's semi-sync status on its own connection
 // every StatusInterval while a session streams. A source that has fallen
 // back to asynchronous commits (its timeout passed), or whose no_tx grows,
@@ -411,15 +438,8 @@ func (in *Ingester) watchSource(ctx context.Context, flav binlog.Flavor, addr st
 	stop := context.AfterFunc(ctx, func() { _ = c.Conn.Conn.SetDeadline(time.Now()) })
 	defer stop()
 	var lastNo int64 = -1
-	var wasDegraded, historyWarned bool
+	var wasDegraded bool
 	for {
-		if h, err := readHistory(c, flav); err == nil {
-			in.noteHistory(h)
-		} else if !historyWarned && ctx.Err() == nil {
-			historyWarned = true
-			in.log.Warn("cannot read the source's binlog files: /status shows no backfill progress nor where the source's history ends",
-				"source", addr, "err", err, "fix", "grant REPLICATION CLIENT to the fleet's source account")
-		}
 		st := SemiSyncStatus{}
 		if r, err := execute(c, flav.SemiSyncEnabledQuery()); err == nil {
 			v, _ := r.GetString(0, 0)

@@ -30,20 +30,6 @@ type SourceInfo struct {
 	// Vars are the source's values of DataVars it has (a variable one
 	// flavor lacks is absent).
 	Vars map[string]string
-	// History is where the source's binlog begins; HistoryErr says why it
-	// could not be read (the ingest goes on without it; --source-start
-	// oldest or a GTID set cannot seed the log without it).
-	History    History
-	HistoryErr error
-}
-
-// StartGTIDs returns where a log seeded from this source begins for
-// --source-start mode (StartGTIDs, start.go).
-func (info SourceInfo) StartGTIDs(mode string) (string, error) {
-	if mode != StartCurrent && info.HistoryErr != nil {
-		return "", fmt.Errorf("semisync: --source-start %s needs the source's binlog history: %w (grant REPLICATION CLIENT to the fleet's source account, or use --source-start current)", mode, info.HistoryErr)
-	}
-	return StartGTIDs(binlog.FlavorOfVersion(info.Version), mode, info.GTIDs, info.History.Purged)
 }
 
 // DataVars are the source's global variables that describe its binlog's
@@ -173,7 +159,6 @@ func Probe(ctx context.Context, addr, user, password string, tc mysqltls.Config)
 		return info, err
 	}
 	info.GTIDs = strings.ReplaceAll(info.GTIDs, "\n", "")
-	info.History, info.HistoryErr = readHistory(c, flav)
 	info.Vars = map[string]string{}
 	for _, name := range DataVars {
 		// NB: an unknown variable is an error of this query only (the

@@ -71,9 +71,6 @@ func (s *session) run(ctx context.Context) error {
 	if err := checkIdentity(s.st.Source, info.Source); err != nil {
 		return err
 	}
-	if info.HistoryErr == nil {
-		in.noteHistory(info.History)
-	}
 	if behind(flav, s.st.GTIDs, info.GTIDs) {
 		// NB: the log lacks some of what the source executed: the dump
 		// starts in the source's older files (the history after a seed
@@ -208,6 +205,8 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 	go func() { defer wg.Done(); s.acker(ctx, cancel, acks) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); in.watchSource(ctx, s.flav, s.st.Source.Addr, semi, cancel) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); in.watchHistory(ctx, s.flav, s.st.Source.Addr) }()
 
 	pr := newPacketReader(s.raw)
 	readTimeout := 3*in.cfg.Heartbeat + 5*time.Second
