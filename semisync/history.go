@@ -40,10 +40,10 @@ func (h History) Oldest() string {
 
 // ReadHistory connects to the source and reads where its binlog begins.
 // NB: never on an ingest session's way to streaming: SHOW BINARY LOGS and
-// BINLOG_GTID_POS wait for the binlog's lock, which a MariaDB source holds
-// while a commit group waits for a semi-sync ACK (the next group holds
-// LOCK_log waiting for the one that waits): only the fleet's ACK would
-// free it. ctx bounds the whole read.
+// BINLOG_GTID_POS wait for the binlog's lock, which a source under load
+// can hold while a commit group waits for a semi-sync ACK (seen on MariaDB
+// 10.11 and MySQL 9.7 in the failover and learner e2e tests): only the
+// fleet's ACK would free it. ctx bounds the whole read.
 func ReadHistory(ctx context.Context, addr, user, password string, tc mysqltls.Config, flav binlog.Flavor) (History, error) {
 	c, err := DialTLS(ctx, addr, user, password, tc)
 	if err != nil {
