@@ -29,7 +29,10 @@ type Config struct {
 	Ingest semisync.Config
 	Dump   dump.Config
 
-	Source             string
+	Source string
+	// SourceStart is where the log begins when it is seeded (--source-start):
+	// semisync.StartOldest, StartCurrent or a GTID set.
+	SourceStart        string
 	SourceUser         string
 	SourcePassword     string `json:"-"`
 	SourcePasswordFile string
@@ -64,7 +67,7 @@ type Config struct {
 
 // DefaultConfig returns the flags' defaults.
 func DefaultConfig() Config {
-	return Config{Log: logger.DefaultConfig(), Ingest: semisync.DefaultConfig(), Dump: dump.DefaultConfig(), SourceUser: "repl", DumpUser: "repl", AdminAddr: "127.0.0.1:7070", LogLevel: "info"}
+	return Config{Log: logger.DefaultConfig(), Ingest: semisync.DefaultConfig(), Dump: dump.DefaultConfig(), SourceStart: semisync.StartOldest, SourceUser: "repl", DumpUser: "repl", AdminAddr: "127.0.0.1:7070", LogLevel: "info"}
 }
 
 // RegisterFlags registers the daemon's flags.
@@ -75,6 +78,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.registerMembersFlags(fs)  // members.go
 	c.registerFailoverFlags(fs) // failover.go
 	fs.StringVar(&c.Source, "source", c.Source, "host:port of the MySQL/MariaDB source; seeds the log's first source only (afterwards the log's own record wins)")
+	fs.StringVar(&c.SourceStart, "source-start", c.SourceStart, "where the log begins when the fleet first attaches to --source: oldest (copy every binlog the source still holds, then stream), "+
+		"current (only what the source commits from now on) or a GTID set within the source's executed set that holds its purged set; applies to an empty log only (afterwards the log's own record wins)")
 	fs.StringVar(&c.SourceUser, "source-user", c.SourceUser, "replication account on the source (password from $"+EnvSourcePassword+" or --source-password-file)")
 	fs.StringVar(&c.SourcePasswordFile, "source-password-file", c.SourcePasswordFile, "file holding the source account's password")
 	fs.Uint32Var(&c.ServerID, "server-id", c.ServerID, "this member's server_id toward the source (unique among the source's replicas)")
@@ -150,6 +155,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Source != "" && c.SourceUser == "" {
 		return errors.New("binlogsvr: --source needs --source-user")
+	}
+	if err := semisync.CheckStartSyntax(c.SourceStart); err != nil {
+		return fmt.Errorf("binlogsvr: --source-start: %w", err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

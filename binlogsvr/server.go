@@ -21,7 +21,11 @@ import (
 )
 
 // Meta keys this package keeps in the log.
-const metaAdminAddr = "member.%d.admin_addr"
+const (
+	metaAdminAddr = "member.%d.admin_addr"
+	// metaSourceStart is the --source-start the log was seeded with.
+	metaSourceStart = "source.start"
+)
 
 // Server is one binlogsvr daemon: a member of the log's group and its admin
 // API.
@@ -254,12 +258,23 @@ func (s *Server) registerLoop(ctx context.Context) {
 
 // seedLoop sets the log's first source from --source: on the leader, while
 // the log has no source, it probes the source and proposes SetSource for
-// epoch 1. Afterwards the log's own record of the source wins.
+// epoch 1, the log beginning where --source-start says (seedStart).
+// Afterwards the log's own record of the source and its start wins.
 func (s *Server) seedLoop(ctx context.Context) {
 	if s.cfg.Source == "" {
 		return
 	}
 	backoff := time.Second
+	retry := func(err error) bool {
+		s.setSeedErr(err.Error())
+		s.log.Error("cannot seed the log's source; retrying", "source", s.cfg.Source, "source_start", s.cfg.SourceStart, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+		return false
+	}
 	every(ctx, time.Second, func() bool {
 		r := s.node.Reader()
 		if r == nil {
@@ -268,6 +283,10 @@ func (s *Server) seedLoop(ctx context.Context) {
 		if st := r.State(); st.Epoch > 0 {
 			if st.Source.Addr != s.cfg.Source {
 				s.log.Info("the log's own record of the source wins over --source", "log_source", st.Source.Addr, "flag_source", s.cfg.Source)
+			}
+			if v, ok, err := r.Meta(metaSourceStart); err == nil && ok && string(v) != s.cfg.SourceStart {
+				s.log.Info("the log's own record of where it began wins over --source-start (it applies to an empty log only)",
+					"log_source_start", string(v), "flag_source_start", s.cfg.SourceStart)
 			}
 			s.setSeedErr("")
 			return true
@@ -279,22 +298,28 @@ func (s *Server) seedLoop(ctx context.Context) {
 		defer cancel()
 		info, err := semisync.Probe(pctx, s.cfg.Source, s.cfg.SourceUser, s.cfg.SourcePassword, s.cfg.Ingest.TLS)
 		if err != nil {
-			s.setSeedErr(err.Error())
-			s.log.Error("cannot seed the log's source; retrying", "source", s.cfg.Source, "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 30*time.Second)
-			return false
+			return retry(err)
 		}
-		res, err := s.node.Propose(pctx, &logger.SetSource{ExpectedEpoch: 0, NewEpoch: 1, Source: info.Source, StartGTIDs: info.GTIDs})
+		start, hist, err := semisync.StartAt(pctx, info, s.cfg.SourceStart, s.cfg.SourceUser, s.cfg.SourcePassword, s.cfg.Ingest.TLS)
+		if err != nil {
+			return retry(err)
+		}
+		res, err := s.node.Propose(pctx, &logger.SetSource{ExpectedEpoch: 0, NewEpoch: 1, Source: info.Source, StartGTIDs: start})
 		if err != nil {
 			s.log.Warn("proposing the first source", "err", err)
 			return false
 		}
 		s.log.Info("seeded the log's source", "source", info.Source.Addr, "flavor", info.Source.Flavor,
-			"version", info.Version, "result", res.Code.String(), "epoch", res.Epoch)
+			"version", info.Version, "result", res.Code.String(), "epoch", res.Epoch,
+			"source_start", s.cfg.SourceStart, "start_gtids", start, "source_gtids", info.GTIDs,
+			"source_oldest_file", hist.Oldest(), "source_purged", hist.Purged)
+		if res.Code.Stored() {
+			// NB: a record for the operator only (the log's start is its first
+			// file's start_gtids); a failure here is logged, not retried.
+			if _, err := s.node.Propose(pctx, &logger.Meta{Key: metaSourceStart, Value: []byte(s.cfg.SourceStart)}); err != nil {
+				s.log.Warn("recording --source-start in the log", "err", err)
+			}
+		}
 		return false // NB: loop once more to confirm from the applied state
 	})
 }

@@ -114,6 +114,7 @@ type Ingester struct {
 	recvGTID   string    // the newest transaction received
 	storedGTID string    // the newest transaction stored in the log
 	stmtLogged time.Time // when a statement-based event was last logged
+	bf         backfill  // backfill.go: the read from behind the source's end
 }
 
 // New returns an Ingester for a member's log node.
@@ -155,7 +156,34 @@ func (in *Ingester) Status() Status {
 	if st.SourceFile != "" && st.SourceFile == st.LastAckFile && st.SourcePos > st.LastAckPos {
 		st.LagBytes = st.SourcePos - st.LastAckPos
 	}
+	if !in.bf.sizesRead.IsZero() {
+		st.SourceOldestFile, st.SourcePurged = in.bf.hist.Oldest(), in.bf.hist.Purged
+	}
+	st.Backfill = in.bf.status(time.Now())
 	return st
+}
+
+// noteHistory records the source's binlog files and purged GTIDs as just
+// read.
+func (in *Ingester) noteHistory(h History) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.bf.refresh(h, time.Now())
+}
+
+// beginBackfill notes that a session starts behind the source's end; it
+// ends once the stream reaches the end of the source's files as last
+// listed, or with the session (endBackfill).
+func (in *Ingester) beginBackfill() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.bf.begin(time.Now())
+}
+
+func (in *Ingester) endBackfill() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.bf.stop()
 }
 
 func (in *Ingester) setState(state, lastErr string) {
@@ -212,6 +240,7 @@ func (in *Ingester) observeEvent(ev []byte, file string) {
 			}
 		}
 		in.status.SourceFile = file
+		in.bf.observe(file, uint64(h.LogPos), now)
 	}
 }
 
@@ -364,6 +393,33 @@ func sleep(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
 	case <-time.After(d):
+	}
+}
+
+// watchHistory reads the source's binlog files and purged GTIDs every
+// StatusInterval while a session streams, for /status (where the source's
+// history ends, the backfill's progress). Each read is bounded and on its
+// own connection: it may wait for the source's binlog lock (ReadHistory),
+// which must hold up neither the session nor the semi-sync watch.
+func (in *Ingester) watchHistory(ctx context.Context, flav binlog.Flavor, addr string) {
+	var warned bool
+	for {
+		rctx, cancel := context.WithTimeout(ctx, max(5*time.Second, in.cfg.StatusInterval))
+		h, err := ReadHistory(rctx, addr, in.cfg.User, in.cfg.Password, in.cfg.TLS, flav)
+		cancel()
+		switch {
+		case err == nil:
+			in.noteHistory(h)
+		case ctx.Err() == nil && !warned:
+			warned = true
+			in.log.Warn("cannot read the source's binlog files: /status shows neither the backfill's progress nor where the source's history ends",
+				"source", addr, "err", err, "fix", "grant REPLICATION CLIENT to the fleet's source account")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(in.cfg.StatusInterval):
+		}
 	}
 }
 

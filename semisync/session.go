@@ -71,6 +71,13 @@ func (s *session) run(ctx context.Context) error {
 	if err := checkIdentity(s.st.Source, info.Source); err != nil {
 		return err
 	}
+	if behind(flav, s.st.GTIDs, info.GTIDs) {
+		// NB: the log lacks some of what the source executed: the dump
+		// starts in the source's older files (the history after a seed
+		// with --source-start, or a catch-up after a pause).
+		in.beginBackfill()
+	}
+	defer in.endBackfill()
 	in.recordSourceVars(ctx, info.Vars)
 	conn, err := DialTLS(ctx, addr, in.cfg.User, in.cfg.Password, in.cfg.TLS)
 	if err != nil {
@@ -105,6 +112,14 @@ func (s *session) run(ctx context.Context) error {
 		"semi_sync", semi, "epoch", s.st.Epoch, "server_id", in.cfg.ServerID)
 	in.setState(StateStreaming, "")
 	return s.stream(ctx, semi, info)
+}
+
+// behind reports whether the log's GTID state lacks some of the source's
+// executed set (an unreadable set counts as not behind: it only shows).
+func behind(flav binlog.Flavor, logGTIDs, sourceGTIDs string) bool {
+	l, err1 := flav.ParseSet(logGTIDs)
+	src, err2 := flav.ParseSet(sourceGTIDs)
+	return err1 == nil && err2 == nil && !l.ContainsSet(src)
 }
 
 // hasServerUUID reports whether servers of the named flavor have a
@@ -190,6 +205,8 @@ func (s *session) stream(ctx context.Context, semi bool, info SourceInfo) error 
 	go func() { defer wg.Done(); s.acker(ctx, cancel, acks) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); in.watchSource(ctx, s.flav, s.st.Source.Addr, semi, cancel) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); in.watchHistory(ctx, s.flav, s.st.Source.Addr) }()
 
 	pr := newPacketReader(s.raw)
 	readTimeout := 3*in.cfg.Heartbeat + 5*time.Second

@@ -95,6 +95,43 @@ type IngestStatus struct {
 	// LastEventTime is when the stream last brought an event (heartbeats
 	// included): the source's lease counts it as contact.
 	LastEventTime time.Time `json:"last_event_time,omitzero"`
+	// SourceOldestFile and SourcePurged say where the source's history
+	// ends: its oldest binlog file held, and the GTIDs it can no longer
+	// send (MySQL gtid_purged; MariaDB the GTID state at the start of that
+	// file; "" with SourceOldestFile set: nothing purged). Read at each
+	// session's start and every --source-status-interval.
+	SourceOldestFile string `json:"source_oldest_file,omitempty"`
+	SourcePurged     string `json:"source_purged,omitempty"`
+	// Backfill is the ingest's way through the source's binlog while it
+	// reads from behind the source's end: the source's history after the
+	// log was seeded (--source-start), or a catch-up after a pause. The
+	// last one stays, inactive, once it reached the end.
+	Backfill *BackfillStatus `json:"backfill,omitempty"`
+}
+
+// BackfillStatus is the progress of a read from behind the source's end
+// (IngestStatus.Backfill). Bytes are offsets in the source's binlog files
+// as SHOW BINARY LOGS lists them, counted from the start of the oldest
+// file it holds.
+type BackfillStatus struct {
+	// Active: the ingest has not reached the source's end yet.
+	Active bool `json:"active"`
+	// ReadBytes is the ingest's position in the source's files; TotalBytes
+	// their sizes as last read (SizesRead): the source's end.
+	ReadBytes  uint64    `json:"read_bytes"`
+	TotalBytes uint64    `json:"total_bytes"`
+	Files      int       `json:"files"`
+	SizesRead  time.Time `json:"sizes_read,omitzero"`
+	// FromFile is the source's file the read began in; SourceFile the one
+	// it reads now (IngestStatus.SourceFile has the position).
+	FromFile   string `json:"from_file,omitempty"`
+	SourceFile string `json:"source_file,omitempty"`
+	// RateBytesPerSecond is the mean rate since the read began; ETASeconds
+	// the time left at that rate (0 once done or while unknown).
+	RateBytesPerSecond float64   `json:"rate_bytes_per_second"`
+	ETASeconds         float64   `json:"eta_seconds"`
+	Started            time.Time `json:"started,omitzero"`
+	Finished           time.Time `json:"finished,omitzero"`
 }
 
 // DumpClientStatus describes one connection to the dump server

@@ -33,6 +33,12 @@ type ReplicaSQL interface {
 	// BinlogGTIDsQuery reads the GTIDs of the server's binlog as
 	// ParseSet reads them.
 	BinlogGTIDsQuery() string
+	// PurgedGTIDsQuery reads, as ParseSet reads them, the GTIDs the
+	// server's binlog no longer holds, given the oldest file SHOW BINARY
+	// LOGS lists: MySQL @@gtid_purged; MariaDB the GTID state at the start
+	// of that file (BINLOG_GTID_POS(file, 4)). "" means the binlog holds
+	// every transaction since the server began.
+	PurgedGTIDsQuery(oldestFile string) string
 }
 
 // AdminSQL is what the failover sends to the servers it fences, promotes

@@ -46,6 +46,14 @@ func (mariadbFlavor) ServerUUIDQuery() string  { return "" }
 func (mariadbFlavor) GTIDModeQuery() string    { return "" }
 func (mariadbFlavor) BinlogGTIDsQuery() string { return "SELECT @@GLOBAL.gtid_binlog_pos" }
 
+// PurgedGTIDsQuery: MariaDB has no gtid_purged; the GTID list at the start
+// of the oldest file held is where its binlog begins. NB: BINLOG_GTID_POS
+// answers "" for a file no longer held as for a file that begins the
+// server's history (MariaDB 10.11), so the file must be the oldest listed.
+func (mariadbFlavor) PurgedGTIDsQuery(oldest string) string {
+	return "SELECT BINLOG_GTID_POS(" + QuoteSQL(oldest) + ", 4)"
+}
+
 func (mariadbFlavor) InfoQuery() string {
 	return "SELECT @@GLOBAL.server_id, '', @@GLOBAL.gtid_current_pos, @@GLOBAL.gtid_binlog_state, @@GLOBAL.read_only"
 }

@@ -53,6 +53,10 @@ func (mysqlFlavor) ServerUUIDQuery() string  { return "SELECT @@GLOBAL.server_uu
 func (mysqlFlavor) GTIDModeQuery() string    { return "SELECT @@GLOBAL.gtid_mode" }
 func (mysqlFlavor) BinlogGTIDsQuery() string { return "SELECT @@GLOBAL.gtid_executed" }
 
+// PurgedGTIDsQuery: gtid_purged is what the binlog's Previous-GTIDs of its
+// oldest file hold (or an operator's SET GLOBAL gtid_purged).
+func (mysqlFlavor) PurgedGTIDsQuery(string) string { return "SELECT @@GLOBAL.gtid_purged" }
+
 func (mysqlFlavor) InfoQuery() string {
 	return "SELECT @@GLOBAL.server_id, @@GLOBAL.server_uuid, @@GLOBAL.gtid_executed, @@GLOBAL.gtid_executed, @@GLOBAL.read_only"
 }

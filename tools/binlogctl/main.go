@@ -395,6 +395,7 @@ func printStatus(w io.Writer, st api.Status) {
 		case ss.Enabled:
 			fmt.Fprintf(w, "Source semi-sync: on (clients %d, yes_tx %d, no_tx %d)\n", ss.Clients, ss.YesTx, ss.NoTx)
 		}
+		printHistory(w, in)
 		if in.StatementEvents > 0 {
 			fmt.Fprintf(w, "STATEMENT events: %d (last %s): a session writes with binlog_format=STATEMENT; set ROW for every session (see the leader's log)\n",
 				in.StatementEvents, in.LastStatementGTID)
@@ -438,6 +439,56 @@ func printStatus(w io.Writer, st api.Status) {
 			tw.Flush()
 		}
 	}
+}
+
+// printHistory prints where the source's history ends and the backfill's
+// progress (a read from behind the source's end).
+func printHistory(w io.Writer, in *api.IngestStatus) {
+	if in.SourceOldestFile != "" {
+		purged := in.SourcePurged
+		if purged == "" {
+			purged = "nothing (it holds every transaction since it began)"
+		}
+		fmt.Fprintf(w, "Source history: oldest file %s; purged (the source can no longer send): %s\n", in.SourceOldestFile, purged)
+	}
+	b := in.Backfill
+	if b == nil {
+		return
+	}
+	pct := 100.0
+	if b.TotalBytes > 0 {
+		pct = 100 * float64(min(b.ReadBytes, b.TotalBytes)) / float64(b.TotalBytes)
+	}
+	if b.Active {
+		eta := "unknown"
+		if b.ETASeconds > 0 {
+			eta = (time.Duration(b.ETASeconds * float64(time.Second))).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "Backfill:       reading the source's binlog: %s of %s (%.1f%%, %d files), %s/s, ETA %s, at %s\n",
+			sizeText(b.ReadBytes), sizeText(b.TotalBytes), pct, b.Files, sizeText(uint64(b.RateBytesPerSecond)), eta, dash(b.SourceFile))
+		return
+	}
+	if !b.Finished.IsZero() {
+		fmt.Fprintf(w, "Backfill:       done %s ago: read up to the source's end (%s, from %s), %s/s, took %s\n",
+			time.Since(b.Finished).Round(time.Second), sizeText(b.ReadBytes), dash(b.FromFile), sizeText(uint64(b.RateBytesPerSecond)),
+			b.Finished.Sub(b.Started).Round(time.Millisecond))
+		return
+	}
+	fmt.Fprintf(w, "Backfill:       stopped at %s of %s (%.1f%%): the session ended; the next one resumes\n", sizeText(b.ReadBytes), sizeText(b.TotalBytes), pct)
+}
+
+// sizeText is n bytes for people (KiB, MiB, GiB).
+func sizeText(n uint64) string {
+	const k = 1024
+	switch {
+	case n >= k*k*k:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(k*k*k))
+	case n >= k*k:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(k*k))
+	case n >= k:
+		return fmt.Sprintf("%.1f KiB", float64(n)/k)
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 func dash(s string) string {

@@ -33,7 +33,10 @@ type Options struct {
 	Members int    // loggers, default 3
 	// Source, SourceUser, SourcePassword seed the log's first source.
 	Source, SourceUser, SourcePassword string
-	ExtraArgs                          []string // passed to every member
+	// SourceStart is --source-start ("": the daemon's default, oldest:
+	// the fleet copies every binlog the source holds).
+	SourceStart string
+	ExtraArgs   []string // passed to every member
 	// Output receives the members' logs (default: a file per member in Dir).
 	Output io.Writer
 	// Insecure starts the members with --insecure (plain raft links, plain

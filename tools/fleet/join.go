@@ -138,6 +138,9 @@ func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
 	}
 	if f.opts.Source != "" {
 		args = append(args, "--source", f.opts.Source, "--source-user", f.opts.SourceUser)
+		if f.opts.SourceStart != "" {
+			args = append(args, "--source-start", f.opts.SourceStart)
+		}
 	}
 	sec, err := f.securityArgs(m) // pki.go
 	if err != nil {

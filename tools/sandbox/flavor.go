@@ -60,7 +60,11 @@ type flavorImpl interface {
 	serverArgs(l layout, o Options, port int) []string
 	// templateArgs are the arguments of the one networkless start that creates the accounts.
 	templateArgs(l layout) []string
-	// accountSQL creates the accounts, given the existing root accounts' hosts.
+	// accountSQL creates the accounts, given the existing root accounts' hosts. NB: it runs in
+	// the template's start, which has no binary log (templateArgs, baseArgs): the accounts are in
+	// no binlog, so a fleet that copies a sandbox source's whole history (binlogsvr
+	// --source-start oldest) never replays them to a replica that has them already.
+	// TestStart checks that a fresh server has no GTID history.
 	accountSQL(rootHosts []string) []string
 	// templateParent is the host directory that holds this flavor's cached templates.
 	templateParent() (string, error)

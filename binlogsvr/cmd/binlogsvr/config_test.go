@@ -28,6 +28,7 @@ func TestConfigFile(t *testing.T) {
 # a member of the fleet
 source = "db1:3306"
 source-user = "repl"
+source-start = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-20"
 failover-lease = "5s"
 failover-candidate = ["r1:3306,priority=5", "r2:3306"]
 dump-max-clients = 200
@@ -43,6 +44,9 @@ admin-addr = "127.0.0.1:7071"
 	}
 	if got := strings.Join(cfg.Failover.Candidates, " "); got != "r1:3306,priority=5 r2:3306" {
 		t.Fatalf("candidates %q", got)
+	}
+	if cfg.SourceStart != "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-20" {
+		t.Fatalf("source-start from the file: %q", cfg.SourceStart)
 	}
 	if cfg.AdminAddr != "127.0.0.1:9999" {
 		t.Fatalf("the command line must win: admin addr %q", cfg.AdminAddr)
@@ -64,7 +68,7 @@ admin-addr = "127.0.0.1:7071"
 	if err != nil {
 		t.Fatalf("--print-config's output as a config file: %v", err)
 	}
-	if cfg2.Source != cfg.Source || cfg2.AdminAddr != cfg.AdminAddr || cfg2.Failover.Lease != cfg.Failover.Lease ||
+	if cfg2.Source != cfg.Source || cfg2.SourceStart != cfg.SourceStart || cfg2.AdminAddr != cfg.AdminAddr || cfg2.Failover.Lease != cfg.Failover.Lease ||
 		strings.Join(cfg2.Failover.Candidates, " ") != strings.Join(cfg.Failover.Candidates, " ") || cfg2.Dump.MaxClients != cfg.Dump.MaxClients {
 		t.Fatalf("round trip: %+v", cfg2)
 	}
