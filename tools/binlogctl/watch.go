@@ -51,8 +51,8 @@ func watch(ctx context.Context, stdout, stderr io.Writer, title string, every ti
 	for {
 		var b bytes.Buffer
 		err := render(ctx, &b)
-		if ctx.Err() != nil {
-			return nil
+		if err != nil && ctx.Err() != nil {
+			return nil // NB: interrupted mid-refresh: nothing to show
 		}
 		now := time.Now().UTC().Format("2006-01-02 15:04:05")
 		switch {
