@@ -150,37 +150,23 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.Disk.RegisterFlags(fs)
 }
 
-// Validate checks the Config and names the flag to fix.
+// Validate checks the Config and names the flag to fix: the shard's own
+// fields here, the host's in HostConfig.Validate.
 func (c *Config) Validate() error {
 	switch {
 	case c.ReplicaID == 0:
 		return errors.New("logger: --id is required and must be positive")
 	case c.ShardID == 0:
 		return errors.New("logger: --shard must be positive")
-	case c.DataDir == "":
-		return errors.New("logger: --data-dir is required")
-	case c.RaftAddr == "":
-		return errors.New("logger: --raft-addr is required")
 	case c.Role != RoleLogger && c.Role != RoleLearner:
 		return fmt.Errorf("logger: --role must be %s or %s, got %q", RoleLogger, RoleLearner, c.Role)
 	case c.Join && len(c.Members) > 0:
 		return errors.New("logger: --join and --members exclude each other: --members bootstraps a new group, --join starts a member an existing group added")
 	case c.ElectionRTT < 2*c.HeartbeatRTT || c.HeartbeatRTT == 0:
 		return fmt.Errorf("logger: --raft-election-rtt (%d) must be at least twice --raft-heartbeat-rtt (%d), which must be positive", c.ElectionRTT, c.HeartbeatRTT)
-	case c.LogDB != "tan" && c.LogDB != "pebble":
-		return fmt.Errorf("logger: --raft-logdb must be tan or pebble, got %q", c.LogDB)
-	case c.Transport != TransportTCP && c.Transport != TransportDragonboat:
-		return fmt.Errorf("logger: --raft-transport must be %s or %s, got %q", TransportTCP, TransportDragonboat, c.Transport)
-	case c.RTTMillisecond == 0:
-		return errors.New("logger: --raft-rtt-ms must be positive")
 	}
-	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil && c.TransportFactory == nil {
-		return fmt.Errorf("logger: --raft-addr %q: %v", c.RaftAddr, err)
-	}
-	if _, _, err := net.SplitHostPort(c.RaftListenAddr); c.RaftListenAddr != "" && err != nil {
-		return fmt.Errorf("logger: --raft-listen-addr %q: %v", c.RaftListenAddr, err)
-	}
-	if err := c.validateRaftTLS(); err != nil {
+	h := c.Host()
+	if err := h.Validate(); err != nil {
 		return err
 	}
 	if len(c.Members) > 0 {

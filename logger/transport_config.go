@@ -12,10 +12,6 @@ import (
 
 // validateRaftTLS: the three --raft-tls-* files go together, and are
 // required unless the member runs --insecure (or a test transport).
-func (c *Config) validateRaftTLS() error {
-	return validateRaftTLS(c.RaftTLS, c.Insecure, c.TransportFactory != nil)
-}
-
 func validateRaftTLS(files pki.Files, insecure, testTransport bool) error {
 	if err := files.Validate("--raft-tls"); err != nil {
 		return fmt.Errorf("logger: %w", err)
