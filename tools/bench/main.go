@@ -234,22 +234,8 @@ func benchLog(dur time.Duration) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	var leader uint64
-	if err := fleet.Poll(ctx, 60*time.Second, func() error {
-		l, err := f.Leader(ctx, 30*time.Second)
-		if err != nil {
-			return err
-		}
-		st, err := f.Status(ctx, l, true)
-		if err != nil {
-			return err
-		}
-		if st.Epoch == 0 {
-			return fmt.Errorf("source not seeded: %s", st.SourceError)
-		}
-		leader = l
-		return nil
-	}); err != nil {
+	leader, err := waitSeeded(ctx, f)
+	if err != nil {
 		return "", err
 	}
 	appA, app3, err := syncLatencies(dir, false)

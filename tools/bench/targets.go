@@ -207,20 +207,7 @@ func startFleetBin(ctx context.Context, dir, bin string) (*fleet.Fleet, func(), 
 		return nil, nil, err
 	}
 	stop := func() { f.Close(); src.Close() }
-	if err := fleet.Poll(ctx, 60*time.Second, func() error {
-		l, err := f.Leader(ctx, 30*time.Second)
-		if err != nil {
-			return err
-		}
-		st, err := f.Status(ctx, l, true)
-		if err != nil {
-			return err
-		}
-		if st.Epoch == 0 {
-			return fmt.Errorf("source not seeded: %s", st.SourceError)
-		}
-		return nil
-	}); err != nil {
+	if _, err := waitSeeded(ctx, f); err != nil {
 		stop()
 		return nil, nil, err
 	}

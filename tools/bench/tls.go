@@ -44,20 +44,7 @@ func startLogFleet(ctx context.Context, dir string, insecure bool, args []string
 		return nil, nil, err
 	}
 	stop := func() { f.Close(); src.Close() }
-	if err := fleet.Poll(ctx, 60*time.Second, func() error {
-		l, err := f.Leader(ctx, 30*time.Second)
-		if err != nil {
-			return err
-		}
-		st, err := f.Status(ctx, l, true)
-		if err != nil {
-			return err
-		}
-		if st.Epoch == 0 {
-			return fmt.Errorf("source not seeded: %s", st.SourceError)
-		}
-		return nil
-	}); err != nil {
+	if _, err := waitSeeded(ctx, f); err != nil {
 		stop()
 		return nil, nil, err
 	}
@@ -158,4 +145,26 @@ func benchTLS(dur time.Duration) (string, error) {
 	}
 	sb.WriteString("\nFleet CPU: the three members' user + system time over the row, divided by the transactions committed.\n")
 	return sb.String(), nil
+}
+
+// waitSeeded waits until a leader of f has seeded the log's source and
+// returns that leader.
+func waitSeeded(ctx context.Context, f *fleet.Fleet) (uint64, error) {
+	var leader uint64
+	err := fleet.Poll(ctx, 60*time.Second, func() error {
+		l, err := f.Leader(ctx, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		st, err := f.Status(ctx, l, true)
+		if err != nil {
+			return err
+		}
+		if st.Epoch == 0 {
+			return fmt.Errorf("source not seeded: %s", st.SourceError)
+		}
+		leader = l
+		return nil
+	})
+	return leader, err
 }
