@@ -29,21 +29,51 @@ type Status = api.Status
 // MemberStatus is one member in Status.Members.
 type MemberStatus = api.MemberStatus
 
+// routes is the admin API's handler: the daemon's own routes (metrics,
+// pprof) and its source's (source.routes), behind authorize.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", s.handleStatus)
-	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
-	mux.HandleFunc("GET /binlogs", s.handleBinlogs)
-	mux.HandleFunc("GET /binlogs/{name}", s.handleBinlogFile)
-	s.membersRoutes(mux)  // members.go (learners, membership)
-	s.failoverRoutes(mux) // failover.go (lease, failover, switchover, rejoin)
 	if s.cfg.DebugAPI {
-		s.debugRoutes(mux) // debug.go; only in a binlogsvr_debug build
+		s.pprofRoutes(mux) // debug.go; only in a binlogsvr_debug build
 	}
 	s.mux = mux
-	return s.authorize(mux) // auth.go: the role each route needs
+	return s.authorize() // auth.go: the role each route needs
+}
 
+// route finds the ServeMux that serves req and the pattern it matches
+// (routeRoles' key): the daemon's own routes first, then the source's. The
+// pattern is "" when no route matches.
+//
+// NB: it returns the mux, not the handler: ServeMux.ServeHTTP sets the
+// request's path values ({name}, {id}) that the handlers read; the handler
+// ServeMux.Handler returns, called directly, would see them empty.
+//
+// NB: the source's routes are at the root paths, as a one-source daemon
+// has always served them; docs/MULTISOURCE.md (step 4) adds
+// /sources/{name}/... beside them.
+func (s *Server) route(req *http.Request) (*http.ServeMux, string) {
+	if _, p := s.mux.Handler(req); p != "" {
+		return s.mux, p
+	}
+	_, p := s.src.mux.Handler(req)
+	return s.src.mux, p
+}
+
+// routes is the source's admin routes: its log's status, files, members,
+// failover and debug endpoints.
+func (src *source) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", src.handleStatus)
+	mux.HandleFunc("GET /healthz", src.handleHealth)
+	mux.HandleFunc("GET /binlogs", src.handleBinlogs)
+	mux.HandleFunc("GET /binlogs/{name}", src.handleBinlogFile)
+	src.membersRoutes(mux)  // members.go (learners, membership)
+	src.failoverRoutes(mux) // failover.go (lease, failover, switchover, rejoin)
+	if src.cfg.DebugAPI {
+		src.debugRoutes(mux) // debug.go; only in a binlogsvr_debug build
+	}
+	return mux
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -59,12 +89,12 @@ func writeError(w http.ResponseWriter, code int, format string, args ...any) {
 }
 
 // localStatus is this member's own view, without asking the others.
-func (s *Server) localStatus() (Status, error) {
-	st := Status{ID: s.cfg.Log.ReplicaID, Role: s.cfg.Log.Role, SourceError: s.getSeedErr(), Insecure: s.cfg.Insecure, Removed: s.removedMessage()}
-	st.Leader, _ = s.node.LeaderID()
-	d := s.node.Disk()
+func (src *source) localStatus() (Status, error) {
+	st := Status{ID: src.cfg.Log.ReplicaID, Role: src.cfg.Log.Role, SourceError: src.getSeedErr(), Insecure: src.cfg.Insecure, Removed: src.removedMessage()}
+	st.Leader, _ = src.node.LeaderID()
+	d := src.node.Disk()
 	st.DiskFreeBytes, st.DiskState = d.FreeBytes, d.State
-	r := s.node.Reader()
+	r := src.node.Reader()
 	if r == nil {
 		return st, fmt.Errorf("the log is not open yet")
 	}
@@ -72,11 +102,11 @@ func (s *Server) localStatus() (Status, error) {
 	st.Epoch, st.Source, st.SourceFenced, st.Flavor = ls.Epoch, ls.Source.String(), ls.Source.Fenced, ls.Flavor
 	st.GTIDExecuted, st.LastGTID, st.Transactions = ls.GTIDs, ls.LastGTID, ls.Txns
 	st.Applied = r.Applied()
-	ing := s.ing.Status()
+	ing := src.ing.Status()
 	st.Ingest = &ing
-	if s.dump != nil {
-		st.DumpAddr = s.dump.Addr()
-		st.DumpClients = s.dump.Clients()
+	if src.dump != nil {
+		st.DumpAddr = src.dump.Addr()
+		st.DumpClients = src.dump.Clients()
 	}
 	if ls.File > 0 {
 		st.LastFile, st.LastPosition = logger.FileName(ls.File), ls.Pos
@@ -91,8 +121,8 @@ func (s *Server) localStatus() (Status, error) {
 	return st, nil
 }
 
-func (s *Server) handleStatus(w http.ResponseWriter, req *http.Request) {
-	st, err := s.localStatus()
+func (src *source) handleStatus(w http.ResponseWriter, req *http.Request) {
+	st, err := src.localStatus()
 	if err != nil && st.Removed == "" {
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
 		return
@@ -104,13 +134,13 @@ func (s *Server) handleStatus(w http.ResponseWriter, req *http.Request) {
 	ctx, cancel := context.WithTimeout(req.Context(), 3*time.Second)
 	defer cancel()
 	mctx, mcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-	m, err := s.node.Membership(mctx)
+	m, err := src.node.Membership(mctx)
 	mcancel()
 	if err != nil {
 		// NB: without a quorum (or during an election) the linearizable read
 		// cannot answer; an operator needs status most then: fall back to
 		// this member's own view and say so.
-		lm, ok := s.node.LocalMembership()
+		lm, ok := src.node.LocalMembership()
 		if !ok {
 			writeError(w, http.StatusServiceUnavailable, "reading the group's membership (is there a quorum?): %v", err)
 			return
@@ -119,7 +149,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, req *http.Request) {
 		st.MembershipNote = fmt.Sprintf("this member's own view of the voting members (the group did not answer: %v)", err)
 	}
 	var leaderIngest *semisync.Status
-	st.Members, leaderIngest = s.memberStatuses(ctx, m, st)
+	st.Members, leaderIngest = src.memberStatuses(ctx, m, st)
 	if leaderIngest != nil {
 		st.Ingest = leaderIngest // NB: the leader's is the one that matters
 	}
@@ -127,7 +157,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, req *http.Request) {
 }
 
 // memberStatuses asks every member for its own status, in parallel.
-func (s *Server) memberStatuses(ctx context.Context, m logger.Membership, self Status) ([]MemberStatus, *semisync.Status) {
+func (src *source) memberStatuses(ctx context.Context, m logger.Membership, self Status) ([]MemberStatus, *semisync.Status) {
 	var out []MemberStatus
 	var leaderIngest *semisync.Status
 	add := func(ids map[uint64]string, role string) {
@@ -138,13 +168,13 @@ func (s *Server) memberStatuses(ctx context.Context, m logger.Membership, self S
 	add(m.Loggers, logger.RoleLogger)
 	add(m.Learners, logger.RoleLearner)
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	r := s.node.Reader()
+	r := src.node.Reader()
 	var wg sync.WaitGroup
 	for i := range out {
 		ms := &out[i]
 		if ms.ID == self.ID {
 			ms.Applied, ms.GTIDExecuted, ms.LastFile, ms.LastPosition = self.Applied, self.GTIDExecuted, self.LastFile, self.LastPosition
-			ms.AdminAddr = s.AdminAddr()
+			ms.AdminAddr = src.srv.AdminAddr()
 			continue
 		}
 		v, ok, _ := r.Meta(fmt.Sprintf(metaAdminAddr, ms.ID))
@@ -157,7 +187,7 @@ func (s *Server) memberStatuses(ctx context.Context, m logger.Membership, self S
 		go func() {
 			defer wg.Done()
 			var peer Status
-			if err := s.getJSON(ctx, s.adminURL(ms.AdminAddr, "/status?local=1"), &peer); err != nil {
+			if err := src.srv.getJSON(ctx, src.srv.adminURL(ms.AdminAddr, "/status?local=1"), &peer); err != nil {
 				ms.Error = err.Error()
 				return
 			}
@@ -190,16 +220,16 @@ func (s *Server) getJSON(ctx context.Context, url string, v any) error {
 // handleHealth answers 200 when this member's log is open and it knows a
 // leader, 503 otherwise, with the reason ("removed from the group: ..."
 // once this member was removed).
-func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
-	if msg := s.removedMessage(); msg != "" {
+func (src *source) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	if msg := src.removedMessage(); msg != "" {
 		http.Error(w, "removed from the group: "+msg, http.StatusServiceUnavailable)
 		return
 	}
-	if s.node.Reader() == nil {
+	if src.node.Reader() == nil {
 		http.Error(w, "log not open", http.StatusServiceUnavailable)
 		return
 	}
-	if _, ok := s.node.LeaderID(); !ok {
+	if _, ok := src.node.LeaderID(); !ok {
 		http.Error(w, "no leader known: the group has no quorum or is electing", http.StatusServiceUnavailable)
 		return
 	}
@@ -258,8 +288,8 @@ type FileInfo struct {
 
 // handleBinlogs lists this member's binlog files (its own retention), with
 // each file's SHA-256 when ?hash=1: equal on every member for equal files.
-func (s *Server) handleBinlogs(w http.ResponseWriter, req *http.Request) {
-	r := s.node.Reader()
+func (src *source) handleBinlogs(w http.ResponseWriter, req *http.Request) {
+	r := src.node.Reader()
 	if r == nil {
 		writeError(w, http.StatusServiceUnavailable, "the log is not open yet")
 		return
@@ -306,8 +336,8 @@ func (s *Server) handleBinlogs(w http.ResponseWriter, req *http.Request) {
 
 // handleBinlogFile streams one binlog file this member holds, as it is on
 // every member: for backups, PITR and byte-for-byte checks.
-func (s *Server) handleBinlogFile(w http.ResponseWriter, req *http.Request) {
-	r := s.node.Reader()
+func (src *source) handleBinlogFile(w http.ResponseWriter, req *http.Request) {
+	r := src.node.Reader()
 	if r == nil {
 		writeError(w, http.StatusServiceUnavailable, "the log is not open yet")
 		return

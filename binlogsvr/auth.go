@@ -402,12 +402,12 @@ func (s *Server) identify(req *http.Request) (c caller, why string, ok bool) {
 // authorize wraps the admin routes: pre-auth limits, then the role the
 // route needs (routeRoles), then the handler, then the audit record of a
 // state-changing call.
-func (s *Server) authorize(mux *http.ServeMux) http.Handler {
+func (s *Server) authorize() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.Body != nil {
 			req.Body = http.MaxBytesReader(w, req.Body, maxAdminBodyBytes)
 		}
-		_, pattern := mux.Handler(req)
+		h, pattern := s.route(req)
 		need, listed := routeRoles[pattern]
 		switch {
 		case pattern == "":
@@ -433,11 +433,11 @@ func (s *Server) authorize(mux *http.ServeMux) http.Handler {
 		}
 		req = req.WithContext(context.WithValue(req.Context(), reqInfoKey{}, ri))
 		if need != roleOperate || strings.Contains(pattern, "/debug/") {
-			mux.ServeHTTP(w, req)
+			h.ServeHTTP(w, req)
 			return
 		}
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-		mux.ServeHTTP(rec, req)
+		h.ServeHTTP(rec, req)
 		if !ri.forwarded {
 			s.auditAdmin(req, ri.caller, rec.code)
 		}
@@ -485,7 +485,7 @@ func (s *Server) auditAdmin(req *http.Request, c caller, code int) {
 	me := s.cfg.Log.ReplicaID
 	r := failover.Record{Time: now, Kind: "admin", Step: req.Method + " " + req.URL.Path, Outcome: outcome, Leader: me,
 		Message: fmt.Sprintf("%s %s by %s (role %s) on member %d: HTTP %d", req.Method, redactedURI(req), c, c.role, me, code)}
-	if lr := s.node.Reader(); lr != nil {
+	if lr := s.src.node.Reader(); lr != nil {
 		r.Epoch = lr.State().Epoch
 	}
 	b, err := json.Marshal(r)
@@ -496,7 +496,9 @@ func (s *Server) auditAdmin(req *http.Request, c caller, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	key := fmt.Sprintf("%s%020d.%d", failover.MetaAuditPrefix, now.UnixNano(), me)
-	if _, err := s.node.Propose(ctx, &logger.Meta{Key: key, Value: b}); err != nil {
+	// NB: the audit trail is in the source's log (one per daemon today;
+	// docs/MULTISOURCE.md puts fleet-wide calls in the catalog's).
+	if _, err := s.src.node.Propose(ctx, &logger.Meta{Key: key, Value: b}); err != nil {
 		s.log.Warn("writing the admin call to the audit trail", "err", err, "by", c.String(), "path", req.URL.Path)
 	}
 }

@@ -52,7 +52,7 @@ func fuzzServer(f testing.TB) *Server {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { s.adminLn.Close(); s.node.Close() })
+	f.Cleanup(func() { s.adminLn.Close(); s.src.close() })
 	return s
 }
 
@@ -96,7 +96,7 @@ func FuzzAdminRequest(f *testing.F) {
 		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
-		_, pattern := s.mux.Handler(req)
+		_, pattern := s.route(req)
 		if pattern == "GET /healthz" {
 			return
 		}

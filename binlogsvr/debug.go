@@ -30,14 +30,14 @@ import (
 const debugEndpoints = true
 
 // debugRoutes registers the debug endpoints (with --debug-api).
-func (s *Server) debugRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /debug/append", s.handleDebugAppend)
-	mux.HandleFunc("POST /debug/bench", s.handleDebugBench)
+func (src *source) debugRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /debug/append", src.handleDebugAppend)
+	mux.HandleFunc("POST /debug/bench", src.handleDebugBench)
 	// Tests: small files, so that retention and purges have files to act on.
 	mux.HandleFunc("POST /debug/max-file-size", func(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 		defer cancel()
-		res, err := s.node.Propose(ctx, &logger.Meta{Key: logger.MetaMaxFileSize, Value: []byte(req.FormValue("bytes"))})
+		res, err := src.node.Propose(ctx, &logger.Meta{Key: logger.MetaMaxFileSize, Value: []byte(req.FormValue("bytes"))})
 		switch {
 		case err != nil:
 			writeError(w, http.StatusServiceUnavailable, "%v", err)
@@ -47,6 +47,10 @@ func (s *Server) debugRoutes(mux *http.ServeMux) {
 			writeJSON(w, http.StatusOK, map[string]string{"max_file_size": req.FormValue("bytes")})
 		}
 	})
+}
+
+// pprofRoutes registers the daemon's profiles (with --debug-api).
+func (s *Server) pprofRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -110,12 +114,12 @@ func (s *synth) enqueue(ctx context.Context, p *logger.Proposer) (*logger.Ticket
 }
 
 // debugRun starts a proposer for synthetic appends on the leader.
-func (s *Server) debugRun(size, inflight int, linger time.Duration) (*synth, *logger.Proposer, func(), error) {
-	if !s.node.IsLeader() {
-		id, _ := s.node.LeaderID()
-		return nil, nil, nil, fmt.Errorf("member %d is not the leader (the leader is %d)", s.cfg.Log.ReplicaID, id)
+func (src *source) debugRun(size, inflight int, linger time.Duration) (*synth, *logger.Proposer, func(), error) {
+	if !src.node.IsLeader() {
+		id, _ := src.node.LeaderID()
+		return nil, nil, nil, fmt.Errorf("member %d is not the leader (the leader is %d)", src.cfg.Log.ReplicaID, id)
 	}
-	st := s.node.Reader().State()
+	st := src.node.Reader().State()
 	if st.Epoch == 0 {
 		return nil, nil, nil, errors.New("the log has no source yet (start with --source)")
 	}
@@ -127,7 +131,7 @@ func (s *Server) debugRun(size, inflight int, linger time.Duration) (*synth, *lo
 	if len(fde) == 0 {
 		fde = binlogtest.FDE(sy.flav, st.Source.ServerID)
 	}
-	p := logger.NewProposer(s.node, logger.ProposerConfig{Epoch: st.Epoch, Source: st.Source.Addr, FDE: fde, MaxInFlight: inflight, Linger: linger})
+	p := logger.NewProposer(src.node, logger.ProposerConfig{Epoch: st.Epoch, Source: st.Source.Addr, FDE: fde, MaxInFlight: inflight, Linger: linger})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()
@@ -135,15 +139,15 @@ func (s *Server) debugRun(size, inflight int, linger time.Duration) (*synth, *lo
 }
 
 // handleDebugAppend appends n synthetic transactions of size bytes.
-func (s *Server) handleDebugAppend(w http.ResponseWriter, req *http.Request) {
+func (src *source) handleDebugAppend(w http.ResponseWriter, req *http.Request) {
 	n, size := queryInt(req, "n", 1), queryInt(req, "size", 200)
 	if n < 1 || n > 1_000_000 || size < 0 || size > 64<<20 {
 		writeError(w, http.StatusBadRequest, "n must be 1..1000000 and size 0..67108864")
 		return
 	}
-	s.appendMu.Lock()
-	defer s.appendMu.Unlock()
-	sy, p, stop, err := s.debugRun(size, 4, logger.DefaultLinger)
+	src.appendMu.Lock()
+	defer src.appendMu.Unlock()
+	sy, p, stop, err := src.debugRun(size, 4, logger.DefaultLinger)
 	if err != nil {
 		writeError(w, http.StatusConflict, "%v", err)
 		return
@@ -166,7 +170,7 @@ func (s *Server) handleDebugAppend(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	st, _ := s.localStatus()
+	st, _ := src.localStatus()
 	writeJSON(w, http.StatusOK, map[string]any{"appended": n, "last_gtid": st.LastGTID, "last_file": st.LastFile, "last_position": st.LastPosition})
 }
 
@@ -176,18 +180,18 @@ type BenchResult = api.BenchResult
 // handleDebugBench runs concurrency proposers of size-byte transactions for
 // a duration on this (leader) member, each waiting for its commit before
 // the next, and reports throughput and commit latency.
-func (s *Server) handleDebugBench(w http.ResponseWriter, req *http.Request) {
+func (src *source) handleDebugBench(w http.ResponseWriter, req *http.Request) {
 	conc, size := queryInt(req, "concurrency", 1), queryInt(req, "size", 200)
 	dur := queryDuration(req, "duration", 5*time.Second)
 	if conc < 1 || conc > 4096 || size < 0 || size > 64<<20 || dur <= 0 || dur > 10*time.Minute {
 		writeError(w, http.StatusBadRequest, "concurrency 1..4096, size 0..67108864, duration up to 10m")
 		return
 	}
-	s.appendMu.Lock()
-	defer s.appendMu.Unlock()
+	src.appendMu.Lock()
+	defer src.appendMu.Unlock()
 	// NB: linger=0 turns the proposer's linger off (a side-by-side
 	// comparison).
-	sy, p, stop, err := s.debugRun(size, queryInt(req, "inflight", 4), queryDuration(req, "linger", logger.DefaultLinger))
+	sy, p, stop, err := src.debugRun(size, queryInt(req, "inflight", 4), queryDuration(req, "linger", logger.DefaultLinger))
 	if err != nil {
 		writeError(w, http.StatusConflict, "%v", err)
 		return

@@ -3,9 +3,16 @@
 // ingest/serving parts, and the admin HTTP API (/status, /metrics,
 // /healthz). The main function lives in binlogsvr/cmd/binlogsvr.
 //
-// Files: config.go (Config, flags, secrets), server.go (New, Run, the
-// seeding of the log's first source), admin.go (status, health, metrics,
-// binlogs), auth.go (TLS, tokens, roles: routeRoles), members.go and
+// The daemon (Server, server.go) owns the admin listener, its TLS and
+// tokens, the HTTP clients to the other members and the metrics registry;
+// its source (source.go) owns one log: the logger.Node of its raft shard
+// and the ingest, dump server, membership and failover over it, with the
+// admin routes about that log. A daemon runs one source today;
+// docs/MULTISOURCE.md is the plan for many.
+//
+// Files: config.go (Config, flags, secrets), server.go (New, Run),
+// source.go (a source's parts and goroutines, the seeding of the log's
+// first source), admin.go (routes, status, health, metrics, binlogs), auth.go (TLS, tokens, roles: routeRoles), members.go and
 // failover.go (learner's and failover's routes and goroutines), vantage.go
 // (GET /failover/probe-source), disk.go (the exit on a full disk or a
 // newer log encoding), debug.go / nodebug.go (the debug endpoints, or
@@ -13,9 +20,10 @@
 //
 // Invariants:
 //
-//  1. Run owns every goroutine of the member (ingest, dump server,
-//     membership manager, failover manager, admin server, the seed and
-//     registration loops) and joins them before it closes the log node.
+//  1. Run owns every goroutine of the member (the admin server, and
+//     through source.Run the ingest, dump server, membership manager,
+//     failover manager, the seed and registration loops) and joins them
+//     before it closes the log node.
 //  2. Every admin route needs a role (routeRoles; a route missing there
 //     needs operate), except GET /healthz and, with --metrics-open,
 //     GET /metrics. Every call that needs operate (but /debug/ ones) is

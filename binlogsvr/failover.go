@@ -55,8 +55,8 @@ func (c *Config) defaultFailover() {
 }
 
 // initFailover is called by New once the log node is started.
-func (s *Server) initFailover() error {
-	fc := s.cfg.Failover
+func (src *source) initFailover() error {
+	fc := src.cfg.Failover
 	if fc.AdminPassword == "" {
 		p, err := secret(os.Getenv(failover.EnvAdminPassword), fc.AdminPasswordFile, "--failover-admin-password-file")
 		if err != nil {
@@ -65,30 +65,30 @@ func (s *Server) initFailover() error {
 		fc.AdminPassword = p
 	}
 	fleetAddr := fc.FleetAddr
-	if fleetAddr == "" && s.dump != nil {
-		fleetAddr = s.dump.Addr()
+	if fleetAddr == "" && src.dump != nil {
+		fleetAddr = src.dump.Addr()
 	}
 	mgr, err := failover.New(fc, failover.Deps{
-		Log:           failover.NodeLog(s.node),
+		Log:           failover.NodeLog(src.node),
 		Connect:       failover.SQLConnector(semisync.Dialer(fc.TLS)),
-		ConnectSource: failover.SQLConnector(semisync.Dialer(s.cfg.Ingest.TLS)),
-		SourceCred:    failover.Credentials{User: s.cfg.SourceUser, Password: s.cfg.SourcePassword},
+		ConnectSource: failover.SQLConnector(semisync.Dialer(src.cfg.Ingest.TLS)),
+		SourceCred:    failover.Credentials{User: src.cfg.SourceUser, Password: src.cfg.SourcePassword},
 		FleetAddr:     fleetAddr,
-		FleetCred:     failover.Credentials{User: s.cfg.DumpUser, Password: s.cfg.DumpPassword},
+		FleetCred:     failover.Credentials{User: src.cfg.DumpUser, Password: src.cfg.DumpPassword},
 		Ingest: func() failover.IngestView {
-			st := s.ing.Status()
+			st := src.ing.Status()
 			return failover.IngestView{Streaming: st.State == semisync.StateStreaming, Source: st.Source, LastAck: st.LastAckTime,
 				LastEvent: st.LastEventTime, LastError: st.LastError}
 		},
-		AskPeers: s.askPeers, // vantage.go
-		Logger:   s.log,
+		AskPeers: src.askPeers, // vantage.go
+		Logger:   src.log,
 	})
 	if err != nil {
 		return err
 	}
-	s.fo = &failoverState{mgr: mgr}
+	src.fo = &failoverState{mgr: mgr}
 	// NB: read from the log, so every member reports it, leader or not.
-	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	src.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "binlogsvr_failover_pending_fences",
 		Help: "Old sources whose fence (read_only, client sessions ended) did not complete and that the leader retries until they answer.",
 	}, func() float64 {
@@ -102,18 +102,18 @@ func (s *Server) initFailover() error {
 }
 
 // runFailover runs the failover goroutines until ctx ends.
-func (s *Server) runFailover(ctx context.Context) { _ = s.fo.mgr.Run(ctx) }
+func (src *source) runFailover(ctx context.Context) { _ = src.fo.mgr.Run(ctx) }
 
 // failoverRoutes registers the failover endpoints of the admin API. Any
 // member answers: a member that does not lead forwards to the leader.
-func (s *Server) failoverRoutes(mux *http.ServeMux) {
-	h := func(pattern string, f http.HandlerFunc) { mux.HandleFunc(pattern, s.onLeader(f)) }
-	s.vantageRoutes(mux) // vantage.go: answered by every member itself
+func (src *source) failoverRoutes(mux *http.ServeMux) {
+	h := func(pattern string, f http.HandlerFunc) { mux.HandleFunc(pattern, src.onLeader(f)) }
+	src.vantageRoutes(mux) // vantage.go: answered by every member itself
 	h("GET /failover/status", func(w http.ResponseWriter, req *http.Request) {
-		writeJSON(w, http.StatusOK, s.fo.mgr.Status())
+		writeJSON(w, http.StatusOK, src.fo.mgr.Status())
 	})
 	h("GET /failover/history", func(w http.ResponseWriter, req *http.Request) {
-		rs, err := s.fo.mgr.History()
+		rs, err := src.fo.mgr.History()
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "%v", err)
 			return
@@ -121,7 +121,7 @@ func (s *Server) failoverRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, rs)
 	})
 	h("GET /failover/candidates", func(w http.ResponseWriter, req *http.Request) {
-		cs, err := s.fo.mgr.Candidates(req.Context())
+		cs, err := src.fo.mgr.Candidates(req.Context())
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "%v", err)
 			return
@@ -148,7 +148,7 @@ func (s *Server) failoverRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
-		if err := s.fo.mgr.PutCandidate(req.Context(), c); err != nil {
+		if err := src.fo.mgr.PutCandidate(req.Context(), c); err != nil {
 			writeError(w, failoverErrorCode(err), "%v", err)
 			return
 		}
@@ -160,7 +160,7 @@ func (s *Server) failoverRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusBadRequest, "addr is required")
 			return
 		}
-		if err := s.fo.mgr.RemoveCandidate(req.Context(), addr); err != nil {
+		if err := src.fo.mgr.RemoveCandidate(req.Context(), addr); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "%v", err)
 			return
 		}
@@ -176,7 +176,7 @@ func (s *Server) failoverRoutes(mux *http.ServeMux) {
 			}
 			ctx, cancel := context.WithTimeout(req.Context(), queryDuration(req, "timeout", 5*time.Minute))
 			defer cancel()
-			o, err := s.fo.mgr.Do(ctx, r)
+			o, err := src.fo.mgr.Do(ctx, r)
 			if err != nil {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(failoverErrorCode(err))
@@ -197,7 +197,7 @@ func (s *Server) failoverRoutes(mux *http.ServeMux) {
 			writeError(w, http.StatusBadRequest, "addr is required")
 			return
 		}
-		p, err := s.fo.mgr.ForgetFence(req.Context(), addr)
+		p, err := src.fo.mgr.ForgetFence(req.Context(), addr)
 		if err != nil {
 			writeError(w, failoverErrorCode(err), "%v", err)
 			return
@@ -205,7 +205,7 @@ func (s *Server) failoverRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, p)
 	})
 	h("GET /failover/rejoin-check", func(w http.ResponseWriter, req *http.Request) {
-		rep, err := s.fo.mgr.RejoinCheck(req.Context(), strings.TrimSpace(req.FormValue("server")))
+		rep, err := src.fo.mgr.RejoinCheck(req.Context(), strings.TrimSpace(req.FormValue("server")))
 		if err != nil {
 			writeError(w, failoverErrorCode(err), "%v", err)
 			return
@@ -213,7 +213,7 @@ func (s *Server) failoverRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, rep)
 	})
 	h("POST /failover/rejoin", func(w http.ResponseWriter, req *http.Request) {
-		rep, err := s.fo.mgr.Rejoin(req.Context(), strings.TrimSpace(req.FormValue("server")))
+		rep, err := src.fo.mgr.Rejoin(req.Context(), strings.TrimSpace(req.FormValue("server")))
 		if err != nil {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(failoverErrorCode(err))
@@ -229,14 +229,14 @@ func (s *Server) failoverRoutes(mux *http.ServeMux) {
 
 // onLeader runs f on the leader: a member that does not lead forwards the
 // request to the leader's admin API.
-func (s *Server) onLeader(f http.HandlerFunc) http.HandlerFunc {
+func (src *source) onLeader(f http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
-		if s.node.IsLeader() || req.Header.Get("X-Binlogsvr-Forwarded") != "" {
+		if src.node.IsLeader() || req.Header.Get("X-Binlogsvr-Forwarded") != "" {
 			f(w, req)
 			return
 		}
-		id, ok := s.node.LeaderID()
-		r := s.node.Reader()
+		id, ok := src.node.LeaderID()
+		r := src.node.Reader()
 		if !ok || r == nil {
 			writeError(w, http.StatusServiceUnavailable, "no leader known: the group has no quorum or is electing")
 			return
@@ -246,17 +246,17 @@ func (s *Server) onLeader(f http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusServiceUnavailable, "the leader (member %d) has not registered its admin address yet", id)
 			return
 		}
-		u, err := url.Parse(s.adminURL(string(v), ""))
+		u, err := url.Parse(src.srv.adminURL(string(v), ""))
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "%v", err)
 			return
 		}
 		p := httputil.NewSingleHostReverseProxy(u)
-		p.Transport = s.members.Transport // NB: TLS with this member's certificate (nil: plain)
+		p.Transport = src.srv.members.Transport // NB: TLS with this member's certificate (nil: plain)
 		p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
 			writeError(w, http.StatusBadGateway, "forwarding to the leader (member %d at %s): %v", id, v, err)
 		}
-		req.Header.Set("X-Binlogsvr-Forwarded", strconv.FormatUint(s.cfg.Log.ReplicaID, 10))
+		req.Header.Set("X-Binlogsvr-Forwarded", strconv.FormatUint(src.cfg.Log.ReplicaID, 10))
 		markForwarded(req) // auth.go: the leader authorizes and audits the caller
 		p.ServeHTTP(w, req)
 	}

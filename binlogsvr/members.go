@@ -41,23 +41,23 @@ func (c *Config) defaultMembers() {
 }
 
 // initMembers is called by New once the log node is started.
-func (s *Server) initMembers() error {
-	mg, err := learner.New(s.cfg.Members, learner.Deps{Node: s.node, Fetch: s.fetchReport, Replicas: s.dumpReplicas,
-		DumpAddr: s.cfg.DumpAddr, Notify: s.notifyRemoved, Log: s.log, Registry: s.reg})
+func (src *source) initMembers() error {
+	mg, err := learner.New(src.cfg.Members, learner.Deps{Node: src.node, Fetch: src.fetchReport, Replicas: src.dumpReplicas,
+		DumpAddr: src.cfg.DumpAddr, Notify: src.notifyRemoved, Log: src.log, Registry: src.reg})
 	if err != nil {
 		return err
 	}
-	s.mem = mg
+	src.mem = mg
 	return nil
 }
 
 // dumpReplicas lists this member's dump clients and the files they read.
-func (s *Server) dumpReplicas() []learner.Replica {
-	if s.dump == nil {
+func (src *source) dumpReplicas() []learner.Replica {
+	if src.dump == nil {
 		return nil
 	}
 	var out []learner.Replica
-	for _, c := range s.dump.Clients() {
+	for _, c := range src.dump.Clients() {
 		if c.File == "" || (!c.Dumping && !c.Registered) {
 			continue
 		}
@@ -72,17 +72,17 @@ func (s *Server) dumpReplicas() []learner.Replica {
 
 // notifyRemoved tells the member at addr that it was removed (POST
 // /members/self/removed, with this member's certificate).
-func (s *Server) notifyRemoved(ctx context.Context, addr string, r learner.Removal) error {
+func (src *source) notifyRemoved(ctx context.Context, addr string, r learner.Removal) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.adminURL(addr, "/members/self/removed"), bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, src.srv.adminURL(addr, "/members/self/removed"), bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.httpClient.Do(req)
+	resp, err := src.srv.httpClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("unreachable: %v", err)
 	}
@@ -95,8 +95,8 @@ func (s *Server) notifyRemoved(ctx context.Context, addr string, r learner.Remov
 
 // handleRemoved is how the leader tells this member it was removed from
 // the group; only another member (its certificate) may.
-func (s *Server) handleRemoved(w http.ResponseWriter, req *http.Request) {
-	if ri := infoOf(req); !s.cfg.Insecure && (ri == nil || ri.caller.kind != "member") {
+func (src *source) handleRemoved(w http.ResponseWriter, req *http.Request) {
+	if ri := infoOf(req); !src.cfg.Insecure && (ri == nil || ri.caller.kind != "member") {
 		writeError(w, http.StatusForbidden, "only another member of the group (its certificate) tells a member it was removed")
 		return
 	}
@@ -105,20 +105,20 @@ func (s *Server) handleRemoved(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusBadRequest, "the body is not a removal record: %v", err)
 		return
 	}
-	if err := s.mem.MarkRemoved(r); err != nil {
+	if err := src.mem.MarkRemoved(r); err != nil {
 		writeError(w, membersErrorCode(err), "%v", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"removed": r.Message()})
 }
 
-func (s *Server) fetchReport(ctx context.Context, addr string, files bool) (learner.Report, error) {
+func (src *source) fetchReport(ctx context.Context, addr string, files bool) (learner.Report, error) {
 	var r learner.Report
 	path := "/members/self"
 	if files {
 		path += "?files=1"
 	}
-	err := s.getJSON(ctx, s.adminURL(addr, path), &r)
+	err := src.srv.getJSON(ctx, src.srv.adminURL(addr, path), &r)
 	return r, err
 }
 
@@ -126,47 +126,47 @@ func (s *Server) fetchReport(ctx context.Context, addr string, files bool) (lear
 type MembersStatus = api.MembersStatus
 
 // membersRoutes registers the membership endpoints of the admin API.
-func (s *Server) membersRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /members", s.handleMembers)
+func (src *source) membersRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /members", src.handleMembers)
 	mux.HandleFunc("GET /members/self", func(w http.ResponseWriter, req *http.Request) {
-		writeJSON(w, http.StatusOK, s.mem.SelfReport(req.URL.Query().Get("files") != ""))
+		writeJSON(w, http.StatusOK, src.mem.SelfReport(req.URL.Query().Get("files") != ""))
 	})
-	mux.HandleFunc("POST /members/self/removed", s.handleRemoved)
+	mux.HandleFunc("POST /members/self/removed", src.handleRemoved)
 	mux.HandleFunc("POST /members", func(w http.ResponseWriter, req *http.Request) {
 		id, err := formID(req, "id")
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
-		s.change(w, req, learner.Change{Op: learner.OpAddLearner, ID: id, Addr: strings.TrimSpace(req.FormValue("addr")),
+		src.change(w, req, learner.Change{Op: learner.OpAddLearner, ID: id, Addr: strings.TrimSpace(req.FormValue("addr")),
 			AdminAddr: strings.TrimSpace(req.FormValue("admin_addr"))})
 	})
-	mux.HandleFunc("POST /members/{id}/promote", s.memberOp(learner.OpPromote))
-	mux.HandleFunc("POST /members/{id}/demote", s.memberOp(learner.OpDemote))
-	mux.HandleFunc("DELETE /members/{id}", s.memberOp(learner.OpRemove))
-	mux.HandleFunc("POST /members/{id}/weight", s.memberOp(learner.OpWeight))
+	mux.HandleFunc("POST /members/{id}/promote", src.memberOp(learner.OpPromote))
+	mux.HandleFunc("POST /members/{id}/demote", src.memberOp(learner.OpDemote))
+	mux.HandleFunc("DELETE /members/{id}", src.memberOp(learner.OpRemove))
+	mux.HandleFunc("POST /members/{id}/weight", src.memberOp(learner.OpWeight))
 	// NB: on the leader: a learner (and a follower whose request raft
 	// drops) cannot start a transfer; the member asked forwards it.
-	mux.HandleFunc("POST /transfer-leader", s.onLeader(func(w http.ResponseWriter, req *http.Request) {
+	mux.HandleFunc("POST /transfer-leader", src.onLeader(func(w http.ResponseWriter, req *http.Request) {
 		id, err := formID(req, "to")
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
-		s.change(w, req, learner.Change{Op: learner.OpTransferLeader, ID: id})
+		src.change(w, req, learner.Change{Op: learner.OpTransferLeader, ID: id})
 	}))
-	mux.HandleFunc("POST /purge", s.handlePurge)
+	mux.HandleFunc("POST /purge", src.handlePurge)
 	// NB: on the leader, as the source's appends are: the rotation lands
 	// between two of its transactions.
-	mux.HandleFunc("POST /rotate", s.onLeader(s.handleRotate))
+	mux.HandleFunc("POST /rotate", src.onLeader(src.handleRotate))
 }
 
 // handleRotate closes the log's open file on every member and opens the
 // next (binlogctl rotate), as FLUSH BINARY LOGS does on a server.
-func (s *Server) handleRotate(w http.ResponseWriter, req *http.Request) {
+func (src *source) handleRotate(w http.ResponseWriter, req *http.Request) {
 	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 	defer cancel()
-	res, err := s.node.Propose(ctx, &logger.Rotate{})
+	res, err := src.node.Propose(ctx, &logger.Rotate{})
 	switch {
 	case errors.Is(err, logger.ErrEncodingNotReady):
 		writeError(w, http.StatusConflict, "%v", err)
@@ -182,13 +182,13 @@ func (s *Server) handleRotate(w http.ResponseWriter, req *http.Request) {
 	if closed, ok := strings.CutPrefix(res.Message, logger.RotatedPrefix); ok {
 		out.Rotated, out.Closed = true, closed
 		out.Message = fmt.Sprintf("closed %s on every member; the next transaction goes to %s", closed, out.File)
-		s.log.Info("rotated the log's file", "closed", closed, "open", out.File)
+		src.log.Info("rotated the log's file", "closed", closed, "open", out.File)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) handleMembers(w http.ResponseWriter, req *http.Request) {
-	v := s.mem.View()
+func (src *source) handleMembers(w http.ResponseWriter, req *http.Request) {
+	v := src.mem.View()
 	if req.URL.Query().Get("refresh") != "" || v.At.IsZero() {
 		// NB: within the clients' timeouts (binlogctl 10s, tests 5s), so that
 		// they get this answer, not a timeout of their own, when the group
@@ -196,16 +196,16 @@ func (s *Server) handleMembers(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel := context.WithTimeout(req.Context(), 4*time.Second)
 		defer cancel()
 		var err error
-		if v, err = s.mem.Refresh(ctx); err != nil {
+		if v, err = src.mem.Refresh(ctx); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "reading the group's membership (is there a quorum?): %v", err)
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, MembersStatus{AskedMember: s.cfg.Log.ReplicaID, View: v})
+	writeJSON(w, http.StatusOK, MembersStatus{AskedMember: src.cfg.Log.ReplicaID, View: v})
 }
 
 // memberOp handles the operations on /members/{id}.
-func (s *Server) memberOp(op string) http.HandlerFunc {
+func (src *source) memberOp(op string) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
 		id, err := parseID(req.PathValue("id"), "member id")
 		if err != nil {
@@ -235,17 +235,17 @@ func (s *Server) memberOp(op string) http.HandlerFunc {
 				return
 			}
 		}
-		s.change(w, req, c)
+		src.change(w, req, c)
 	}
 }
 
-func (s *Server) change(w http.ResponseWriter, req *http.Request, c learner.Change) {
+func (src *source) change(w http.ResponseWriter, req *http.Request, c learner.Change) {
 	if ri := infoOf(req); ri != nil && ri.caller.kind != "" {
-		c.By = fmt.Sprintf("%s via member %d", ri.caller, s.cfg.Log.ReplicaID)
+		c.By = fmt.Sprintf("%s via member %d", ri.caller, src.cfg.Log.ReplicaID)
 	} else {
-		c.By = fmt.Sprintf("an admin call to member %d", s.cfg.Log.ReplicaID)
+		c.By = fmt.Sprintf("an admin call to member %d", src.cfg.Log.ReplicaID)
 	}
-	out, err := s.mem.Apply(req.Context(), c)
+	out, err := src.mem.Apply(req.Context(), c)
 	if err != nil {
 		writeError(w, membersErrorCode(err), "%v", err)
 		return
@@ -253,7 +253,7 @@ func (s *Server) change(w http.ResponseWriter, req *http.Request, c learner.Chan
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) handlePurge(w http.ResponseWriter, req *http.Request) {
+func (src *source) handlePurge(w http.ResponseWriter, req *http.Request) {
 	to := strings.TrimSpace(req.FormValue("to"))
 	n, err := logger.ParseFileName(to)
 	if err != nil {
@@ -261,7 +261,7 @@ func (s *Server) handlePurge(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	force, dry := formBool(req, "force"), formBool(req, "dry_run")
-	p, err := s.mem.Purge(req.Context(), n, force, dry)
+	p, err := src.mem.Purge(req.Context(), n, force, dry)
 	if err != nil {
 		code := membersErrorCode(err)
 		w.Header().Set("Content-Type", "application/json")
@@ -316,15 +316,15 @@ func formBool(req *http.Request, name string) bool {
 // leaves the marker that keeps a restart on this data directory from
 // starting, lingers removedLinger for monitoring to see why, and returns
 // the *learner.RemovedError the daemon exits with (ExitRemoved).
-func (s *Server) runMembers(ctx context.Context) error {
-	err := s.mem.Run(ctx)
+func (src *source) runMembers(ctx context.Context) error {
+	err := src.mem.Run(ctx)
 	var re *learner.RemovedError
 	if !errors.As(err, &re) {
 		return nil
 	}
-	s.log.Error(re.Error(), "exit_code", ExitRemoved, "exit_in", removedLinger)
-	if werr := learner.WriteRemovedMarker(s.cfg.Log.DataDir, re.Removal); werr != nil {
-		s.log.Warn("cannot leave the removal marker in the data directory; a restart will not be refused", "dir", s.cfg.Log.DataDir, "err", werr)
+	src.log.Error(re.Error(), "exit_code", ExitRemoved, "exit_in", removedLinger)
+	if werr := learner.WriteRemovedMarker(src.cfg.Log.DataDir, re.Removal); werr != nil {
+		src.log.Warn("cannot leave the removal marker in the data directory; a restart will not be refused", "dir", src.cfg.Log.DataDir, "err", werr)
 	}
 	select {
 	case <-ctx.Done():
@@ -344,11 +344,11 @@ const ExitRemoved = 78
 const removedLinger = 10 * time.Second
 
 // removedMessage is this member's removal, "" while it is a member.
-func (s *Server) removedMessage() string {
-	if s.mem == nil {
+func (src *source) removedMessage() string {
+	if src.mem == nil {
 		return ""
 	}
-	if r, ok := s.mem.Removed(); ok {
+	if r, ok := src.mem.Removed(); ok {
 		return r.Message()
 	}
 	return ""

@@ -9,4 +9,6 @@ import "net/http"
 // transactions to the log, and --debug-api is refused.
 const debugEndpoints = false
 
-func (s *Server) debugRoutes(*http.ServeMux) {}
+func (src *source) debugRoutes(*http.ServeMux) {}
+
+func (s *Server) pprofRoutes(*http.ServeMux) {}

@@ -36,7 +36,7 @@ func TestReleaseHasNoDebugEndpoints(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, pattern := s.mux.Handler(req); pattern != "" {
+		if _, pattern := s.route(req); pattern != "" {
 			t.Errorf("%s %s is routed to %q in a release build", x[0], x[1], pattern)
 		}
 	}

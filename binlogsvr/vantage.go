@@ -16,29 +16,29 @@ import (
 // vantageRoutes registers GET /failover/probe-source: this member probes
 // the source its own log names (never an address the caller gives) and
 // answers whether it reached it. Not forwarded to the leader.
-func (s *Server) vantageRoutes(mux *http.ServeMux) {
+func (src *source) vantageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /failover/probe-source", func(w http.ResponseWriter, req *http.Request) {
-		p := s.fo.mgr.ProbeSource(req.Context())
-		p.Member = s.cfg.Log.ReplicaID
+		p := src.fo.mgr.ProbeSource(req.Context())
+		p.Member = src.cfg.Log.ReplicaID
 		writeJSON(w, http.StatusOK, p)
 	})
 }
 
 // askPeers asks every other member, in parallel, to probe the source
 // (failover.Deps.AskPeers).
-func (s *Server) askPeers(ctx context.Context) []failover.PeerAnswer {
-	m, err := s.node.Membership(ctx)
+func (src *source) askPeers(ctx context.Context) []failover.PeerAnswer {
+	m, err := src.node.Membership(ctx)
 	if err != nil {
 		return []failover.PeerAnswer{{Err: fmt.Errorf("reading the membership: %w", err)}}
 	}
-	r := s.node.Reader()
+	r := src.node.Reader()
 	if r == nil {
 		return []failover.PeerAnswer{{Err: errors.New("the log is not open")}}
 	}
 	var out []failover.PeerAnswer
 	for _, ids := range []map[uint64]string{m.Loggers, m.Learners} {
 		for id := range ids {
-			if id != s.cfg.Log.ReplicaID {
+			if id != src.cfg.Log.ReplicaID {
 				out = append(out, failover.PeerAnswer{Member: id})
 			}
 		}
@@ -53,7 +53,7 @@ func (s *Server) askPeers(ctx context.Context) []failover.PeerAnswer {
 				a.Err = errors.New("its admin address is not registered")
 				return
 			}
-			if err := s.getJSON(ctx, s.adminURL(string(v), "/failover/probe-source"), &a.Probe); err != nil {
+			if err := src.srv.getJSON(ctx, src.srv.adminURL(string(v), "/failover/probe-source"), &a.Probe); err != nil {
 				a.Err = err
 			}
 		}()
