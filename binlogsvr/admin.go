@@ -187,7 +187,7 @@ func (src *source) memberStatuses(ctx context.Context, m logger.Membership, self
 		go func() {
 			defer wg.Done()
 			var peer Status
-			if err := src.srv.getJSON(ctx, src.srv.adminURL(ms.AdminAddr, "/status?local=1"), &peer); err != nil {
+			if err := src.srv.getJSON(ctx, src.peerURL(ms.AdminAddr, "/status?local=1"), &peer); err != nil {
 				ms.Error = err.Error()
 				return
 			}

@@ -246,7 +246,7 @@ func (src *source) onLeader(f http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusServiceUnavailable, "the leader (member %d) has not registered its admin address yet", id)
 			return
 		}
-		u, err := url.Parse(src.srv.adminURL(string(v), ""))
+		u, err := url.Parse(src.peerURL(string(v), ""))
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "%v", err)
 			return

@@ -77,7 +77,7 @@ func (src *source) notifyRemoved(ctx context.Context, addr string, r learner.Rem
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, src.srv.adminURL(addr, "/members/self/removed"), bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, src.peerURL(addr, "/members/self/removed"), bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func (src *source) fetchReport(ctx context.Context, addr string, files bool) (le
 	if files {
 		path += "?files=1"
 	}
-	err := src.srv.getJSON(ctx, src.srv.adminURL(addr, path), &r)
+	err := src.srv.getJSON(ctx, src.peerURL(addr, path), &r)
 	return r, err
 }
 

@@ -36,6 +36,9 @@ type source struct {
 	mem  *learner.Manager // members.go
 	fo   *failoverState   // failover.go
 	mux  *http.ServeMux   // the source's admin routes (routes)
+	// prefix is where the source's routes are on every member's admin API:
+	// "" (the root paths) for a daemon's one source.
+	prefix string
 
 	mu       sync.Mutex
 	seedErr  string // why the log's first source could not be seeded yet
@@ -167,6 +170,13 @@ func (src *source) Run(ctx context.Context) error {
 	default:
 		return nil
 	}
+}
+
+// peerURL is the URL of the source's route path on the member whose admin
+// API is at addr (and, for "", of its routes' root: what onLeader
+// forwards under).
+func (src *source) peerURL(addr, path string) string {
+	return src.srv.adminURL(addr, src.prefix+path)
 }
 
 // close closes the source's log node (after Run returned).

@@ -53,7 +53,7 @@ func (src *source) askPeers(ctx context.Context) []failover.PeerAnswer {
 				a.Err = errors.New("its admin address is not registered")
 				return
 			}
-			if err := src.srv.getJSON(ctx, src.srv.adminURL(string(v), "/failover/probe-source"), &a.Probe); err != nil {
+			if err := src.srv.getJSON(ctx, src.peerURL(string(v), "/failover/probe-source"), &a.Probe); err != nil {
 				a.Err = err
 			}
 		}()
