@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -37,6 +38,23 @@ func DefaultConfig() Config {
 	return Config{ShardID: ShardID, ElectionRTT: lc.ElectionRTT, HeartbeatRTT: lc.HeartbeatRTT, SnapshotEntries: 1000, CompactionOverhead: 100}
 }
 
+// Validate checks the replica's fields (the raft timing is checked by
+// the host when the replica starts).
+func (c *Config) Validate() error {
+	switch {
+	case c.ShardID == 0 || c.ReplicaID == 0:
+		return errors.New("catalog: the catalog's shard id and this host's replica id must be positive")
+	case c.Join && len(c.Members) > 0:
+		return errors.New("catalog: a replica joins the catalog (Join) or bootstraps it (Members), not both")
+	case c.Learner && len(c.Members) > 0:
+		return errors.New("catalog: a learner joins the catalog: the members bootstrap it")
+	}
+	if _, ok := c.Members[c.ReplicaID]; len(c.Members) > 0 && !ok {
+		return fmt.Errorf("catalog: the members do not list this host's replica %d", c.ReplicaID)
+	}
+	return nil
+}
+
 // A Catalog is a host's replica of the catalog shard, and the client of
 // the catalog. Safe for concurrent use.
 type Catalog struct {
@@ -49,6 +67,9 @@ type Catalog struct {
 // Members and Join). It returns once the replica started; the shard may
 // not have a leader yet.
 func Start(h *logger.Host, cfg Config) (*Catalog, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	role := logger.RoleLogger
 	if cfg.Learner {
 		role = logger.RoleLearner

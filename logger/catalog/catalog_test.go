@@ -23,13 +23,14 @@ type fleet struct {
 	cats map[uint64]*Catalog
 }
 
-func newFleet(t *testing.T, n int) *fleet {
+// newFleet starts hosts 1..n, and the catalog on hosts 1..voters.
+func newFleet(t *testing.T, n, voters int) *fleet {
 	f := &fleet{t: t, h: loggertest.NewHosts(t, n), cats: map[uint64]*Catalog{}}
 	members := map[uint64]string{}
-	for id := uint64(1); id <= uint64(n); id++ {
+	for id := uint64(1); id <= uint64(voters); id++ {
 		members[id] = f.h.Addr(id)
 	}
-	for id := uint64(1); id <= uint64(n); id++ {
+	for id := uint64(1); id <= uint64(voters); id++ {
 		f.start(id, members)
 	}
 	return f
@@ -41,6 +42,11 @@ func (f *fleet) start(id uint64, members map[uint64]string) *Catalog {
 	f.t.Helper()
 	cfg := DefaultConfig()
 	cfg.ReplicaID, cfg.Members = id, members
+	return f.startCfg(id, cfg)
+}
+
+func (f *fleet) startCfg(id uint64, cfg Config) *Catalog {
+	f.t.Helper()
 	cfg.ElectionRTT, cfg.HeartbeatRTT = 50, 2 // NB: as loggertest's shards, at its 5 ms RTT
 	cfg.SnapshotEntries, cfg.CompactionOverhead = 0, 5
 	c, err := Start(f.h.Host(id), cfg)
@@ -165,12 +171,13 @@ func (f *fleet) snapshot(id uint64) uint64 {
 }
 
 // Three hosts run the catalog shard over real TCP: sources added through
-// any replica read back the same everywhere; with the leader's host closed
-// the other two go on, and it catches up when it comes back; a replica
-// restarts from its own snapshot, and one that fell behind a compacted log
-// catches up from the leader's; a stale compare-and-set is refused.
+// any replica read back the same everywhere; a stale compare-and-set is
+// refused; a fourth host joins as a learner, catches up and proposes; with
+// the leader's host closed the other two go on, and it catches up when it
+// comes back; a replica restarts from its own snapshot, and one that fell
+// behind a compacted log catches up from the leader's.
 func TestCatalogThreeHosts(t *testing.T) {
-	f := newFleet(t, 3)
+	f := newFleet(t, 4, 3)
 	lead := f.leader()
 	var others []uint64
 	for id := uint64(1); id <= 3; id++ {
@@ -189,7 +196,7 @@ func TestCatalogThreeHosts(t *testing.T) {
 			t.Fatalf("add %s through host %d: %s shard %d, want shard %d at version %d", c.name, c.via, res, res.ShardID, want, i+1)
 		}
 	}
-	t.Logf("3 sources added: %s", f.same(3))
+	t.Logf("3 sources added: %d bytes of JSON, the same on every host", len(f.same(3)))
 	if on := f.cats[1].Local().OnHost(1); len(on) != 3 || on[2] != 1 || on[3] != 1 || on[4] != 1 {
 		t.Fatalf("host 1 runs %v, want shards 2, 3 and 4 as replica 1", on)
 	}
@@ -199,7 +206,26 @@ func TestCatalogThreeHosts(t *testing.T) {
 	if err != nil || res.Code != StaleVersion || res.Version != 3 {
 		t.Fatalf("a CAS at version 2 of a catalog at 3: %s, %v; want stale-version at 3", res, err)
 	}
-	f.propose(others[1], Command{Op: OpRemove, Name: "events"}.At(3))
+
+	// Host 4, outside the placement, joins as a learner (the leader adds
+	// it to the shard first), catches up, and proposes through it.
+	// NB: the shards order their configuration changes
+	// (OrderedConfigChange): the change names the membership it follows.
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	nh := f.cats[lead].Shard().NodeHost()
+	m, err := nh.SyncGetShardMembership(ctx, ShardID)
+	if err == nil {
+		err = nh.SyncRequestAddNonVoting(ctx, ShardID, 4, f.h.Addr(4), m.ConfigChangeID)
+	}
+	cancel()
+	if err != nil {
+		t.Fatalf("adding host 4 as a learner: %v", err)
+	}
+	cfg := DefaultConfig()
+	cfg.ReplicaID, cfg.Join, cfg.Learner = 4, true, true
+	f.startCfg(4, cfg)
+	f.same(3)
+	f.propose(4, Command{Op: OpRemove, Name: "events"}.At(3))
 	f.same(4)
 
 	// The leader's host closes: the other two go on.
@@ -242,9 +268,34 @@ func TestCatalogThreeHosts(t *testing.T) {
 	if f.cats[a].sm.recoveries.Load() != ra {
 		t.Fatalf("host %d recovered a snapshot while running", a)
 	}
-	t.Logf("host %d caught up from a snapshot: %s", b, final)
+	t.Logf("host %d caught up from the leader's snapshot to version 7", b)
 	s := f.cats[b].Local()
 	if s.Source("events") != nil || s.Source("audit").ShardID != 6 || s.NextShard != 7 {
 		t.Fatalf("after the catch-up: %s", final)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	members := map[uint64]string{1: "h1:1", 2: "h2:1", 3: "h3:1"}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		err  string
+	}{
+		{"bootstrap", func(c *Config) { c.Members = members }, ""},
+		{"restart", func(c *Config) {}, ""},
+		{"join as a learner", func(c *Config) { c.Join, c.Learner = true, true }, ""},
+		{"no replica id", func(c *Config) { c.ReplicaID = 0 }, "catalog: the catalog's shard id and this host's replica id must be positive"},
+		{"no shard id", func(c *Config) { c.ShardID = 0 }, "catalog: the catalog's shard id and this host's replica id must be positive"},
+		{"join and members", func(c *Config) { c.Join, c.Members = true, members }, "catalog: a replica joins the catalog (Join) or bootstraps it (Members), not both"},
+		{"learner with members", func(c *Config) { c.Learner, c.Members = true, members }, "catalog: a learner joins the catalog: the members bootstrap it"},
+		{"not a member", func(c *Config) { c.ReplicaID, c.Members = 4, members }, "catalog: the members do not list this host's replica 4"},
+	} {
+		c := DefaultConfig()
+		c.ReplicaID = 1
+		tc.edit(&c)
+		if err := c.Validate(); fmt.Sprint(err) != fmt.Sprint(errOrNil(tc.err)) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.err)
+		}
 	}
 }

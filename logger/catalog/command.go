@@ -74,8 +74,9 @@ func Encode(c Command) []byte {
 	return b
 }
 
-// ErrNewerEncoding: an entry in an encoding newer than this binary reads.
-var ErrNewerEncoding = errors.New("catalog: a command in a newer encoding: upgrade this binary")
+// ErrNewerEncoding: a command or snapshot in an encoding newer than this
+// binary reads.
+var ErrNewerEncoding = errors.New("catalog: written in a newer encoding: upgrade this binary")
 
 // Decode returns the command encoded in b. An error other than
 // ErrNewerEncoding means b is not a command.
@@ -86,7 +87,7 @@ func Decode(b []byte) (Command, error) {
 	}
 	switch {
 	case e.V > Encoding:
-		return Command{}, fmt.Errorf("%w (encoding %d, this binary reads up to %d)", ErrNewerEncoding, e.V, Encoding)
+		return Command{}, fmt.Errorf("%w (a command in encoding %d; this binary reads up to %d)", ErrNewerEncoding, e.V, Encoding)
 	case e.V < 1:
 		return Command{}, fmt.Errorf("catalog: decoding a command: no encoding version")
 	}

@@ -82,7 +82,7 @@ func TestDecode(t *testing.T) {
 		{`{"v":1,"cmd":{"op":"drop","name":"a"}}`, ""},
 		{`not json`, "catalog: decoding a command: invalid character 'o' in literal null (expecting 'u')"},
 		{`{"cmd":{"op":"drop"}}`, "catalog: decoding a command: no encoding version"},
-		{`{"v":2,"cmd":{"op":"drop"}}`, "catalog: a command in a newer encoding: upgrade this binary (encoding 2, this binary reads up to 1)"},
+		{`{"v":2,"cmd":{"op":"drop"}}`, "catalog: written in a newer encoding: upgrade this binary (a command in encoding 2; this binary reads up to 1)"},
 	} {
 		_, err := Decode([]byte(tc.in))
 		if fmt.Sprint(err) != fmt.Sprint(errOrNil(tc.err)) {
