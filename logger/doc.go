@@ -17,6 +17,9 @@
 //   - host.go: the Host, what the shards of one process share (the
 //     dragonboat NodeHost, the raft transport and its guard, the data
 //     directory and its disk watch, the host's metrics);
+//   - host_raw.go: a RawShard, a replica on a Host of a shard whose state
+//     machine is the caller's (the catalog's, logger/catalog), guarded by
+//     the frame guard as a Node is;
 //   - node.go, proposer.go, errors.go: one shard's replica on a Host, the
 //     batching Proposer that turns many transactions into few Append
 //     entries, and the one place dragonboat's errors are classified;

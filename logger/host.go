@@ -44,7 +44,8 @@ type Host struct {
 	wg   sync.WaitGroup
 
 	mu     sync.Mutex
-	nodes  map[uint64]*Node // by shard id
+	nodes  map[uint64]*Node     // by shard id
+	raw    map[uint64]*RawShard // shards of other state machines (host_raw.go), by shard id
 	closed bool
 }
 
@@ -211,12 +212,16 @@ func (h *Host) Config() HostConfig { return h.cfg }
 // Disk returns the host's last measure of its data directory's disk.
 func (h *Host) Disk() DiskStatus { return h.disk.status() }
 
-// Shards returns the ids of the shards running on the host.
+// Shards returns the ids of the shards running on the host: its Nodes'
+// and its RawShards'.
 func (h *Host) Shards() []uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ids := make([]uint64, 0, len(h.nodes))
+	ids := make([]uint64, 0, len(h.nodes)+len(h.raw))
 	for id := range h.nodes {
+		ids = append(ids, id)
+	}
+	for id := range h.raw {
 		ids = append(ids, id)
 	}
 	return ids
@@ -236,7 +241,7 @@ func (h *Host) reserve(n *Node) error {
 	if h.closed {
 		return ErrClosed
 	}
-	if _, dup := h.nodes[n.cfg.ShardID]; dup {
+	if _, dup := h.nodes[n.cfg.ShardID]; dup || h.raw[n.cfg.ShardID] != nil {
 		return fmt.Errorf("logger: shard %d already runs on this host", n.cfg.ShardID)
 	}
 	h.nodes[n.cfg.ShardID] = n
@@ -266,9 +271,13 @@ func (h *Host) Close() {
 	for _, n := range h.nodes {
 		nodes = append(nodes, n)
 	}
+	raw := h.rawShards()
 	h.mu.Unlock()
 	for _, n := range nodes {
 		n.shutdown()
+	}
+	for _, r := range raw {
+		r.shutdown()
 	}
 	h.nh.Close()
 	for _, n := range nodes {

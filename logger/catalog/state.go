@@ -1,0 +1,236 @@
+package catalog
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+)
+
+// The catalog's ids.
+const (
+	// ShardID is the catalog's own shard on a fleet created multi-source.
+	ShardID uint64 = 1
+	// FirstSourceShard is the first shard id handed to a source.
+	FirstSourceShard uint64 = 2
+	// MaxHost bounds host ids: a host's replica ids in a shard are
+	// H + ReplicaStride·k, which must not collide with another host's.
+	MaxHost uint64 = ReplicaStride - 1
+	// ReplicaStride separates the replica ids one host gets in one shard.
+	ReplicaStride uint64 = 1024
+	// MaxLearners bounds a source's learners.
+	MaxLearners = 16
+	// MaxNameLen is a DNS label's length.
+	MaxNameLen = 63
+)
+
+// SourceState is where a source is in its life.
+type SourceState string
+
+const (
+	// Active: the source's hosts run its shard.
+	Active SourceState = "active"
+	// Removing: RemoveSource was applied; the hosts stop the shard and
+	// remove its data, then Drop deletes the entry.
+	Removing SourceState = "removing"
+)
+
+// MoveStep is how far a move of one logger from host to host went. Each
+// step is recorded after it happened in the source's shard, so that
+// whoever resumes the move knows what is left (docs/MULTISOURCE.md).
+type MoveStep string
+
+const (
+	MoveBegun    MoveStep = "begun"    // recorded: To is incoming, nothing done in the shard yet
+	MoveLearner  MoveStep = "learner"  // To was added to the shard as a learner (To's host starts it with Join)
+	MovePromoted MoveStep = "promoted" // To was promoted to a voting member
+	MoveRemoved  MoveStep = "removed"  // From was removed from the shard
+)
+
+// moveOrder gives each step's place; a step may only follow its
+// predecessor.
+var moveOrder = map[MoveStep]int{MoveBegun: 0, MoveLearner: 1, MovePromoted: 2, MoveRemoved: 3}
+
+// A Move is a logger's move in progress from host From (outgoing) to host
+// To (incoming), which gets replica id ToReplica in the shard.
+type Move struct {
+	From      uint64   `json:"from"`
+	To        uint64   `json:"to"`
+	ToReplica uint64   `json:"to_replica"`
+	ToDump    string   `json:"to_dump,omitempty"` // To's dump address ("": none)
+	Step      MoveStep `json:"step"`
+}
+
+// A Source is one source cluster and where its shard runs.
+type Source struct {
+	Name    string `json:"name"`
+	ShardID uint64 `json:"shard_id"`
+	// SourceAddr is the MySQL/MariaDB source's host:port.
+	SourceAddr string `json:"source_addr"`
+	// Loggers are the shard's voting members, host id → replica id.
+	Loggers map[uint64]uint64 `json:"loggers"`
+	// Learners are its non-voting members, host id → replica id.
+	Learners map[uint64]uint64 `json:"learners,omitempty"`
+	// DumpAddrs is where each host serves the source's replicas.
+	DumpAddrs map[uint64]string `json:"dump_addrs,omitempty"`
+	State     SourceState       `json:"state"`
+	Move      *Move             `json:"move,omitempty"`
+	// Held counts, per host, the replica ids it was given in this shard:
+	// the next one is host + ReplicaStride·Held[host].
+	Held map[uint64]uint64 `json:"held,omitempty"`
+}
+
+// Hosts returns the hosts that run the source's shard, host id → replica
+// id: its loggers and learners, with a move's incoming host once it was
+// added to the shard, and without its outgoing host once it was removed.
+func (s *Source) Hosts() map[uint64]uint64 {
+	out := maps.Clone(s.Loggers)
+	if out == nil {
+		out = map[uint64]uint64{}
+	}
+	maps.Copy(out, s.Learners)
+	if m := s.Move; m != nil {
+		if m.Step != MoveBegun {
+			out[m.To] = m.ToReplica
+		}
+		if m.Step == MoveRemoved {
+			delete(out, m.From)
+		}
+	}
+	return out
+}
+
+// clone returns a deep copy.
+func (s *Source) clone() *Source {
+	c := *s
+	c.Loggers, c.Learners, c.DumpAddrs, c.Held = maps.Clone(s.Loggers), maps.Clone(s.Learners), maps.Clone(s.DumpAddrs), maps.Clone(s.Held)
+	if s.Move != nil {
+		m := *s.Move
+		c.Move = &m
+	}
+	return &c
+}
+
+// nextReplica hands out host's next replica id in the source's shard.
+func (s *Source) nextReplica(host uint64) uint64 {
+	if s.Held == nil {
+		s.Held = map[uint64]uint64{}
+	}
+	id := host + ReplicaStride*s.Held[host]
+	s.Held[host]++
+	return id
+}
+
+// State is the catalog: every source, the catalog's version and the
+// counter of shard ids. Apply never changes a State in place: a State that
+// was handed out may be read without a lock.
+type State struct {
+	// Version counts the applied changes (0: an empty catalog).
+	Version uint64 `json:"version"`
+	// NextShard is the next source's shard id; ids are never reused.
+	NextShard uint64             `json:"next_shard"`
+	Sources   map[string]*Source `json:"sources"`
+}
+
+// NewState returns an empty catalog.
+func NewState() *State {
+	return &State{NextShard: FirstSourceShard, Sources: map[string]*Source{}}
+}
+
+// Names returns the sources' names, sorted.
+func (s *State) Names() []string {
+	return slices.Sorted(maps.Keys(s.Sources))
+}
+
+// Source returns the source named name, or nil.
+func (s *State) Source(name string) *Source { return s.Sources[name] }
+
+// OnHost returns the shards host runs, shard id → replica id: the
+// reconcile loop's "want" (step 4).
+func (s *State) OnHost(host uint64) map[uint64]uint64 {
+	out := map[uint64]uint64{}
+	for _, src := range s.Sources {
+		if src.State != Active {
+			continue
+		}
+		if r, ok := src.Hosts()[host]; ok {
+			out[src.ShardID] = r
+		}
+	}
+	return out
+}
+
+// Load returns how many shards each host runs (placement's input).
+func (s *State) Load() map[uint64]int {
+	out := map[uint64]int{}
+	for _, src := range s.Sources {
+		for h := range src.Hosts() {
+			out[h]++
+		}
+		if src.Move != nil && src.Move.Step == MoveBegun {
+			out[src.Move.To]++ // NB: reserved, so placement does not pick it twice
+		}
+	}
+	return out
+}
+
+// clone returns a copy that shares the unchanged sources (Apply replaces a
+// source it changes, never edits it).
+func (s *State) clone() *State {
+	c := *s
+	c.Sources = maps.Clone(s.Sources)
+	if c.Sources == nil {
+		c.Sources = map[string]*Source{}
+	}
+	return &c
+}
+
+// validName is a DNS label: 1-63 of a-z, 0-9 and '-', starting with a
+// letter and not ending with '-'. Names appear in metric labels, URLs
+// and directory names.
+func validName(name string) error {
+	if name == "" || len(name) > MaxNameLen {
+		return fmt.Errorf("name %q: 1 to %d characters", name, MaxNameLen)
+	}
+	for i, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z':
+		case (c >= '0' && c <= '9' || c == '-') && i > 0:
+		default:
+			return fmt.Errorf("name %q: lower-case letters, digits and '-', starting with a letter", name)
+		}
+	}
+	if name[len(name)-1] == '-' {
+		return fmt.Errorf("name %q: must not end with '-'", name)
+	}
+	return nil
+}
+
+// validAddr is host:port with a port in 1..65535; the host may be empty
+// (every interface) where wildcard allows it.
+func validAddr(addr string, wildcard bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err // "address X: missing port in address"
+	}
+	if host == "" && !wildcard {
+		return fmt.Errorf("address %q: no host", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("address %q: the port must be 1 to 65535", addr)
+	}
+	return nil
+}
+
+// addrsClash reports whether one host cannot listen on both a and b
+// (valid addresses): the same port, and the same IP or a wildcard.
+func addrsClash(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	if pa != pb {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wild(ha) || wild(hb)
+}
