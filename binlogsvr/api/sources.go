@@ -1,0 +1,57 @@
+package api
+
+// The routes of a host of several sources (docs/MULTISOURCE.md):
+//
+//	GET    /sources                  []SourceInfo: every source of the fleet and how it does
+//	POST   /sources                  add one (form fields below); SourceChange
+//	DELETE /sources/{name}[?force=1] remove one; SourceChange
+//	ANY    /sources/{name}/PATH      the route PATH (/status, /members, /failover/..., ...) of
+//	                                 that source's log, as a one-source daemon serves it at /PATH
+//
+// On such a host the root paths (/status, ...) mean the only source, and
+// answer 409 with an error naming --source-name when it has several. A
+// one-source daemon (started with --source) serves GET /sources with its
+// one source too, so a script can list sources on any fleet.
+//
+// POST /sources takes the form fields: name, source (host:port), hosts
+// (comma-separated host ids; empty: the least loaded hosts), loggers (how
+// many when hosts is empty: 3 or 5), learners (host ids), dump_addr
+// (comma-separated HOST_ID=host:port), and failover (the source's failover
+// flags, one per line, "--failover-lease=5s"; empty: the host's).
+
+// SourceInfo is one entry of GET /sources.
+type SourceInfo struct {
+	Name       string `json:"name"`
+	SourceAddr string `json:"source_addr"`
+	// ShardID is the source's raft shard (a one-source daemon's --shard).
+	ShardID uint64 `json:"shard_id"`
+	// State: "active", "removing" (its hosts stop it and delete its data),
+	// or "starting" (in the catalog, not yet elected a leader).
+	State string `json:"state"`
+	// Loggers and Learners: the host ids that run the source's shard.
+	Loggers  []uint64 `json:"loggers"`
+	Learners []uint64 `json:"learners,omitempty"`
+	// DumpAddrs: where each host serves the source's replicas, by host id.
+	DumpAddrs map[uint64]string `json:"dump_addrs,omitempty"`
+	// The fields below are read from the source's log on the host asked
+	// (its replica, if it runs one; the leader's host otherwise). Error
+	// says why they could not be.
+	Epoch  uint64 `json:"epoch"`
+	Leader uint64 `json:"leader"` // the host whose replica leads the shard (0: none known)
+	// LagSeconds and LagBytes: how far the fleet's log is behind the
+	// source (the leader's ingest: IngestStatus's fields of those names).
+	LagSeconds float64 `json:"lag_seconds"`
+	LagBytes   uint64  `json:"lag_bytes"`
+	LastGTID   string  `json:"last_gtid,omitempty"`
+	// Ingest is the leader's pull from the source (IngestStatus.State).
+	Ingest string `json:"ingest,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// SourceChange is the JSON of POST /sources and DELETE /sources/{name}.
+type SourceChange struct {
+	Source  SourceInfo `json:"source"`
+	Message string     `json:"message"`
+	// Version is the catalog's version after the change.
+	Version uint64 `json:"version"`
+}
