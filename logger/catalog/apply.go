@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // Apply applies c to s and returns the new state and the result. Pure and
@@ -32,6 +33,8 @@ func Apply(s *State, c Command) (*State, Result) {
 		next, res = moveStep(s, c)
 	case OpMoveEnd:
 		next, res = moveEnd(s, c)
+	case OpHost:
+		next, res = host(s, c)
 	default:
 		return s, refuse(s, Invalid, "unknown op %q", c.Op)
 	}
@@ -82,8 +85,13 @@ func add(s *State, c Command) (*State, Result) {
 			return s, refuse(s, code, "source %q: %s", c.Name, msg)
 		}
 	}
+	for _, f := range c.Failover {
+		if !strings.HasPrefix(f, "--failover-") || !strings.Contains(f, "=") || strings.ContainsAny(f, "\n\x00") {
+			return s, refuse(s, Invalid, "source %q: failover flag %q: want --failover-NAME=VALUE", c.Name, f)
+		}
+	}
 	src := &Source{Name: c.Name, ShardID: s.NextShard, SourceAddr: c.SourceAddr, State: Active,
-		Loggers: map[uint64]uint64{}, DumpAddrs: maps.Clone(c.DumpAddrs)}
+		Loggers: map[uint64]uint64{}, DumpAddrs: maps.Clone(c.DumpAddrs), Failover: slices.Clone(c.Failover)}
 	for _, h := range c.Loggers {
 		src.Loggers[h] = src.nextReplica(h)
 	}
@@ -247,6 +255,39 @@ func moveEnd(s *State, c Command) (*State, Result) {
 			n.DumpAddrs[m.To] = m.ToDump
 		}
 	}), Result{Code: OK}
+}
+
+// host records where host c.Host is. A host keeps its raft address: the
+// shards it runs know it by that address, so a different one is refused;
+// its admin address may change. The same record again changes nothing.
+func host(s *State, c Command) (*State, Result) {
+	switch {
+	case c.Host == 0 || c.Host > MaxHost:
+		return s, refuse(s, Invalid, "host id %d is not in 1..%d", c.Host, MaxHost)
+	case validAddr(c.RaftAddr, false) != nil:
+		return s, refuse(s, Invalid, "host %d's raft %v", c.Host, validAddr(c.RaftAddr, false))
+	case validAddr(c.AdminAddr, false) != nil:
+		return s, refuse(s, Invalid, "host %d's admin %v", c.Host, validAddr(c.AdminAddr, false))
+	}
+	old, known := s.Hosts[c.Host]
+	if known && old.RaftAddr != c.RaftAddr {
+		return s, refuse(s, WrongState, "host %d's raft address is %s, not %s: a host keeps its raft address (its shards know it by it)", c.Host, old.RaftAddr, c.RaftAddr)
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.Hosts)) {
+		if id != c.Host && s.Hosts[id].RaftAddr == c.RaftAddr {
+			return s, refuse(s, Invalid, "host %d's raft address %s is host %d's", c.Host, c.RaftAddr, id)
+		}
+	}
+	h := Host{RaftAddr: c.RaftAddr, AdminAddr: c.AdminAddr}
+	if known && old == h {
+		return s, Result{Code: OK, Version: s.Version, Message: "already recorded"}
+	}
+	next := s.clone()
+	if next.Hosts == nil {
+		next.Hosts = map[uint64]Host{}
+	}
+	next.Hosts[c.Host] = h
+	return next, Result{Code: OK}
 }
 
 // replace returns s with a changed copy of src.

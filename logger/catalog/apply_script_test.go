@@ -19,13 +19,15 @@ import (
 // to change the state it applied to, to bump the version exactly when
 // applied, and the new state to survive a snapshot's encoding.
 //
-//	add name=N [source=ADDR] [loggers=(H,...)] [learners=(H,...)] [dump=(H/ADDR,...)] [cas=V]
+//	add name=N [source=ADDR] [loggers=(H,...)] [learners=(H,...)] [dump=(H/ADDR,...)] [failover=(F,...)] [cas=V]
 //	                              (defaults: source db:3306, loggers 1,2,3)
 //	remove name=N [cas=V]
 //	drop name=N [cas=V]
 //	move-begin name=N from=H to=H [dump=ADDR] [cas=V]
 //	move-step name=N step=S [cas=V]
 //	move-end name=N [abort] [cas=V]
+//	host id=H [raft=ADDR] [admin=ADDR] [cas=V]
+//	                              (defaults: raft 10.0.0.H:7000, admin 10.0.0.H:7070)
 //	op op=OP [name=N]             a command of any op, e.g. an unknown one
 //	show                          the state
 //	on-host host=H                the shards host H runs (shard → replica)
@@ -89,7 +91,14 @@ func TestApplyScripts(t *testing.T) {
 						c.DumpAddrs[n] = addr
 					}
 				}
+				if a, ok := d.Arg("failover"); ok {
+					c.Failover = a.Vals
+				}
 			case "remove", "drop":
+			case "host":
+				h := str("id", "0")
+				c.Host = num("id")
+				c.RaftAddr, c.AdminAddr = str("raft", "10.0.0."+h+":7000"), str("admin", "10.0.0."+h+":7070")
 			case "move-begin":
 				c.From, c.To, c.ToDump = num("from"), num("to"), str("dump", "")
 			case "move-step":
@@ -150,6 +159,9 @@ func snapshot(t *testing.T, s *State) string {
 func show(s *State) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "version=%d next_shard=%d\n", s.Version, s.NextShard)
+	for _, id := range slices.Sorted(maps.Keys(s.Hosts)) {
+		fmt.Fprintf(&b, "host %d raft=%s admin=%s\n", id, s.Hosts[id].RaftAddr, s.Hosts[id].AdminAddr)
+	}
 	ids := func(m map[uint64]uint64) string {
 		var parts []string
 		for _, h := range slices.Sorted(maps.Keys(m)) {
@@ -170,7 +182,11 @@ func show(s *State) string {
 			}
 			fmt.Fprintf(&b, " dump=%s", strings.Join(parts, ","))
 		}
-		fmt.Fprintf(&b, " held=%s\n", ids(src.Held))
+		fmt.Fprintf(&b, " held=%s", ids(src.Held))
+		if len(src.Failover) > 0 {
+			fmt.Fprintf(&b, " failover=%s", strings.Join(src.Failover, " "))
+		}
+		b.WriteString("\n")
 		if m := src.Move; m != nil {
 			fmt.Fprintf(&b, "  move %d->%d replica=%d step=%s", m.From, m.To, m.ToReplica, m.Step)
 			if m.ToDump != "" {

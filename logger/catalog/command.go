@@ -17,6 +17,7 @@ const (
 	OpMoveBegin Op = "move-begin"
 	OpMoveStep  Op = "move-step"
 	OpMoveEnd   Op = "move-end"
+	OpHost      Op = "host"
 )
 
 // Encoding is the version of the commands' encoding this binary writes
@@ -39,6 +40,8 @@ type Command struct {
 	Loggers    []uint64          `json:"loggers,omitempty"`
 	Learners   []uint64          `json:"learners,omitempty"`
 	DumpAddrs  map[uint64]string `json:"dump_addrs,omitempty"`
+	// Failover: the source's own failover flags (Source.Failover).
+	Failover []string `json:"failover,omitempty"`
 
 	// OpMoveBegin: the logger's host From, the host To it moves to, and
 	// To's dump address ("": none).
@@ -49,6 +52,11 @@ type Command struct {
 	Step MoveStep `json:"step,omitempty"`
 	// OpMoveEnd: give the move up instead of finishing it.
 	Abort bool `json:"abort,omitempty"`
+
+	// OpHost: a host of the fleet says where it is (Name unused).
+	Host      uint64 `json:"host,omitempty"`
+	RaftAddr  string `json:"raft_addr,omitempty"`
+	AdminAddr string `json:"admin_addr,omitempty"`
 }
 
 // At returns c as a compare-and-set on version v.

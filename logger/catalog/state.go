@@ -79,6 +79,17 @@ type Source struct {
 	// Held counts, per host, the replica ids it was given in this shard:
 	// the next one is host + ReplicaStride·Held[host].
 	Held map[uint64]uint64 `json:"held,omitempty"`
+	// Failover holds the source's own failover flags, one "--name=value"
+	// each, applied over the host's (the daemon checks them; the catalog
+	// keeps them as given). No secret is ever among them.
+	Failover []string `json:"failover,omitempty"`
+}
+
+// A Host is where one host of the fleet is: the raft address its shards
+// use and its admin API's address (what members and binlogctl call).
+type Host struct {
+	RaftAddr  string `json:"raft_addr"`
+	AdminAddr string `json:"admin_addr"`
 }
 
 // Hosts returns the hosts that run the source's shard, host id → replica
@@ -105,6 +116,7 @@ func (s *Source) Hosts() map[uint64]uint64 {
 func (s *Source) clone() *Source {
 	c := *s
 	c.Loggers, c.Learners, c.DumpAddrs, c.Held = maps.Clone(s.Loggers), maps.Clone(s.Learners), maps.Clone(s.DumpAddrs), maps.Clone(s.Held)
+	c.Failover = slices.Clone(s.Failover)
 	if s.Move != nil {
 		m := *s.Move
 		c.Move = &m
@@ -131,6 +143,9 @@ type State struct {
 	// NextShard is the next source's shard id; ids are never reused.
 	NextShard uint64             `json:"next_shard"`
 	Sources   map[string]*Source `json:"sources"`
+	// Hosts are the fleet's hosts that said where they are (OpHost), by
+	// host id: a source's shard is placed only on hosts listed here.
+	Hosts map[uint64]Host `json:"hosts,omitempty"`
 }
 
 // NewState returns an empty catalog.
@@ -183,6 +198,7 @@ func (s *State) clone() *State {
 	if c.Sources == nil {
 		c.Sources = map[string]*Source{}
 	}
+	c.Hosts = maps.Clone(s.Hosts)
 	return &c
 }
 
