@@ -62,6 +62,7 @@ type HostConfig struct {
 	Disk           DiskConfig
 	RaftTLS        pki.Files
 	Insecure       bool
+	NoNotifyCommit bool
 
 	Logger *slog.Logger
 	// Registry receives the host's metrics: the raft transport's rejected
@@ -77,7 +78,7 @@ type HostConfig struct {
 // Host returns the host's part of c.
 func (c *Config) Host() HostConfig {
 	return HostConfig{DataDir: c.DataDir, RaftAddr: c.RaftAddr, RaftListenAddr: c.RaftListenAddr, LogDB: c.LogDB, Transport: c.Transport,
-		LogPrefill: c.LogPrefill, RTTMillisecond: c.RTTMillisecond, Disk: c.Disk, RaftTLS: c.RaftTLS, Insecure: c.Insecure,
+		LogPrefill: c.LogPrefill, RTTMillisecond: c.RTTMillisecond, Disk: c.Disk, RaftTLS: c.RaftTLS, Insecure: c.Insecure, NoNotifyCommit: c.NoNotifyCommit,
 		Logger: c.Logger, Registry: c.Registry, FS: c.FS, PebbleFS: c.PebbleFS, TransportFactory: c.TransportFactory}
 }
 
@@ -86,7 +87,7 @@ func (c *Config) Host() HostConfig {
 func (c Config) withHost(h HostConfig) Config {
 	c.DataDir, c.RaftAddr, c.RaftListenAddr, c.LogDB, c.Transport = h.DataDir, h.RaftAddr, h.RaftListenAddr, h.LogDB, h.Transport
 	c.LogPrefill, c.RTTMillisecond, c.Disk, c.RaftTLS, c.Insecure = h.LogPrefill, h.RTTMillisecond, h.Disk, h.RaftTLS, h.Insecure
-	c.FS, c.PebbleFS, c.TransportFactory = h.FS, h.PebbleFS, h.TransportFactory
+	c.FS, c.PebbleFS, c.TransportFactory, c.NoNotifyCommit = h.FS, h.PebbleFS, h.TransportFactory, h.NoNotifyCommit
 	return c
 }
 
@@ -159,7 +160,7 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 		EnableMetrics:  true,
 		// NB: the proposer learns when its entries commit on a quorum, as
 		// well as when they apply: the ACK path's commit and apply stages.
-		NotifyCommit:        true,
+		NotifyCommit:        !cfg.NoNotifyCommit,
 		Expert:              config.ExpertConfig{FS: h.fs, TransportFactory: tf},
 		SystemEventListener: &events{log: log, sends: m.snapshotSends, shared: !single},
 	}

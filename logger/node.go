@@ -70,6 +70,10 @@ type Config struct {
 	// config.Config.Quiesce, experimental there). Not a flag: measured for
 	// hosts of many shards (docs/MULTISOURCE.md).
 	Quiesce bool
+	// NoNotifyCommit turns off dragonboat's NotifyCommit (host.go): a
+	// proposal then learns only its outcome, not when it committed. A
+	// hidden flag, --raft-notify-commit=false, for measuring it.
+	NoNotifyCommit bool
 
 	Retention Retention
 	Disk      DiskConfig // disk.go: free space, a full disk
@@ -148,7 +152,27 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.RaftTLS.Key, "raft-tls-key", c.RaftTLS.Key, "PEM file of the key of --raft-tls-cert; re-read when it changes")
 	fs.DurationVar(&c.Retention.MaxAge, "retain-age", c.Retention.MaxAge, "remove this member's binlog files older than this (0: keep forever)")
 	c.Disk.RegisterFlags(fs)
+	fs.Var((*invertedBool)(&c.NoNotifyCommit), "raft-notify-commit", "have dragonboat report each proposal's commit on a quorum before its outcome (the ACK path's commit stage); false saves the commit workers' hop on every raft round")
+	fs.Lookup("raft-notify-commit").NoOptDefVal = "true"
+	_ = fs.MarkHidden("raft-notify-commit")
 }
+
+// invertedBool is a bool flag that sets a field meaning its negation, so
+// that the field's zero value is the flag's default.
+type invertedBool bool
+
+func (b *invertedBool) String() string { return strconv.FormatBool(!bool(*b)) }
+
+func (b *invertedBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b = invertedBool(!v)
+	return nil
+}
+
+func (b *invertedBool) Type() string { return "bool" }
 
 // Validate checks the Config and names the flag to fix: the shard's own
 // fields here, the host's in HostConfig.Validate.
@@ -494,8 +518,10 @@ func (n *Node) Propose(ctx context.Context, c Command) (Result, error) {
 // result. Commands proposed by successive calls from one goroutine enter
 // the log in call order (unless one is dropped), which is what lets the
 // Proposer keep several Appends in flight. The wait function has Propose's
-// result contract; it also returns when the entry committed on a quorum
-// (zero if that was not reported before its result).
+// result contract; it also returns when the entry committed on a quorum:
+// when dragonboat reported it (NotifyCommit), else, for a completed
+// proposal, when its result came (a completed entry is committed); zero if
+// the outcome is not a completed proposal and no commit was reported.
 func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, time.Time, error), error) {
 	start := time.Now()
 	kind := KindOf(c).String()
@@ -508,16 +534,24 @@ func (n *Node) ProposeAsync(c Command, timeout time.Duration) (func() (Result, t
 	return func() (Result, time.Time, error) {
 		defer rs.Release()
 		// NB: with NotifyCommit, ResultC delivers the commit first (when
-		// it happened before the outcome), then the outcome; the outcome
-		// is always delivered: dragonboat times the request out itself.
+		// it happened before the outcome), then the outcome; without it,
+		// the outcome only. The outcome is always delivered: dragonboat
+		// times the request out itself. dragonboat's Committed() is true
+		// for the commit notice AND for a completed outcome
+		// (request.go:142), so the notice is Committed() && !Completed():
+		// a completed outcome taken for the notice waits for a second
+		// value that never comes (NotifyCommit off: every proposal).
 		var committed time.Time
 		r := <-rs.ResultC()
-		if r.Committed() {
+		if r.Committed() && !r.Completed() {
 			committed = time.Now()
 			trace("cmt", 0, 0)
 			r = <-rs.ResultC()
 		}
 		trace("res", 0, 0)
+		if committed.IsZero() && r.Completed() {
+			committed = time.Now() // NB: no notice (NotifyCommit off): the commit stage includes the apply
+		}
 		var err error
 		switch {
 		case r.Completed():

@@ -60,7 +60,7 @@ type pending struct {
 type StageTimes struct {
 	Enqueued  time.Time // Enqueue took it
 	Proposed  time.Time // its batch went to raft
-	Committed time.Time // its batch committed on a quorum (zero if not reported)
+	Committed time.Time // its batch committed on a quorum (with NotifyCommit off: its result came; zero if not known)
 	Stored    time.Time // its batch's result came back: committed on a quorum and applied here
 }
 

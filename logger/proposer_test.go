@@ -124,3 +124,40 @@ func TestProposerLinger(t *testing.T) {
 		t.Fatalf("the log holds %d transactions", st.Txns)
 	}
 }
+
+// TestProposeWithoutNotifyCommit: with dragonboat's NotifyCommit off, a
+// proposal's result is its only value on ResultC, and ProposeAsync's wait
+// returns it (it once took a completed result for the commit notice and
+// waited forever for a second value); the stage times stay in order, the
+// commit taken with the result.
+func TestProposeWithoutNotifyCommit(t *testing.T) {
+	c := loggertest.New(t, 3, loggertest.Options{NoNotifyCommit: true})
+	setSource(t, c)
+	l := c.Leader(wait)
+	f := &feeder{next: 1, pos: 4}
+	st := l.Reader().State()
+	w, err := l.ProposeAsync(&logger.Append{Epoch: st.Epoch, Source: st.Source.Addr, FDE: binlogtest.FDE(binlog.MariaDB(), 1), Txns: []logger.Txn{f.txn(100)}}, 10*time.Second)
+	if err != nil {
+		t.Fatalf("propose: %v", err)
+	}
+	type out struct {
+		res       logger.Result
+		committed time.Time
+		err       error
+	}
+	got := make(chan out, 1)
+	go func() { r, cm, err := w(); got <- out{r, cm, err} }()
+	select {
+	case o := <-got:
+		if o.err != nil || o.res.Code != logger.ResultOK || o.committed.IsZero() {
+			t.Fatalf("append: %v %+v, committed at %v", o.err, o.res, o.committed)
+		}
+	case <-time.After(wait):
+		t.Fatalf("the proposal's result never came back (the proposal timeout is 10 s)")
+	}
+	p := newProposer(t, l, 0)
+	closedLoop(t, l, p, f, 4, 10, 0)
+	if st := l.Reader().State(); st.Txns != 1+4*10 {
+		t.Fatalf("the log holds %d transactions", st.Txns)
+	}
+}

@@ -51,7 +51,15 @@ type Options struct {
 	// reporting entry encodings up to the value (logger.Config.MaxEncoding).
 	// Read at each Start: change it between Stop and Start to upgrade.
 	MaxEncoding map[uint64]byte
+	// NoNotifyCommit turns dragonboat's NotifyCommit off on every member
+	// (logger.Config.NoNotifyCommit); so does $BINLOGSVR_TEST_NO_NOTIFY_COMMIT
+	// for every cluster and host of a test run.
+	NoNotifyCommit bool
 }
+
+// noNotifyCommit: $BINLOGSVR_TEST_NO_NOTIFY_COMMIT runs a package's tests
+// with NotifyCommit off.
+func noNotifyCommit() bool { return os.Getenv("BINLOGSVR_TEST_NO_NOTIFY_COMMIT") != "" }
 
 // Cluster is an in-process group of members.
 type Cluster struct {
@@ -139,6 +147,7 @@ func (c *Cluster) config(id uint64) logger.Config {
 	}
 	cfg.Logger = c.log
 	cfg.MaxEncoding = c.opts.MaxEncoding[id]
+	cfg.NoNotifyCommit = c.opts.NoNotifyCommit || noNotifyCommit()
 	cfg.FS = c.fs[id]
 	cfg.PebbleFS = c.pfs[id]
 	cfg.TransportFactory = &factory{net: c.net, inner: &chantransport.ChanTransportFactory{}}

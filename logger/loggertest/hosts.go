@@ -73,6 +73,7 @@ func (h *Hosts) StartHost(id uint64) *logger.Host {
 	cfg.Insecure = true
 	cfg.Logger = h.log
 	cfg.FS, cfg.PebbleFS = h.fs[id], h.pfs[id]
+	cfg.NoNotifyCommit = noNotifyCommit()
 	reg := prometheus.NewRegistry()
 	cfg.Registry = reg
 	host, err := logger.StartHost(cfg.Host())
