@@ -34,6 +34,10 @@ type MemberStatus = api.MemberStatus
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	s.sourcesRoutes(mux) // sources.go
+	if s.hs != nil {
+		mux.HandleFunc("GET /healthz", s.handleHostHealth)
+	}
 	if s.cfg.DebugAPI {
 		s.pprofRoutes(mux) // debug.go; only in a binlogsvr_debug build
 	}
@@ -41,23 +45,30 @@ func (s *Server) routes() http.Handler {
 	return s.authorize() // auth.go: the role each route needs
 }
 
-// route finds the ServeMux that serves req and the pattern it matches
-// (routeRoles' key): the daemon's own routes first, then the source's. The
-// pattern is "" when no route matches.
+// route finds the handler of req and the pattern it matches (routeRoles'
+// key): the daemon's own routes first, then its sources' (routeSource).
+// The pattern is "" when no route matches.
 //
-// NB: it returns the mux, not the handler: ServeMux.ServeHTTP sets the
-// request's path values ({name}, {id}) that the handlers read; the handler
-// ServeMux.Handler returns, called directly, would see them empty.
-//
-// NB: the source's routes are at the root paths, as a one-source daemon
-// has always served them; docs/MULTISOURCE.md (step 4) adds
-// /sources/{name}/... beside them.
-func (s *Server) route(req *http.Request) (*http.ServeMux, string) {
+// NB: the handlers are ServeMuxes (or wrap one): ServeMux.ServeHTTP sets
+// the request's path values ({name}, {id}) that the route handlers read;
+// the handler ServeMux.Handler returns, called directly, would see them
+// empty.
+func (s *Server) route(req *http.Request) (http.Handler, string) {
 	if _, p := s.mux.Handler(req); p != "" {
 		return s.mux, p
 	}
-	_, p := s.src.mux.Handler(req)
-	return s.src.mux, p
+	return s.routeSource(req) // sources.go
+}
+
+// handleHostHealth answers 200 when the host's catalog knows a leader
+// (GET /healthz on a host of several sources; each source's own is
+// /sources/NAME/healthz).
+func (s *Server) handleHostHealth(w http.ResponseWriter, _ *http.Request) {
+	if _, ok := s.hs.cat.Shard().LeaderID(); !ok {
+		http.Error(w, "the catalog knows no leader: its hosts have no quorum or are electing", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
 }
 
 // routes is the source's admin routes: its log's status, files, members,
@@ -240,7 +251,7 @@ func (src *source) handleHealth(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) handleMetrics(w http.ResponseWriter, req *http.Request) {
 	var buf bytes.Buffer
 	rw := &bufferWriter{header: http.Header{}, buf: &buf}
-	promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{DisableCompression: true}).ServeHTTP(rw, req)
+	promhttp.HandlerFor(s.gatherers(), promhttp.HandlerOpts{DisableCompression: true}).ServeHTTP(rw, req)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf.Bytes())

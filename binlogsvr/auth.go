@@ -35,6 +35,9 @@ var routeRoles = map[string]string{
 	"GET /healthz":             roleOpen,
 	"GET /metrics":             roleRead, // roleOpen with --metrics-open
 	"GET /status":              roleRead,
+	"GET /sources":             roleRead,
+	"POST /sources":            roleOperate,
+	"DELETE /sources/{name}":   roleOperate,
 	"GET /binlogs":             roleRead,
 	"GET /binlogs/{name}":      roleRead,
 	"GET /members":             roleRead,
@@ -485,7 +488,15 @@ func (s *Server) auditAdmin(req *http.Request, c caller, code int) {
 	me := s.cfg.Log.ReplicaID
 	r := failover.Record{Time: now, Kind: "admin", Step: req.Method + " " + req.URL.Path, Outcome: outcome, Leader: me,
 		Message: fmt.Sprintf("%s %s by %s (role %s) on member %d: HTTP %d", req.Method, redactedURI(req), c, c.role, me, code)}
-	if lr := s.src.node.Reader(); lr != nil {
+	src := s.auditSource(req)
+	if src == nil {
+		// NB: a fleet-wide call (POST/DELETE /sources) on a host of several
+		// sources: the catalog keeps no audit trail yet; the log line above
+		// is its record.
+		s.log.Info("admin call", "method", req.Method, "path", req.URL.Path, "by", c.String(), "role", c.role, "status", code)
+		return
+	}
+	if lr := src.node.Reader(); lr != nil {
 		r.Epoch = lr.State().Epoch
 	}
 	b, err := json.Marshal(r)
@@ -496,11 +507,25 @@ func (s *Server) auditAdmin(req *http.Request, c caller, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	key := fmt.Sprintf("%s%020d.%d", failover.MetaAuditPrefix, now.UnixNano(), me)
-	// NB: the audit trail is in the source's log (one per daemon today;
-	// docs/MULTISOURCE.md puts fleet-wide calls in the catalog's).
-	if _, err := s.src.node.Propose(ctx, &logger.Meta{Key: key, Value: b}); err != nil {
+	// NB: the audit trail is in the log of the source the call is about.
+	if _, err := src.node.Propose(ctx, &logger.Meta{Key: key, Value: b}); err != nil {
 		s.log.Warn("writing the admin call to the audit trail", "err", err, "by", c.String(), "path", req.URL.Path)
 	}
+}
+
+// auditSource is the source whose log records the call: a one-source
+// daemon's, or the one /sources/NAME/... names; nil for a fleet-wide call.
+func (s *Server) auditSource(req *http.Request) *source {
+	if s.src != nil {
+		return s.src
+	}
+	if name, _, ok := sourcePath(req.URL.Path); ok {
+		return s.hosted(name)
+	}
+	if names := s.runningNames(); len(names) == 1 && !strings.HasPrefix(req.URL.Path, "/sources") {
+		return s.hosted(names[0])
+	}
+	return nil
 }
 
 // redactedURI is the request's path and query with the values of

@@ -58,6 +58,14 @@ type Config struct {
 	AdminTokenFile string
 	// MetricsOpen serves /metrics without a token.
 	MetricsOpen bool
+	// CatalogMembers makes the daemon a host of several sources: the
+	// fleet's hosts that hold the catalog shard, host id → raft address
+	// (--catalog-members). Sources are then added with binlogctl sources
+	// add; --source, --members, --join and --dump-addr are for a
+	// one-source daemon only (docs/MULTISOURCE.md).
+	CatalogMembers map[uint64]string
+	// SourceName names a one-source daemon's source in GET /sources.
+	SourceName string
 	// DebugAPI enables /debug/append and /debug/bench, which append
 	// synthetic transactions for tests and benchmarks, and the rest of
 	// /debug/. Only a binary built with -tags binlogsvr_debug has them;
@@ -67,7 +75,7 @@ type Config struct {
 
 // DefaultConfig returns the flags' defaults.
 func DefaultConfig() Config {
-	return Config{Log: logger.DefaultConfig(), Ingest: semisync.DefaultConfig(), Dump: dump.DefaultConfig(), SourceStart: semisync.StartOldest, SourceUser: "repl", DumpUser: "repl", AdminAddr: "127.0.0.1:7070", LogLevel: "info"}
+	return Config{Log: logger.DefaultConfig(), Ingest: semisync.DefaultConfig(), Dump: dump.DefaultConfig(), SourceStart: semisync.StartOldest, SourceName: "default", SourceUser: "repl", DumpUser: "repl", AdminAddr: "127.0.0.1:7070", LogLevel: "info"}
 }
 
 // RegisterFlags registers the daemon's flags.
@@ -87,6 +95,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DumpUser, "dump-user", c.DumpUser, "account replicas log in to the fleet with (password from $"+EnvDumpPassword+" or --dump-password-file)")
 	fs.StringVar(&c.DumpPasswordFile, "dump-password-file", c.DumpPasswordFile, "file holding the dump account's password")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "host:port of the admin HTTP API (/status, /metrics, /healthz)")
+	fs.Var((*hostsFlag)(&c.CatalogMembers), "catalog-members", "run as a host of several sources: the fleet's hosts that hold the catalog of sources, ID=HOST:PORT,... (their raft addresses; this host's --id among them); sources are then added with binlogctl sources add")
+	fs.StringVar(&c.SourceName, "source-name", c.SourceName, "the name of a one-source daemon's source (GET /sources, binlogctl sources)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "turn off TLS on the raft links and the admin API and the admin API's tokens (anyone who can reach a port can change the fleet; for throw-away tests only)")
 	fs.StringVar(&c.AdminTLS.Cert, "admin-tls-cert", c.AdminTLS.Cert, "the admin API's TLS certificate (default: --raft-tls-cert; re-read when it changes)")
@@ -137,6 +147,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("binlogsvr: %s %q: %v", flag, addr, err)
 		}
+	}
+	if err := c.validateMulti(); err != nil { // multi.go
+		return err
 	}
 	if err := c.validateMembers(); err != nil {
 		return err

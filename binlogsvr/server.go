@@ -32,7 +32,11 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	reg *prometheus.Registry
-	src *source // source.go; one per daemon today (docs/MULTISOURCE.md)
+	// src is a one-source daemon's source (source.go); hs a host of
+	// several sources' catalog and sources (multi.go). One of the two is
+	// set.
+	src *source
+	hs  *hostState
 
 	adminLn net.Listener
 	admin   *http.Server
@@ -70,7 +74,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
-	if s.src, err = s.newSource(cfg.source()); err != nil {
+	if cfg.multi() {
+		err = s.startHostMode()
+	} else {
+		s.src, err = s.newSource(cfg.source(), s.reg, logger.Start)
+	}
+	if err != nil {
 		ln.Close()
 		return nil, err
 	}
@@ -82,8 +91,23 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Node returns the member's log node (its one source's).
-func (s *Server) Node() *logger.Node { return s.src.node }
+// Node returns the member's log node: a one-source daemon's; nil on a
+// host of several sources.
+func (s *Server) Node() *logger.Node {
+	if s.src == nil {
+		return nil
+	}
+	return s.src.node
+}
+
+// Alive reports whether the daemon's log is open: a one-source daemon's
+// log, a host's catalog (systemd's watchdog).
+func (s *Server) Alive() bool {
+	if s.hs != nil {
+		return s.hs.cat.Local() != nil
+	}
+	return s.src.node.Reader() != nil
+}
 
 // AdminAddr returns the address the admin API listens on.
 func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
@@ -93,9 +117,17 @@ func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 // Type=notify waits for (READY=1).
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// readyLoop closes ready once the log is open and a leader is known.
+// readyLoop closes ready once the log is open and a leader is known (on
+// a host of several sources: the catalog's leader).
 func (s *Server) readyLoop(ctx context.Context) {
 	every(ctx, 100*time.Millisecond, func() bool {
+		if s.hs != nil {
+			if _, ok := s.hs.cat.Shard().LeaderID(); !ok {
+				return false
+			}
+			close(s.ready)
+			return true
+		}
 		if s.src.node.Reader() == nil {
 			return false
 		}
@@ -132,6 +164,10 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.insecureLoop(lctx) }() // auth.go
 	go func() {
 		defer wg.Done()
+		if s.hs != nil {
+			s.runHost(lctx) // multi.go; a source that fails is restarted, never the host
+			return
+		}
 		if err := s.src.Run(lctx); err != nil {
 			fail(err)
 		}
@@ -146,7 +182,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer scancel()
 	_ = s.admin.Shutdown(sctx)
 	wg.Wait()
-	s.src.close()
+	if s.src != nil {
+		s.src.close()
+	}
 	s.log.Info("binlogsvr stopped", "id", s.cfg.Log.ReplicaID)
 	return err
 }

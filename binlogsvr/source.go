@@ -49,6 +49,9 @@ type source struct {
 // log and the MySQL/MariaDB cluster it follows. The fields mean what
 // Config's of the same name do.
 type sourceConfig struct {
+	// Name is the source's name (GET /sources; its metrics' source label
+	// on a host of several sources).
+	Name     string
 	Log      logger.Config
 	Ingest   semisync.Config
 	Dump     dump.Config
@@ -71,19 +74,24 @@ type sourceConfig struct {
 
 // source returns the part of c about its one source.
 func (c *Config) source() sourceConfig {
-	return sourceConfig{Log: c.Log, Ingest: c.Ingest, Dump: c.Dump, Members: c.Members, Failover: c.Failover,
+	return sourceConfig{Name: c.SourceName, Log: c.Log, Ingest: c.Ingest, Dump: c.Dump, Members: c.Members, Failover: c.Failover,
 		Source: c.Source, SourceStart: c.SourceStart, SourceUser: c.SourceUser, SourcePassword: c.SourcePassword, ServerID: c.ServerID,
 		DumpAddr: c.DumpAddr, DumpUser: c.DumpUser, DumpPassword: c.DumpPassword, Insecure: c.Insecure, DebugAPI: c.DebugAPI}
 }
 
-// newSource starts the source's log member and builds its parts; Run
-// serves it. On an error nothing of it is left running.
-func (s *Server) newSource(cfg sourceConfig) (*source, error) {
-	src := &source{srv: s, cfg: cfg, log: s.log, reg: s.reg}
+// newSource starts the source's log member with start (logger.Start for
+// a daemon's one source, Host.StartShard on a host of several) and builds
+// its parts, their metrics registered with reg; Run serves it. On an error
+// nothing of it is left running.
+func (s *Server) newSource(cfg sourceConfig, reg prometheus.Registerer, start func(logger.Config) (*logger.Node, error)) (*source, error) {
+	src := &source{srv: s, cfg: cfg, log: s.log, reg: reg}
+	if s.hs != nil {
+		src.log = s.log.With("source", cfg.Name)
+	}
 	lc := cfg.Log
 	lc.Logger = src.log
 	lc.Registry = src.reg
-	n, err := logger.Start(lc)
+	n, err := start(lc)
 	if err != nil {
 		return nil, err
 	}

@@ -202,6 +202,9 @@ func (s *State) clone() *State {
 	return &c
 }
 
+// ValidName checks a source's name: a DNS label (validName).
+func ValidName(name string) error { return validName(name) }
+
 // validName is a DNS label: 1-63 of a-z, 0-9 and '-', starting with a
 // letter and not ending with '-'. Names appear in metric labels, URLs
 // and directory names.

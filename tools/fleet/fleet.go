@@ -47,6 +47,11 @@ type Options struct {
 	// binds its raft, admin and dump ports on; its certificate carries that
 	// IP. Default: one address of the fleet's own (PrivateLoopback).
 	Host func(id uint64) string
+	// Catalog starts the members as hosts of several sources
+	// (--catalog-members: every member holds the catalog); Source and the
+	// members' dump addresses are then unused: add sources through
+	// POST /sources (binlogctl sources add).
+	Catalog bool
 	// Cmd, when set, is called on each member's command just before it
 	// starts (e.g. to start it in a cgroup).
 	Cmd func(m *Member, cmd *exec.Cmd)

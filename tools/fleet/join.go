@@ -121,9 +121,16 @@ func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
 	m.join, m.extra = join, append([]string(nil), extra...) // NB: for Restart
 	m.mu.Unlock()
 	args := []string{"--id", fmt.Sprint(m.ID), "--data-dir", m.DataDir, "--raft-addr", m.RaftAddr, "--admin-addr", m.AdminAddr}
-	if join {
+	switch {
+	case f.opts.Catalog:
+		var hosts []string
+		for _, o := range f.Members[:min(f.opts.Members, len(f.Members))] {
+			hosts = append(hosts, fmt.Sprintf("%d=%s", o.ID, o.RaftAddr))
+		}
+		args = append(args, "--catalog-members", strings.Join(hosts, ","))
+	case join:
 		args = append(args, "--join")
-	} else {
+	default:
 		var members []string
 		for _, o := range f.Members[:min(f.opts.Members, len(f.Members))] {
 			members = append(members, fmt.Sprintf("%d=%s", o.ID, o.RaftAddr))
@@ -133,10 +140,10 @@ func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
 	if m.RaftListen != "" {
 		args = append(args, "--raft-listen-addr", m.RaftListen)
 	}
-	if m.DumpAddr != "" {
+	if m.DumpAddr != "" && !f.opts.Catalog {
 		args = append(args, "--dump-addr", m.DumpAddr)
 	}
-	if f.opts.Source != "" {
+	if f.opts.Source != "" && !f.opts.Catalog {
 		args = append(args, "--source", f.opts.Source, "--source-user", f.opts.SourceUser)
 		if f.opts.SourceStart != "" {
 			args = append(args, "--source-start", f.opts.SourceStart)

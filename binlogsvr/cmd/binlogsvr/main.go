@@ -103,7 +103,7 @@ func run(args []string) error {
 	ready := make(chan struct{})
 	n := &notifier{log: log, ready: ready, alive: func() bool {
 		s := srv.Load()
-		return s == nil || s.Node().Reader() != nil
+		return s == nil || s.Alive()
 	}}
 	nctx, ncancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

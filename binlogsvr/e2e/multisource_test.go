@@ -1,0 +1,255 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr"
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
+	"github.com/binlogsvr/binlogsvr/tools/dumptest"
+	"github.com/binlogsvr/binlogsvr/tools/fleet"
+	"github.com/binlogsvr/binlogsvr/tools/sandbox"
+	"github.com/binlogsvr/binlogsvr/tools/sandbox/sandboxtest"
+)
+
+// msSource is one source cluster of TestMultiSource: a semi-sync source
+// and a replica that reads the fleet's copy of it.
+type msSource struct {
+	name    string
+	src     *sandbox.Server
+	replica *sandbox.Server
+	dump    map[uint64]string // host id → its dump address for this source
+	rows    int
+}
+
+// TestMultiSource: three host processes serve three real sources (MariaDB
+// and MySQL) from one catalog. Every source's commits are acknowledged, a
+// replica of each replicates from the fleet, kill -9 of one host leaves
+// every source acknowledging, and a switchover of one source moves its
+// epoch only.
+func TestMultiSource(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var srcs []*msSource
+	for _, x := range []struct {
+		name   string
+		flavor sandbox.Flavor
+	}{{"orders", sandbox.MariaDB}, {"billing", sandbox.MySQL}, {"users", sandbox.MariaDB}} {
+		s := &msSource{name: x.name, dump: map[uint64]string{}}
+		// NB: a semi-sync timeout of 10 minutes: a commit that returns
+		// within the test was acknowledged by the fleet.
+		s.src = sandboxtest.Start(t, sandbox.Options{Flavor: x.flavor, SemiSyncSource: true, SemiSyncTimeout: 10 * time.Minute})
+		s.replica = sandboxtest.Start(t, sandbox.Options{Flavor: x.flavor})
+		srcs = append(srcs, s)
+	}
+	user, pass := srcs[0].src.ReplUser()
+	rootUser, rootPass := srcs[0].src.RootUser()
+	ctx := context.Background()
+	f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 3, Catalog: true, SourcePassword: pass,
+		ExtraArgs: []string{"--source-user", user, "--source-heartbeat", "500ms",
+			"--dump-user", dumptest.DumpUser, "--dump-password-file", write("dump.pw", dumptest.DumpPassword),
+			"--failover-admin-user", rootUser, "--failover-admin-password-file", write("admin.pw", rootPass),
+			"--failover-lease", "3s", "--failover-probe-interval", "250ms", "--failover-probe-timeout", "500ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(f.LogTails(80))
+		}
+		f.Close()
+	})
+
+	// Each source is added through a different host, with a dump address
+	// on every host.
+	for i, s := range srcs {
+		var dumps []string
+		for _, m := range f.Members {
+			addr, err := fleet.FreeAddrOn(strings.Split(m.AdminAddr, ":")[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.dump[m.ID] = addr
+			dumps = append(dumps, fmt.Sprintf("%d=%s", m.ID, addr))
+		}
+		q := url.Values{"name": {s.name}, "source": {s.src.Addr()}, "hosts": {"1,2,3"}, "dump_addr": {strings.Join(dumps, ",")},
+			"failover": {"--failover-candidate=" + s.replica.Addr()}}
+		var ch api.SourceChange
+		if err := fleet.Poll(ctx, wait, func() error { return f.Post(ctx, uint64(i%3+1), "/sources?"+q.Encode(), &ch) }); err != nil {
+			t.Fatalf("adding source %s: %v", s.name, err)
+		}
+		t.Logf("sources add %s: %s", s.name, ch.Message)
+	}
+	sources := func(host uint64) map[string]api.SourceInfo {
+		var l []api.SourceInfo
+		if err := f.Get(ctx, host, "/sources", &l); err != nil {
+			return nil
+		}
+		out := map[string]api.SourceInfo{}
+		for _, si := range l {
+			out[si.Name] = si
+		}
+		return out
+	}
+	waitSources := func(host uint64, want func(api.SourceInfo) error) map[string]api.SourceInfo {
+		t.Helper()
+		var got map[string]api.SourceInfo
+		err := fleet.Poll(ctx, wait, func() error {
+			got = sources(host)
+			for _, s := range srcs {
+				si, ok := got[s.name]
+				if !ok {
+					return fmt.Errorf("source %s not listed: %+v", s.name, got)
+				}
+				if err := want(si); err != nil {
+					return fmt.Errorf("source %s: %v (%+v)", s.name, err, si)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("GET /sources on host %d: %v", host, err)
+		}
+		return got
+	}
+	streaming := func(si api.SourceInfo) error {
+		if si.Ingest != "streaming" || si.Leader == 0 {
+			return fmt.Errorf("ingest %q leader %d error %q", si.Ingest, si.Leader, si.Error)
+		}
+		return nil
+	}
+	got := waitSources(2, streaming)
+	shards := map[uint64]bool{}
+	for _, s := range srcs {
+		si := got[s.name]
+		if si.Epoch != 1 || si.SourceAddr != s.src.Addr() || len(si.Loggers) != 3 {
+			t.Fatalf("source %s: %+v", s.name, si)
+		}
+		shards[si.ShardID] = true
+	}
+	if len(shards) != 3 {
+		t.Fatalf("three sources on %d shards", len(shards))
+	}
+
+	// Every source's commits are acknowledged (they return: semi-sync
+	// waits 10 minutes), and a replica of each replicates from host 2.
+	writeRows := func(s *msSource, n int, within time.Duration) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			wctx, cancel := context.WithTimeout(ctx, within)
+			_, err := s.src.Exec(wctx, fmt.Sprintf("INSERT INTO test.t VALUES (%d, '%s')", s.rows+1, s.name))
+			cancel()
+			if err != nil {
+				t.Fatalf("source %s: commit %d not acknowledged within %v: %v", s.name, s.rows+1, within, err)
+			}
+			s.rows++
+		}
+	}
+	for _, s := range srcs {
+		dumptest.Exec(t, s.src, "CREATE DATABASE IF NOT EXISTS test", "CREATE TABLE test.t (n INT PRIMARY KEY, v VARCHAR(32)) ENGINE=InnoDB")
+		writeRows(s, 50, 30*time.Second)
+		dumptest.PointReplica(t, s.replica, s.dump[2], dumptest.ByGTID)
+	}
+	for _, s := range srcs {
+		dumptest.WaitReplicated(t, s.src, s.replica, wait)
+		dumptest.SameData(t, s.src, s.replica, []string{"test.t"})
+	}
+	t.Logf("three sources, 50 acknowledged commits each, each replicated by its replica through host 2")
+
+	// Per-source metrics carry the source's name.
+	var metrics string
+	if err := f.GetText(ctx, 2, "/metrics", &metrics); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range srcs {
+		if want := fmt.Sprintf(`binlogsvr_logger_epoch{source=%q} 1`, s.name); !strings.Contains(metrics, want) {
+			t.Errorf("host 2's /metrics lacks %s", want)
+		}
+	}
+
+	// kill -9 of host 1: every source keeps acknowledging, in parallel.
+	if err := f.Kill(1); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for _, s := range srcs {
+		wg.Add(1)
+		go func() { defer wg.Done(); writeRows(s, 50, 30*time.Second) }()
+	}
+	wg.Wait()
+	t.Logf("host 1 killed: 50 more commits on each source acknowledged in %v", time.Since(t0))
+	waitSources(2, streaming)
+
+	// A switchover of orders moves its epoch; the others keep theirs.
+	orders := srcs[0]
+	var op map[string]any
+	if err := f.Post(ctx, 2, "/sources/orders/failover/switchover?to="+url.QueryEscape(orders.replica.Addr()), &op); err != nil {
+		t.Fatalf("switchover of orders: %v", err)
+	}
+	got = waitSources(3, func(si api.SourceInfo) error {
+		want, addr := uint64(1), srcs[0].src.Addr()
+		for _, s := range srcs {
+			if s.name == si.Name {
+				addr = s.src.Addr()
+			}
+		}
+		if si.Name == "orders" {
+			want, addr = 2, orders.replica.Addr()
+		}
+		if si.Epoch != want || si.SourceAddr != addr {
+			return fmt.Errorf("epoch %d source %s, want %d %s", si.Epoch, si.SourceAddr, want, addr)
+		}
+		return streaming(si)
+	})
+	t.Logf("after the switchover of orders: orders epoch %d, billing %d, users %d", got["orders"].Epoch, got["billing"].Epoch, got["users"].Epoch)
+	orders.src, orders.replica = orders.replica, orders.src
+	writeRows(orders, 20, 30*time.Second)
+	for _, s := range srcs[1:] {
+		writeRows(s, 20, 30*time.Second)
+	}
+
+	// Host 1 comes back and catches up on every source.
+	if err := f.Restart(1); err != nil {
+		t.Fatal(err)
+	}
+	waitSources(1, streaming)
+	if err := fleet.Poll(ctx, wait, func() error {
+		for _, s := range srcs {
+			var st binlogsvr.Status
+			if err := f.Get(ctx, 1, "/sources/"+s.name+"/status?local=1", &st); err != nil {
+				return err
+			}
+			var lst binlogsvr.Status
+			if err := f.Get(ctx, 2, "/sources/"+s.name+"/status?local=1", &lst); err != nil {
+				return err
+			}
+			if st.GTIDExecuted != lst.GTIDExecuted || st.Transactions == 0 {
+				return fmt.Errorf("source %s: host 1 at %q, host 2 at %q", s.name, st.GTIDExecuted, lst.GTIDExecuted)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("host 1 did not catch up: %v", err)
+	}
+
+	// The root paths name the only source; with three, they say which flag
+	// to give.
+	err = f.Get(ctx, 2, "/status", &binlogsvr.Status{})
+	if err == nil || !strings.Contains(err.Error(), "--source-name") {
+		t.Errorf("GET /status on a host of three sources: %v; want an error naming --source-name", err)
+	}
+}

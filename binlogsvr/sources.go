@@ -1,0 +1,464 @@
+package binlogsvr
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
+	"github.com/binlogsvr/binlogsvr/logger/catalog"
+)
+
+// The fleet's sources in the admin API (api/sources.go has the routes):
+// GET /sources on every daemon, POST /sources and DELETE /sources/{name}
+// on a host of several sources, and the dispatch of a request to the
+// source it is about.
+
+// routePatterns is a source's routes without a source: route uses it to
+// know the pattern (and so the role) of a request for a source this host
+// does not run, or for the root paths of a host of several sources.
+type routePatterns struct{ mux *http.ServeMux }
+
+func newRoutePatterns(debug bool) *routePatterns {
+	return &routePatterns{mux: (&source{cfg: sourceConfig{DebugAPI: debug}}).routes()}
+}
+
+// pattern returns the source route that path (with req's method) matches.
+func (p *routePatterns) pattern(req *http.Request, path string) string {
+	r := req.Clone(req.Context())
+	r.URL.Path, r.URL.RawPath = path, ""
+	_, pat := p.mux.Handler(r)
+	return pat
+}
+
+// sourcesRoutes registers the daemon's routes about its sources.
+func (s *Server) sourcesRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /sources", s.handleSources)
+	if s.hs != nil {
+		mux.HandleFunc("POST /sources", s.handleAddSource)
+		mux.HandleFunc("DELETE /sources/{name}", s.handleRemoveSource)
+	}
+}
+
+// sourcePath splits /sources/NAME/REST into NAME and /REST.
+func sourcePath(p string) (name, rest string, ok bool) {
+	r, ok := strings.CutPrefix(p, "/sources/")
+	if !ok {
+		return "", "", false
+	}
+	name, rest, ok = strings.Cut(r, "/")
+	if !ok || name == "" {
+		return "", "", false
+	}
+	return name, "/" + rest, true
+}
+
+// routeSource returns the handler of a request about one source, and its
+// pattern: /sources/NAME/PATH goes to that source's PATH (on this host,
+// or forwarded to a host that runs it); the root paths go to the only
+// source.
+func (s *Server) routeSource(req *http.Request) (http.Handler, string) {
+	var pats func(*http.Request, string) string
+	if s.hs != nil {
+		pats = s.hs.patterns.pattern
+	} else {
+		pats = (&routePatterns{mux: s.src.mux}).pattern
+	}
+	if name, rest, ok := sourcePath(req.URL.Path); ok {
+		pattern := pats(req, rest)
+		if src := s.hosted(name); src != nil {
+			return http.StripPrefix("/sources/"+name, src.mux), pattern
+		}
+		if s.hs == nil {
+			return errorHandler(http.StatusNotFound, "no source %q: this daemon serves one source, %q", name, s.src.cfg.Name), pattern
+		}
+		return s.forwardToSource(name), pattern
+	}
+	pattern := pats(req, req.URL.Path)
+	if s.src != nil {
+		return s.src.mux, pattern
+	}
+	if pattern == "" {
+		return http.NotFoundHandler(), ""
+	}
+	names := s.runningNames()
+	if len(names) == 1 {
+		return s.hosted(names[0]).mux, pattern
+	}
+	if len(names) == 0 {
+		return errorHandler(http.StatusConflict, "this host runs no source yet: list the fleet's with binlogctl sources, and give --source-name NAME"), pattern
+	}
+	return errorHandler(http.StatusConflict, "this host runs %d sources (%s): give binlogctl --source-name NAME, or call /sources/NAME%s",
+		len(names), strings.Join(names, ", "), req.URL.Path), pattern
+}
+
+func errorHandler(code int, format string, args ...any) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { writeError(w, code, format, args...) })
+}
+
+// forwardToSource proxies a request for a source this host does not run
+// to a host that runs it (its loggers first), as onLeader does.
+func (s *Server) forwardToSource(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		st := s.hs.cat.Local()
+		cs := st.Source(name)
+		if cs == nil {
+			writeError(w, http.StatusNotFound, "no source %q in the fleet's catalog (binlogctl sources lists them)", name)
+			return
+		}
+		if req.Header.Get("X-Binlogsvr-Forwarded") != "" {
+			writeError(w, http.StatusServiceUnavailable, "source %q does not run on host %d yet (forwarded here)", name, s.cfg.Log.ReplicaID)
+			return
+		}
+		var addr string
+		for _, h := range slices.Sorted(maps.Keys(cs.Hosts())) {
+			if hi, ok := st.Hosts[h]; ok && h != s.cfg.Log.ReplicaID {
+				addr = hi.AdminAddr
+				break
+			}
+		}
+		if addr == "" {
+			writeError(w, http.StatusServiceUnavailable, "no host of source %q has registered its admin address", name)
+			return
+		}
+		s.proxy(w, req, addr, fmt.Sprintf("host at %s", addr))
+	})
+}
+
+// proxy forwards req to the admin API at addr with this member's
+// certificate; the receiving member authorizes and audits the caller.
+func (s *Server) proxy(w http.ResponseWriter, req *http.Request, addr, what string) {
+	u, err := url.Parse(s.adminURL(addr, ""))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	p := httputil.NewSingleHostReverseProxy(u)
+	p.Transport = s.members.Transport // NB: TLS with this member's certificate (nil: plain)
+	p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+		writeError(w, http.StatusBadGateway, "forwarding to the %s: %v", what, err)
+	}
+	req.Header.Set("X-Binlogsvr-Forwarded", strconv.FormatUint(s.cfg.Log.ReplicaID, 10))
+	markForwarded(req) // auth.go: the receiving member authorizes and audits the caller
+	p.ServeHTTP(w, req)
+}
+
+// handleSources lists the fleet's sources: from the catalog on a host of
+// several sources, with each source's log as its hosts see it.
+func (s *Server) handleSources(w http.ResponseWriter, req *http.Request) {
+	ctx, cancel := context.WithTimeout(req.Context(), 4*time.Second)
+	defer cancel()
+	if s.hs == nil {
+		info := api.SourceInfo{Name: s.src.cfg.Name, ShardID: s.src.cfg.Log.ShardID, State: "active"}
+		s.src.fillInfo(ctx, &info)
+		writeJSON(w, http.StatusOK, []api.SourceInfo{info})
+		return
+	}
+	st := s.hs.cat.Local()
+	out := make([]api.SourceInfo, 0, len(st.Sources))
+	for _, name := range st.Names() {
+		out = append(out, s.sourceInfo(st, st.Sources[name]))
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.fillHostedInfo(ctx, st, &out[i])
+		}()
+	}
+	wg.Wait()
+	writeJSON(w, http.StatusOK, out)
+}
+
+// sourceInfo is the catalog's part of a SourceInfo.
+func (s *Server) sourceInfo(st *catalog.State, cs *catalog.Source) api.SourceInfo {
+	info := api.SourceInfo{Name: cs.Name, SourceAddr: cs.SourceAddr, ShardID: cs.ShardID, State: string(cs.State),
+		Loggers: slices.Sorted(maps.Keys(cs.Loggers)), DumpAddrs: maps.Clone(cs.DumpAddrs)}
+	if len(cs.Learners) > 0 {
+		info.Learners = slices.Sorted(maps.Keys(cs.Learners))
+	}
+	return info
+}
+
+// fillHostedInfo fills a source's log fields: from this host's replica if
+// it runs one, else from a host that does (GET /sources/NAME/status).
+func (s *Server) fillHostedInfo(ctx context.Context, st *catalog.State, info *api.SourceInfo) {
+	if src := s.hosted(info.Name); src != nil {
+		src.fillInfo(ctx, info)
+		return
+	}
+	cs := st.Source(info.Name)
+	if cs == nil || cs.State != catalog.Active {
+		return
+	}
+	info.Error = "no host of it answered"
+	for _, h := range slices.Sorted(maps.Keys(cs.Hosts())) {
+		hi, ok := st.Hosts[h]
+		if !ok {
+			continue
+		}
+		var peer Status
+		if err := s.getJSON(ctx, s.adminURL(hi.AdminAddr, "/sources/"+info.Name+"/status"), &peer); err != nil {
+			info.Error = fmt.Sprintf("host %d: %v", h, err)
+			continue
+		}
+		info.Error = ""
+		statusInfo(peer, hostOfReplica(cs, peer.Leader), info)
+		return
+	}
+}
+
+// fillInfo fills a source's log fields from this member's status (the
+// leader's ingest, asked of the leader).
+func (src *source) fillInfo(ctx context.Context, info *api.SourceInfo) {
+	if info.SourceAddr == "" {
+		info.SourceAddr = src.cfg.Source
+	}
+	st, err := src.localStatus()
+	if err != nil {
+		info.Error = err.Error()
+		return
+	}
+	leaderHost := st.Leader
+	if src.srv.hs != nil {
+		if cs := src.srv.hs.cat.Local().Source(src.cfg.Name); cs != nil {
+			leaderHost = hostOfReplica(cs, st.Leader)
+		}
+	}
+	if st.Leader != 0 && st.Leader != st.ID {
+		// NB: the ingest that matters is the leader's
+		if r := src.node.Reader(); r != nil {
+			if v, ok, _ := r.Meta(fmt.Sprintf(metaAdminAddr, st.Leader)); ok {
+				var peer Status
+				if err := src.srv.getJSON(ctx, src.peerURL(string(v), "/status?local=1"), &peer); err == nil {
+					st.Ingest = peer.Ingest
+				}
+			}
+		}
+	}
+	statusInfo(st, leaderHost, info)
+}
+
+// statusInfo copies a member's status into info.
+func statusInfo(st Status, leaderHost uint64, info *api.SourceInfo) {
+	info.Epoch, info.Leader, info.LastGTID = st.Epoch, leaderHost, st.LastGTID
+	if info.SourceAddr == "" {
+		info.SourceAddr = st.Source
+	}
+	if in := st.Ingest; in != nil {
+		info.Ingest, info.LagSeconds, info.LagBytes = in.State, in.LagSeconds, in.LagBytes
+	}
+	if info.Error == "" && st.SourceError != "" {
+		info.Error = st.SourceError
+	}
+}
+
+// hostOfReplica is the host whose replica in cs's shard is replica (0:
+// none).
+func hostOfReplica(cs *catalog.Source, replica uint64) uint64 {
+	for h, r := range cs.Hosts() {
+		if r == replica && replica != 0 {
+			return h
+		}
+	}
+	return 0
+}
+
+// handleAddSource adds a source to the catalog (binlogctl sources add):
+// the form fields of api/sources.go.
+func (s *Server) handleAddSource(w http.ResponseWriter, req *http.Request) {
+	c := catalog.Command{Op: catalog.OpAdd, Name: strings.TrimSpace(req.FormValue("name")), SourceAddr: strings.TrimSpace(req.FormValue("source"))}
+	var err error
+	if c.Loggers, err = parseHostIDs(req.FormValue("hosts"), "hosts"); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if c.Learners, err = parseHostIDs(req.FormValue("learners"), "learners"); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	for _, f := range strings.Split(req.FormValue("dump_addr"), ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		h, addr, ok := strings.Cut(f, "=")
+		id, err := strconv.ParseUint(h, 10, 64)
+		if !ok || err != nil || id == 0 {
+			writeError(w, http.StatusBadRequest, "dump_addr %q: want HOST_ID=HOST:PORT", f)
+			return
+		}
+		if c.DumpAddrs == nil {
+			c.DumpAddrs = map[uint64]string{}
+		}
+		c.DumpAddrs[id] = addr
+	}
+	for _, l := range strings.Split(req.FormValue("failover"), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			c.Failover = append(c.Failover, l)
+		}
+	}
+	if _, err := sourceFailover(s.cfg.Failover, c.Failover); err != nil {
+		writeError(w, http.StatusBadRequest, "failover: %v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+	defer cancel()
+	st, err := s.hs.cat.Read(ctx)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "reading the catalog (is there a quorum of its hosts?): %v", err)
+		return
+	}
+	if len(c.Loggers) == 0 {
+		n := 3
+		if v := strings.TrimSpace(req.FormValue("loggers")); v != "" {
+			if n, err = strconv.Atoi(v); err != nil || (n != 3 && n != 5) {
+				writeError(w, http.StatusBadRequest, "loggers %q: 3 or 5", v)
+				return
+			}
+		}
+		up := map[uint64]bool{}
+		for h := range st.Hosts {
+			up[h] = true
+		}
+		if c.Loggers, err = catalog.Place(catalog.Loads(st, up), n, c.Learners...); err != nil {
+			writeError(w, http.StatusConflict, "placing the source: %v", err)
+			return
+		}
+	}
+	for _, h := range slices.Concat(c.Loggers, c.Learners) {
+		if _, ok := st.Hosts[h]; !ok {
+			writeError(w, http.StatusConflict, "host %d has not registered with the catalog: start binlogsvr on it with --catalog-members (registered: %v)",
+				h, slices.Sorted(maps.Keys(st.Hosts)))
+			return
+		}
+	}
+	res, err := s.hs.cat.Propose(ctx, c.At(st.Version))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "proposing to the catalog (the outcome is unknown: list the sources): %v", err)
+		return
+	}
+	if !res.OK() {
+		writeError(w, catalogErrorCode(res.Code), "the catalog refused the source: %s", res)
+		return
+	}
+	next := s.hs.cat.Local()
+	info := api.SourceInfo{Name: c.Name}
+	if cs := next.Source(c.Name); cs != nil {
+		info = s.sourceInfo(next, cs)
+	}
+	writeJSON(w, http.StatusOK, api.SourceChange{Source: info, Version: res.Version,
+		Message: fmt.Sprintf("added source %s as shard %d on hosts %v; each host starts it within seconds", c.Name, res.ShardID, c.Loggers)})
+}
+
+// handleRemoveSource removes a source (binlogctl sources remove): refused
+// while replicas read from it unless force. Its hosts stop it and delete
+// its data (reconcile, removeGone).
+func (s *Server) handleRemoveSource(w http.ResponseWriter, req *http.Request) {
+	name := req.PathValue("name")
+	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+	defer cancel()
+	st, err := s.hs.cat.Read(ctx)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "reading the catalog (is there a quorum of its hosts?): %v", err)
+		return
+	}
+	cs := st.Source(name)
+	if cs == nil {
+		writeError(w, http.StatusNotFound, "no source %q in the fleet's catalog (binlogctl sources lists them)", name)
+		return
+	}
+	if !formBool(req, "force") {
+		if readers := s.sourceReaders(ctx, st, cs); len(readers) > 0 {
+			writeError(w, http.StatusConflict, "source %s has replicas reading from it (%s): re-point them first, or remove it anyway with --force",
+				name, strings.Join(readers, "; "))
+			return
+		}
+	}
+	info := s.sourceInfo(st, cs)
+	v := st.Version
+	if cs.State == catalog.Active {
+		res, err := s.hs.cat.Propose(ctx, catalog.Command{Op: catalog.OpRemove, Name: name}.At(v))
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "proposing to the catalog (the outcome is unknown: list the sources): %v", err)
+			return
+		}
+		if !res.OK() {
+			writeError(w, catalogErrorCode(res.Code), "the catalog refused the removal: %s", res)
+			return
+		}
+		v = res.Version
+	}
+	// NB: dropped at once: a host that still has the shard's data deletes
+	// it when it sees the source gone (removeGone), including a host that
+	// was down and starts later; shard ids are never reused.
+	res, err := s.hs.cat.Propose(ctx, catalog.Command{Op: catalog.OpDrop, Name: name}.At(v))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "proposing to the catalog (the outcome is unknown: list the sources): %v", err)
+		return
+	}
+	if !res.OK() {
+		writeError(w, catalogErrorCode(res.Code), "the catalog refused to drop the source: %s", res)
+		return
+	}
+	info.State = string(catalog.Removing)
+	writeJSON(w, http.StatusOK, api.SourceChange{Source: info, Version: res.Version,
+		Message: fmt.Sprintf("removed source %s (shard %d); its hosts stop it and delete its data", name, cs.ShardID)})
+}
+
+// sourceReaders lists the replicas reading source cs from any of its
+// hosts, "host H: server_id N at FILE" each.
+func (s *Server) sourceReaders(ctx context.Context, st *catalog.State, cs *catalog.Source) []string {
+	var mu sync.Mutex
+	var out []string
+	var wg sync.WaitGroup
+	for _, h := range slices.Sorted(maps.Keys(cs.Hosts())) {
+		hi, ok := st.Hosts[h]
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var peer Status
+			var err error
+			if src := s.hosted(cs.Name); src != nil && h == s.cfg.Log.ReplicaID {
+				peer, err = src.localStatus()
+			} else {
+				err = s.getJSON(ctx, s.adminURL(hi.AdminAddr, "/sources/"+cs.Name+"/status?local=1"), &peer)
+			}
+			if err != nil {
+				return // NB: a host down serves no one now
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range peer.DumpClients {
+				if c.Dumping {
+					out = append(out, fmt.Sprintf("host %d: server_id %d at %s", h, c.ServerID, c.File))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	slices.Sort(out)
+	return out
+}
+
+// catalogErrorCode maps a catalog refusal to an HTTP status.
+func catalogErrorCode(c catalog.Code) int {
+	switch c {
+	case catalog.Invalid:
+		return http.StatusBadRequest
+	case catalog.NotFound:
+		return http.StatusNotFound
+	}
+	return http.StatusConflict
+}
