@@ -63,8 +63,14 @@ func printSources(w io.Writer, ss []api.SourceInfo) {
 		if s.Leader != 0 {
 			leader = fmt.Sprint(s.Leader)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%.1fs / %s\t%s\t%s\t%s\n", s.Name, dash(s.SourceAddr), s.ShardID, dash(s.State), s.Epoch,
-			leader, s.LagSeconds, sizeText(s.LagBytes), dash(s.Ingest), hostsText(s.Loggers, s.Learners), dash(s.Error))
+		// NB: the lag is the leader's ingest's: without an ingest state the
+		// host asked could not read it, and 0 would say "caught up".
+		lag := "-"
+		if s.Ingest != "" {
+			lag = fmt.Sprintf("%.1fs / %s", s.LagSeconds, sizeText(s.LagBytes))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Name, dash(s.SourceAddr), s.ShardID, dash(s.State), s.Epoch,
+			leader, lag, dash(s.Ingest), hostsText(s.Loggers, s.Learners), dash(s.Error))
 	}
 	tw.Flush()
 	if len(ss) == 0 {
