@@ -243,14 +243,14 @@ func validSourceName(name string) error {
 }
 
 type client struct {
-	base string
-	// prefix goes before every path: /sources/NAME with --source-name,
-	// empty otherwise (the root paths mean the fleet's only source).
-	prefix   string
+	base     string
 	admin    string
 	token    string
 	insecure bool
 	http     *http.Client
+	// prefix goes before every path: /sources/NAME with --source-name,
+	// empty otherwise (the root paths mean the fleet's only source).
+	prefix string
 }
 
 // newClient makes the admin API client from the global flags. need false
