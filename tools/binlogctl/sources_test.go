@@ -6,10 +6,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
@@ -312,5 +315,53 @@ func TestSourcesRemove(t *testing.T) {
 	}
 	if code, out, reqs, _ := f.run("sources", "remove", "Orders"); code != 2 || !strings.Contains(out, "DNS label") || len(reqs) != 0 {
 		t.Errorf("sources remove Orders: exit %d, requests %q:\n%s", code, reqs, out)
+	}
+}
+
+// TestWatchFormsPrefix: the --watch forms call the same paths under
+// /sources/NAME (sources --watch: none). Each watch is ended as Ctrl-C
+// would: SIGINT, sent once a request shows its handler is in place.
+func TestWatchFormsPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status"}, "GET /sources/db-1/status"},
+		{[]string{"members"}, "GET /sources/db-1/members?refresh=1"},
+		{[]string{"failover", "status"}, "GET /sources/db-1/failover/status"},
+		{[]string{"sources"}, "GET /sources"},
+	} {
+		f := newFakeAdmin(t, nil)
+		seen := make(chan struct{}, 100)
+		f.answer = func(*http.Request) (int, any) { seen <- struct{}{}; return http.StatusOK, nil }
+		done := make(chan []string, 1)
+		go func() {
+			_, _, reqs, _ := f.run(append(append([]string{"--source-name", "db-1"}, tc.args...), "--watch", "--interval", "100ms")...)
+			done <- reqs
+		}()
+		for range 2 {
+			select {
+			case <-seen:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("binlogctl %s --watch made no request", strings.Join(tc.args, " "))
+			}
+		}
+		if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		var reqs []string
+		select {
+		case reqs = <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("binlogctl %s --watch did not end on SIGINT", strings.Join(tc.args, " "))
+		}
+		if len(reqs) < 2 || reqs[0] != tc.want {
+			t.Errorf("binlogctl --source-name db-1 %s --watch called %q, want %s first", strings.Join(tc.args, " "), reqs, tc.want)
+		}
+		for _, r := range reqs {
+			if strings.HasPrefix(tc.want, "GET /sources/db-1") != strings.HasPrefix(r, "GET /sources/db-1/") {
+				t.Errorf("binlogctl --source-name db-1 %s --watch called %s", strings.Join(tc.args, " "), r)
+			}
+		}
 	}
 }
