@@ -23,12 +23,15 @@ import (
 	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
-const usage = `Usage: binlogctl [--admin HOST:PORT] [--ca FILE] [--token-file FILE] [--timeout D] COMMAND [flags]
+const usage = `Usage: binlogctl [--admin HOST:PORT] [--ca FILE] [--token-file FILE] [--timeout D] [--source-name NAME] COMMAND [flags]
 
 binlogctl speaks HTTPS to the admin API, verifies the member against --ca ($BINLOGCTL_CA) and sends the token
 in --token-file ($BINLOGCTL_TOKEN; a role read token is enough for status, members, history and candidates
 list; the rest needs operate), or a client certificate (--cert/--key). --insecure speaks plain HTTP to a
 fleet started with --insecure.
+
+On a fleet of several sources, --source-name NAME ($BINLOGCTL_SOURCE) picks the source every command but
+sources and certs is about (it calls /sources/NAME/...); without it a command means the fleet's only source.
 
 Commands:
   status [--json] [--watch]       the group: leader, epoch, source, ingest, semi-sync, files, members,
@@ -52,6 +55,10 @@ Commands:
   candidates [list|add|remove]    the replicas that may be promoted
   rejoin-check HOST:PORT          an old source's transactions the log lacks (never acknowledged)
   rejoin HOST:PORT                attach an old source as a replica of the fleet when nothing is errant
+  sources [--json] [--watch]      the fleet's sources: shard, state, epoch, leader host, lag, ingest, hosts
+  sources add NAME --source HOST:PORT [--hosts IDS] [--loggers N] [--learners IDS] [--dump-addr ID=H:P] [--failover F=V]
+                                  add a source: its log on --hosts (default: the least loaded hosts)
+  sources remove NAME [--force]   remove a source (refused while replicas or holds need it, unless --force)
   certs create-ca|create-member|create-client|create-token
                                   make the fleet's CA, member and client certificates and token lines
                                   (binlogctl certs --help)
@@ -76,6 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	certFile := fs.String("cert", os.Getenv("BINLOGCTL_CERT"), "client certificate (binlogctl certs create-client) instead of a token (or $BINLOGCTL_CERT)")
 	keyFile := fs.String("key", os.Getenv("BINLOGCTL_KEY"), "the client certificate's key (or $BINLOGCTL_KEY)")
 	insecure := fs.Bool("insecure", os.Getenv("BINLOGCTL_INSECURE") != "", "plain HTTP without a token, to a fleet started with --insecure (or $BINLOGCTL_INSECURE=1)")
+	sourceName := fs.String("source-name", os.Getenv("BINLOGCTL_SOURCE"), "the source a command is about, on a fleet of several (or $BINLOGCTL_SOURCE; binlogctl sources lists them)")
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
@@ -99,6 +107,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "binlogctl: unknown command %q\n\n", cmd)
 		fs.Usage()
 		return 2
+	}
+	// NB: the one place a source is chosen: client.do puts the prefix on
+	// every path, so no command builds /sources/NAME itself.
+	if *sourceName != "" && !fleetWide[cmd] {
+		if err := validSourceName(*sourceName); err != nil {
+			fmt.Fprintln(stderr, "binlogctl: --source-name:", err)
+			return 2
+		}
+		c.prefix = "/sources/" + url.PathEscape(*sourceName)
 	}
 	err = f(c, rest, stdout, stderr)
 	if errors.Is(err, pflag.ErrHelp) {
@@ -133,6 +150,15 @@ type exitError struct {
 }
 
 func (e exitError) Unwrap() error { return e.error }
+
+// statusError is an admin API answer other than 200 OK: code is its HTTP
+// status, for a command that tells a refusal (409) from a failure.
+type statusError struct {
+	code int
+	error
+}
+
+func (e statusError) Unwrap() error { return e.error }
 
 // synopsis returns the usage line of a command as --help shows it: the
 // first line of the command list that starts with prefix ("remove",
@@ -177,10 +203,10 @@ func synopses() []string {
 type command func(c *client, args []string, stdout, stderr io.Writer) error
 
 // commands maps command names to their functions: certs in certs.go,
-// membership commands in members.go, status and failover commands in
-// failover.go.
+// sources in sources.go, membership commands in members.go, status and
+// failover commands in failover.go.
 func commands() map[string]command {
-	m := map[string]command{"certs": cmdCerts}
+	m := map[string]command{"certs": cmdCerts, "sources": cmdSources}
 	for k, v := range membersCommands() {
 		m[k] = v
 	}
@@ -197,12 +223,34 @@ func envOr(k, d string) string {
 	return d
 }
 
+// fleetWide are the commands about no one source: --source-name does not
+// apply to them (sources lists and changes the sources; certs makes files).
+var fleetWide = map[string]bool{"certs": true, "sources": true}
+
+// validSourceName checks a source name as the catalog does: a DNS label
+// (it names URLs, metric labels and directories).
+func validSourceName(name string) error {
+	const rule = "a source name is a DNS label: 1 to 63 of a-z, 0-9 and '-', starting with a letter, not ending with '-'"
+	if name == "" || len(name) > 63 || name[len(name)-1] == '-' {
+		return fmt.Errorf("%q: %s", name, rule)
+	}
+	for i, c := range name {
+		if !(c >= 'a' && c <= 'z' || i > 0 && (c >= '0' && c <= '9' || c == '-')) {
+			return fmt.Errorf("%q: %s", name, rule)
+		}
+	}
+	return nil
+}
+
 type client struct {
 	base     string
 	admin    string
 	token    string
 	insecure bool
 	http     *http.Client
+	// prefix goes before every path: /sources/NAME with --source-name,
+	// empty otherwise (the root paths mean the fleet's only source).
+	prefix string
 }
 
 // newClient makes the admin API client from the global flags. need false
@@ -300,7 +348,7 @@ func (c *client) do(ctx context.Context, method, path string, form url.Values, v
 	if form != nil {
 		body = strings.NewReader(form.Encode())
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+c.prefix+path, body)
 	if err != nil {
 		return err
 	}
@@ -339,9 +387,12 @@ func (c *client) do(ctx context.Context, method, path string, form url.Values, v
 			if v != nil {
 				_ = json.Unmarshal(b, v)
 			}
-			return fmt.Errorf("%s: %s", resp.Status, e.Error)
+			if resp.StatusCode == http.StatusConflict && c.prefix == "" && strings.Contains(e.Error, "--source-name") {
+				e.Error += " (binlogctl sources lists them)"
+			}
+			return statusError{resp.StatusCode, fmt.Errorf("%s: %s", resp.Status, e.Error)}
 		}
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return statusError{resp.StatusCode, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))}
 	}
 	if v == nil {
 		return nil
