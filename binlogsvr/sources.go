@@ -251,7 +251,9 @@ func (src *source) fillInfo(ctx context.Context, info *api.SourceInfo) {
 // statusInfo copies a member's status into info.
 func statusInfo(st Status, leaderHost uint64, info *api.SourceInfo) {
 	info.Epoch, info.Leader, info.LastGTID = st.Epoch, leaderHost, st.LastGTID
-	if info.SourceAddr == "" {
+	if st.Source != "" {
+		// NB: the log's record of its source wins over the catalog's (the
+		// address it was added with), as over --source: a failover moves it.
 		info.SourceAddr = st.Source
 	}
 	if in := st.Ingest; in != nil {

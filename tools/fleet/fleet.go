@@ -110,6 +110,10 @@ func freeAddr() (string, error) {
 	return fmt.Sprintf("127.0.0.1:%d", p), err
 }
 
+// FreeAddrOn returns a free port on loopback address host, as
+// "host:port".
+func FreeAddrOn(host string) (string, error) { return freeAddrOn(host) }
+
 // freeAddrOn returns a free port on loopback address host.
 func freeAddrOn(host string) (string, error) {
 	if host == "" || host == "127.0.0.1" {
@@ -341,10 +345,15 @@ func (f *Fleet) doWithin(ctx context.Context, d time.Duration, method, addr, pat
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s %s on %s: %s: %s", method, path, addr, resp.Status, strings.TrimSpace(string(b)))
 	}
-	if v == nil {
+	switch v := v.(type) {
+	case nil:
 		return nil
+	case *string:
+		*v = string(b) // NB: a text answer (GET /metrics)
+		return nil
+	default:
+		return json.Unmarshal(b, v)
 	}
-	return json.Unmarshal(b, v)
 }
 
 // Leader polls until a running member reports a leader that every running
