@@ -299,7 +299,7 @@ func (s *Server) removeGone(ctx context.Context) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	st, err := s.hs.cat.Read(rctx)
+	st, err := s.readCatalog(rctx)
 	if err != nil {
 		return // NB: no quorum: decide later
 	}

@@ -2,6 +2,7 @@ package binlogsvr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
+	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/catalog"
 )
 
@@ -314,7 +316,7 @@ func (s *Server) handleAddSource(w http.ResponseWriter, req *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 	defer cancel()
-	st, err := s.hs.cat.Read(ctx)
+	st, err := s.readCatalog(ctx)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "reading the catalog (is there a quorum of its hosts?): %v", err)
 		return
@@ -368,7 +370,7 @@ func (s *Server) handleRemoveSource(w http.ResponseWriter, req *http.Request) {
 	name := req.PathValue("name")
 	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 	defer cancel()
-	st, err := s.hs.cat.Read(ctx)
+	st, err := s.readCatalog(ctx)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "reading the catalog (is there a quorum of its hosts?): %v", err)
 		return
@@ -452,6 +454,23 @@ func (s *Server) sourceReaders(ctx context.Context, st *catalog.State, cs *catal
 	wg.Wait()
 	slices.Sort(out)
 	return out
+}
+
+// readCatalog reads the catalog linearizably, retrying while its replica
+// here is not ready (no leader yet: a host that just started, an
+// election) until ctx ends.
+func (s *Server) readCatalog(ctx context.Context) (*catalog.State, error) {
+	for {
+		st, err := s.hs.cat.Read(ctx)
+		if err == nil || !errors.Is(err, logger.ErrRetry) {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // catalogErrorCode maps a catalog refusal to an HTTP status.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -73,6 +74,15 @@ func TestMultiSource(t *testing.T) {
 		f.Close()
 	})
 
+	ctlBin, err := fleet.Tool(dir, "binlogctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := func(host uint64, args ...string) (string, error) {
+		out, err := exec.Command(ctlBin, append(append(f.CtlArgs(), "--admin", f.Member(host).AdminAddr, "--timeout", "2m"), args...)...).CombinedOutput()
+		return string(out), err
+	}
+
 	// Each source is added through a different host, with a dump address
 	// on every host.
 	for i, s := range srcs {
@@ -125,6 +135,25 @@ func TestMultiSource(t *testing.T) {
 		}
 		return got
 	}
+	// Bad input is refused with the fix named: a host that never
+	// registered, a source's failover flag that is a host's.
+	if out, err := ctl(1, "sources", "add", "bad", "--source", "127.0.0.1:1", "--hosts", "1,2,9"); err == nil || !strings.Contains(out, "host 9 has not registered") {
+		t.Errorf("sources add on an unknown host: %v\n%s", err, out)
+	}
+	if out, err := ctl(1, "sources", "add", "bad", "--source", "127.0.0.1:1", "--failover", "pre-hook=/bin/true"); err == nil || !strings.Contains(out, "is a host's flag") {
+		t.Errorf("sources add with a hook: %v\n%s", err, out)
+	}
+
+	listed, err := ctl(3, "sources")
+	if err != nil {
+		t.Fatalf("binlogctl sources: %v\n%s", err, listed)
+	}
+	t.Logf("binlogctl sources:\n%s", listed)
+	for _, s := range srcs {
+		if !strings.Contains(listed, s.name) {
+			t.Errorf("binlogctl sources does not list %s", s.name)
+		}
+	}
 	streaming := func(si api.SourceInfo) error {
 		if si.Ingest != "streaming" || si.Leader == 0 {
 			return fmt.Errorf("ingest %q leader %d error %q", si.Ingest, si.Leader, si.Error)
@@ -144,8 +173,14 @@ func TestMultiSource(t *testing.T) {
 		t.Fatalf("three sources on %d shards", len(shards))
 	}
 
+	// The host killed below leads orders; the replicas read from another.
+	victim := got["orders"].Leader
+	reader := victim%3 + 1
+	other := reader%3 + 1
+	t.Logf("orders' leader is host %d (killed below); the replicas read through host %d", victim, reader)
+
 	// Every source's commits are acknowledged (they return: semi-sync
-	// waits 10 minutes), and a replica of each replicates from host 2.
+	// waits 10 minutes), and a replica of each replicates from the fleet.
 	writeRows := func(s *msSource, n int, within time.Duration) {
 		t.Helper()
 		for i := 0; i < n; i++ {
@@ -161,27 +196,27 @@ func TestMultiSource(t *testing.T) {
 	for _, s := range srcs {
 		dumptest.Exec(t, s.src, "CREATE DATABASE IF NOT EXISTS test", "CREATE TABLE test.t (n INT PRIMARY KEY, v VARCHAR(32)) ENGINE=InnoDB")
 		writeRows(s, 50, 30*time.Second)
-		dumptest.PointReplica(t, s.replica, s.dump[2], dumptest.ByGTID)
+		dumptest.PointReplica(t, s.replica, s.dump[reader], dumptest.ByGTID)
 	}
 	for _, s := range srcs {
 		dumptest.WaitReplicated(t, s.src, s.replica, wait)
 		dumptest.SameData(t, s.src, s.replica, []string{"test.t"})
 	}
-	t.Logf("three sources, 50 acknowledged commits each, each replicated by its replica through host 2")
+	t.Logf("three sources, 50 acknowledged commits each, each replicated by its replica through host %d", reader)
 
 	// Per-source metrics carry the source's name.
 	var metrics string
-	if err := f.Get(ctx, 2, "/metrics", &metrics); err != nil {
+	if err := f.Get(ctx, reader, "/metrics", &metrics); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range srcs {
 		if want := fmt.Sprintf(`binlogsvr_logger_epoch{source=%q} 1`, s.name); !strings.Contains(metrics, want) {
-			t.Errorf("host 2's /metrics lacks %s", want)
+			t.Errorf("host %d's /metrics lacks %s", reader, want)
 		}
 	}
 
-	// kill -9 of host 1: every source keeps acknowledging, in parallel.
-	if err := f.Kill(1); err != nil {
+	// kill -9 of orders' leader: every source keeps acknowledging.
+	if err := f.Kill(victim); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
@@ -191,16 +226,21 @@ func TestMultiSource(t *testing.T) {
 		go func() { defer wg.Done(); writeRows(s, 50, 30*time.Second) }()
 	}
 	wg.Wait()
-	t.Logf("host 1 killed: 50 more commits on each source acknowledged in %v", time.Since(t0))
-	waitSources(2, streaming)
+	t.Logf("host %d killed: 50 more commits on each source acknowledged in %v", victim, time.Since(t0))
+	got = waitSources(reader, streaming)
+	if got["orders"].Leader == victim {
+		t.Errorf("orders still led by the killed host %d", victim)
+	}
+	for _, s := range srcs {
+		dumptest.WaitReplicated(t, s.src, s.replica, wait)
+	}
 
 	// A switchover of orders moves its epoch; the others keep theirs.
 	orders := srcs[0]
-	var op map[string]any
-	if err := f.Post(ctx, 2, "/sources/orders/failover/switchover?to="+url.QueryEscape(orders.replica.Addr()), &op); err != nil {
-		t.Fatalf("switchover of orders: %v", err)
+	if out, err := ctl(other, "--source-name", "orders", "promote", "--to", orders.replica.Addr()); err != nil {
+		t.Fatalf("binlogctl --source-name orders promote --to %s: %v\n%s", orders.replica.Addr(), err, out)
 	}
-	got = waitSources(3, func(si api.SourceInfo) error {
+	got = waitSources(other, func(si api.SourceInfo) error {
 		want, addr := uint64(1), srcs[0].src.Addr()
 		for _, s := range srcs {
 			if s.name == si.Name {
@@ -227,34 +267,64 @@ func TestMultiSource(t *testing.T) {
 		writeRows(s, 20, 30*time.Second)
 	}
 
-	// Host 1 comes back and catches up on every source.
-	if err := f.Restart(1); err != nil {
+	// The killed host comes back and catches up on every source.
+	if err := f.Restart(victim); err != nil {
 		t.Fatal(err)
 	}
-	waitSources(1, streaming)
+	waitSources(victim, streaming)
 	if err := fleet.Poll(ctx, wait, func() error {
 		for _, s := range srcs {
 			var st binlogsvr.Status
-			if err := f.Get(ctx, 1, "/sources/"+s.name+"/status?local=1", &st); err != nil {
+			if err := f.Get(ctx, victim, "/sources/"+s.name+"/status?local=1", &st); err != nil {
 				return err
 			}
 			var lst binlogsvr.Status
-			if err := f.Get(ctx, 2, "/sources/"+s.name+"/status?local=1", &lst); err != nil {
+			if err := f.Get(ctx, reader, "/sources/"+s.name+"/status?local=1", &lst); err != nil {
 				return err
 			}
 			if st.GTIDExecuted != lst.GTIDExecuted || st.Transactions == 0 {
-				return fmt.Errorf("source %s: host 1 at %q, host 2 at %q", s.name, st.GTIDExecuted, lst.GTIDExecuted)
+				return fmt.Errorf("source %s: host %d at %q, host %d at %q", s.name, victim, st.GTIDExecuted, reader, lst.GTIDExecuted)
 			}
 		}
 		return nil
 	}); err != nil {
-		t.Fatalf("host 1 did not catch up: %v", err)
+		t.Fatalf("host %d did not catch up: %v", victim, err)
 	}
 
 	// The root paths name the only source; with three, they say which flag
 	// to give.
-	err = f.Get(ctx, 2, "/status", &binlogsvr.Status{})
-	if err == nil || !strings.Contains(err.Error(), "--source-name") {
-		t.Errorf("GET /status on a host of three sources: %v; want an error naming --source-name", err)
+	if out, err := ctl(reader, "status"); err == nil || !strings.Contains(out, "--source-name") {
+		t.Errorf("binlogctl status on a host of three sources: %v\n%s\nwant an error naming --source-name", err, out)
 	}
+	if out, err := ctl(reader, "--source-name", "billing", "status"); err != nil || !strings.Contains(out, srcs[1].src.Addr()) {
+		t.Errorf("binlogctl --source-name billing status: %v\n%s", err, out)
+	}
+
+	// Removing users is refused while its replica reads, then forced: its
+	// hosts stop it and delete its data; the others go on.
+	shard := sources(victim)["users"].ShardID
+	if out, err := ctl(victim, "sources", "remove", "users"); err == nil || !strings.Contains(out, "replicas reading") {
+		t.Errorf("sources remove users while its replica reads: %v\n%s", err, out)
+	}
+	if out, err := ctl(victim, "sources", "remove", "users", "--force"); err != nil {
+		t.Fatalf("sources remove users --force: %v\n%s", err, out)
+	}
+	if err := fleet.Poll(ctx, wait, func() error {
+		if _, ok := sources(other)["users"]; ok {
+			return fmt.Errorf("users still listed")
+		}
+		for _, m := range f.Members {
+			dirs, _ := filepath.Glob(filepath.Join(m.DataDir, "binlog", fmt.Sprintf("shard-%d-replica-*", shard)))
+			if len(dirs) > 0 {
+				return fmt.Errorf("host %d still holds %v", m.ID, dirs)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("after removing users: %v", err)
+	}
+	if shard == 0 {
+		t.Fatal("users had no shard")
+	}
+	writeRows(srcs[1], 10, 30*time.Second)
 }
