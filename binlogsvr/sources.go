@@ -458,17 +458,22 @@ func (s *Server) sourceReaders(ctx context.Context, st *catalog.State, cs *catal
 
 // readCatalog reads the catalog linearizably, retrying while its replica
 // here is not ready (no leader yet: a host that just started, an
-// election) until ctx ends.
+// election) until ctx ends. Each try has 2 s: a read the replica passed
+// on to a leader that then lost its term is never answered (measured: a
+// host that restarts loses its first read now and then,
+// TestReadAfterRestart), so one try must not take all of ctx.
 func (s *Server) readCatalog(ctx context.Context) (*catalog.State, error) {
 	for {
-		st, err := s.hs.cat.Read(ctx)
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := s.hs.cat.Read(actx)
+		cancel()
 		if err == nil || !errors.Is(err, logger.ErrRetry) {
 			return st, err
 		}
 		select {
 		case <-ctx.Done():
 			return nil, err
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

@@ -70,6 +70,11 @@ func TestMultiSource(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(f.LogTails(80))
+			if d := os.Getenv("BINLOGSVR_TEST_KEEP_LOGS"); d != "" {
+				for _, m := range f.Members {
+					_ = exec.Command("cp", m.LogPath, filepath.Join(d, filepath.Base(m.LogPath))).Run()
+				}
+			}
 		}
 		f.Close()
 	})
