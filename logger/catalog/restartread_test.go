@@ -35,10 +35,10 @@ func TestReadAfterRestart(t *testing.T) {
 		for time.Since(t0) < 20*time.Second {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			var st *State
-		st, err = c.Read(ctx)
-		if err == nil && st.Version == 0 {
-			t.Fatalf("host %d: a linearizable read without the recorded host", victim)
-		}
+			st, err = c.Read(ctx)
+			if err == nil && st.Version == 0 {
+				t.Fatalf("host %d: a linearizable read without the recorded host", victim)
+			}
 			cancel()
 			if err == nil {
 				break
