@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
+	"github.com/binlogsvr/binlogsvr/learner"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/catalog"
 )
@@ -236,6 +237,7 @@ func (s *Server) reconcile(ctx context.Context, st *catalog.State) {
 	if len(stop) > 0 || st.Version > 0 {
 		s.removeGone(ctx)
 	}
+	defer s.addLearners(ctx, st)
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		s.hs.mu.Lock()
 		hs, running := s.hs.running[name]
@@ -263,6 +265,52 @@ func (s *Server) reconcile(ctx context.Context, st *catalog.State) {
 		s.hs.mu.Lock()
 		delete(s.hs.failed, name)
 		s.hs.mu.Unlock()
+	}
+}
+
+// addLearners adds to each shard this host leads the learners the
+// catalog lists for it that the shard lacks (binlogctl sources add
+// --learners): their hosts start the replica with Join, and it catches up
+// from the leader (by snapshot if the log was compacted).
+func (s *Server) addLearners(ctx context.Context, st *catalog.State) {
+	s.hs.mu.Lock()
+	var mine []*hostedSource
+	for _, hs := range s.hs.running {
+		if hs.src.node.IsLeader() {
+			mine = append(mine, hs)
+		}
+	}
+	s.hs.mu.Unlock()
+	for _, hs := range mine {
+		cs := st.Source(hs.src.cfg.Name)
+		if cs == nil || len(cs.Learners) == 0 {
+			continue
+		}
+		mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		m, err := hs.src.node.Membership(mctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, h := range slices.Sorted(maps.Keys(cs.Learners)) {
+			id := cs.Learners[h]
+			_, isLearner := m.Learners[id]
+			_, isLogger := m.Loggers[id]
+			_, removed := m.Removed[id]
+			hi, known := st.Hosts[h]
+			if isLearner || isLogger || removed || !known {
+				continue
+			}
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := hs.src.mem.Apply(actx, learner.Change{Op: learner.OpAddLearner, ID: id, Addr: hi.RaftAddr, AdminAddr: hi.AdminAddr,
+				By: "the catalog (binlogctl sources add --learners)"})
+			cancel()
+			if err != nil {
+				s.log.Warn("adding a learner the catalog lists", "source", cs.Name, "host", h, "replica", id, "err", err)
+				continue
+			}
+			s.log.Info("added a learner the catalog lists", "source", cs.Name, "host", h, "replica", id)
+		}
 	}
 }
 

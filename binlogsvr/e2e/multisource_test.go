@@ -333,3 +333,78 @@ func TestMultiSource(t *testing.T) {
 	}
 	writeRows(srcs[1], 10, 30*time.Second)
 }
+
+// TestMultiSourceLearner: a source placed with a learner host: the host
+// of its shard's leader adds the learner, which catches up and serves a
+// replica; the learner host holds no vote in it.
+func TestMultiSourceLearner(t *testing.T) {
+	dir := t.TempDir()
+	src := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB, SemiSyncSource: true, SemiSyncTimeout: 10 * time.Minute})
+	replica := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB})
+	user, pass := src.ReplUser()
+	pw := filepath.Join(dir, "dump.pw")
+	if err := os.WriteFile(pw, []byte(dumptest.DumpPassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 5, Catalog: true, SourcePassword: pass,
+		ExtraArgs: []string{"--source-user", user, "--source-heartbeat", "500ms", "--dump-user", dumptest.DumpUser, "--dump-password-file", pw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(f.LogTails(60))
+		}
+		f.Close()
+	})
+	dump, err := fleet.FreeAddrOn(strings.Split(f.Member(4).AdminAddr, ":")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := url.Values{"name": {"solo"}, "source": {src.Addr()}, "hosts": {"1,2,3"}, "learners": {"4"}, "dump_addr": {"4=" + dump}}
+	if err := fleet.Poll(ctx, wait, func() error { return f.Post(ctx, 5, "/sources?"+q.Encode(), nil) }); err != nil {
+		t.Fatalf("adding solo: %v", err)
+	}
+	dumptest.Exec(t, src, "CREATE DATABASE IF NOT EXISTS test", "CREATE TABLE test.t (n INT PRIMARY KEY) ENGINE=InnoDB")
+	for i := 1; i <= 30; i++ {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := src.Exec(wctx, fmt.Sprintf("INSERT INTO test.t VALUES (%d)", i))
+		cancel()
+		if err != nil {
+			t.Fatalf("commit %d not acknowledged: %v", i, err)
+		}
+	}
+	var st binlogsvr.Status
+	if err := fleet.Poll(ctx, wait, func() error {
+		if err := f.Get(ctx, 4, "/sources/solo/status?local=1", &st); err != nil {
+			return err
+		}
+		if st.Role != "learner" || st.Transactions < 30 {
+			return fmt.Errorf("host 4: role %s, %d transactions", st.Role, st.Transactions)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the learner host: %v", err)
+	}
+	var ms binlogsvr.MembersStatus
+	if err := f.Get(ctx, 1, "/sources/solo/members?refresh=1", &ms); err != nil {
+		t.Fatal(err)
+	}
+	var learners, loggers int
+	for _, m := range ms.View.Members {
+		switch m.Role {
+		case "learner":
+			learners++
+		case "logger":
+			loggers++
+		}
+	}
+	if learners != 1 || loggers != 3 {
+		t.Fatalf("solo's members: %d loggers, %d learners; want 3 and 1: %+v", loggers, learners, ms.View.Members)
+	}
+	dumptest.PointReplica(t, replica, dump, dumptest.ByGTID)
+	dumptest.WaitReplicated(t, src, replica, wait)
+	dumptest.SameData(t, src, replica, []string{"test.t"})
+	t.Logf("solo: 3 loggers and a learner on host 4 (%d transactions), which serves a replica", st.Transactions)
+}
