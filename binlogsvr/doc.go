@@ -7,12 +7,17 @@
 // tokens, the HTTP clients to the other members and the metrics registry;
 // its source (source.go) owns one log: the logger.Node of its raft shard
 // and the ingest, dump server, membership and failover over it, with the
-// admin routes about that log. A daemon runs one source today;
-// docs/MULTISOURCE.md is the plan for many.
+// admin routes about that log. A one-source daemon (--source,
+// --members) runs one; a host of several sources (--catalog-members,
+// multi.go) runs the catalog's replica and a source for each shard the
+// catalog places on it, and serves GET/POST/DELETE /sources and each
+// source's routes under /sources/NAME (sources.go; docs/MULTISOURCE.md).
 //
 // Files: config.go (Config, flags, secrets), server.go (New, Run),
 // source.go (a source's parts and goroutines, the seeding of the log's
-// first source), admin.go (routes, status, health, metrics, binlogs), auth.go (TLS, tokens, roles: routeRoles), members.go and
+// first source), multi.go (a host of several sources: the catalog, the
+// reconcile loop), sources.go (the /sources routes and the dispatch of a
+// request to its source), admin.go (routes, status, health, metrics, binlogs), auth.go (TLS, tokens, roles: routeRoles), members.go and
 // failover.go (learner's and failover's routes and goroutines), vantage.go
 // (GET /failover/probe-source), disk.go (the exit on a full disk or a
 // newer log encoding), debug.go / nodebug.go (the debug endpoints, or
