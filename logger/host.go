@@ -1,6 +1,7 @@
 package logger
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,12 @@ type Host struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// The guard's member loop (transport_members.go): nil on transports
+	// without a guard.
+	members     *memberLoop
+	membersStop context.CancelFunc
+	membersDone chan struct{}
 
 	mu     sync.Mutex
 	nodes  map[uint64]*Node // by shard id
@@ -149,6 +156,11 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 	if shards != nil && first != nil {
 		shards.add(*first)
 	}
+	var onMembership func()
+	if shards != nil {
+		h.members = newMemberLoop(h.feeds)
+		onMembership = h.members.wake
+	}
 	nhc := config.NodeHostConfig{
 		NodeHostDir:    filepath.Join(cfg.DataDir, "raft"),
 		WALDir:         filepath.Join(cfg.DataDir, "raft"),
@@ -160,7 +172,7 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 		// well as when they apply: the ACK path's commit and apply stages.
 		NotifyCommit:        true,
 		Expert:              config.ExpertConfig{FS: h.fs, TransportFactory: tf},
-		SystemEventListener: &events{log: log, sends: m.snapshotSends, shared: !single},
+		SystemEventListener: &events{log: log, sends: m.snapshotSends, shared: !single, membership: onMembership},
 	}
 	cfg.dragonboatTLS(&nhc)
 	// NB: one LogDB shard and small memtables keep the resident size low
@@ -199,6 +211,7 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 		return nil, fmt.Errorf("logger: starting raft on %s (data in %s): %w", nhc.GetListenAddress(), cfg.DataDir, err)
 	}
 	h.nh = nh
+	h.startMembers()
 	return h, nil
 }
 
@@ -270,6 +283,7 @@ func (h *Host) Close() {
 	for _, n := range nodes {
 		n.shutdown()
 	}
+	h.stopMembers()
 	h.nh.Close()
 	for _, n := range nodes {
 		n.metrics.unregister()

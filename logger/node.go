@@ -364,7 +364,7 @@ func (h *Host) startShard(cfg Config, log *slog.Logger, feed *memberFeed) (*Node
 	}
 	n.metrics = m
 	if n.feed != nil {
-		n.feed.nh.Store(h.nh)
+		n.feed.loop.Store(h.members)
 		if h.shards != nil {
 			h.shards.add(shardEntry{shard: cfg.ShardID, replica: cfg.ReplicaID, peers: n.feed.peers})
 		}
@@ -398,7 +398,6 @@ func (h *Host) startShard(cfg Config, log *slog.Logger, feed *memberFeed) (*Node
 	if err := h.nh.StartOnDiskReplica(members, cfg.Join, create, rc); err != nil {
 		return fail(fmt.Errorf("logger: starting shard %d as member %d: %w", cfg.ShardID, cfg.ReplicaID, err))
 	}
-	n.runFeed()
 	n.wg.Add(2)
 	go n.retentionLoop()
 	go n.reportEncodingLoop() // gate.go
