@@ -68,6 +68,10 @@ type HostConfig struct {
 	Disk           DiskConfig
 	RaftTLS        pki.Files
 	Insecure       bool
+	// ApplyWorkers is the number of dragonboat's apply goroutines
+	// (--raft-apply-workers); 0 picks startApplyWorkers for Start's one
+	// shard and DefaultHostApplyWorkers for StartHost.
+	ApplyWorkers int
 
 	Logger *slog.Logger
 	// Registry receives the host's metrics: the raft transport's rejected
@@ -80,11 +84,32 @@ type HostConfig struct {
 	TransportFactory config.TransportFactory
 }
 
+// Apply workers (dragonboat's ApplyShards, engine.go:1059-1064 in
+// dragonboat v4): each is one goroutine that runs the Update of its
+// shards one after another; shard S goes to worker S % ApplyShards
+// (internal/server/partition.go:38-39). So a slow apply (a 64 MiB
+// transaction, a Pebble stall) of one shard delays the apply, and the
+// ACK, of every shard on its worker. Unlike the step workers it is not in
+// the data directory's flag file (internal/server/environment.go:431-443
+// checks ExecShards and LogDB.Shards only), so it may change on restart.
+const (
+	// startApplyWorkers is Start's (the one-source daemon): its one shard
+	// uses one worker whatever the number, and 2 is what every data
+	// directory ran with so far.
+	startApplyWorkers = 2
+	// DefaultHostApplyWorkers is StartHost's: source shard ids are
+	// consecutive (docs/MULTISOURCE.md), so a host of up to 16 sources
+	// gives each its own apply goroutine, for one idle goroutine per
+	// worker. It is dragonboat's own default too (config.go:907).
+	DefaultHostApplyWorkers = 16
+	maxApplyWorkers         = 256
+)
+
 // Host returns the host's part of c.
 func (c *Config) Host() HostConfig {
 	return HostConfig{DataDir: c.DataDir, RaftAddr: c.RaftAddr, RaftListenAddr: c.RaftListenAddr, LogDB: c.LogDB, Transport: c.Transport,
 		LogPrefill: c.LogPrefill, RTTMillisecond: c.RTTMillisecond, Disk: c.Disk, RaftTLS: c.RaftTLS, Insecure: c.Insecure,
-		Logger: c.Logger, Registry: c.Registry, FS: c.FS, PebbleFS: c.PebbleFS, TransportFactory: c.TransportFactory}
+		ApplyWorkers: c.ApplyWorkers, Logger: c.Logger, Registry: c.Registry, FS: c.FS, PebbleFS: c.PebbleFS, TransportFactory: c.TransportFactory}
 }
 
 // withHost returns c with the host's fields of h, so that a shard's Config
@@ -93,6 +118,7 @@ func (c Config) withHost(h HostConfig) Config {
 	c.DataDir, c.RaftAddr, c.RaftListenAddr, c.LogDB, c.Transport = h.DataDir, h.RaftAddr, h.RaftListenAddr, h.LogDB, h.Transport
 	c.LogPrefill, c.RTTMillisecond, c.Disk, c.RaftTLS, c.Insecure = h.LogPrefill, h.RTTMillisecond, h.Disk, h.RaftTLS, h.Insecure
 	c.FS, c.PebbleFS, c.TransportFactory = h.FS, h.PebbleFS, h.TransportFactory
+	c.ApplyWorkers = h.ApplyWorkers
 	return c
 }
 
@@ -109,6 +135,8 @@ func (c *HostConfig) Validate() error {
 		return fmt.Errorf("logger: --raft-transport must be %s or %s, got %q", TransportTCP, TransportDragonboat, c.Transport)
 	case c.RTTMillisecond == 0:
 		return errors.New("logger: --raft-rtt-ms must be positive")
+	case c.ApplyWorkers < 0 || c.ApplyWorkers > maxApplyWorkers:
+		return fmt.Errorf("logger: --raft-apply-workers must be 1 to %d (0: automatic), got %d", maxApplyWorkers, c.ApplyWorkers)
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil && c.TransportFactory == nil {
 		return fmt.Errorf("logger: --raft-addr %q: %v", c.RaftAddr, err)
@@ -117,6 +145,18 @@ func (c *HostConfig) Validate() error {
 		return fmt.Errorf("logger: --raft-listen-addr %q: %v", c.RaftListenAddr, err)
 	}
 	return validateRaftTLS(c.RaftTLS, c.Insecure, c.TransportFactory != nil)
+}
+
+// applyWorkers is the number of apply workers the host runs: single is a
+// host that Start made for its one shard.
+func (c *HostConfig) applyWorkers(single bool) int {
+	switch {
+	case c.ApplyWorkers > 0:
+		return c.ApplyWorkers
+	case single:
+		return startApplyWorkers
+	}
+	return DefaultHostApplyWorkers
 }
 
 // StartHost starts a host with no shard: its NodeHost, transport and disk
@@ -184,7 +224,8 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 	nhc.Expert.LogDB = config.GetTinyMemLogDBConfig()
 	nhc.Expert.LogDB.Shards = 1
 	nhc.Expert.Engine = config.GetDefaultEngineConfig()
-	nhc.Expert.Engine.ExecShards, nhc.Expert.Engine.CommitShards, nhc.Expert.Engine.ApplyShards = 2, 2, 2
+	nhc.Expert.Engine.ExecShards, nhc.Expert.Engine.CommitShards = 2, 2
+	nhc.Expert.Engine.ApplyShards = uint64(cfg.applyWorkers(single))
 	nhc.Expert.Engine.SnapshotShards, nhc.Expert.Engine.CloseShards = 2, 2
 	if cfg.LogDB == "tan" {
 		// NB: the wrapper's readers are needed without prefill too: log
