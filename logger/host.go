@@ -21,10 +21,11 @@ import (
 // A Host is what one process shares among the shards it runs: one
 // dragonboat NodeHost (its raft log, its engine's worker pools, its
 // snapshot directories), one raft transport with its frame guard and TLS,
-// one data directory and the watch on its disk, and the host's metrics.
-// Each shard on it is a Node (StartShard): its own state machine and Pebble
-// database under the data directory, its own membership feed for the
-// guard, its proposer and loops.
+// one data directory and the watch on its disk, the loop that keeps the
+// guard's view of every shard's membership current, and the host's
+// metrics. Each shard on it is a Node (StartShard): its own state machine
+// and Pebble database under the data directory, its membership feed for
+// the guard (updated by the host's loop), its proposer and loops.
 //
 // Start runs one shard on a Host of its own, as a one-source daemon does;
 // the data directory's layout is the same either way:

@@ -157,6 +157,7 @@ type memberLoop struct {
 	feeds func() []*memberFeed // the feeds of the shards the host runs
 	poke  chan struct{}
 	wg    sync.WaitGroup // reads in flight
+	reads atomic.Int64   // linearizable reads started (tests)
 }
 
 func newMemberLoop(feeds func() []*memberFeed) *memberLoop {
@@ -231,6 +232,7 @@ func (l *memberLoop) read(ctx context.Context, f *memberFeed, now time.Time) {
 	f.inflight, f.last = true, now
 	f.mu.Unlock()
 	f.want.Store(false)
+	l.reads.Add(1)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
