@@ -46,6 +46,7 @@ type memberFeed struct {
 	local    *shardMembers // the voters this replica applied; nil: not known yet
 	synced   *shardMembers // the last linearizable read: loggers and learners
 	inflight bool          // a read is running
+	failed   bool          // the last read failed
 	last     time.Time     // when the last read started
 }
 
@@ -64,6 +65,10 @@ const (
 	memberPoll    = time.Second
 	memberTimeout = time.Second
 	memberMinGap  = 200 * time.Millisecond
+	// memberRetry spaces the reads of a shard whose last read failed (no
+	// quorum, or this replica was removed from the shard), unless a
+	// sender was not found: what the old per-shard poll cost.
+	memberRetry = 2 * time.Second
 )
 
 func newMemberFeed(shard uint64, initial map[uint64]string) *memberFeed {
@@ -95,12 +100,17 @@ func memberView(local, synced *shardMembers) map[uint64]string {
 func (f *memberFeed) needsRead(now time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.inflight || now.Sub(f.last) < memberMinGap {
+	want := f.want.Load()
+	gap := memberMinGap
+	if f.failed && !want {
+		gap = memberRetry
+	}
+	if f.inflight || now.Sub(f.last) < gap {
 		// NB: pokes come from senders not found, which a stranger can
 		// send in a loop: at most a read per memberMinGap per shard.
 		return false
 	}
-	return f.want.Load() || f.synced == nil || (f.local != nil && f.local.index > f.synced.index)
+	return want || f.synced == nil || (f.local != nil && f.local.index > f.synced.index)
 }
 
 // setLocal records the voters this replica applied (si: its shard info)
@@ -243,9 +253,9 @@ func (l *memberLoop) read(ctx context.Context, f *memberFeed, now time.Time) {
 			f.setSynced(m)
 		}
 		// else: no quorum or not started yet; the applied voters still
-		// count, and the loop reads again on its next round.
+		// count, and the loop reads again after memberRetry.
 		f.mu.Lock()
-		f.inflight = false
+		f.inflight, f.failed = false, err != nil
 		f.mu.Unlock()
 	}()
 }

@@ -78,9 +78,24 @@ func TestMemberFeedRemoval(t *testing.T) {
 	if !f.peers.admit(5, "e:1") || f.peers.admit(4, "d:1") {
 		t.Fatalf("after the read: %v", f.peers.Members())
 	}
+	// A failed read is retried after memberRetry, or memberMinGap when a
+	// sender was not found.
+	f.mu.Lock()
+	f.failed, f.last = true, now
+	f.mu.Unlock()
+	f.want.Store(false) // NB: the refusals above asked for a read
+	f.setLocal(dragonboat.ShardInfo{ShardID: 1, Replicas: map[uint64]string{1: "a:1", 2: "b:1"}, ConfigChangeIndex: 14})
+	if f.needsRead(now.Add(memberRetry/2)) || !f.needsRead(now.Add(memberRetry)) {
+		t.Fatal("a failed read is not retried after memberRetry")
+	}
+	f.want.Store(true)
+	if !f.needsRead(now.Add(memberMinGap)) {
+		t.Fatal("a sender not found waits memberRetry after a failed read")
+	}
 	// A pending shard (nothing applied) leaves the view as it is.
+	before := f.peers.Members()
 	f.setLocal(dragonboat.ShardInfo{ShardID: 1, Pending: true})
-	if !f.peers.admit(5, "e:1") {
+	if !maps.Equal(before, f.peers.Members()) {
 		t.Fatal("a pending shard info changed the view")
 	}
 }
