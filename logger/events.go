@@ -18,6 +18,10 @@ type events struct {
 	log    *slog.Logger
 	sends  *prometheus.CounterVec
 	shared bool
+	// membership, when set, is told that a shard's membership as this
+	// replica applied it changed (the guard's member loop: it only wakes
+	// the loop, without blocking).
+	membership func()
 }
 
 // args are a line's attributes about snapshot i.
@@ -49,7 +53,6 @@ func (e *events) NodeHostShuttingDown()                       {}
 func (e *events) NodeUnloaded(raftio.NodeInfo)                {}
 func (e *events) NodeDeleted(raftio.NodeInfo)                 {}
 func (e *events) NodeReady(raftio.NodeInfo)                   {}
-func (e *events) MembershipChanged(raftio.NodeInfo)           {}
 func (e *events) ConnectionEstablished(raftio.ConnectionInfo) {}
 func (e *events) ConnectionFailed(raftio.ConnectionInfo)      {}
 func (e *events) SnapshotReceived(raftio.SnapshotInfo)        {}
@@ -58,3 +61,9 @@ func (e *events) SnapshotCreated(raftio.SnapshotInfo)         {}
 func (e *events) SnapshotCompacted(raftio.SnapshotInfo)       {}
 func (e *events) LogCompacted(raftio.EntryInfo)               {}
 func (e *events) LogDBCompacted(raftio.EntryInfo)             {}
+
+func (e *events) MembershipChanged(raftio.NodeInfo) {
+	if e.membership != nil {
+		e.membership()
+	}
+}

@@ -1,6 +1,7 @@
 package logger
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,10 +21,11 @@ import (
 // A Host is what one process shares among the shards it runs: one
 // dragonboat NodeHost (its raft log, its engine's worker pools, its
 // snapshot directories), one raft transport with its frame guard and TLS,
-// one data directory and the watch on its disk, and the host's metrics.
-// Each shard on it is a Node (StartShard): its own state machine and Pebble
-// database under the data directory, its own membership feed for the
-// guard, its proposer and loops.
+// one data directory and the watch on its disk, the loop that keeps the
+// guard's view of every shard's membership current, and the host's
+// metrics. Each shard on it is a Node (StartShard): its own state machine
+// and Pebble database under the data directory, its membership feed for
+// the guard (updated by the host's loop), its proposer and loops.
 //
 // Start runs one shard on a Host of its own, as a one-source daemon does;
 // the data directory's layout is the same either way:
@@ -42,6 +44,12 @@ type Host struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// The guard's member loop (transport_members.go): nil on transports
+	// without a guard.
+	members     *memberLoop
+	membersStop context.CancelFunc
+	membersDone chan struct{}
 
 	mu     sync.Mutex
 	nodes  map[uint64]*Node     // by shard id
@@ -63,6 +71,10 @@ type HostConfig struct {
 	RaftTLS        pki.Files
 	Insecure       bool
 	NoNotifyCommit bool
+	// ApplyWorkers is the number of dragonboat's apply goroutines
+	// (--raft-apply-workers); 0 picks startApplyWorkers for Start's one
+	// shard and DefaultHostApplyWorkers for StartHost.
+	ApplyWorkers int
 
 	Logger *slog.Logger
 	// Registry receives the host's metrics: the raft transport's rejected
@@ -75,11 +87,32 @@ type HostConfig struct {
 	TransportFactory config.TransportFactory
 }
 
+// Apply workers (dragonboat's ApplyShards, engine.go:1059-1064 in
+// dragonboat v4): each is one goroutine that runs the Update of its
+// shards one after another; shard S goes to worker S % ApplyShards
+// (internal/server/partition.go:38-39). So a slow apply (a 64 MiB
+// transaction, a Pebble stall) of one shard delays the apply, and the
+// ACK, of every shard on its worker. Unlike the step workers it is not in
+// the data directory's flag file (internal/server/environment.go:431-443
+// checks ExecShards and LogDB.Shards only), so it may change on restart.
+const (
+	// startApplyWorkers is Start's (the one-source daemon): its one shard
+	// uses one worker whatever the number, and 2 is what every data
+	// directory ran with so far.
+	startApplyWorkers = 2
+	// DefaultHostApplyWorkers is StartHost's: source shard ids are
+	// consecutive (docs/MULTISOURCE.md), so a host of up to 16 sources
+	// gives each its own apply goroutine, for one idle goroutine per
+	// worker. It is dragonboat's own default too (config.go:907).
+	DefaultHostApplyWorkers = 16
+	maxApplyWorkers         = 256
+)
+
 // Host returns the host's part of c.
 func (c *Config) Host() HostConfig {
 	return HostConfig{DataDir: c.DataDir, RaftAddr: c.RaftAddr, RaftListenAddr: c.RaftListenAddr, LogDB: c.LogDB, Transport: c.Transport,
 		LogPrefill: c.LogPrefill, RTTMillisecond: c.RTTMillisecond, Disk: c.Disk, RaftTLS: c.RaftTLS, Insecure: c.Insecure, NoNotifyCommit: c.NoNotifyCommit,
-		Logger: c.Logger, Registry: c.Registry, FS: c.FS, PebbleFS: c.PebbleFS, TransportFactory: c.TransportFactory}
+		ApplyWorkers: c.ApplyWorkers, Logger: c.Logger, Registry: c.Registry, FS: c.FS, PebbleFS: c.PebbleFS, TransportFactory: c.TransportFactory}
 }
 
 // withHost returns c with the host's fields of h, so that a shard's Config
@@ -88,6 +121,7 @@ func (c Config) withHost(h HostConfig) Config {
 	c.DataDir, c.RaftAddr, c.RaftListenAddr, c.LogDB, c.Transport = h.DataDir, h.RaftAddr, h.RaftListenAddr, h.LogDB, h.Transport
 	c.LogPrefill, c.RTTMillisecond, c.Disk, c.RaftTLS, c.Insecure = h.LogPrefill, h.RTTMillisecond, h.Disk, h.RaftTLS, h.Insecure
 	c.FS, c.PebbleFS, c.TransportFactory, c.NoNotifyCommit = h.FS, h.PebbleFS, h.TransportFactory, h.NoNotifyCommit
+	c.ApplyWorkers = h.ApplyWorkers
 	return c
 }
 
@@ -104,6 +138,8 @@ func (c *HostConfig) Validate() error {
 		return fmt.Errorf("logger: --raft-transport must be %s or %s, got %q", TransportTCP, TransportDragonboat, c.Transport)
 	case c.RTTMillisecond == 0:
 		return errors.New("logger: --raft-rtt-ms must be positive")
+	case c.ApplyWorkers < 0 || c.ApplyWorkers > maxApplyWorkers:
+		return fmt.Errorf("logger: --raft-apply-workers must be 1 to %d (0: automatic), got %d", maxApplyWorkers, c.ApplyWorkers)
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil && c.TransportFactory == nil {
 		return fmt.Errorf("logger: --raft-addr %q: %v", c.RaftAddr, err)
@@ -112,6 +148,18 @@ func (c *HostConfig) Validate() error {
 		return fmt.Errorf("logger: --raft-listen-addr %q: %v", c.RaftListenAddr, err)
 	}
 	return validateRaftTLS(c.RaftTLS, c.Insecure, c.TransportFactory != nil)
+}
+
+// applyWorkers is the number of apply workers the host runs: single is a
+// host that Start made for its one shard.
+func (c *HostConfig) applyWorkers(single bool) int {
+	switch {
+	case c.ApplyWorkers > 0:
+		return c.ApplyWorkers
+	case single:
+		return startApplyWorkers
+	}
+	return DefaultHostApplyWorkers
 }
 
 // StartHost starts a host with no shard: its NodeHost, transport and disk
@@ -151,6 +199,11 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 	if shards != nil && first != nil {
 		shards.add(*first)
 	}
+	var onMembership func()
+	if shards != nil {
+		h.members = newMemberLoop(h.feeds)
+		onMembership = h.members.wake
+	}
 	nhc := config.NodeHostConfig{
 		NodeHostDir:    filepath.Join(cfg.DataDir, "raft"),
 		WALDir:         filepath.Join(cfg.DataDir, "raft"),
@@ -162,7 +215,7 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 		// well as when they apply: the ACK path's commit and apply stages.
 		NotifyCommit:        !cfg.NoNotifyCommit,
 		Expert:              config.ExpertConfig{FS: h.fs, TransportFactory: tf},
-		SystemEventListener: &events{log: log, sends: m.snapshotSends, shared: !single},
+		SystemEventListener: &events{log: log, sends: m.snapshotSends, shared: !single, membership: onMembership},
 	}
 	cfg.dragonboatTLS(&nhc)
 	// NB: one LogDB shard and small memtables keep the resident size low
@@ -174,7 +227,8 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 	nhc.Expert.LogDB = config.GetTinyMemLogDBConfig()
 	nhc.Expert.LogDB.Shards = 1
 	nhc.Expert.Engine = config.GetDefaultEngineConfig()
-	nhc.Expert.Engine.ExecShards, nhc.Expert.Engine.CommitShards, nhc.Expert.Engine.ApplyShards = 2, 2, 2
+	nhc.Expert.Engine.ExecShards, nhc.Expert.Engine.CommitShards = 2, 2
+	nhc.Expert.Engine.ApplyShards = uint64(cfg.applyWorkers(single))
 	nhc.Expert.Engine.SnapshotShards, nhc.Expert.Engine.CloseShards = 2, 2
 	if cfg.LogDB == "tan" {
 		// NB: the wrapper's readers are needed without prefill too: log
@@ -201,6 +255,7 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 		return nil, fmt.Errorf("logger: starting raft on %s (data in %s): %w", nhc.GetListenAddress(), cfg.DataDir, err)
 	}
 	h.nh = nh
+	h.startMembers()
 	return h, nil
 }
 
@@ -280,6 +335,7 @@ func (h *Host) Close() {
 	for _, r := range raw {
 		r.shutdown()
 	}
+	h.stopMembers()
 	h.nh.Close()
 	for _, n := range nodes {
 		n.metrics.unregister()

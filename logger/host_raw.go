@@ -95,7 +95,7 @@ func (h *Host) StartRawShard(cfg RawConfig, create sm.CreateStateMachineFunc) (*
 	// shard's frames, checked against its feed, before the replica starts.
 	if h.shards != nil {
 		r.feed = newMemberFeed(cfg.ShardID, cfg.Members)
-		r.feed.nh.Store(h.nh)
+		r.feed.loop.Store(h.members)
 		h.shards.add(shardEntry{shard: cfg.ShardID, replica: cfg.ReplicaID, peers: r.feed.peers})
 	}
 	rc := config.Config{
@@ -116,13 +116,8 @@ func (h *Host) StartRawShard(cfg RawConfig, create sm.CreateStateMachineFunc) (*
 		r.cancel()
 		return nil, fmt.Errorf("logger: starting shard %d as member %d: %w", cfg.ShardID, cfg.ReplicaID, err)
 	}
-	if r.feed != nil {
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			r.feed.run(r.ctx)
-		}()
-	}
+	// NB: the host's member loop keeps the feed fresh (h.feeds lists raw
+	// shards' feeds too).
 	return r, nil
 }
 

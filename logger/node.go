@@ -66,6 +66,9 @@ type Config struct {
 	// size-triggered snapshot hold this many bytes, and compact the raft log
 	// to about as many bytes behind it (see compaction.go). 0: count only.
 	SnapshotBytes uint64
+	// ApplyWorkers is the host's number of apply goroutines (see
+	// HostConfig.ApplyWorkers); 0: automatic.
+	ApplyWorkers int
 	// Quiesce lets an idle shard stop its heartbeats (dragonboat's
 	// config.Config.Quiesce, experimental there). Not a flag: measured for
 	// hosts of many shards (docs/MULTISOURCE.md).
@@ -139,6 +142,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Transport, "raft-transport", c.Transport, "raft transport between members: tcp (one write per message batch) or dragonboat (dragonboat's built-in, three writes per batch); both speak dragonboat's wire format, so members can differ")
 	fs.BoolVar(&c.LogPrefill, "raft-log-prefill", c.LogPrefill, "write raft log files (tan, 64 MiB each) full of zeros before use, so that appending overwrites blocks already on disk and each fsync flushes data only, not the file system's journal: the first at start, each next one in the background while the log grows at 16 MiB/s or less (faster, files grow as they are appended to, as with false); use false on copy-on-write file systems such as btrfs or ZFS, where it does not help")
 	fs.Uint64Var(&c.RTTMillisecond, "raft-rtt-ms", c.RTTMillisecond, "round trip time between members in milliseconds; election and heartbeat timeouts are multiples of it")
+	fs.IntVar(&c.ApplyWorkers, "raft-apply-workers", c.ApplyWorkers, fmt.Sprintf("apply goroutines of the host's raft shards, 1 to %d; shard S applies on worker S modulo this, so shards that share a worker wait for each other's applies and ACKs "+
+		"(0: %d on a one-source daemon, %d on a host of many sources)", maxApplyWorkers, startApplyWorkers, DefaultHostApplyWorkers))
 	fs.Uint64Var(&c.ElectionRTT, "raft-election-rtt", c.ElectionRTT, "election timeout in RTTs")
 	fs.Uint64Var(&c.HeartbeatRTT, "raft-heartbeat-rtt", c.HeartbeatRTT, "heartbeat interval in RTTs")
 	fs.Uint64Var(&c.SnapshotEntries, "snapshot-entries", c.SnapshotEntries, "take a state machine snapshot every this many entries")
@@ -388,7 +393,7 @@ func (h *Host) startShard(cfg Config, log *slog.Logger, feed *memberFeed) (*Node
 	}
 	n.metrics = m
 	if n.feed != nil {
-		n.feed.nh.Store(h.nh)
+		n.feed.loop.Store(h.members)
 		if h.shards != nil {
 			h.shards.add(shardEntry{shard: cfg.ShardID, replica: cfg.ReplicaID, peers: n.feed.peers})
 		}
@@ -422,7 +427,6 @@ func (h *Host) startShard(cfg Config, log *slog.Logger, feed *memberFeed) (*Node
 	if err := h.nh.StartOnDiskReplica(members, cfg.Join, create, rc); err != nil {
 		return fail(fmt.Errorf("logger: starting shard %d as member %d: %w", cfg.ShardID, cfg.ReplicaID, err))
 	}
-	n.runFeed()
 	n.wg.Add(2)
 	go n.retentionLoop()
 	go n.reportEncodingLoop() // gate.go

@@ -54,15 +54,3 @@ func (c *HostConfig) dragonboatTLS(nhc *config.NodeHostConfig) {
 	nhc.MutualTLS = true
 	nhc.CAFile, nhc.CertFile, nhc.KeyFile = c.RaftTLS.CA, c.RaftTLS.Cert, c.RaftTLS.Key
 }
-
-// runFeed starts the feed's loop (joined by Close).
-func (n *Node) runFeed() {
-	if n.feed == nil {
-		return
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.feed.run(n.ctx)
-	}()
-}

@@ -34,9 +34,10 @@ import (
 // never holds up another shard's traffic.
 //
 // NB: the membership is the one this member knows (peerSet, one per
-// shard), kept current by the shard's Node. A member that joins an existing group knows none until the
-// first snapshot or configuration entry reaches it; until then the guard
-// pins each sender id to the first address it came from, which is what
+// shard), kept current by the host's member loop (transport_members.go).
+// A member that joins an existing group knows none until the first
+// snapshot or configuration entry reaches it; until then the guard pins
+// each sender id to the first address it came from, which is what
 // keeps dragonboat's registry from panicking. Mutual TLS is what keeps
 // strangers out in that window.
 

@@ -59,6 +59,7 @@ func main() {
 	settle := flag.Duration("settle", 5*time.Second, "wait after every shard has a leader before measuring")
 	prefill := flag.Bool("prefill", false, "--raft-log-prefill (64 MiB of zeros per shard's raft log file)")
 	quiesce := flag.Bool("quiesce", false, "dragonboat's quiesce for idle shards (experimental; not a daemon flag)")
+	applyWorkers := flag.Int("apply-workers", 0, "--raft-apply-workers (0: StartHost's default, logger.DefaultHostApplyWorkers)")
 	dir := flag.String("dir", "", "parent of the data directories (default: a temporary directory, removed)")
 	// Child mode.
 	host := flag.Uint64("host", 0, "internal: run host ID")
@@ -66,19 +67,19 @@ func main() {
 	n := flag.Int("n", 0, "internal: shards")
 	flag.Parse()
 	if *host != 0 {
-		if err := child(*host, strings.Split(*addrs, ","), *n, *dir, *settle, *idle, *prefill, *quiesce); err != nil {
+		if err := child(*host, strings.Split(*addrs, ","), *n, *dir, *settle, *idle, *prefill, *quiesce, *applyWorkers); err != nil {
 			fmt.Fprintln(os.Stderr, "shardcost:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	if err := parent(*shards, *dir, *settle, *idle, *prefill, *quiesce); err != nil {
+	if err := parent(*shards, *dir, *settle, *idle, *prefill, *quiesce, *applyWorkers); err != nil {
 		fmt.Fprintln(os.Stderr, "shardcost:", err)
 		os.Exit(1)
 	}
 }
 
-func parent(list, dir string, settle, idle time.Duration, prefill, quiesce bool) error {
+func parent(list, dir string, settle, idle time.Duration, prefill, quiesce bool, applyWorkers int) error {
 	if dir == "" {
 		d, err := os.MkdirTemp("", "shardcost-")
 		if err != nil {
@@ -91,14 +92,14 @@ func parent(list, dir string, settle, idle time.Duration, prefill, quiesce bool)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("idle %v after %v settle; prefill %t; quiesce %t; GOMAXPROCS %d, %d CPUs\n", idle, settle, prefill, quiesce, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Printf("idle %v after %v settle; prefill %t; quiesce %t; apply workers %d (0: default); GOMAXPROCS %d, %d CPUs\n", idle, settle, prefill, quiesce, applyWorkers, runtime.GOMAXPROCS(0), runtime.NumCPU())
 	fmt.Printf("%6s %5s %10s %8s %10s %10s %9s %7s %10s\n", "shards", "host", "goroutines", "threads", "heap_live", "heap_inuse", "rss", "cpu", "disk")
 	for _, f := range strings.Split(list, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil {
 			return fmt.Errorf("-shards %q: %v", list, err)
 		}
-		samples, err := run(self, filepath.Join(dir, fmt.Sprintf("n%d", n)), n, settle, idle, prefill, quiesce)
+		samples, err := run(self, filepath.Join(dir, fmt.Sprintf("n%d", n)), n, settle, idle, prefill, quiesce, applyWorkers)
 		if err != nil {
 			return fmt.Errorf("%d shards: %w", n, err)
 		}
@@ -113,7 +114,7 @@ func parent(list, dir string, settle, idle time.Duration, prefill, quiesce bool)
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 
 // run starts three hosts with n shards and returns their samples.
-func run(self, dir string, n int, settle, idle time.Duration, prefill, quiesce bool) ([]Sample, error) {
+func run(self, dir string, n int, settle, idle time.Duration, prefill, quiesce bool, applyWorkers int) ([]Sample, error) {
 	var addrs []string
 	var held []net.Listener
 	for range 3 {
@@ -141,7 +142,7 @@ func run(self, dir string, n int, settle, idle time.Duration, prefill, quiesce b
 	}()
 	for id := 1; id <= 3; id++ {
 		cmd := exec.Command(self, "-host", strconv.Itoa(id), "-addrs", strings.Join(addrs, ","), "-n", strconv.Itoa(n),
-			"-dir", dir, "-settle", settle.String(), "-idle", idle.String(), "-prefill="+strconv.FormatBool(prefill), "-quiesce="+strconv.FormatBool(quiesce))
+			"-dir", dir, "-settle", settle.String(), "-idle", idle.String(), "-prefill="+strconv.FormatBool(prefill), "-quiesce="+strconv.FormatBool(quiesce), "-apply-workers", strconv.Itoa(applyWorkers))
 		cmd.Stderr = os.Stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -172,7 +173,7 @@ func run(self, dir string, n int, settle, idle time.Duration, prefill, quiesce b
 
 // child runs host id with n shards, prints its sample and stays up until
 // its stdin closes (the other hosts measure meanwhile).
-func child(id uint64, addrs []string, n int, dir string, settle, idle time.Duration, prefill, quiesce bool) error {
+func child(id uint64, addrs []string, n int, dir string, settle, idle time.Duration, prefill, quiesce bool, applyWorkers int) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	logger.RouteDragonboatLogs(log, slog.LevelError)
 	cfg := logger.DefaultConfig()
@@ -180,6 +181,7 @@ func child(id uint64, addrs []string, n int, dir string, settle, idle time.Durat
 	cfg.RaftAddr = addrs[id-1]
 	cfg.Insecure = true
 	cfg.LogPrefill = prefill
+	cfg.ApplyWorkers = applyWorkers
 	cfg.Logger = log
 	reg := prometheus.NewRegistry()
 	cfg.Registry = reg
