@@ -1,10 +1,17 @@
 package api
 
+import "time"
+
 // The routes of a host of several sources (docs/MULTISOURCE.md):
 //
 //	GET    /sources                  []SourceInfo: every source of the fleet and how it does
 //	POST   /sources                  add one (form fields below); SourceChange
 //	DELETE /sources/{name}[?force=1] remove one; SourceChange
+//	POST   /sources/{name}/move      move one of its loggers to another host (form: from, to,
+//	                                 dump_addr: the new host's dump address, "" for none);
+//	                                 SourceChange at once, the move goes on in the background:
+//	                                 SourceInfo.Move shows where it is
+//	GET    /sources/history          the audit trail of the fleet-wide calls above ([]AuditRecord)
 //	ANY    /sources/{name}/PATH      the route PATH (/status, /members, /failover/..., ...) of
 //	                                 that source's log, as a one-source daemon serves it at /PATH
 //
@@ -46,6 +53,32 @@ type SourceInfo struct {
 	// Ingest is the leader's pull from the source (IngestStatus.State).
 	Ingest string `json:"ingest,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// Move is a move of one of its loggers in progress (nil: none).
+	Move *SourceMove `json:"move,omitempty"`
+}
+
+// SourceMove is a move of a source's logger from host From to host To:
+// To is added as a learner, catches up, is promoted, then From is removed
+// ("begun", "learner", "promoted", "removed"; done once it is gone from
+// SourceInfo).
+type SourceMove struct {
+	From uint64 `json:"from"`
+	To   uint64 `json:"to"`
+	Step string `json:"step"`
+	// Error is why the last step failed (it is retried), "" otherwise.
+	Error string `json:"error,omitempty"`
+}
+
+// AuditRecord is one fleet-wide admin call (GET /sources/history): who
+// changed the catalog, how, and the HTTP status it got.
+type AuditRecord struct {
+	Time    time.Time `json:"time"`
+	Host    uint64    `json:"host"` // the host that served the call
+	Call    string    `json:"call"` // "POST /sources?name=orders&..." (secrets redacted)
+	By      string    `json:"by"`   // "token ops", "certificate alice", ...
+	Role    string    `json:"role"`
+	Status  int       `json:"status"`
+	Message string    `json:"message,omitempty"`
 }
 
 // SourceChange is the JSON of POST /sources and DELETE /sources/{name}.
