@@ -393,12 +393,27 @@ func (s *Server) sourceConfigFor(st *catalog.State, cs *catalog.Source) (sourceC
 	cfg.Name = cs.Name
 	cfg.Log.ShardID = cs.ShardID
 	cfg.Log.ReplicaID = cs.Hosts()[me]
-	cfg.Log.Members, cfg.Log.Join, cfg.Log.Role = map[uint64]string{}, false, logger.RoleLogger
-	if _, ok := cs.Loggers[me]; !ok {
+	_, voter := cs.Loggers[me]
+	if m := cs.Move; m != nil && m.To == me && (m.Step == catalog.MovePromoted || m.Step == catalog.MoveRemoved) {
+		voter = true // NB: promoted by the move, listed among the loggers at its end
+	}
+	cfg.Log.Role = logger.RoleLearner
+	if voter {
+		cfg.Log.Role = logger.RoleLogger
+	}
+	switch {
+	case s.hs.host.NodeHost().HasNodeInfo(cs.ShardID, cfg.Log.ReplicaID):
+		// NB: a restart: dragonboat refuses initial members that differ
+		// from the ones the replica was bootstrapped with (raftpb
+		// Bootstrap.Validate), and a move changes the loggers; the replica
+		// knows its shard's membership from its own log.
+		cfg.Log.Members, cfg.Log.Join = nil, false
+	case !voter:
 		// NB: a learner (or a move's incoming host) is added by the shard's
 		// leader and starts with Join.
-		cfg.Log.Members, cfg.Log.Join, cfg.Log.Role = nil, true, logger.RoleLearner
-	} else {
+		cfg.Log.Members, cfg.Log.Join = nil, true
+	default:
+		cfg.Log.Members, cfg.Log.Join = map[uint64]string{}, false
 		for h, r := range cs.Loggers {
 			hi, ok := st.Hosts[h]
 			if !ok {

@@ -35,6 +35,8 @@ func Apply(s *State, c Command) (*State, Result) {
 		next, res = moveEnd(s, c)
 	case OpHost:
 		next, res = host(s, c)
+	case OpAudit:
+		next, res = audit(s, c)
 	default:
 		return s, refuse(s, Invalid, "unknown op %q", c.Op)
 	}
@@ -287,6 +289,21 @@ func host(s *State, c Command) (*State, Result) {
 		next.Hosts = map[uint64]Host{}
 	}
 	next.Hosts[c.Host] = h
+	return next, Result{Code: OK}
+}
+
+// audit appends a fleet-wide admin call to the trail, which keeps the
+// last MaxAudit.
+func audit(s *State, c Command) (*State, Result) {
+	if c.Audit == nil || c.Audit.Call == "" {
+		return s, refuse(s, Invalid, "an audit record without a call")
+	}
+	next := s.clone()
+	keep := s.Audit
+	if len(keep) >= MaxAudit {
+		keep = keep[len(keep)-MaxAudit+1:]
+	}
+	next.Audit = append(slices.Clone(keep), *c.Audit)
 	return next, Result{Code: OK}
 }
 

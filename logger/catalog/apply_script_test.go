@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/datadriven"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // TestApplyScripts drives Apply through testdata/apply/. Regenerate the
@@ -28,6 +30,7 @@ import (
 //	move-end name=N [abort] [cas=V]
 //	host id=H [raft=ADDR] [admin=ADDR] [cas=V]
 //	                              (defaults: raft 10.0.0.H:7000, admin 10.0.0.H:7070)
+//	audit [call=CALL]             a fleet-wide call for the trail
 //	op op=OP [name=N]             a command of any op, e.g. an unknown one
 //	show                          the state
 //	on-host host=H                the shards host H runs (shard → replica)
@@ -95,6 +98,10 @@ func TestApplyScripts(t *testing.T) {
 					c.Failover = a.Vals
 				}
 			case "remove", "drop":
+			case "audit":
+				if call := str("call", ""); call != "" {
+					c.Audit = &api.AuditRecord{Call: call, Host: 1, By: "token ops", Role: "operate", Status: 200}
+				}
 			case "host":
 				h := str("id", "0")
 				c.Host = num("id")
@@ -161,6 +168,9 @@ func show(s *State) string {
 	fmt.Fprintf(&b, "version=%d next_shard=%d\n", s.Version, s.NextShard)
 	for _, id := range slices.Sorted(maps.Keys(s.Hosts)) {
 		fmt.Fprintf(&b, "host %d raft=%s admin=%s\n", id, s.Hosts[id].RaftAddr, s.Hosts[id].AdminAddr)
+	}
+	for _, a := range s.Audit {
+		fmt.Fprintf(&b, "audit %s by %s: %d\n", a.Call, a.By, a.Status)
 	}
 	ids := func(m map[uint64]uint64) string {
 		var parts []string

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // Op names a command.
@@ -18,6 +20,7 @@ const (
 	OpMoveStep  Op = "move-step"
 	OpMoveEnd   Op = "move-end"
 	OpHost      Op = "host"
+	OpAudit     Op = "audit"
 )
 
 // Encoding is the version of the commands' encoding this binary writes
@@ -52,6 +55,9 @@ type Command struct {
 	Step MoveStep `json:"step,omitempty"`
 	// OpMoveEnd: give the move up instead of finishing it.
 	Abort bool `json:"abort,omitempty"`
+
+	// OpAudit: a fleet-wide admin call to keep in State.Audit (Name unused).
+	Audit *api.AuditRecord `json:"audit,omitempty"`
 
 	// OpHost: a host of the fleet says where it is (Name unused).
 	Host      uint64 `json:"host,omitempty"`

@@ -6,6 +6,8 @@ import (
 	"net"
 	"slices"
 	"strconv"
+
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
 // The catalog's ids.
@@ -23,6 +25,9 @@ const (
 	MaxLearners = 16
 	// MaxNameLen is a DNS label's length.
 	MaxNameLen = 63
+	// MaxAudit bounds State.Audit: the catalog is read whole (snapshots,
+	// GET /sources), so its trail keeps the last calls only.
+	MaxAudit = 500
 )
 
 // SourceState is where a source is in its life.
@@ -146,6 +151,9 @@ type State struct {
 	// Hosts are the fleet's hosts that said where they are (OpHost), by
 	// host id: a source's shard is placed only on hosts listed here.
 	Hosts map[uint64]Host `json:"hosts,omitempty"`
+	// Audit is the trail of the fleet-wide admin calls (OpAudit), oldest
+	// first, the last MaxAudit of them.
+	Audit []api.AuditRecord `json:"audit,omitempty"`
 }
 
 // NewState returns an empty catalog.
@@ -199,6 +207,7 @@ func (s *State) clone() *State {
 		c.Sources = map[string]*Source{}
 	}
 	c.Hosts = maps.Clone(s.Hosts)
+	// NB: Audit is shared; audit appends to a copy.
 	return &c
 }
 
