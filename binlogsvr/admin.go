@@ -101,7 +101,7 @@ func writeError(w http.ResponseWriter, code int, format string, args ...any) {
 
 // localStatus is this member's own view, without asking the others.
 func (src *source) localStatus() (Status, error) {
-	st := Status{ID: src.cfg.Log.ReplicaID, Role: src.cfg.Log.Role, SourceError: src.getSeedErr(), Insecure: src.cfg.Insecure, Removed: src.removedMessage()}
+	st := Status{ID: src.cfg.Log.ReplicaID, Role: src.role(), SourceError: src.getSeedErr(), Insecure: src.cfg.Insecure, Removed: src.removedMessage()}
 	st.Leader, _ = src.node.LeaderID()
 	d := src.node.Disk()
 	st.DiskFreeBytes, st.DiskState = d.FreeBytes, d.State
@@ -130,6 +130,21 @@ func (src *source) localStatus() (Status, error) {
 		}
 	}
 	return st, nil
+}
+
+// role is this member's role now: a logger once the group's voters (as
+// this member applied them) list it, whatever it started as (a learner
+// promoted since, a move's incoming replica); the role it started with
+// while it knows no voters.
+func (src *source) role() string {
+	m, ok := src.node.LocalMembership()
+	if !ok {
+		return src.cfg.Log.Role
+	}
+	if _, voter := m.Loggers[src.cfg.Log.ReplicaID]; voter {
+		return logger.RoleLogger
+	}
+	return logger.RoleLearner
 }
 
 func (src *source) handleStatus(w http.ResponseWriter, req *http.Request) {

@@ -32,19 +32,21 @@ const (
 // A route missing here needs operate (closed by default); requests that
 // match no route need read (no 404s for strangers).
 var routeRoles = map[string]string{
-	"GET /healthz":             roleOpen,
-	"GET /metrics":             roleRead, // roleOpen with --metrics-open
-	"GET /status":              roleRead,
-	"GET /sources":             roleRead,
-	"POST /sources":            roleOperate,
-	"DELETE /sources/{name}":   roleOperate,
-	"GET /binlogs":             roleRead,
-	"GET /binlogs/{name}":      roleRead,
-	"GET /members":             roleRead,
-	"GET /members/self":        roleRead,
-	"GET /failover/status":     roleRead,
-	"GET /failover/history":    roleRead,
-	"GET /failover/candidates": roleRead,
+	"GET /healthz":              roleOpen,
+	"GET /metrics":              roleRead, // roleOpen with --metrics-open
+	"GET /status":               roleRead,
+	"GET /sources":              roleRead,
+	"POST /sources":             roleOperate,
+	"DELETE /sources/{name}":    roleOperate,
+	"GET /sources/history":      roleRead,
+	"POST /sources/{name}/move": roleOperate,
+	"GET /binlogs":              roleRead,
+	"GET /binlogs/{name}":       roleRead,
+	"GET /members":              roleRead,
+	"GET /members/self":         roleRead,
+	"GET /failover/status":      roleRead,
+	"GET /failover/history":     roleRead,
+	"GET /failover/candidates":  roleRead,
 	// NB: read, so that the leader's asks are not audited; the member
 	// probes only the source its own log names.
 	"GET /failover/probe-source": roleRead,
@@ -490,10 +492,12 @@ func (s *Server) auditAdmin(req *http.Request, c caller, code int) {
 		Message: fmt.Sprintf("%s %s by %s (role %s) on member %d: HTTP %d", req.Method, redactedURI(req), c, c.role, me, code)}
 	src := s.auditSource(req)
 	if src == nil {
-		// NB: a fleet-wide call (POST/DELETE /sources) on a host of several
-		// sources: the catalog keeps no audit trail yet; the log line above
-		// is its record.
+		// NB: a fleet-wide call (POST/DELETE /sources, a move) on a host of
+		// several sources: the catalog's trail (GET /sources/history).
 		s.log.Info("admin call", "method", req.Method, "path", req.URL.Path, "by", c.String(), "role", c.role, "status", code)
+		if s.hs != nil {
+			s.auditFleet(req, c, code) // move.go
+		}
 		return
 	}
 	if lr := src.node.Reader(); lr != nil {
@@ -514,10 +518,14 @@ func (s *Server) auditAdmin(req *http.Request, c caller, code int) {
 }
 
 // auditSource is the source whose log records the call: a one-source
-// daemon's, or the one /sources/NAME/... names; nil for a fleet-wide call.
+// daemon's, or the one /sources/NAME/... names; nil for a fleet-wide call
+// (the daemon's own routes: POST/DELETE /sources, a move).
 func (s *Server) auditSource(req *http.Request) *source {
 	if s.src != nil {
 		return s.src
+	}
+	if _, p := s.mux.Handler(req); p != "" {
+		return nil // NB: the daemon's own routes: fleet-wide
 	}
 	if name, _, ok := sourcePath(req.URL.Path); ok {
 		return s.hosted(name)

@@ -100,6 +100,7 @@ type hostState struct {
 	mu      sync.Mutex
 	running map[string]*hostedSource // by source name
 	failed  map[string]startFailure  // sources that did not start, and when to retry
+	moveErr map[string]string        // why a move's last step failed, by source (move.go)
 	// patterns serves no request: it is a source's routes, so that a
 	// request for a source this host does not run still has its pattern
 	// (the role it needs) before it is forwarded.
@@ -142,7 +143,7 @@ func (s *Server) startHostMode() error {
 		h.Close()
 		return err
 	}
-	s.hs = &hostState{host: h, cat: cat, running: map[string]*hostedSource{}, failed: map[string]startFailure{},
+	s.hs = &hostState{host: h, cat: cat, running: map[string]*hostedSource{}, failed: map[string]startFailure{}, moveErr: map[string]string{},
 		patterns: newRoutePatterns(s.cfg.DebugAPI)}
 	return nil
 }
@@ -237,6 +238,7 @@ func (s *Server) reconcile(ctx context.Context, st *catalog.State) {
 	if len(stop) > 0 || st.Version > 0 {
 		s.removeGone(ctx)
 	}
+	defer s.driveMoves(ctx, st) // move.go
 	defer s.addLearners(ctx, st)
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		s.hs.mu.Lock()

@@ -47,6 +47,8 @@ func (s *Server) sourcesRoutes(mux *http.ServeMux) {
 	if s.hs != nil {
 		mux.HandleFunc("POST /sources", s.handleAddSource)
 		mux.HandleFunc("DELETE /sources/{name}", s.handleRemoveSource)
+		mux.HandleFunc("POST /sources/{name}/move", s.handleMoveSource) // move.go
+		mux.HandleFunc("GET /sources/history", s.handleSourcesHistory)
 	}
 }
 
@@ -188,6 +190,7 @@ func (s *Server) sourceInfo(st *catalog.State, cs *catalog.Source) api.SourceInf
 	if len(cs.Learners) > 0 {
 		info.Learners = slices.Sorted(maps.Keys(cs.Learners))
 	}
+	info.Move = s.moveInfo(cs)
 	return info
 }
 

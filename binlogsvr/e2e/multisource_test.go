@@ -407,4 +407,139 @@ func TestMultiSourceLearner(t *testing.T) {
 	dumptest.WaitReplicated(t, src, replica, wait)
 	dumptest.SameData(t, src, replica, []string{"test.t"})
 	t.Logf("solo: 3 loggers and a learner on host 4 (%d transactions), which serves a replica", st.Transactions)
+
+	// Move solo's logger from host 3 to host 5, online, while its source
+	// commits: host 5 ends a logger with every transaction, host 3 holds
+	// none of its data.
+	ctlBin, err := fleet.Tool(dir, "binlogctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump5, err := fleet.FreeAddrOn(strings.Split(f.Member(5).AdminAddr, ":")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv := url.Values{"from": {"3"}, "to": {"5"}, "dump_addr": {dump5}}
+	if err := f.Post(ctx, 2, "/sources/solo/move?"+mv.Encode(), nil); err != nil {
+		t.Fatalf("moving solo from host 3 to host 5: %v", err)
+	}
+	done := make(chan struct{})
+	var writeErr error
+	go func() {
+		defer close(done)
+		for i := 31; i <= 90; i++ {
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			_, err := src.Exec(wctx, fmt.Sprintf("INSERT INTO test.t VALUES (%d)", i))
+			cancel()
+			if err != nil {
+				writeErr = fmt.Errorf("commit %d during the move not acknowledged: %v", i, err)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	var steps []string
+	if err := fleet.Poll(ctx, wait, func() error {
+		var l []api.SourceInfo
+		if err := f.Get(ctx, 1, "/sources", &l); err != nil {
+			return err
+		}
+		si := l[0]
+		if si.Move != nil {
+			if len(steps) == 0 || steps[len(steps)-1] != si.Move.Step {
+				steps = append(steps, si.Move.Step)
+			}
+			return fmt.Errorf("move at %s (%s)", si.Move.Step, si.Move.Error)
+		}
+		if fmt.Sprint(si.Loggers) != "[1 2 5]" || si.DumpAddrs[5] != dump5 || si.DumpAddrs[3] != "" {
+			return fmt.Errorf("loggers %v dump addrs %v", si.Loggers, si.DumpAddrs)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the move did not end: %v (steps seen %v)", err, steps)
+	}
+	<-done
+	if writeErr != nil {
+		t.Fatal(writeErr)
+	}
+	t.Logf("moved solo's logger from host 3 to host 5 (steps seen: %v) while 60 commits were acknowledged", steps)
+	if err := fleet.Poll(ctx, wait, func() error {
+		var s5, s1 binlogsvr.Status
+		if err := f.Get(ctx, 5, "/sources/solo/status?local=1", &s5); err != nil {
+			return err
+		}
+		if err := f.Get(ctx, 1, "/sources/solo/status?local=1", &s1); err != nil {
+			return err
+		}
+		if s5.Role != "logger" || s5.GTIDExecuted != s1.GTIDExecuted {
+			return fmt.Errorf("host 5: %s at %q; host 1 at %q", s5.Role, s5.GTIDExecuted, s1.GTIDExecuted)
+		}
+		dirs, _ := filepath.Glob(filepath.Join(f.Member(3).DataDir, "binlog", "shard-*"))
+		if len(dirs) > 0 {
+			return fmt.Errorf("host 3 still holds %v", dirs)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("after the move: %v", err)
+	}
+	ms = binlogsvr.MembersStatus{}
+	if err := f.Get(ctx, 5, "/sources/solo/members?refresh=1", &ms); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms.View.Members {
+		if m.ID == 3 {
+			t.Errorf("host 3's replica is still a member: %+v", m)
+		}
+	}
+
+	// A logger that was there before the move restarts: it starts solo
+	// from its own data (its loggers changed since it was bootstrapped).
+	if err := f.Stop(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Restart(1); err != nil {
+		t.Fatal(err)
+	}
+	for i := 91; i <= 95; i++ {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := src.Exec(wctx, fmt.Sprintf("INSERT INTO test.t VALUES (%d)", i))
+		cancel()
+		if err != nil {
+			t.Fatalf("commit %d after host 1's restart: %v", i, err)
+		}
+	}
+	if err := fleet.Poll(ctx, wait, func() error {
+		var s1, s5 binlogsvr.Status
+		if err := f.Get(ctx, 1, "/sources/solo/status?local=1", &s1); err != nil {
+			return err
+		}
+		if err := f.Get(ctx, 5, "/sources/solo/status?local=1", &s5); err != nil {
+			return err
+		}
+		if s1.GTIDExecuted != s5.GTIDExecuted {
+			return fmt.Errorf("host 1 at %q, host 5 at %q", s1.GTIDExecuted, s5.GTIDExecuted)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("host 1 after its restart: %v", err)
+	}
+
+	// The fleet-wide calls are in the catalog's audit trail.
+	out, err := exec.Command(ctlBin, append(append(f.CtlArgs(), "--admin", f.Member(4).AdminAddr), "sources", "--json")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("binlogctl sources --json: %v\n%s", err, out)
+	}
+	var trail []api.AuditRecord
+	if err := f.Get(ctx, 4, "/sources/history", &trail); err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	for _, a := range trail {
+		calls = append(calls, fmt.Sprintf("%s by %s: %d", a.Call, a.By, a.Status))
+	}
+	joined := strings.Join(calls, "\n")
+	if !strings.Contains(joined, "POST /sources") || !strings.Contains(joined, "POST /sources/solo/move") {
+		t.Errorf("the fleet's audit trail lacks the add or the move:\n%s", joined)
+	}
+	t.Logf("the fleet's audit trail:\n%s", joined)
 }
