@@ -59,6 +59,10 @@ Commands:
   sources add NAME --source HOST:PORT [--hosts IDS] [--loggers N] [--learners IDS] [--dump-addr ID=H:P] [--failover F=V]
                                   add a source: its log on --hosts (default: the least loaded hosts)
   sources remove NAME [--force]   remove a source (refused while replicas or holds need it, unless --force)
+  sources move NAME --from H --to H [--dump-addr HOST:PORT] [--wait] [--timeout-move D]
+                                  move a source's logger from host --from to host --to (a learner first);
+                                  --wait follows its steps
+  sources history [--json]        the audit trail of sources add, remove and move: who, when, what it got
   certs create-ca|create-member|create-client|create-token
                                   make the fleet's CA, member and client certificates and token lines
                                   (binlogctl certs --help)

@@ -17,9 +17,11 @@ import (
 	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 )
 
-// cmdSources is binlogctl sources [add|remove]: the fleet's sources
-// (GET /sources), and the catalog's changes (POST /sources, DELETE
-// /sources/NAME). It is fleet-wide: --source-name does not apply.
+// cmdSources is binlogctl sources [add|remove|move|history]: the fleet's
+// sources (GET /sources), the catalog's changes (POST /sources, DELETE
+// /sources/NAME, POST /sources/NAME/move; sourcesmove.go) and their audit
+// trail (GET /sources/history). It is fleet-wide: --source-name does not
+// apply.
 func cmdSources(c *client, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
@@ -27,6 +29,10 @@ func cmdSources(c *client, args []string, stdout, stderr io.Writer) error {
 			return cmdSourcesAdd(c, args[1:], stdout, stderr)
 		case "remove":
 			return cmdSourcesRemove(c, args[1:], stdout, stderr)
+		case "move":
+			return cmdSourcesMove(c, args[1:], stdout, stderr)
+		case "history":
+			return cmdSourcesHistory(c, args[1:], stdout, stderr)
 		}
 	}
 	fs := newFlags("sources", stderr)
@@ -36,7 +42,7 @@ func cmdSources(c *client, args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	if fs.NArg() != 0 {
-		return usageFor("sources", fmt.Sprintf("unknown subcommand %q (add, remove; none: the list)", fs.Arg(0)))
+		return usageFor("sources", fmt.Sprintf("unknown subcommand %q (add, remove, move, history; none: the list)", fs.Arg(0)))
 	}
 	return wf.run(stdout, stderr, "binlogctl sources", func(ctx context.Context, w io.Writer) error {
 		var ss []api.SourceInfo
@@ -52,12 +58,18 @@ func cmdSources(c *client, args []string, stdout, stderr io.Writer) error {
 }
 
 // printSources is the sources table, sorted by name; ERROR last, as it
-// is the longest and most often empty.
+// is the longest and most often empty. A MOVE column ("3->5 learner")
+// shows only while some source has a move; a move's error goes in ERROR.
 func printSources(w io.Writer, ss []api.SourceInfo) {
 	ss = slices.Clone(ss)
 	sort.Slice(ss, func(i, j int) bool { return ss[i].Name < ss[j].Name })
+	moves := slices.ContainsFunc(ss, func(s api.SourceInfo) bool { return s.Move != nil })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSOURCE\tSHARD\tSTATE\tEPOCH\tLEADER\tLAG\tINGEST\tHOSTS\tERROR")
+	head := "NAME\tSOURCE\tSHARD\tSTATE\tEPOCH\tLEADER\tLAG\tINGEST\tHOSTS\t"
+	if moves {
+		head += "MOVE\t"
+	}
+	fmt.Fprintln(tw, head+"ERROR")
 	for _, s := range ss {
 		leader := "-"
 		if s.Leader != 0 {
@@ -69,8 +81,23 @@ func printSources(w io.Writer, ss []api.SourceInfo) {
 		if s.Ingest != "" {
 			lag = fmt.Sprintf("%.1fs / %s", s.LagSeconds, sizeText(s.LagBytes))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Name, dash(s.SourceAddr), s.ShardID, dash(s.State), s.Epoch,
-			leader, lag, dash(s.Ingest), hostsText(s.Loggers, s.Learners), dash(s.Error))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t", s.Name, dash(s.SourceAddr), s.ShardID, dash(s.State), s.Epoch,
+			leader, lag, dash(s.Ingest), hostsText(s.Loggers, s.Learners))
+		errText := s.Error
+		if moves {
+			move := "-"
+			if m := s.Move; m != nil {
+				move = fmt.Sprintf("%d->%d %s", m.From, m.To, dash(m.Step))
+				if m.Error != "" {
+					if errText != "" {
+						errText += "; "
+					}
+					errText += "move: " + m.Error
+				}
+			}
+			fmt.Fprintf(tw, "%s\t", move)
+		}
+		fmt.Fprintf(tw, "%s\n", dash(errText))
 	}
 	tw.Flush()
 	if len(ss) == 0 {

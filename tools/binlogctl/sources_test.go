@@ -94,6 +94,8 @@ func TestSourceNamePrefix(t *testing.T) {
 		{"sources"},
 		{"sources", "add", "db-2", "--source", "127.0.0.1:3306"},
 		{"sources", "remove", "db-2"},
+		{"sources", "move", "db-2", "--from", "3", "--to", "5"},
+		{"sources", "history"},
 	}
 	covered := map[string]bool{"certs": true} // NB: certs calls no API
 	f := newFakeAdmin(t, nil)
