@@ -195,9 +195,9 @@ func (s *Server) handleSourcesHistory(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) auditFleet(req *http.Request, c caller, code int) {
 	rec := api.AuditRecord{Time: time.Now().UTC(), Host: s.cfg.Log.ReplicaID, Call: req.Method + " " + redactedURI(req),
 		By: c.String(), Role: c.role, Status: code}
-	if req.Method == http.MethodPost && req.URL.Path == "/sources" {
-		// NB: the form (name, source, hosts, ...) says what was added
-		// (no secret is among its fields).
+	if req.Method == http.MethodPost && len(req.PostForm) > 0 {
+		// NB: a form in the body (binlogctl's) says what was added or
+		// moved (no secret is among the fields of these routes).
 		q := req.PostForm
 		names := slices.Sorted(maps.Keys(q))
 		var parts []string

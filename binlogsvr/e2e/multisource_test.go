@@ -419,10 +419,6 @@ func TestMultiSourceLearner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mv := url.Values{"from": {"3"}, "to": {"5"}, "dump_addr": {dump5}}
-	if err := f.Post(ctx, 2, "/sources/solo/move?"+mv.Encode(), nil); err != nil {
-		t.Fatalf("moving solo from host 3 to host 5: %v", err)
-	}
 	done := make(chan struct{})
 	var writeErr error
 	go func() {
@@ -438,6 +434,13 @@ func TestMultiSourceLearner(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
+	// NB: binlogctl --wait follows the move to its end (exit 0).
+	moveOut, moveErr := exec.Command(ctlBin, append(append(f.CtlArgs(), "--admin", f.Member(2).AdminAddr),
+		"sources", "move", "solo", "--from", "3", "--to", "5", "--dump-addr", dump5, "--wait", "--timeout-move", "2m")...).CombinedOutput()
+	if moveErr != nil {
+		t.Fatalf("binlogctl sources move solo --from 3 --to 5 --wait: %v\n%s", moveErr, moveOut)
+	}
+	t.Logf("binlogctl sources move --wait:\n%s", moveOut)
 	var steps []string
 	if err := fleet.Poll(ctx, wait, func() error {
 		var l []api.SourceInfo
