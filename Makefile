@@ -179,8 +179,10 @@ VERSION ?= 0.0.0+git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>/d
 deb: build
 	bash tools/pkg/build-deb.sh $(BIN) dist $(VERSION)
 
+# Every section of tools/bench; sources: N semi-sync sources on one fleet
+# of catalog hosts (--sources 1,10,20, 30 s per row).
 bench: build-debug
-	BINLOGSVR_BIN=$(CURDIR)/$(BIN)/debug $(BIN)/debug/bench --out docs/BENCHMARKS.md
+	BINLOGSVR_BIN=$(CURDIR)/$(BIN)/debug $(BIN)/debug/bench --out docs/BENCHMARKS.md log tls semisync targets dump rto sources
 
 demo: build
 	bash tools/sandbox/install.sh

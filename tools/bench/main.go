@@ -2,7 +2,7 @@
 // this machine and writes the results, with the commands that produced
 // them, into docs/BENCHMARKS.md.
 //
-//	bench [--out docs/BENCHMARKS.md] [--duration 5s] [--rto-runs 20] [log] [tls] [semisync] [targets] [dump] [rto]
+//	bench [--out docs/BENCHMARKS.md] [--duration 5s] [--rto-runs 20] [log] [tls] [semisync] [targets] [dump] [rto] [sources]
 //
 // "log": appends to a 3-process group (real binlogsvr processes on
 // loopback, a real MariaDB sandbox seeding the source) for 200 B, 4 KiB and
@@ -10,6 +10,10 @@
 // fsync latency measured in the same run.
 //
 // "targets": the ACK path's targets of issue 15 in one table (targets.go).
+//
+// "sources": N semi-sync MariaDB sources, each under a light paced load, on
+// one fleet of 3 catalog hosts, beside stock semi-sync of one source
+// (sources.go); --sources 1,10,20 names the rows.
 //
 // "rto": kill -9 of a semi-sync source under a small write load, 20 times
 // on fresh processes (tools/bench/failoverbench); reports the RTO (kill ->
@@ -61,11 +65,15 @@ func main() {
 	dumpArgs := flag.String("dump-member-args", "", "dump: extra flags for the binlogsvr members, space separated (e.g. \"--dump-cache-bytes 33554432\")")
 	dumpDaemonClients := flag.Int("dump-daemon-clients", 100, "dump: clients in the real-process part")
 	dumpDaemonOnly := flag.Bool("dump-daemon-only", false, "dump: run only the real-process part (100 clients against a binlogsvr member); --profile saves its profiles")
+	flag.StringVar(&sourcesFlag, "sources", "1,10,20", "sources: the number of sources of each row, comma separated")
+	flag.Float64Var(&sourceRate, "source-rate", 10, "sources: commits per second of each source's writer")
+	flag.IntVar(&isolationN, "isolation-n", 10, "sources: at this N, a row more where s00 writes large transactions (0: none)")
+	flag.IntVar(&heavyMiB, "heavy-mib", 16, "sources: the heavy source's transaction size in MiB (1 MiB rows)")
 	flag.Parse()
 	logArgs = strings.Fields(*logArgsFlag)
 	which := flag.Args()
 	if len(which) == 0 {
-		which = []string{"log", "tls", "semisync", "targets", "dump", "rto"}
+		which = []string{"log", "tls", "semisync", "targets", "dump", "rto", "sources"}
 	}
 	for _, w := range which {
 		var section string
@@ -96,6 +104,14 @@ func main() {
 				}
 				section += "\n" + dr.Markdown()
 			}
+		case "sources":
+			d := 30 * time.Second // NB: this section's default; --duration overrides it
+			flag.Visit(func(fl *flag.Flag) {
+				if fl.Name == "duration" {
+					d = *dur
+				}
+			})
+			section, err = benchSources(d)
 		case "rto":
 			var rs []failoverbench.Result
 			for _, fl := range strings.Split(*rtoFlavors, ",") {
@@ -109,7 +125,7 @@ func main() {
 			}
 			section = failoverbench.Markdown(rs...)
 		default:
-			err = fmt.Errorf("unknown benchmark %q (known: log, tls, semisync, targets, dump, rto)", w)
+			err = fmt.Errorf("unknown benchmark %q (known: log, tls, semisync, targets, dump, rto, sources)", w)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

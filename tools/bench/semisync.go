@@ -151,6 +151,38 @@ func waitSemiClients(ctx context.Context, src *sandbox.Server) error {
 	})
 }
 
+// stockSemiSync starts a semi-sync MariaDB source (10-minute timeout) and
+// one stock MariaDB replica of it, each with extra server flags, and waits
+// until the source counts the replica.
+func stockSemiSync(ctx context.Context, extra []string) (src, rep *sandbox.Server, cleanup func(), err error) {
+	src, err = sandbox.Start(ctx, sandbox.Options{Flavor: sandbox.MariaDB, SemiSyncSource: true, SemiSyncTimeout: 10 * time.Minute, ExtraArgs: extra})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rep, err = sandbox.Start(ctx, sandbox.Options{Flavor: sandbox.MariaDB, SemiSyncReplica: true, ExtraArgs: extra})
+	if err != nil {
+		src.Close()
+		return nil, nil, nil, err
+	}
+	cleanup = func() { rep.Close(); src.Close() }
+	user, pass := src.ReplUser()
+	host, port, _ := strings.Cut(src.Addr(), ":")
+	for _, q := range []string{
+		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos", host, port, user, pass),
+		"START SLAVE",
+	} {
+		if _, err := rep.Exec(ctx, q); err != nil {
+			cleanup()
+			return nil, nil, nil, err
+		}
+	}
+	if err := waitSemiClients(ctx, src); err != nil {
+		cleanup()
+		return nil, nil, nil, err
+	}
+	return src, rep, cleanup, nil
+}
+
 var setups = []setup{
 	{"async (no replica)", func(ctx context.Context, dir string) (*sandbox.Server, func(), error) {
 		src, err := sandbox.Start(ctx, sandbox.Options{Flavor: sandbox.MariaDB})
@@ -160,32 +192,8 @@ var setups = []setup{
 		return src, func() { src.Close() }, nil
 	}},
 	{"stock semi-sync → 1 MariaDB replica", func(ctx context.Context, dir string) (*sandbox.Server, func(), error) {
-		src, err := semiSyncSource(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		rep, err := sandbox.Start(ctx, sandbox.Options{Flavor: sandbox.MariaDB, SemiSyncReplica: true})
-		if err != nil {
-			src.Close()
-			return nil, nil, err
-		}
-		cleanup := func() { rep.Close(); src.Close() }
-		user, pass := src.ReplUser()
-		host, port, _ := strings.Cut(src.Addr(), ":")
-		for _, q := range []string{
-			fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos", host, port, user, pass),
-			"START SLAVE",
-		} {
-			if _, err := rep.Exec(ctx, q); err != nil {
-				cleanup()
-				return nil, nil, err
-			}
-		}
-		if err := waitSemiClients(ctx, src); err != nil {
-			cleanup()
-			return nil, nil, err
-		}
-		return src, cleanup, nil
+		src, _, cleanup, err := stockSemiSync(ctx, nil)
+		return src, cleanup, err
 	}},
 	{"semi-sync → 3-member binlogsvr fleet", func(ctx context.Context, dir string) (*sandbox.Server, func(), error) {
 		src, err := semiSyncSource(ctx)
