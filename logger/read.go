@@ -296,7 +296,9 @@ func txnRecord(db *pebble.DB, f uint32, p uint64) (TxnRecord, error) {
 }
 
 // Txns calls fn for the transactions of file n starting at or after pos, in
-// order, until fn returns false.
+// order, until fn returns false. fn runs under the reader's lock: it must
+// not call the Reader (a read lock taken again waits behind an apply
+// waiting for the lock, and both wait forever).
 func (r *Reader) Txns(n uint32, pos uint64, fn func(TxnRecord) bool) error {
 	return r.view(func(db *pebble.DB, st State, lf uint32) error {
 		if _, err := fileMeta(db, st, lf, n); err != nil {
