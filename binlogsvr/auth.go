@@ -40,6 +40,8 @@ var routeRoles = map[string]string{
 	"DELETE /sources/{name}":    roleOperate,
 	"GET /sources/history":      roleRead,
 	"POST /sources/{name}/move": roleOperate,
+	"GET /hosts":                roleRead,
+	"POST /hosts":               roleOperate,
 	"GET /binlogs":              roleRead,
 	"GET /binlogs/{name}":       roleRead,
 	"GET /members":              roleRead,

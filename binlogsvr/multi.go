@@ -83,8 +83,10 @@ func (c *Config) validateMulti() error {
 	if addr, ok := c.CatalogMembers[id]; ok && addr != c.Log.RaftAddr {
 		return fmt.Errorf("binlogsvr: --catalog-members gives %s for host %d, but --raft-addr is %s", addr, id, c.Log.RaftAddr)
 	}
-	if _, ok := c.CatalogMembers[id]; !ok {
-		return fmt.Errorf("binlogsvr: --catalog-members does not list this host's --id %d (a host outside the catalog's placement is not supported yet)", id)
+	for h, addr := range c.CatalogMembers {
+		if h != id && addr == c.Log.RaftAddr {
+			return fmt.Errorf("binlogsvr: --catalog-members gives this host's --raft-addr %s to host %d", addr, h)
+		}
 	}
 	if n := len(c.CatalogMembers); n != 3 && n != 5 && n != 1 {
 		return fmt.Errorf("binlogsvr: --catalog-members lists %d hosts: 3 or 5 (1 for a test)", n)
@@ -136,6 +138,13 @@ func (s *Server) startHostMode() error {
 	cc := catalog.DefaultConfig()
 	cc.ReplicaID = s.cfg.Log.ReplicaID
 	cc.Members = s.cfg.CatalogMembers
+	if _, voter := s.cfg.CatalogMembers[cc.ReplicaID]; !voter {
+		// NB: a host outside the catalog's voters keeps a learner copy of
+		// it; binlogctl hosts add puts it in the catalog shard first. On a
+		// restart its replica knows the shard from its own log.
+		cc.Members, cc.Learner = nil, true
+		cc.Join = !h.NodeHost().HasNodeInfo(cc.ShardID, cc.ReplicaID)
+	}
 	cc.ElectionRTT, cc.HeartbeatRTT = s.cfg.Log.ElectionRTT, s.cfg.Log.HeartbeatRTT
 	cc.Logger = s.log
 	cat, err := catalog.Start(h, cc)
@@ -168,10 +177,17 @@ func (s *Server) runHost(ctx context.Context) {
 
 // registerHostLoop records this host's raft and admin addresses in the
 // catalog (catalog.OpHost): what other hosts bootstrap source shards
-// with, and call its admin API at.
+// with, and call its admin API at. A host outside the catalog's voters
+// that was not added yet says every 30 s what to run.
 func (s *Server) registerHostLoop(ctx context.Context) {
 	c := catalog.Command{Op: catalog.OpHost, Host: s.cfg.Log.ReplicaID, RaftAddr: s.cfg.Log.RaftAddr, AdminAddr: s.AdminAddr()}
+	_, voter := s.cfg.CatalogMembers[c.Host]
+	var told time.Time
 	every(ctx, 500*time.Millisecond, func() bool {
+		if _, ok := s.hs.cat.Shard().LeaderID(); !ok && !voter && time.Since(told) > 30*time.Second {
+			told = time.Now()
+			s.log.Warn(fmt.Sprintf("this host is not in the fleet's catalog yet: add it from anywhere with binlogctl hosts add %d --raft-addr %s --admin-addr %s", c.Host, c.RaftAddr, c.AdminAddr))
+		}
 		if h, ok := s.hs.cat.Local().Hosts[c.Host]; ok && h.RaftAddr == c.RaftAddr && h.AdminAddr == c.AdminAddr {
 			return true
 		}

@@ -49,6 +49,8 @@ func (s *Server) sourcesRoutes(mux *http.ServeMux) {
 		mux.HandleFunc("DELETE /sources/{name}", s.handleRemoveSource)
 		mux.HandleFunc("POST /sources/{name}/move", s.handleMoveSource) // move.go
 		mux.HandleFunc("GET /sources/history", s.handleSourcesHistory)
+		mux.HandleFunc("GET /hosts", s.handleHosts)    // hosts.go
+		mux.HandleFunc("POST /hosts", s.handleAddHost) // hosts.go
 	}
 }
 

@@ -12,6 +12,10 @@ import "time"
 //	                                 SourceChange at once, the move goes on in the background:
 //	                                 SourceInfo.Move shows where it is
 //	GET    /sources/history          the audit trail of the fleet-wide calls above ([]AuditRecord)
+//	GET    /hosts                    []HostInfo: the fleet's hosts
+//	POST   /hosts                    add a host outside the catalog's voters (form: id, raft_addr,
+//	                                 admin_addr): it then starts with --catalog-members naming the
+//	                                 voters, joins the catalog as a learner, and can run sources
 //	ANY    /sources/{name}/PATH      the route PATH (/status, /members, /failover/..., ...) of
 //	                                 that source's log, as a one-source daemon serves it at /PATH
 //
@@ -67,6 +71,18 @@ type SourceMove struct {
 	Step string `json:"step"`
 	// Error is why the last step failed (it is retried), "" otherwise.
 	Error string `json:"error,omitempty"`
+}
+
+// HostInfo is one entry of GET /hosts.
+type HostInfo struct {
+	ID        uint64 `json:"id"`
+	RaftAddr  string `json:"raft_addr"`
+	AdminAddr string `json:"admin_addr"`
+	// Catalog: "voter" (it holds the catalog: --catalog-members lists it),
+	// "learner" (a copy), "" (added, not yet registered: not started?).
+	Catalog string `json:"catalog"`
+	// Shards is how many sources' shards the catalog places on it.
+	Shards int `json:"shards"`
 }
 
 // AuditRecord is one fleet-wide admin call (GET /sources/history): who

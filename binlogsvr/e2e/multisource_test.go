@@ -334,9 +334,11 @@ func TestMultiSource(t *testing.T) {
 	writeRows(srcs[1], 10, 30*time.Second)
 }
 
-// TestMultiSourceLearner: a source placed with a learner host: the host
-// of its shard's leader adds the learner, which catches up and serves a
-// replica; the learner host holds no vote in it.
+// TestMultiSourceLearner: five hosts, the catalog on three; hosts 4 and 5
+// are outside it, added with binlogctl hosts add. A source placed with a
+// learner on host 4: the host of its shard's leader adds the learner,
+// which catches up and serves a replica and holds no vote; then one of
+// its loggers moves to host 5 online.
 func TestMultiSourceLearner(t *testing.T) {
 	dir := t.TempDir()
 	src := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB, SemiSyncSource: true, SemiSyncTimeout: 10 * time.Minute})
@@ -347,7 +349,7 @@ func TestMultiSourceLearner(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 5, Catalog: true, SourcePassword: pass,
+	f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 5, Catalog: true, CatalogVoters: 3, SourcePassword: pass,
 		ExtraArgs: []string{"--source-user", user, "--source-heartbeat", "500ms", "--dump-user", dumptest.DumpUser, "--dump-password-file", pw}})
 	if err != nil {
 		t.Fatal(err)
@@ -358,6 +360,43 @@ func TestMultiSourceLearner(t *testing.T) {
 		}
 		f.Close()
 	})
+	ctlBin, err := fleet.Tool(dir, "binlogctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := func(host uint64, args ...string) (string, error) {
+		out, err := exec.Command(ctlBin, append(append(f.CtlArgs(), "--admin", f.Member(host).AdminAddr, "--timeout", "2m"), args...)...).CombinedOutput()
+		return string(out), err
+	}
+	// Hosts 4 and 5 run but wait outside the catalog until added.
+	for _, id := range []uint64{4, 5} {
+		m := f.Member(id)
+		var out string
+		if err := fleet.Poll(ctx, wait, func() error {
+			out, err = ctl(2, "hosts", "add", fmt.Sprint(id), "--raft-addr", m.RaftAddr, "--admin-addr", m.AdminAddr)
+			return err
+		}); err != nil {
+			t.Fatalf("binlogctl hosts add %d: %v\n%s", id, err, out)
+		}
+	}
+	if err := fleet.Poll(ctx, wait, func() error {
+		var hs []api.HostInfo
+		if err := f.Get(ctx, 4, "/hosts", &hs); err != nil {
+			return err
+		}
+		var roles []string
+		for _, h := range hs {
+			roles = append(roles, fmt.Sprintf("%d:%s", h.ID, h.Catalog))
+		}
+		if got := strings.Join(roles, " "); got != "1:voter 2:voter 3:voter 4:learner 5:learner" {
+			return fmt.Errorf("hosts %s", got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("GET /hosts on host 4: %v", err)
+	}
+	hosts, _ := ctl(5, "hosts")
+	t.Logf("binlogctl hosts:\n%s", hosts)
 	dump, err := fleet.FreeAddrOn(strings.Split(f.Member(4).AdminAddr, ":")[0])
 	if err != nil {
 		t.Fatal(err)
@@ -411,10 +450,6 @@ func TestMultiSourceLearner(t *testing.T) {
 	// Move solo's logger from host 3 to host 5, online, while its source
 	// commits: host 5 ends a logger with every transaction, host 3 holds
 	// none of its data.
-	ctlBin, err := fleet.Tool(dir, "binlogctl")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dump5, err := fleet.FreeAddrOn(strings.Split(f.Member(5).AdminAddr, ":")[0])
 	if err != nil {
 		t.Fatal(err)
@@ -541,8 +576,11 @@ func TestMultiSourceLearner(t *testing.T) {
 		calls = append(calls, fmt.Sprintf("%s by %s: %d", a.Call, a.By, a.Status))
 	}
 	joined := strings.Join(calls, "\n")
-	if !strings.Contains(joined, "POST /sources") || !strings.Contains(joined, "POST /sources/solo/move") {
-		t.Errorf("the fleet's audit trail lacks the add or the move:\n%s", joined)
+	if !strings.Contains(joined, "POST /sources") || !strings.Contains(joined, "POST /sources/solo/move") || !strings.Contains(joined, "POST /hosts") {
+		t.Errorf("the fleet's audit trail lacks the hosts added, the source added or the move:\n%s", joined)
+	}
+	if strings.Contains(joined, "GET ") {
+		t.Errorf("the fleet's audit trail holds reads:\n%s", joined)
 	}
 	t.Logf("the fleet's audit trail:\n%s", joined)
 }

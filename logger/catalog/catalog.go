@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	sm "github.com/lni/dragonboat/v4/statemachine"
 
@@ -146,3 +147,37 @@ func (c *Catalog) Watch(ctx context.Context, after uint64) (*State, error) {
 
 // Close stops this replica (its raft data stays on the host).
 func (c *Catalog) Close() { c.shard.Close() }
+
+// AddHost adds host id, at raftAddr, to the catalog shard as a non-voting
+// replica (a host outside the catalog's placement: it starts its replica
+// with Join and Learner). Adding a host the shard already has at that
+// address changes nothing; at another address it is refused.
+func (c *Catalog) AddHost(ctx context.Context, id uint64, raftAddr string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	nh := c.shard.NodeHost()
+	m, err := nh.SyncGetShardMembership(ctx, c.cfg.ShardID)
+	if err != nil {
+		return fmt.Errorf("catalog: reading the catalog's membership: %w", err)
+	}
+	for _, set := range []map[uint64]string{m.Nodes, m.NonVotings} {
+		if addr, ok := set[id]; ok {
+			if addr != raftAddr {
+				return fmt.Errorf("catalog: host %d is in the catalog at %s, not %s", id, addr, raftAddr)
+			}
+			return nil
+		}
+	}
+	if _, removed := m.Removed[id]; removed {
+		return fmt.Errorf("catalog: host id %d was removed from the catalog and cannot come back: give the host a new --id", id)
+	}
+	// NB: ordered configuration changes: the change names the membership
+	// it follows, so a concurrent change makes this one fail, not both apply.
+	if err := nh.SyncRequestAddNonVoting(ctx, c.cfg.ShardID, id, raftAddr, m.ConfigChangeID); err != nil {
+		return fmt.Errorf("catalog: adding host %d: %w", id, err)
+	}
+	return nil
+}

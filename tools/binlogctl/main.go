@@ -63,6 +63,10 @@ Commands:
                                   move a source's logger from host --from to host --to (a learner first);
                                   --wait follows its steps
   sources history [--json]        the audit trail of sources add, remove and move: who, when, what it got
+  hosts [--json]                  the fleet's hosts: raft and admin addresses, catalog voter or learner, shards
+  hosts add ID --raft-addr HOST:PORT --admin-addr HOST:PORT
+                                  add a host outside the catalog's voters (then start it with the same
+                                  --catalog-members)
   certs create-ca|create-member|create-client|create-token
                                   make the fleet's CA, member and client certificates and token lines
                                   (binlogctl certs --help)
@@ -210,7 +214,7 @@ type command func(c *client, args []string, stdout, stderr io.Writer) error
 // sources in sources.go, membership commands in members.go, status and
 // failover commands in failover.go.
 func commands() map[string]command {
-	m := map[string]command{"certs": cmdCerts, "sources": cmdSources}
+	m := map[string]command{"certs": cmdCerts, "sources": cmdSources, "hosts": cmdHosts}
 	for k, v := range membersCommands() {
 		m[k] = v
 	}
@@ -229,7 +233,7 @@ func envOr(k, d string) string {
 
 // fleetWide are the commands about no one source: --source-name does not
 // apply to them (sources lists and changes the sources; certs makes files).
-var fleetWide = map[string]bool{"certs": true, "sources": true}
+var fleetWide = map[string]bool{"certs": true, "sources": true, "hosts": true}
 
 // validSourceName checks a source name as the catalog does: a DNS label
 // (it names URLs, metric labels and directories).

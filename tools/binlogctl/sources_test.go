@@ -96,6 +96,8 @@ func TestSourceNamePrefix(t *testing.T) {
 		{"sources", "remove", "db-2"},
 		{"sources", "move", "db-2", "--from", "3", "--to", "5"},
 		{"sources", "history"},
+		{"hosts"},
+		{"hosts", "add", "4", "--raft-addr", "127.0.0.1:7004", "--admin-addr", "127.0.0.1:7074"},
 	}
 	covered := map[string]bool{"certs": true} // NB: certs calls no API
 	f := newFakeAdmin(t, nil)

@@ -52,6 +52,10 @@ type Options struct {
 	// members' dump addresses are then unused: add sources through
 	// POST /sources (binlogctl sources add).
 	Catalog bool
+	// CatalogVoters is how many of the first members hold the catalog
+	// (--catalog-members); the others are hosts outside it, to add with
+	// POST /hosts (binlogctl hosts add). Default: every member.
+	CatalogVoters int
 	// Cmd, when set, is called on each member's command just before it
 	// starts (e.g. to start it in a cgroup).
 	Cmd func(m *Member, cmd *exec.Cmd)

@@ -124,7 +124,11 @@ func (f *Fleet) Launch(m *Member, join bool, extra ...string) error {
 	switch {
 	case f.opts.Catalog:
 		var hosts []string
-		for _, o := range f.Members[:min(f.opts.Members, len(f.Members))] {
+		voters := f.opts.Members
+		if f.opts.CatalogVoters > 0 {
+			voters = f.opts.CatalogVoters
+		}
+		for _, o := range f.Members[:min(voters, len(f.Members))] {
 			hosts = append(hosts, fmt.Sprintf("%d=%s", o.ID, o.RaftAddr))
 		}
 		args = append(args, "--catalog-members", strings.Join(hosts, ","))
