@@ -453,6 +453,9 @@ func (s *Server) sourceConfigFor(st *catalog.State, cs *catalog.Source) (sourceC
 		return cfg, err
 	}
 	cfg.Failover = fo
+	if cfg.Log.Retention, err = sourceRetention(s.cfg.Log.Retention, cs.Retention); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
 }
 
@@ -496,6 +499,24 @@ func sourceFailover(base failoverConfig, lines []string) (failoverConfig, error)
 		return c, err
 	}
 	return c, nil
+}
+
+// sourceRetention returns the host's retention with a source's own
+// --retain-files, --retain-bytes and --retain-age lines over it.
+func sourceRetention(base logger.Retention, lines []string) (logger.Retention, error) {
+	r := base
+	fs := pflag.NewFlagSet("source retention", pflag.ContinueOnError)
+	fs.SetOutput(nopWriter{})
+	fs.IntVar(&r.MaxFiles, "retain-files", r.MaxFiles, "")
+	fs.Uint64Var(&r.MaxBytes, "retain-bytes", r.MaxBytes, "")
+	fs.DurationVar(&r.MaxAge, "retain-age", r.MaxAge, "")
+	if err := fs.Parse(lines); err != nil {
+		return r, fmt.Errorf("the source's retention flags (--retain-files, --retain-bytes, --retain-age): %v", err)
+	}
+	if r.MaxFiles < 0 || r.MaxAge < 0 {
+		return r, errors.New("the source's retention flags: --retain-files and --retain-age must not be negative")
+	}
+	return r, nil
 }
 
 type nopWriter struct{}

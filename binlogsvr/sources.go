@@ -188,7 +188,8 @@ func (s *Server) handleSources(w http.ResponseWriter, req *http.Request) {
 // sourceInfo is the catalog's part of a SourceInfo.
 func (s *Server) sourceInfo(st *catalog.State, cs *catalog.Source) api.SourceInfo {
 	info := api.SourceInfo{Name: cs.Name, SourceAddr: cs.SourceAddr, ShardID: cs.ShardID, State: string(cs.State),
-		Loggers: slices.Sorted(maps.Keys(cs.Loggers)), DumpAddrs: maps.Clone(cs.DumpAddrs)}
+		Loggers: slices.Sorted(maps.Keys(cs.Loggers)), DumpAddrs: maps.Clone(cs.DumpAddrs),
+		Failover: slices.Clone(cs.Failover), Retention: slices.Clone(cs.Retention)}
 	if len(cs.Learners) > 0 {
 		info.Learners = slices.Sorted(maps.Keys(cs.Learners))
 	}
@@ -317,6 +318,15 @@ func (s *Server) handleAddSource(w http.ResponseWriter, req *http.Request) {
 	}
 	if _, err := sourceFailover(s.cfg.Failover, c.Failover); err != nil {
 		writeError(w, http.StatusBadRequest, "failover: %v", err)
+		return
+	}
+	for _, l := range strings.Split(req.FormValue("retention"), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			c.Retention = append(c.Retention, l)
+		}
+	}
+	if _, err := sourceRetention(s.cfg.Log.Retention, c.Retention); err != nil {
+		writeError(w, http.StatusBadRequest, "retention: %v", err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)

@@ -27,8 +27,10 @@ import "time"
 // POST /sources takes the form fields: name, source (host:port), hosts
 // (comma-separated host ids; empty: the least loaded hosts), loggers (how
 // many when hosts is empty: 3 or 5), learners (host ids), dump_addr
-// (comma-separated HOST_ID=host:port), and failover (the source's failover
-// flags, one per line, "--failover-lease=5s"; empty: the host's).
+// (comma-separated HOST_ID=host:port), failover (the source's failover
+// flags, one per line, "--failover-lease=5s"; empty: the host's), and
+// retention (its --retain-files, --retain-bytes, --retain-age, one per
+// line; empty: the host's).
 
 // SourceInfo is one entry of GET /sources.
 type SourceInfo struct {
@@ -44,6 +46,10 @@ type SourceInfo struct {
 	Learners []uint64 `json:"learners,omitempty"`
 	// DumpAddrs: where each host serves the source's replicas, by host id.
 	DumpAddrs map[uint64]string `json:"dump_addrs,omitempty"`
+	// Failover and Retention: the source's own flags over the hosts'
+	// (sources add --failover, --retain), "--NAME=VALUE" each.
+	Failover  []string `json:"failover,omitempty"`
+	Retention []string `json:"retention,omitempty"`
 	// The fields below are read from the source's log on the host asked
 	// (its replica, if it runs one; the leader's host otherwise). Error
 	// says why they could not be.

@@ -102,6 +102,9 @@ func TestMultiSource(t *testing.T) {
 		}
 		q := url.Values{"name": {s.name}, "source": {s.src.Addr()}, "hosts": {"1,2,3"}, "dump_addr": {strings.Join(dumps, ",")},
 			"failover": {"--failover-candidate=" + s.replica.Addr()}}
+		if s.name == "billing" {
+			q.Set("retention", "--retain-files=50\n--retain-age=240h") // NB: its own, over the hosts' (none)
+		}
 		var ch api.SourceChange
 		if err := fleet.Poll(ctx, wait, func() error { return f.Post(ctx, uint64(i%3+1), "/sources?"+q.Encode(), &ch) }); err != nil {
 			t.Fatalf("adding source %s: %v", s.name, err)
@@ -217,6 +220,20 @@ func TestMultiSource(t *testing.T) {
 	for _, s := range srcs {
 		if want := fmt.Sprintf(`binlogsvr_logger_epoch{source=%q} 1`, s.name); !strings.Contains(metrics, want) {
 			t.Errorf("host %d's /metrics lacks %s", reader, want)
+		}
+	}
+
+	// billing's own retention applies on its members, orders keeps the
+	// hosts' (none).
+	for name, want := range map[string]int{"billing": 50, "orders": 0} {
+		var self struct {
+			Retention api.Retention `json:"retention"`
+		}
+		if err := f.Get(ctx, reader, "/sources/"+name+"/members/self", &self); err != nil {
+			t.Fatal(err)
+		}
+		if self.Retention.Files != want {
+			t.Errorf("source %s on host %d retains %d files; want %d", name, reader, self.Retention.Files, want)
 		}
 	}
 

@@ -92,8 +92,14 @@ func add(s *State, c Command) (*State, Result) {
 			return s, refuse(s, Invalid, "source %q: failover flag %q: want --failover-NAME=VALUE", c.Name, f)
 		}
 	}
+	for _, f := range c.Retention {
+		if !strings.HasPrefix(f, "--retain-") || !strings.Contains(f, "=") || strings.ContainsAny(f, "\n\x00") {
+			return s, refuse(s, Invalid, "source %q: retention flag %q: want --retain-NAME=VALUE", c.Name, f)
+		}
+	}
 	src := &Source{Name: c.Name, ShardID: s.NextShard, SourceAddr: c.SourceAddr, State: Active,
-		Loggers: map[uint64]uint64{}, DumpAddrs: maps.Clone(c.DumpAddrs), Failover: slices.Clone(c.Failover)}
+		Loggers: map[uint64]uint64{}, DumpAddrs: maps.Clone(c.DumpAddrs), Failover: slices.Clone(c.Failover),
+		Retention: slices.Clone(c.Retention)}
 	for _, h := range c.Loggers {
 		src.Loggers[h] = src.nextReplica(h)
 	}

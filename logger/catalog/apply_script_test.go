@@ -21,7 +21,7 @@ import (
 // to change the state it applied to, to bump the version exactly when
 // applied, and the new state to survive a snapshot's encoding.
 //
-//	add name=N [source=ADDR] [loggers=(H,...)] [learners=(H,...)] [dump=(H/ADDR,...)] [failover=(F,...)] [cas=V]
+//	add name=N [source=ADDR] [loggers=(H,...)] [learners=(H,...)] [dump=(H/ADDR,...)] [failover=(F,...)] [retention=(F,...)] [cas=V]
 //	                              (defaults: source db:3306, loggers 1,2,3)
 //	remove name=N [cas=V]
 //	drop name=N [cas=V]
@@ -96,6 +96,9 @@ func TestApplyScripts(t *testing.T) {
 				}
 				if a, ok := d.Arg("failover"); ok {
 					c.Failover = a.Vals
+				}
+				if a, ok := d.Arg("retention"); ok {
+					c.Retention = a.Vals
 				}
 			case "remove", "drop":
 			case "audit":
@@ -195,6 +198,9 @@ func show(s *State) string {
 		fmt.Fprintf(&b, " held=%s", ids(src.Held))
 		if len(src.Failover) > 0 {
 			fmt.Fprintf(&b, " failover=%s", strings.Join(src.Failover, " "))
+		}
+		if len(src.Retention) > 0 {
+			fmt.Fprintf(&b, " retention=%s", strings.Join(src.Retention, " "))
 		}
 		b.WriteString("\n")
 		if m := src.Move; m != nil {

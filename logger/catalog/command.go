@@ -45,6 +45,8 @@ type Command struct {
 	DumpAddrs  map[uint64]string `json:"dump_addrs,omitempty"`
 	// Failover: the source's own failover flags (Source.Failover).
 	Failover []string `json:"failover,omitempty"`
+	// Retention: the source's own retention flags (Source.Retention).
+	Retention []string `json:"retention,omitempty"`
 
 	// OpMoveBegin: the logger's host From, the host To it moves to, and
 	// To's dump address ("": none).

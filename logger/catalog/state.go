@@ -88,6 +88,10 @@ type Source struct {
 	// each, applied over the host's (the daemon checks them; the catalog
 	// keeps them as given). No secret is ever among them.
 	Failover []string `json:"failover,omitempty"`
+	// Retention holds the source's own retention flags, one
+	// "--retain-NAME=VALUE" each, applied over the host's on every host
+	// that runs it.
+	Retention []string `json:"retention,omitempty"`
 }
 
 // A Host is where one host of the fleet is: the raft address its shards
@@ -122,6 +126,7 @@ func (s *Source) clone() *Source {
 	c := *s
 	c.Loggers, c.Learners, c.DumpAddrs, c.Held = maps.Clone(s.Loggers), maps.Clone(s.Learners), maps.Clone(s.DumpAddrs), maps.Clone(s.Held)
 	c.Failover = slices.Clone(s.Failover)
+	c.Retention = slices.Clone(s.Retention)
 	if s.Move != nil {
 		m := *s.Move
 		c.Move = &m

@@ -56,7 +56,7 @@ Commands:
   rejoin-check HOST:PORT          an old source's transactions the log lacks (never acknowledged)
   rejoin HOST:PORT                attach an old source as a replica of the fleet when nothing is errant
   sources [--json] [--watch]      the fleet's sources: shard, state, epoch, leader host, lag, ingest, hosts
-  sources add NAME --source HOST:PORT [--hosts IDS] [--loggers N] [--learners IDS] [--dump-addr ID=H:P] [--failover F=V]
+  sources add NAME --source HOST:PORT [--hosts IDS] [--loggers N] [--learners IDS] [--dump-addr ID=H:P] [--failover F=V] [--retain F=V]
                                   add a source: its log on --hosts (default: the least loaded hosts)
   sources remove NAME [--force]   remove a source (refused while replicas or holds need it, unless --force)
   sources move NAME --from H --to H [--dump-addr HOST:PORT] [--wait] [--timeout-move D]

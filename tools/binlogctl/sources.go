@@ -136,6 +136,7 @@ func cmdSourcesAdd(c *client, args []string, stdout, stderr io.Writer) error {
 	learners := fs.String("learners", "", "host ids that run it as learners (non-voting copies), e.g. 4,5")
 	dumps := fs.StringSlice("dump-addr", nil, "where a host serves its replicas, HOST_ID=HOST:PORT (repeatable or comma-separated; empty HOST: every interface)")
 	failover := fs.StringArray("failover", nil, "one of binlogsvr's --failover-* flags for this source, NAME=VALUE: lease=5s, failover-candidate=db2:3306 (repeatable; default: the host's)")
+	retain := fs.StringArray("retain", nil, "one of binlogsvr's --retain-* flags for this source on every host that runs it, NAME=VALUE: files=20, bytes=10737418240, age=72h (repeatable; default: the host's)")
 	asJSON := fs.Bool("json", false, "print the answer (the source, the message, the catalog version) as JSON")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
@@ -146,6 +147,17 @@ func cmdSourcesAdd(c *client, args []string, stdout, stderr io.Writer) error {
 	form, err := sourceForm(fs.Arg(0), *source, *hosts, *loggers, fs.Changed("loggers"), *learners, *dumps, *failover)
 	if err != nil {
 		return usageFor("sources add", err.Error())
+	}
+	var rl []string
+	for _, r := range *retain {
+		name, value, ok := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(r, "--"), "retain-"), "=")
+		if !ok || value == "" || (name != "files" && name != "bytes" && name != "age") {
+			return usageFor("sources add", fmt.Sprintf("--retain %q: want files=N, bytes=N or age=DURATION", r))
+		}
+		rl = append(rl, "--retain-"+name+"="+value)
+	}
+	if len(rl) > 0 {
+		form.Set("retention", strings.Join(rl, "\n"))
 	}
 	var out api.SourceChange
 	if err := c.post(context.Background(), "/sources", form, &out); err != nil {
