@@ -230,13 +230,15 @@ func TestSourcesAdd(t *testing.T) {
 	})
 	code, out, reqs, forms := f.run("sources", "add", "orders", "--source", "db2:3306", "--hosts", "1,2,3", "--learners", "4",
 		"--dump-addr", "1=:3310,2=10.0.0.2:3310", "--dump-addr", "4=10.0.0.4:3310",
-		"--failover", "lease=5s", "--failover", "--failover-candidate=db3:3306,priority=2", "--failover", "failover-auto=false")
+		"--failover", "lease=5s", "--failover", "--failover-candidate=db3:3306,priority=2", "--failover", "failover-auto=false",
+		"--retain", "files=50", "--retain", "--retain-age=240h")
 	if code != 0 || !slices.Equal(reqs, []string{"POST /sources"}) {
 		t.Fatalf("exit %d, requests %q:\n%s", code, reqs, out)
 	}
 	want := url.Values{"name": {"orders"}, "source": {"db2:3306"}, "hosts": {"1,2,3"}, "learners": {"4"},
 		"dump_addr": {"1=:3310,2=10.0.0.2:3310,4=10.0.0.4:3310"},
-		"failover":  {"--failover-lease=5s\n--failover-candidate=db3:3306,priority=2\n--failover-auto=false"}}
+		"failover":  {"--failover-lease=5s\n--failover-candidate=db3:3306,priority=2\n--failover-auto=false"},
+		"retention": {"--retain-files=50\n--retain-age=240h"}}
 	if got := forms[0]; !formsEqual(got, want) {
 		t.Errorf("form %v, want %v", got, want)
 	}
@@ -244,6 +246,10 @@ func TestSourcesAdd(t *testing.T) {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
+	}
+	// A retention flag binlogsvr does not have is refused here.
+	if code, out, reqs, _ := f.run("sources", "add", "orders", "--source", "db2:3306", "--retain", "forever=1"); code != 2 || len(reqs) != 0 || !strings.Contains(out, "--retain") {
+		t.Errorf("--retain forever=1: exit %d, requests %q:\n%s", code, reqs, out)
 	}
 	// Only what the user set goes: no hosts, loggers 5.
 	_, out, _, forms = f.run("sources", "add", "orders", "--source", "db2:3306", "--loggers", "5")
