@@ -289,6 +289,45 @@ func TestMultiSource(t *testing.T) {
 		writeRows(s, 20, 30*time.Second)
 	}
 
+	// kill -9 of billing's source (MySQL): the fleet fails billing over to
+	// its replica on its own (the lease), every acknowledged commit is
+	// there, and the other sources keep their epochs.
+	billing := srcs[1]
+	ordersEpoch := got["orders"].Epoch
+	if err := billing.src.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Now()
+	got = waitSources(other, func(si api.SourceInfo) error {
+		switch si.Name {
+		case "billing":
+			if si.Epoch < 2 || si.SourceAddr != billing.replica.Addr() {
+				return fmt.Errorf("epoch %d source %s, want a later epoch on %s", si.Epoch, si.SourceAddr, billing.replica.Addr())
+			}
+		case "orders":
+			if si.Epoch != ordersEpoch {
+				return fmt.Errorf("epoch %d, want %d", si.Epoch, ordersEpoch)
+			}
+		default:
+			if si.Epoch != 1 {
+				return fmt.Errorf("epoch %d, want 1", si.Epoch)
+			}
+		}
+		return streaming(si)
+	})
+	t.Logf("billing's source killed: failed over to %s in %v (epoch %d); orders epoch %d, users %d",
+		billing.replica.Addr(), time.Since(t1).Round(time.Millisecond), got["billing"].Epoch, got["orders"].Epoch, got["users"].Epoch)
+	var n int64
+	row, err := billing.replica.Exec(ctx, "SELECT COUNT(*) FROM test.t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err = row.GetInt(0, 0); err != nil || n < int64(billing.rows) {
+		t.Fatalf("billing's new source holds %d rows of %d acknowledged: %v", n, billing.rows, err)
+	}
+	billing.src, billing.replica = billing.replica, billing.src
+	writeRows(billing, 10, 30*time.Second)
+
 	// The killed host comes back and catches up on every source.
 	if err := f.Restart(victim); err != nil {
 		t.Fatal(err)
