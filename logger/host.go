@@ -79,10 +79,12 @@ type HostConfig struct {
 	// only) makes the shards share tan's log files: dragonboat's
 	// multiplexed tan (tanmux.go), shard S in the group S % 16, each group
 	// one log file and one step worker that fsyncs it once per round for
-	// all its shards. It is fixed when the data directory is created
-	// (raftLayoutFile): StartHost refuses a data directory of the other
-	// layout. Start ignores it: a one-source daemon keeps per-shard tan.
-	RaftLogMultiplex bool
+	// all its shards. The layout is fixed when the data directory is
+	// created (raftLayoutFile): auto (the default) creates it multiplexed
+	// and opens an existing one as it is; true or false refuse a data
+	// directory of the other layout. Start ignores it: a one-source daemon
+	// keeps per-shard tan.
+	RaftLogMultiplex Multiplex
 
 	Logger *slog.Logger
 	// Registry receives the host's metrics: the raft transport's rejected
@@ -146,7 +148,7 @@ func (c *HostConfig) Validate() error {
 		return fmt.Errorf("logger: --raft-transport must be %s or %s, got %q", TransportTCP, TransportDragonboat, c.Transport)
 	case c.RTTMillisecond == 0:
 		return errors.New("logger: --raft-rtt-ms must be positive")
-	case c.RaftLogMultiplex && c.LogDB != "tan":
+	case c.RaftLogMultiplex == MultiplexOn && c.LogDB != "tan":
 		return fmt.Errorf("logger: --raft-log-multiplex needs --raft-logdb tan, got %q", c.LogDB)
 	case c.ApplyWorkers < 0 || c.ApplyWorkers > maxApplyWorkers:
 		return fmt.Errorf("logger: --raft-apply-workers must be 1 to %d (0: automatic), got %d", maxApplyWorkers, c.ApplyWorkers)
@@ -202,11 +204,14 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 		m.unregister()
 		return nil, err
 	}
-	multiplexed := cfg.LogDB == "tan" && cfg.RaftLogMultiplex && !single
-	if err := checkRaftLayout(cfg.FS, cfg.DataDir, multiplexed, !single); err != nil {
-		h.stopDisk()
-		m.unregister()
-		return nil, err
+	multiplexed := false
+	if cfg.LogDB == "tan" {
+		multiplexed, err = checkRaftLayout(cfg.FS, cfg.DataDir, cfg.RaftLogMultiplex, single)
+		if err != nil {
+			h.stopDisk()
+			m.unregister()
+			return nil, err
+		}
 	}
 	h.fs = newDiskFS(cfg.FS, guard)
 	h.pfs = newPebbleDiskFS(cfg.PebbleFS, guard)

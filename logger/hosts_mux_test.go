@@ -50,12 +50,12 @@ func tanDBs(t *testing.T, fs lvfs.FS, dataDir string) []string {
 	return out
 }
 
-// Three hosts with multiplexed raft logs run shards 1, 2 and 17 (1 and 17
-// share a log file and a step worker), restart one host and then all
-// three from their data, and commit all along; the layout cannot change
-// afterwards.
+// Three new hosts (--raft-log-multiplex auto, the default: multiplexed
+// raft logs) run shards 1, 2 and 17 (1 and 17 share a log file and a step
+// worker), restart one host and then all three from their data, and commit
+// all along; the layout cannot change afterwards.
 func TestHostMultiplexedRestart(t *testing.T) {
-	h := loggertest.NewHostsWith(t, 3, loggertest.HostsOptions{RaftLogMultiplex: true})
+	h := loggertest.NewHosts(t, 3)
 	shards := []uint64{1, 2, 17}
 	for _, s := range shards {
 		h.StartShard(s, 1, 2, 3)
@@ -113,7 +113,7 @@ func TestHostMultiplexedRestart(t *testing.T) {
 	// Host 3 cannot open its data per-shard, nor a one-source daemon.
 	h.StopHost(3)
 	cfg := h.HostConfig(3)
-	cfg.RaftLogMultiplex = false
+	cfg.RaftLogMultiplex = logger.MultiplexOff
 	if host, err := logger.StartHost(cfg.Host()); err == nil {
 		host.Close()
 		t.Fatal("a multiplexed data directory opened with --raft-log-multiplex=false")
@@ -130,6 +130,14 @@ func TestHostMultiplexedRestart(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "--raft-log-multiplex") {
 		t.Fatalf("the refusal does not name the flag: %v", err)
 	}
+	// Explicitly multiplexed, it opens.
+	cfg = h.HostConfig(3)
+	cfg.RaftLogMultiplex = logger.MultiplexOn
+	host, err := logger.StartHost(cfg.Host())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host.Close()
 	h.StartHost(3)
 	appendAll(5)
 	check(1, 2, 3)
@@ -139,13 +147,13 @@ func TestHostMultiplexedRestart(t *testing.T) {
 // it multiplexed; one whose raft directory predates the layout file (no
 // file, tan's node-S-R directories) is taken for per-shard.
 func TestHostRaftLayoutRefused(t *testing.T) {
-	h := loggertest.NewHosts(t, 3)
+	h := loggertest.NewHostsWith(t, 3, loggertest.HostsOptions{RaftLogMultiplex: logger.MultiplexOff})
 	h.StartShard(1, 1, 2, 3)
 	setSourceOn(t, h.Leader(1, wait))
 	h.StopHost(1)
 	open := func() error {
 		cfg := h.HostConfig(1)
-		cfg.RaftLogMultiplex = true
+		cfg.RaftLogMultiplex = logger.MultiplexOn
 		host, err := logger.StartHost(cfg.Host())
 		if err == nil {
 			host.Close()
@@ -163,6 +171,14 @@ func TestHostRaftLayoutRefused(t *testing.T) {
 	if err := open(); err == nil || !strings.Contains(err.Error(), "--raft-log-multiplex=false") {
 		t.Fatalf("opening per-shard data without a layout file with --raft-log-multiplex=true: %v", err)
 	}
+	// auto opens it as it is: per-shard.
+	cfg := h.HostConfig(1)
+	cfg.RaftLogMultiplex = logger.MultiplexAuto
+	host, err := logger.StartHost(cfg.Host())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host.Close()
 	h.StartHost(1)
 	if got := tanDBs(t, h.FS(1), "/h1"); !slices.Equal(got, []string{"node-1-1"}) {
 		t.Fatalf("host 1's tan dbs %v, want [node-1-1]", got)

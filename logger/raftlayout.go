@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/lni/dragonboat/v4/config"
@@ -30,6 +31,56 @@ const (
 	layoutMultiplexed = "multiplexed"
 )
 
+// Multiplex is --raft-log-multiplex (HostConfig.RaftLogMultiplex): auto,
+// true or false; the flag alone is true.
+type Multiplex uint8
+
+const (
+	// MultiplexAuto: StartHost creates a new data directory multiplexed
+	// (DefaultHostMultiplexed) and opens an existing one in the layout it
+	// holds.
+	MultiplexAuto Multiplex = iota
+	// MultiplexOn: multiplexed; an existing per-shard directory is refused.
+	MultiplexOn
+	// MultiplexOff: per-shard; an existing multiplexed directory is refused.
+	MultiplexOff
+)
+
+// DefaultHostMultiplexed is the layout MultiplexAuto gives a new data
+// directory of StartHost: multiplexed, from the sources benchmark
+// (docs/BENCHMARKS.md, "Multiplexed raft log").
+const DefaultHostMultiplexed = true
+
+func (m Multiplex) String() string {
+	switch m {
+	case MultiplexOn:
+		return "true"
+	case MultiplexOff:
+		return "false"
+	}
+	return "auto"
+}
+
+// Set parses auto or a bool.
+func (m *Multiplex) Set(s string) error {
+	if strings.EqualFold(s, "auto") {
+		*m = MultiplexAuto
+		return nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("want auto, true or false, got %q", s)
+	}
+	*m = MultiplexOff
+	if b {
+		*m = MultiplexOn
+	}
+	return nil
+}
+
+// Type is the flag's type in the usage text.
+func (m *Multiplex) Type() string { return "auto|bool" }
+
 func layoutName(multiplexed bool) string {
 	if multiplexed {
 		return layoutMultiplexed
@@ -37,40 +88,52 @@ func layoutName(multiplexed bool) string {
 	return layoutPerShard
 }
 
-// checkRaftLayout refuses dataDir if its raft log is not of the layout
-// asked for; write records the layout of a new raft directory (StartHost;
-// Start only reads).
-func checkRaftLayout(fs config.IFS, dataDir string, multiplexed, write bool) error {
+// checkRaftLayout returns whether the raft log of dataDir is to be
+// multiplexed, or refuses it if it holds the other layout than m asks for.
+// StartHost (single false) records the layout of a new raft directory;
+// Start (single) opens per-shard raft logs only, and writes nothing.
+func checkRaftLayout(fs config.IFS, dataDir string, m Multiplex, single bool) (bool, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
 	raftDir := filepath.Join(dataDir, "raft")
-	want := layoutName(multiplexed)
 	have, err := raftLayout(fs, raftDir)
 	if err != nil {
-		return fmt.Errorf("logger: reading the raft log's layout in %s: %w", raftDir, err)
+		return false, fmt.Errorf("logger: reading the raft log's layout in %s: %w", raftDir, err)
+	}
+	if single {
+		if have == layoutMultiplexed {
+			return false, fmt.Errorf("logger: the data directory %s holds a multiplexed raft log (created by a host of several sources, --raft-log-multiplex); a one-source daemon opens per-shard raft logs only", dataDir)
+		}
+		return false, nil
+	}
+	var want string
+	switch {
+	case m == MultiplexOn:
+		want = layoutMultiplexed
+	case m == MultiplexOff:
+		want = layoutPerShard
+	case have != "":
+		want = have
+	default:
+		want = layoutName(DefaultHostMultiplexed)
 	}
 	switch {
 	case have == want:
-		return nil
+		return want == layoutMultiplexed, nil
 	case have != "":
-		hint := "start it with --raft-log-multiplex=true"
+		hint := "--raft-log-multiplex=true or auto"
 		if have == layoutPerShard {
-			hint = "start it with --raft-log-multiplex=false"
+			hint = "--raft-log-multiplex=false or auto"
 		}
-		if !write {
-			return fmt.Errorf("logger: the data directory %s holds a %s raft log (created by a host of several sources with --raft-log-multiplex); a one-source daemon opens per-shard raft logs only", dataDir, have)
-		}
-		return fmt.Errorf("logger: the data directory %s holds a %s raft log and --raft-log-multiplex=%t asks for a %s one; the layout cannot change once a host has data: %s, "+
-			"or move the replicas to a host with a new data directory", dataDir, have, multiplexed, want, hint)
-	case !write:
-		return nil
+		return false, fmt.Errorf("logger: the data directory %s holds a %s raft log and --raft-log-multiplex=%s asks for a %s one; the layout cannot change once a host has data: start it with %s, "+
+			"or move its replicas to a host with a new data directory", dataDir, have, m, want, hint)
 	}
 	// A new raft directory: record the layout before dragonboat writes.
 	if err := fs.MkdirAll(raftDir, 0o755); err != nil {
-		return err
+		return false, err
 	}
-	return writeLayout(fs, raftDir, want)
+	return want == layoutMultiplexed, writeLayout(fs, raftDir, want)
 }
 
 // raftLayout returns the layout of raftDir: "" if it does not exist.

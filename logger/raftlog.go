@@ -120,6 +120,14 @@ type tanState struct {
 // the function that releases them. A step worker's round is of one lock.
 func (s *tanState) lock(updates []pb.Update) func() {
 	n := uint64(len(s.locks))
+	if n == 1 || len(updates) == 1 {
+		l := &s.locks[0]
+		if len(updates) > 0 {
+			l = s.shardLock(updates[0].ShardID)
+		}
+		l.Lock()
+		return l.Unlock
+	}
 	var held []int
 	for _, u := range updates {
 		held = append(held, int(u.ShardID%n))

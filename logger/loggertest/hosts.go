@@ -39,7 +39,7 @@ type Hosts struct {
 
 // HostsOptions are what NewHostsWith's hosts differ in from the defaults.
 type HostsOptions struct {
-	RaftLogMultiplex bool // logger.HostConfig.RaftLogMultiplex
+	RaftLogMultiplex logger.Multiplex // logger.HostConfig.RaftLogMultiplex
 }
 
 // NewHosts starts hosts 1..n with no shard and closes them at the end of
