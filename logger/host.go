@@ -75,6 +75,16 @@ type HostConfig struct {
 	// (--raft-apply-workers); 0 picks startApplyWorkers for Start's one
 	// shard and DefaultHostApplyWorkers for StartHost.
 	ApplyWorkers int
+	// RaftLogMultiplex (--raft-log-multiplex; StartHost with LogDB tan
+	// only) makes the shards share tan's log files: dragonboat's
+	// multiplexed tan (tanmux.go), shard S in the group S % 16, each group
+	// one log file and one step worker that fsyncs it once per round for
+	// all its shards. The layout is fixed when the data directory is
+	// created (raftLayoutFile): auto (the default) creates it multiplexed
+	// and opens an existing one as it is; true or false refuse a data
+	// directory of the other layout. Start ignores it: a one-source daemon
+	// keeps per-shard tan.
+	RaftLogMultiplex Multiplex
 
 	Logger *slog.Logger
 	// Registry receives the host's metrics: the raft transport's rejected
@@ -112,7 +122,7 @@ const (
 func (c *Config) Host() HostConfig {
 	return HostConfig{DataDir: c.DataDir, RaftAddr: c.RaftAddr, RaftListenAddr: c.RaftListenAddr, LogDB: c.LogDB, Transport: c.Transport,
 		LogPrefill: c.LogPrefill, RTTMillisecond: c.RTTMillisecond, Disk: c.Disk, RaftTLS: c.RaftTLS, Insecure: c.Insecure, NoNotifyCommit: c.NoNotifyCommit,
-		ApplyWorkers: c.ApplyWorkers, Logger: c.Logger, Registry: c.Registry, FS: c.FS, PebbleFS: c.PebbleFS, TransportFactory: c.TransportFactory}
+		ApplyWorkers: c.ApplyWorkers, RaftLogMultiplex: c.RaftLogMultiplex, Logger: c.Logger, Registry: c.Registry, FS: c.FS, PebbleFS: c.PebbleFS, TransportFactory: c.TransportFactory}
 }
 
 // withHost returns c with the host's fields of h, so that a shard's Config
@@ -121,7 +131,7 @@ func (c Config) withHost(h HostConfig) Config {
 	c.DataDir, c.RaftAddr, c.RaftListenAddr, c.LogDB, c.Transport = h.DataDir, h.RaftAddr, h.RaftListenAddr, h.LogDB, h.Transport
 	c.LogPrefill, c.RTTMillisecond, c.Disk, c.RaftTLS, c.Insecure = h.LogPrefill, h.RTTMillisecond, h.Disk, h.RaftTLS, h.Insecure
 	c.FS, c.PebbleFS, c.TransportFactory, c.NoNotifyCommit = h.FS, h.PebbleFS, h.TransportFactory, h.NoNotifyCommit
-	c.ApplyWorkers = h.ApplyWorkers
+	c.ApplyWorkers, c.RaftLogMultiplex = h.ApplyWorkers, h.RaftLogMultiplex
 	return c
 }
 
@@ -138,6 +148,8 @@ func (c *HostConfig) Validate() error {
 		return fmt.Errorf("logger: --raft-transport must be %s or %s, got %q", TransportTCP, TransportDragonboat, c.Transport)
 	case c.RTTMillisecond == 0:
 		return errors.New("logger: --raft-rtt-ms must be positive")
+	case c.RaftLogMultiplex == MultiplexOn && c.LogDB != "tan":
+		return fmt.Errorf("logger: --raft-log-multiplex needs --raft-logdb tan, got %q", c.LogDB)
 	case c.ApplyWorkers < 0 || c.ApplyWorkers > maxApplyWorkers:
 		return fmt.Errorf("logger: --raft-apply-workers must be 1 to %d (0: automatic), got %d", maxApplyWorkers, c.ApplyWorkers)
 	}
@@ -192,6 +204,15 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 		m.unregister()
 		return nil, err
 	}
+	multiplexed := false
+	if cfg.LogDB == "tan" {
+		multiplexed, err = checkRaftLayout(cfg.FS, cfg.DataDir, cfg.RaftLogMultiplex, single)
+		if err != nil {
+			h.stopDisk()
+			m.unregister()
+			return nil, err
+		}
+	}
 	h.fs = newDiskFS(cfg.FS, guard)
 	h.pfs = newPebbleDiskFS(cfg.PebbleFS, guard)
 	tf, shards := cfg.raftTransport(log)
@@ -230,11 +251,20 @@ func startHost(cfg HostConfig, log *slog.Logger, single bool, first *shardEntry)
 	nhc.Expert.Engine.ExecShards, nhc.Expert.Engine.CommitShards = 2, 2
 	nhc.Expert.Engine.ApplyShards = uint64(cfg.applyWorkers(single))
 	nhc.Expert.Engine.SnapshotShards, nhc.Expert.Engine.CloseShards = 2, 2
+	if multiplexed {
+		// NB: required, not tuned: a step worker's round must hold shards
+		// of one multiplexed log only (tanmux.go).
+		nhc.Expert.Engine.ExecShards = multiplexExecShards
+	}
 	if cfg.LogDB == "tan" {
 		// NB: the wrapper's readers are needed without prefill too: log
 		// files written with it end in zeros (see zeroedLogFS).
 		prefill := cfg.LogPrefill
-		f := tanStateFactory{inner: tan.Factory, log: log,
+		var inner config.LogDBFactory = tan.Factory
+		if multiplexed {
+			inner = multiplexedTan{}
+		}
+		f := tanStateFactory{inner: inner, multiplexed: multiplexed, log: log,
 			fs: func(fs config.IFS, log *slog.Logger) *zeroedLogFS {
 				z := newZeroedLogFS(fs, log, prefill)
 				z.files, z.spares = m.raftLogFiles, m.raftLogSpares

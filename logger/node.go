@@ -69,6 +69,8 @@ type Config struct {
 	// ApplyWorkers is the host's number of apply goroutines (see
 	// HostConfig.ApplyWorkers); 0: automatic.
 	ApplyWorkers int
+	// RaftLogMultiplex: see HostConfig.RaftLogMultiplex.
+	RaftLogMultiplex Multiplex
 	// Quiesce lets an idle shard stop its heartbeats (dragonboat's
 	// config.Config.Quiesce, experimental there). Not a flag: measured for
 	// hosts of many shards (docs/MULTISOURCE.md).
@@ -144,6 +146,9 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Uint64Var(&c.RTTMillisecond, "raft-rtt-ms", c.RTTMillisecond, "round trip time between members in milliseconds; election and heartbeat timeouts are multiples of it")
 	fs.IntVar(&c.ApplyWorkers, "raft-apply-workers", c.ApplyWorkers, fmt.Sprintf("apply goroutines of the host's raft shards, 1 to %d; shard S applies on worker S modulo this, so shards that share a worker wait for each other's applies and ACKs "+
 		"(0: %d on a one-source daemon, %d on a host of many sources)", maxApplyWorkers, startApplyWorkers, DefaultHostApplyWorkers))
+	fs.VarPF(&c.RaftLogMultiplex, "raft-log-multiplex", "", "hosts of several sources (--catalog-members), --raft-logdb tan: shards share tan's raft log files, shard S in group S modulo 16 "+
+		"(one log file and one step worker per group, one fsync per group per round) instead of one log file per shard and 2 step workers; fixed when the data directory is created: "+
+		"auto creates it multiplexed and opens an existing one as it is, true or false refuse a data directory of the other layout; a one-source daemon always keeps one file per shard").NoOptDefVal = "true"
 	fs.Uint64Var(&c.ElectionRTT, "raft-election-rtt", c.ElectionRTT, "election timeout in RTTs")
 	fs.Uint64Var(&c.HeartbeatRTT, "raft-heartbeat-rtt", c.HeartbeatRTT, "heartbeat interval in RTTs")
 	fs.Uint64Var(&c.SnapshotEntries, "snapshot-entries", c.SnapshotEntries, "take a state machine snapshot every this many entries")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/lni/dragonboat/v4/config"
@@ -46,6 +47,9 @@ type tanStateFactory struct {
 	// fs, if set, wraps the file system tan writes its files through
 	// (zeroedLogFS).
 	fs func(config.IFS, *slog.Logger) *zeroedLogFS
+	// multiplexed: inner is multiplexedTan (tanmux.go), whose step
+	// workers each save one group of shards: see tanState.locks.
+	multiplexed bool
 }
 
 func (f tanStateFactory) Create(nhc config.NodeHostConfig, cb config.LogDBCallback, dirs, lldirs []string) (raftio.ILogDB, error) {
@@ -76,7 +80,11 @@ func (f tanStateFactory) Create(nhc config.NodeHostConfig, cb config.LogDBCallba
 		}
 		return nil, err
 	}
-	return &tanState{ILogDB: db, log: l, reps: map[raftio.NodeInfo]*tanReplica{}, zfs: z}, nil
+	groups := 1
+	if f.multiplexed {
+		groups = multiplexExecShards
+	}
+	return &tanState{ILogDB: db, log: l, reps: map[raftio.NodeInfo]*tanReplica{}, zfs: z, locks: make([]sync.Mutex, groups)}, nil
 }
 
 func (f tanStateFactory) Name() string { return f.inner.Name() }
@@ -91,15 +99,53 @@ type tanState struct {
 	raftio.ILogDB
 	zfs *zeroedLogFS // nil: tan writes through the file system it was given
 	log *slog.Logger
-	// NB: held across tan's writes, so that a snapshot record (the
-	// snapshot worker) and an update (the step worker) of one replica are
-	// decided and written one after the other: the snapshot's State then
-	// never names entries not yet on disk, and an update never writes a
-	// State older than a snapshot's. One raft shard per process: nothing
-	// else waits on it.
+	// NB: a lock is held across tan's writes, so that a snapshot record
+	// (the snapshot worker) and an update (the step worker) of one replica
+	// are decided and written one after the other: the snapshot's State
+	// then never names entries not yet on disk, and an update never writes
+	// a State older than a snapshot's. Shard S's lock is locks[S %
+	// len(locks)]. Per-shard tan has one: the host's two step workers save
+	// one after the other (a host of one shard: nothing else waits on it).
+	// Multiplexed tan has one per step worker (16, tanmux.go), which is
+	// one per log file: the workers save and fsync at once, as their
+	// files are apart, and a replica's update and snapshot still take the
+	// same lock.
+	locks []sync.Mutex
+	// mu guards reps, the map only (a tanReplica is its shard's lock's).
 	mu   sync.Mutex
 	reps map[raftio.NodeInfo]*tanReplica
 }
+
+// lock takes the locks of the shards of updates, in order, and returns
+// the function that releases them. A step worker's round is of one lock.
+func (s *tanState) lock(updates []pb.Update) func() {
+	n := uint64(len(s.locks))
+	if n == 1 || len(updates) == 1 {
+		l := &s.locks[0]
+		if len(updates) > 0 {
+			l = s.shardLock(updates[0].ShardID)
+		}
+		l.Lock()
+		return l.Unlock
+	}
+	var held []int
+	for _, u := range updates {
+		held = append(held, int(u.ShardID%n))
+	}
+	slices.Sort(held)
+	held = slices.Compact(held)
+	for _, i := range held {
+		s.locks[i].Lock()
+	}
+	return func() {
+		for _, i := range held {
+			s.locks[i].Unlock()
+		}
+	}
+}
+
+// shardLock returns shard id's lock.
+func (s *tanState) shardLock(id uint64) *sync.Mutex { return &s.locks[id%uint64(len(s.locks))] }
 
 // persisting reports whether tan must write u: entries, a snapshot, or a
 // new term or vote.
@@ -115,13 +161,16 @@ func persisting(u *pb.Update, r *tanReplica) bool {
 
 // replica returns what the wrapper knows of a replica, learning what tan
 // holds the first time (a restarted member: the State raft was launched
-// with). Called with s.mu held.
+// with). Called with the shard's lock held.
 func (s *tanState) replica(shardID, replicaID uint64) *tanReplica {
 	ni := raftio.NodeInfo{ShardID: shardID, ReplicaID: replicaID}
-	if r, ok := s.reps[ni]; ok {
+	s.mu.Lock()
+	r, ok := s.reps[ni]
+	s.mu.Unlock()
+	if ok {
 		return r
 	}
-	r := &tanReplica{}
+	r = &tanReplica{}
 	rs, err := s.ILogDB.ReadRaftState(shardID, replicaID, 0)
 	switch {
 	case err == nil && !pb.IsEmptyState(rs.State):
@@ -131,15 +180,16 @@ func (s *tanState) replica(shardID, replicaID uint64) *tanReplica {
 		// entries, term or vote, which carry raft's newest State.
 		s.log.Warn("reading the raft log's saved state", "shard", shardID, "replica", replicaID, "err", err)
 	}
+	s.mu.Lock()
 	s.reps[ni] = r
+	s.mu.Unlock()
 	return r
 }
 
 // SaveRaftState rewrites the updates as described on tanStateFactory and
 // hands tan those with something to write.
 func (s *tanState) SaveRaftState(updates []pb.Update, shardID uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock(updates)()
 	// NB: a new slice: dragonboat goes on using its updates.
 	out := make([]pb.Update, 0, len(updates))
 	for _, u := range updates {
@@ -199,8 +249,7 @@ func (s *tanState) SaveRaftState(updates []pb.Update, shardID uint64) error {
 // its next write could find a commit index below its snapshot on disk,
 // which dragonboat refuses to start from.
 func (s *tanState) SaveSnapshots(updates []pb.Update) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock(updates)()
 	out := make([]pb.Update, 0, len(updates))
 	for _, u := range updates {
 		if pb.IsEmptySnapshot(u.Snapshot) {
@@ -224,17 +273,25 @@ func (s *tanState) SaveSnapshots(updates []pb.Update) error {
 }
 
 func (s *tanState) RemoveNodeData(shardID, replicaID uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.reps, raftio.NodeInfo{ShardID: shardID, ReplicaID: replicaID})
+	l := s.shardLock(shardID)
+	l.Lock()
+	defer l.Unlock()
+	s.forget(shardID, replicaID)
 	return s.ILogDB.RemoveNodeData(shardID, replicaID)
 }
 
 func (s *tanState) ImportSnapshot(ss pb.Snapshot, replicaID uint64) error {
+	l := s.shardLock(ss.ShardID)
+	l.Lock()
+	defer l.Unlock()
+	s.forget(ss.ShardID, replicaID)
+	return s.ILogDB.ImportSnapshot(ss, replicaID)
+}
+
+func (s *tanState) forget(shardID, replicaID uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.reps, raftio.NodeInfo{ShardID: ss.ShardID, ReplicaID: replicaID})
-	return s.ILogDB.ImportSnapshot(ss, replicaID)
+	delete(s.reps, raftio.NodeInfo{ShardID: shardID, ReplicaID: replicaID})
 }
 
 // Close closes tan and waits for a spare log file being zeroed.

@@ -29,18 +29,31 @@ type Hosts struct {
 	fs    map[uint64]lvfs.FS
 	pfs   map[uint64]pebblevfs.FS
 
+	opts HostsOptions
+
 	mu     sync.Mutex
 	hosts  map[uint64]*logger.Host
 	regs   map[uint64]*prometheus.Registry // each host's metrics, its shards' labelled shard="S"
 	shards map[uint64][]uint64             // shard → the hosts it was placed on
 }
 
+// HostsOptions are what NewHostsWith's hosts differ in from the defaults.
+type HostsOptions struct {
+	RaftLogMultiplex logger.Multiplex // logger.HostConfig.RaftLogMultiplex
+}
+
 // NewHosts starts hosts 1..n with no shard and closes them at the end of
 // the test.
 func NewHosts(t testing.TB, n int) *Hosts {
 	t.Helper()
+	return NewHostsWith(t, n, HostsOptions{})
+}
+
+// NewHostsWith is NewHosts with hosts configured by o.
+func NewHostsWith(t testing.TB, n int, o HostsOptions) *Hosts {
+	t.Helper()
 	log := testLogger()
-	h := &Hosts{t: t, log: log, addrs: map[uint64]string{}, fs: map[uint64]lvfs.FS{}, pfs: map[uint64]pebblevfs.FS{},
+	h := &Hosts{t: t, log: log, opts: o, addrs: map[uint64]string{}, fs: map[uint64]lvfs.FS{}, pfs: map[uint64]pebblevfs.FS{},
 		hosts: map[uint64]*logger.Host{}, regs: map[uint64]*prometheus.Registry{}, shards: map[uint64][]uint64{}}
 	var held []net.Listener
 	for id := uint64(1); id <= uint64(n); id++ {
@@ -63,9 +76,9 @@ func NewHosts(t testing.TB, n int) *Hosts {
 // Addr returns host id's raft address.
 func (h *Hosts) Addr(id uint64) string { return h.addrs[id] }
 
-// StartHost starts (or restarts) host id, with the shards placed on it.
-func (h *Hosts) StartHost(id uint64) *logger.Host {
-	h.t.Helper()
+// HostConfig returns the configuration StartHost starts host id with,
+// with a registry of its own.
+func (h *Hosts) HostConfig(id uint64) logger.Config {
 	cfg := logger.DefaultConfig()
 	cfg.DataDir = fmt.Sprintf("/h%d", id)
 	cfg.RaftAddr = h.addrs[id]
@@ -74,8 +87,19 @@ func (h *Hosts) StartHost(id uint64) *logger.Host {
 	cfg.Logger = h.log
 	cfg.FS, cfg.PebbleFS = h.fs[id], h.pfs[id]
 	cfg.NoNotifyCommit = noNotifyCommit()
-	reg := prometheus.NewRegistry()
-	cfg.Registry = reg
+	cfg.RaftLogMultiplex = h.opts.RaftLogMultiplex
+	cfg.Registry = prometheus.NewRegistry()
+	return cfg
+}
+
+// FS returns host id's file system (its raft log's, dragonboat's).
+func (h *Hosts) FS(id uint64) lvfs.FS { return h.fs[id] }
+
+// StartHost starts (or restarts) host id, with the shards placed on it.
+func (h *Hosts) StartHost(id uint64) *logger.Host {
+	h.t.Helper()
+	cfg := h.HostConfig(id)
+	reg := cfg.Registry.(*prometheus.Registry)
 	host, err := logger.StartHost(cfg.Host())
 	if err != nil {
 		h.t.Fatalf("loggertest: starting host %d: %v", id, err)
