@@ -80,8 +80,9 @@ type HostConfig struct {
 	// multiplexed tan (tanmux.go), shard S in the group S % 16, each group
 	// one log file and one step worker that fsyncs it once per round for
 	// all its shards. The layout is fixed when the data directory is
-	// created (raftLayoutFile): auto (the default) creates it multiplexed
-	// and opens an existing one as it is; true or false refuse a data
+	// created (raftLayoutFile): auto (the default) creates it in
+	// DefaultHostMultiplexed's layout (per-shard) and opens an existing one
+	// as it is; true or false refuse a data
 	// directory of the other layout. Start ignores it: a one-source daemon
 	// keeps per-shard tan.
 	RaftLogMultiplex Multiplex

@@ -50,12 +50,12 @@ func tanDBs(t *testing.T, fs lvfs.FS, dataDir string) []string {
 	return out
 }
 
-// Three new hosts (--raft-log-multiplex auto, the default: multiplexed
-// raft logs) run shards 1, 2 and 17 (1 and 17 share a log file and a step
+// Three new hosts with multiplexed raft logs (--raft-log-multiplex=true)
+// run shards 1, 2 and 17 (1 and 17 share a log file and a step
 // worker), restart one host and then all three from their data, and commit
 // all along; the layout cannot change afterwards.
 func TestHostMultiplexedRestart(t *testing.T) {
-	h := loggertest.NewHosts(t, 3)
+	h := loggertest.NewHostsWith(t, 3, loggertest.HostsOptions{RaftLogMultiplex: logger.MultiplexOn})
 	shards := []uint64{1, 2, 17}
 	for _, s := range shards {
 		h.StartShard(s, 1, 2, 3)

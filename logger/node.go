@@ -148,7 +148,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 		"(0: %d on a one-source daemon, %d on a host of many sources)", maxApplyWorkers, startApplyWorkers, DefaultHostApplyWorkers))
 	fs.VarPF(&c.RaftLogMultiplex, "raft-log-multiplex", "", "hosts of several sources (--catalog-members), --raft-logdb tan: shards share tan's raft log files, shard S in group S modulo 16 "+
 		"(one log file and one step worker per group, one fsync per group per round) instead of one log file per shard and 2 step workers; fixed when the data directory is created: "+
-		"auto creates it multiplexed and opens an existing one as it is, true or false refuse a data directory of the other layout; a one-source daemon always keeps one file per shard").NoOptDefVal = "true"
+		"auto creates it per-shard (multiplexing is an operator's choice until it has crash and retention tests of its own) and opens an existing one as it is, true or false refuse a data directory of the other layout; a one-source daemon always keeps one file per shard").NoOptDefVal = "true"
 	fs.Uint64Var(&c.ElectionRTT, "raft-election-rtt", c.ElectionRTT, "election timeout in RTTs")
 	fs.Uint64Var(&c.HeartbeatRTT, "raft-heartbeat-rtt", c.HeartbeatRTT, "heartbeat interval in RTTs")
 	fs.Uint64Var(&c.SnapshotEntries, "snapshot-entries", c.SnapshotEntries, "take a state machine snapshot every this many entries")

@@ -97,6 +97,9 @@ type Fleet struct {
 
 	trOnce sync.Once
 	tr     http.RoundTripper
+
+	portsMu sync.Mutex
+	ports   map[string]bool // addresses handed out to members (freeAddr)
 }
 
 // FreePort returns a free loopback port.

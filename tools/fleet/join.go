@@ -88,7 +88,7 @@ func (f *Fleet) NewMember(serve bool) (*Member, error) {
 		host = f.opts.Host(id)
 	}
 	var err error
-	if m.RaftAddr, err = freeAddrOn(host); err != nil {
+	if m.RaftAddr, err = f.freeAddr(host); err != nil {
 		return nil, err
 	}
 	if f.opts.RaftFront != nil {
@@ -97,16 +97,41 @@ func (f *Fleet) NewMember(serve bool) (*Member, error) {
 			return nil, err
 		}
 	}
-	if m.AdminAddr, err = freeAddrOn(host); err != nil {
+	if m.AdminAddr, err = f.freeAddr(host); err != nil {
 		return nil, err
 	}
 	if serve {
-		if m.DumpAddr, err = freeAddrOn(host); err != nil {
+		if m.DumpAddr, err = f.freeAddr(host); err != nil {
 			return nil, err
 		}
 	}
 	f.Members = append(f.Members, m)
 	return m, nil
+}
+
+// freeAddr is a free port on host that this fleet has not handed out yet.
+//
+// NB: a port is free only until someone binds it: the kernel handed one
+// member's admin port to another member's raft port once (member 3 then
+// failed with "address already in use"), since every port is released
+// before the members start. Ports handed out are remembered for that.
+func (f *Fleet) freeAddr(host string) (string, error) {
+	f.portsMu.Lock()
+	defer f.portsMu.Unlock()
+	if f.ports == nil {
+		f.ports = map[string]bool{}
+	}
+	for range 100 {
+		a, err := freeAddrOn(host)
+		if err != nil {
+			return "", err
+		}
+		if !f.ports[a] {
+			f.ports[a] = true
+			return a, nil
+		}
+	}
+	return "", fmt.Errorf("fleet: no free port on %q that the fleet did not hand out already", host)
 }
 
 // Launch starts member m's process (again): the fleet's flags, its dump
