@@ -26,6 +26,14 @@ func TestSwitchover(t *testing.T) {
 			l := r.startLoad(16, 10*time.Millisecond)
 			defer l.stop()
 			l.waitCount(t, 300)
+			// NB: the pause measures the switchover, not a backlog that a
+			// loaded machine left on the target (seen: 3,000 transactions
+			// behind at load 10+, then a 9.6 s pause); it must hold what the
+			// source had a moment ago, twice: the backlog, then what came
+			// meanwhile.
+			for range 2 {
+				dumptest.WaitReplicated(t, r.src, r.replicas[0], wait)
+			}
 			old, target := r.src.Addr(), r.replicas[0].Addr()
 			t0 := time.Now()
 			out, err := r.ctl("promote", "--to", target)
