@@ -100,6 +100,11 @@ const (
 	// is never replaced by it (the leader checks the token itself).
 	hdrOnBehalf  = "X-Binlogsvr-On-Behalf-Of"
 	hdrForwarded = "X-Binlogsvr-Forwarded"
+	// hdrRouted: a host of several sources passed the request to a host
+	// that runs its source (forwardToSource). Not hdrForwarded: that one
+	// means "at the leader already", and the host reached may still have
+	// to forward to its source's leader (onLeader).
+	hdrRouted = "X-Binlogsvr-Routed"
 )
 
 // Limits before authentication.
@@ -532,8 +537,8 @@ func (s *Server) auditSource(req *http.Request) *source {
 	if name, _, ok := sourcePath(req.URL.Path); ok {
 		return s.hosted(name)
 	}
-	if names := s.runningNames(); len(names) == 1 && !strings.HasPrefix(req.URL.Path, "/sources") {
-		return s.hosted(names[0])
+	if all := s.hs.cat.Local().Names(); len(all) == 1 && !strings.HasPrefix(req.URL.Path, "/sources") {
+		return s.hosted(all[0])
 	}
 	return nil
 }

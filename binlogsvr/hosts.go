@@ -79,6 +79,24 @@ func (s *Server) handleAddHost(w http.ResponseWriter, req *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 15*time.Second)
 	defer cancel()
+	// NB: checked before the host joins the catalog shard, which no route
+	// undoes: a raft address another host has, or another address for a
+	// host the catalog knows.
+	st, err := s.readCatalog(ctx)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "reading the catalog (is there a quorum of its hosts?): %v", err)
+		return
+	}
+	for h, hi := range st.Hosts {
+		switch {
+		case h == id && hi.RaftAddr != raft:
+			writeError(w, http.StatusConflict, "host %d is in the catalog at raft address %s, not %s: a host keeps its raft address; give a new host a new id", id, hi.RaftAddr, raft)
+			return
+		case h != id && hi.RaftAddr == raft:
+			writeError(w, http.StatusConflict, "raft address %s is host %d's: check --raft-addr", raft, h)
+			return
+		}
+	}
 	if err := s.hs.cat.AddHost(ctx, id, raft); err != nil {
 		writeError(w, http.StatusConflict, "%v", err)
 		return

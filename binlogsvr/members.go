@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -316,21 +317,44 @@ func formBool(req *http.Request, name string) bool {
 // leaves the marker that keeps a restart on this data directory from
 // starting, lingers removedLinger for monitoring to see why, and returns
 // the *learner.RemovedError the daemon exits with (ExitRemoved).
+//
+// On a host of several sources the marker goes in the shard's own
+// directory (removedDir), never the host's: the host and its other
+// sources go on; the reconcile loop does not start that replica again,
+// and deletes its data once the catalog no longer places it there.
 func (src *source) runMembers(ctx context.Context) error {
 	err := src.mem.Run(ctx)
 	var re *learner.RemovedError
 	if !errors.As(err, &re) {
 		return nil
 	}
+	dir := src.removedDir()
+	if src.srv.hs != nil {
+		src.log.Error(re.Error() + " (this source's replica on this host only; the host goes on)")
+		if werr := learner.WriteRemovedMarker(dir, re.Removal); werr != nil {
+			src.log.Warn("cannot leave the removal marker in the shard's directory", "dir", dir, "err", werr)
+		}
+		return err
+	}
 	src.log.Error(re.Error(), "exit_code", ExitRemoved, "exit_in", removedLinger)
-	if werr := learner.WriteRemovedMarker(src.cfg.Log.DataDir, re.Removal); werr != nil {
-		src.log.Warn("cannot leave the removal marker in the data directory; a restart will not be refused", "dir", src.cfg.Log.DataDir, "err", werr)
+	if werr := learner.WriteRemovedMarker(dir, re.Removal); werr != nil {
+		src.log.Warn("cannot leave the removal marker in the data directory; a restart will not be refused", "dir", dir, "err", werr)
 	}
 	select {
 	case <-ctx.Done():
 	case <-time.After(removedLinger):
 	}
 	return err
+}
+
+// removedDir is where the marker of this replica's removal goes: the data
+// directory of a one-source daemon, the shard's own directory on a host
+// of several sources.
+func (src *source) removedDir() string {
+	if src.srv.hs == nil {
+		return src.cfg.Log.DataDir
+	}
+	return filepath.Join(src.cfg.Log.DataDir, "binlog", fmt.Sprintf("shard-%d-replica-%d", src.cfg.Log.ShardID, src.cfg.Log.ReplicaID))
 }
 
 // ExitRemoved is the daemon's exit code once its member was removed from

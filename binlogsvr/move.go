@@ -56,7 +56,7 @@ func (s *Server) handleMoveSource(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if !res.OK() {
-		writeError(w, catalogErrorCode(res.Code), "the catalog refused the move: %s", res)
+		writeError(w, catalogErrorCode(res.Code), "the catalog refused the move: %s", refusal(res))
 		return
 	}
 	next := s.hs.cat.Local()
@@ -197,12 +197,31 @@ func (s *Server) auditFleet(req *http.Request, c caller, code int) {
 		By: c.String(), Role: c.role, Status: code}
 	if req.Method == http.MethodPost && len(req.PostForm) > 0 {
 		// NB: a form in the body (binlogctl's) says what was added or
-		// moved (no secret is among the fields of these routes).
-		q := req.PostForm
-		names := slices.Sorted(maps.Keys(q))
+		// moved: the fields these routes take, and of the source's own flags
+		// their names only (the trail is readable with the read role, and an
+		// operator may mistype a secret into any field).
 		var parts []string
-		for _, k := range names {
-			parts = append(parts, k+"="+strings.Join(q[k], ","))
+		for _, k := range slices.Sorted(maps.Keys(req.PostForm)) {
+			v := strings.Join(req.PostForm[k], ",")
+			switch k {
+			case "name", "source", "hosts", "loggers", "learners", "dump_addr", "from", "to", "id", "raft_addr", "admin_addr":
+			case "failover", "retention":
+				var names []string
+				for _, l := range req.PostForm[k] {
+					for _, line := range strings.Split(l, "\n") {
+						if n, _, _ := strings.Cut(strings.TrimSpace(line), "="); n != "" {
+							names = append(names, n)
+						}
+					}
+				}
+				v = strings.Join(names, ",")
+			default:
+				v = "(not recorded)"
+			}
+			if len(v) > 256 {
+				v = v[:256] + "..."
+			}
+			parts = append(parts, k+"="+v)
 		}
 		rec.Message = strings.Join(parts, " ")
 	}

@@ -114,6 +114,7 @@ type hostedSource struct {
 	src     *source
 	shard   uint64
 	replica uint64
+	conf    string               // what of the catalog's entry it started with (dump address, flags): a change restarts it
 	reg     *prometheus.Registry // its metrics (labelled source="NAME")
 	cancel  context.CancelFunc
 	done    chan struct{} // closed once its Run returned
@@ -240,7 +241,7 @@ func (s *Server) reconcile(ctx context.Context, st *catalog.State) {
 	var stop []string
 	for name, hs := range s.hs.running {
 		cs, ok := want[name]
-		if !ok || cs.ShardID != hs.shard || cs.Hosts()[me] != hs.replica {
+		if !ok || cs.ShardID != hs.shard || cs.Hosts()[me] != hs.replica || sourceConf(cs, me) != hs.conf {
 			stop = append(stop, name)
 		}
 	}
@@ -442,6 +443,9 @@ func (s *Server) sourceConfigFor(st *catalog.State, cs *catalog.Source) (sourceC
 	}
 	cfg.Source = cs.SourceAddr
 	cfg.DumpAddr = cs.DumpAddrs[me]
+	if m := cs.Move; m != nil && m.To == me {
+		cfg.DumpAddr = m.ToDump // NB: the incoming host serves from its learner step on
+	}
 	// NB: the fleet's identity toward replicas differs per source (each
 	// source keeps its own server_id and uuid); toward the source, each
 	// member's server_id differs among that source's replicas.
@@ -457,6 +461,18 @@ func (s *Server) sourceConfigFor(st *catalog.State, cs *catalog.Source) (sourceC
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// sourceConf is what of catalog source cs a host's running replica
+// depends on beyond its shard and replica id: its dump address there and
+// the source's own flags. reconcile restarts the source when it changes
+// (a move's end gives the incoming host its dump address for good).
+func sourceConf(cs *catalog.Source, me uint64) string {
+	dump := cs.DumpAddrs[me]
+	if m := cs.Move; m != nil && m.To == me {
+		dump = m.ToDump
+	}
+	return dump + "|" + strings.Join(cs.Failover, " ") + "|" + strings.Join(cs.Retention, " ")
 }
 
 // sourceFailoverFlags are the failover flags a source may set for itself
@@ -529,6 +545,13 @@ func (s *Server) startSource(st *catalog.State, cs *catalog.Source) error {
 	if err != nil {
 		return err
 	}
+	// NB: a replica removed from its shard (its marker in the shard's
+	// directory) never starts again; a move or a learner gets a new
+	// replica id from the catalog.
+	shardDir := filepath.Join(s.cfg.Log.DataDir, "binlog", fmt.Sprintf("shard-%d-replica-%d", cs.ShardID, cfg.Log.ReplicaID))
+	if err := learner.CheckRemovedMarker(shardDir); err != nil {
+		return fmt.Errorf("not started: %w", err)
+	}
 	if cfg.DumpAddr != "" {
 		dc := cfg.Dump
 		dc.Addr, dc.User, dc.Password = cfg.DumpAddr, cfg.DumpUser, cfg.DumpPassword
@@ -544,7 +567,8 @@ func (s *Server) startSource(st *catalog.State, cs *catalog.Source) error {
 	}
 	src.prefix = "/sources/" + cs.Name
 	ctx, cancel := context.WithCancel(context.Background())
-	hs := &hostedSource{src: src, shard: cs.ShardID, replica: cfg.Log.ReplicaID, reg: reg, cancel: cancel, done: make(chan struct{})}
+	hs := &hostedSource{src: src, shard: cs.ShardID, replica: cfg.Log.ReplicaID, conf: sourceConf(cs, s.cfg.Log.ReplicaID),
+		reg: reg, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(hs.done)
 		hs.err = src.Run(ctx)
@@ -572,7 +596,16 @@ func (s *Server) stopSource(name string, _ bool) {
 		return
 	}
 	hs.cancel()
-	<-hs.done
+	select {
+	case <-hs.done:
+	case <-time.After(30 * time.Second):
+		// NB: one source's stuck goroutine (a MySQL call without an answer)
+		// must not hold up every other source's reconcile; its replica
+		// stays open until the goroutines end.
+		s.log.Error("a source's goroutines did not end within 30 s of its stop; leaving it to finish", "source", name, "shard", hs.shard)
+		go func() { <-hs.done; hs.src.close() }()
+		return
+	}
 	hs.src.close()
 	s.log.Info("stopped a source on this host", "source", name, "shard", hs.shard)
 }

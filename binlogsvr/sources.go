@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -95,15 +96,19 @@ func (s *Server) routeSource(req *http.Request) (http.Handler, string) {
 	if pattern == "" {
 		return http.NotFoundHandler(), ""
 	}
+	// NB: the only source of the fleet, not of this host: which sources a
+	// host runs changes with reconciles and moves, and a root path must
+	// not reach another source a second later.
 	names := s.runningNames()
-	if len(names) == 1 {
+	if all := s.hs.cat.Local().Names(); len(all) == 1 && len(names) == 1 && names[0] == all[0] {
 		return s.hosted(names[0]).mux, pattern
 	}
 	if len(names) == 0 {
 		return errorHandler(http.StatusConflict, "this host runs no source yet: list the fleet's with binlogctl sources, and give --source-name NAME"), pattern
 	}
-	return errorHandler(http.StatusConflict, "this host runs %d sources (%s): give binlogctl --source-name NAME, or call /sources/NAME%s",
-		len(names), strings.Join(names, ", "), req.URL.Path), pattern
+	all := s.hs.cat.Local().Names()
+	return errorHandler(http.StatusConflict, "the fleet has %d sources (%s): give binlogctl --source-name NAME, or call /sources/NAME%s",
+		len(all), strings.Join(all, ", "), req.URL.Path), pattern
 }
 
 func errorHandler(code int, format string, args ...any) http.Handler {
@@ -111,7 +116,9 @@ func errorHandler(code int, format string, args ...any) http.Handler {
 }
 
 // forwardToSource proxies a request for a source this host does not run
-// to a host that runs it (its loggers first), as onLeader does.
+// to a host that runs it: its loggers first, then its learners, the first
+// whose admin API answers. The host reached forwards to the source's
+// leader itself if the route needs it (onLeader).
 func (s *Server) forwardToSource(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		st := s.hs.cat.Local()
@@ -120,26 +127,35 @@ func (s *Server) forwardToSource(name string) http.Handler {
 			writeError(w, http.StatusNotFound, "no source %q in the fleet's catalog (binlogctl sources lists them)", name)
 			return
 		}
-		if req.Header.Get("X-Binlogsvr-Forwarded") != "" {
-			writeError(w, http.StatusServiceUnavailable, "source %q does not run on host %d yet (forwarded here)", name, s.cfg.Log.ReplicaID)
+		if req.Header.Get(hdrRouted) != "" {
+			writeError(w, http.StatusServiceUnavailable, "source %q does not run on host %d yet (routed here by host %s); retry in a few seconds",
+				name, s.cfg.Log.ReplicaID, req.Header.Get(hdrRouted))
 			return
 		}
-		var addr string
-		for _, h := range slices.Sorted(maps.Keys(cs.Hosts())) {
-			if hi, ok := st.Hosts[h]; ok && h != s.cfg.Log.ReplicaID {
-				addr = hi.AdminAddr
-				break
+		var addrs []string
+		for _, set := range []map[uint64]uint64{cs.Loggers, cs.Learners} {
+			for _, h := range slices.Sorted(maps.Keys(set)) {
+				if hi, ok := st.Hosts[h]; ok && h != s.cfg.Log.ReplicaID {
+					addrs = append(addrs, hi.AdminAddr)
+				}
 			}
 		}
-		if addr == "" {
-			writeError(w, http.StatusServiceUnavailable, "no host of source %q has registered its admin address", name)
+		// NB: the first host whose admin port accepts a connection: a host
+		// that is down must not make the source unreachable from here.
+		for _, addr := range addrs {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				continue
+			}
+			c.Close()
+			s.proxy(w, req, addr, fmt.Sprintf("host at %s", addr))
 			return
 		}
-		s.proxy(w, req, addr, fmt.Sprintf("host at %s", addr))
+		writeError(w, http.StatusServiceUnavailable, "no host of source %q answers (tried %s)", name, strings.Join(addrs, ", "))
 	})
 }
 
-// proxy forwards req to the admin API at addr with this member's
+// proxy passes req on to the admin API at addr with this member's
 // certificate; the receiving member authorizes and audits the caller.
 func (s *Server) proxy(w http.ResponseWriter, req *http.Request, addr, what string) {
 	u, err := url.Parse(s.adminURL(addr, ""))
@@ -152,7 +168,7 @@ func (s *Server) proxy(w http.ResponseWriter, req *http.Request, addr, what stri
 	p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
 		writeError(w, http.StatusBadGateway, "forwarding to the %s: %v", what, err)
 	}
-	req.Header.Set("X-Binlogsvr-Forwarded", strconv.FormatUint(s.cfg.Log.ReplicaID, 10))
+	req.Header.Set(hdrRouted, strconv.FormatUint(s.cfg.Log.ReplicaID, 10))
 	markForwarded(req) // auth.go: the receiving member authorizes and audits the caller
 	p.ServeHTTP(w, req)
 }
@@ -366,7 +382,7 @@ func (s *Server) handleAddSource(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if !res.OK() {
-		writeError(w, catalogErrorCode(res.Code), "the catalog refused the source: %s", res)
+		writeError(w, catalogErrorCode(res.Code), "the catalog refused the source: %s", refusal(res))
 		return
 	}
 	next := s.hs.cat.Local()
@@ -411,7 +427,7 @@ func (s *Server) handleRemoveSource(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		if !res.OK() {
-			writeError(w, catalogErrorCode(res.Code), "the catalog refused the removal: %s", res)
+			writeError(w, catalogErrorCode(res.Code), "the catalog refused the removal: %s", refusal(res))
 			return
 		}
 		v = res.Version
@@ -425,7 +441,7 @@ func (s *Server) handleRemoveSource(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if !res.OK() {
-		writeError(w, catalogErrorCode(res.Code), "the catalog refused to drop the source: %s", res)
+		writeError(w, catalogErrorCode(res.Code), "the catalog refused to drop the source (it is removing: its hosts stop it; run sources remove again to drop it): %s", refusal(res))
 		return
 	}
 	info.State = string(catalog.Removing)
@@ -491,6 +507,15 @@ func (s *Server) readCatalog(ctx context.Context) (*catalog.State, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// refusal says why the catalog refused a command, with what to do when
+// it only changed meanwhile.
+func refusal(res catalog.Result) string {
+	if res.Code == catalog.StaleVersion {
+		return res.String() + ": the catalog changed meanwhile (another change landed first); retry"
+	}
+	return res.String()
 }
 
 // catalogErrorCode maps a catalog refusal to an HTTP status.

@@ -586,6 +586,27 @@ func TestMultiSourceLearner(t *testing.T) {
 		}
 	}
 
+	// Host 5 serves solo's replicas at the address the move gave it.
+	r5 := sandboxtest.Start(t, sandbox.Options{Flavor: sandbox.MariaDB})
+	dumptest.PointReplica(t, r5, dump5, dumptest.ByGTID)
+	dumptest.WaitReplicated(t, src, r5, wait)
+
+	// Host 3, whose replica the move removed, restarts (its removal stays
+	// with that shard's data, not the host) and answers for solo by
+	// passing calls to a host that runs it, which passes a leader's call
+	// on to the leader.
+	if err := f.Stop(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Restart(3); err != nil {
+		t.Fatal(err)
+	}
+	var rot map[string]any
+	if err := fleet.Poll(ctx, wait, func() error { return f.Post(ctx, 3, "/sources/solo/rotate", &rot) }); err != nil {
+		t.Fatalf("POST /sources/solo/rotate on host 3 (which no longer runs solo): %v", err)
+	}
+	t.Logf("rotate of solo through host 3: %v", rot)
+
 	// A logger that was there before the move restarts: it starts solo
 	// from its own data (its loggers changed since it was bootstrapped).
 	if err := f.Stop(1); err != nil {

@@ -43,6 +43,13 @@ func Apply(s *State, c Command) (*State, Result) {
 	if res.Code != OK || next == s {
 		return s, res // refused, or nothing to change
 	}
+	if c.Op == OpAudit {
+		// NB: the trail is not the catalog's placement: an audit record
+		// keeps the Version, so that it neither wakes the hosts' reconcile
+		// loops nor makes a concurrent compare-and-set stale.
+		res.Version = s.Version
+		return next, res
+	}
 	next.Version = s.Version + 1
 	res.Version = next.Version
 	return next, res

@@ -8,7 +8,8 @@ import (
 )
 
 // TestAuditKeepsTheLast: the trail keeps the last MaxAudit calls, oldest
-// first, and a state handed out before an append never changes.
+// first, without moving the catalog's version, and a state handed out
+// before an append never changes.
 func TestAuditKeepsTheLast(t *testing.T) {
 	s := NewState()
 	var before *State
@@ -19,6 +20,9 @@ func TestAuditKeepsTheLast(t *testing.T) {
 		}
 		if i == MaxAudit {
 			before = next
+		}
+		if next.Version != 0 || res.Version != 0 {
+			t.Fatalf("audit %d moved the catalog's version to %d (result %d)", i, next.Version, res.Version)
 		}
 		s = next
 	}
