@@ -256,6 +256,7 @@ func (s *Server) reconcile(ctx context.Context, st *catalog.State) {
 		s.removeGone(ctx)
 	}
 	defer s.driveMoves(ctx, st) // move.go
+	defer s.recordStarted(ctx, st)
 	defer s.addLearners(ctx, st)
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		s.hs.mu.Lock()
@@ -329,6 +330,29 @@ func (s *Server) addLearners(ctx context.Context, st *catalog.State) {
 				continue
 			}
 			s.log.Info("added a learner the catalog lists", "source", cs.Name, "host", h, "replica", id)
+		}
+	}
+}
+
+// recordStarted records in the catalog, for each source this host runs,
+// that it started its replica (catalog.OpStarted): once recorded, a host
+// that finds no raft data for it refuses to start it as an empty voter.
+func (s *Server) recordStarted(ctx context.Context, st *catalog.State) {
+	me := s.cfg.Log.ReplicaID
+	s.hs.mu.Lock()
+	var todo []catalog.Command
+	for name, hs := range s.hs.running {
+		if cs := st.Source(name); cs != nil && cs.ShardID == hs.shard && cs.Started[me] != hs.replica && hs.src.node.Reader() != nil {
+			todo = append(todo, catalog.Command{Op: catalog.OpStarted, Name: name, Host: me, Replica: hs.replica})
+		}
+	}
+	s.hs.mu.Unlock()
+	for _, c := range todo {
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		res, err := s.hs.cat.Propose(pctx, c)
+		cancel()
+		if err != nil || !res.OK() {
+			s.log.Debug("recording a started replica in the catalog", "source", c.Name, "err", err, "result", res.String())
 		}
 	}
 }
@@ -420,18 +444,22 @@ func (s *Server) sourceConfigFor(st *catalog.State, cs *catalog.Source) (sourceC
 	if voter {
 		cfg.Log.Role = logger.RoleLogger
 	}
-	switch {
-	case s.hs.host.NodeHost().HasNodeInfo(cs.ShardID, cfg.Log.ReplicaID):
-		// NB: a restart: dragonboat refuses initial members that differ
-		// from the ones the replica was bootstrapped with (raftpb
-		// Bootstrap.Validate), and a move changes the loggers; the replica
-		// knows its shard's membership from its own log.
+	mode, err := cs.StartMode(me, s.hs.host.NodeHost().HasNodeInfo(cs.ShardID, cfg.Log.ReplicaID))
+	if err != nil {
+		return cfg, err
+	}
+	switch mode {
+	case "restart":
+		// NB: dragonboat refuses initial members that differ from the ones
+		// the replica was bootstrapped with (raftpb Bootstrap.Validate), and
+		// a move changes the loggers; the replica knows its shard's
+		// membership from its own log.
 		cfg.Log.Members, cfg.Log.Join = nil, false
-	case !voter:
+	case "join":
 		// NB: a learner (or a move's incoming host) is added by the shard's
 		// leader and starts with Join.
 		cfg.Log.Members, cfg.Log.Join = nil, true
-	default:
+	default: // bootstrap
 		cfg.Log.Members, cfg.Log.Join = map[uint64]string{}, false
 		for h, r := range cs.Loggers {
 			hi, ok := st.Hosts[h]
@@ -544,6 +572,25 @@ func (s *Server) startSource(st *catalog.State, cs *catalog.Source) error {
 	cfg, err := s.sourceConfigFor(st, cs)
 	if err != nil {
 		return err
+	}
+	if len(cfg.Log.Members) > 0 {
+		// NB: a bootstrap decided on this replica's possibly stale copy of
+		// the catalog (a host that lost its data catches its catalog up
+		// too): decide again on a linearizable read, which knows whether
+		// this host ever started the shard.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		fresh, err := s.readCatalog(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("reading the catalog before bootstrapping the shard: %w", err)
+		}
+		fcs := fresh.Source(cs.Name)
+		if fcs == nil || fcs.ShardID != cs.ShardID {
+			return fmt.Errorf("the source changed in the catalog meanwhile")
+		}
+		if cfg, err = s.sourceConfigFor(fresh, fcs); err != nil {
+			return err
+		}
 	}
 	// NB: a replica removed from its shard (its marker in the shard's
 	// directory) never starts again; a move or a learner gets a new

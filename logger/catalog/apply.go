@@ -37,6 +37,8 @@ func Apply(s *State, c Command) (*State, Result) {
 		next, res = host(s, c)
 	case OpAudit:
 		next, res = audit(s, c)
+	case OpStarted:
+		next, res = started(s, c)
 	default:
 		return s, refuse(s, Invalid, "unknown op %q", c.Op)
 	}
@@ -110,6 +112,7 @@ func add(s *State, c Command) (*State, Result) {
 	for _, h := range c.Loggers {
 		src.Loggers[h] = src.nextReplica(h)
 	}
+	src.Initial = slices.Sorted(slices.Values(c.Loggers))
 	for _, h := range c.Learners {
 		if src.Learners == nil {
 			src.Learners = map[uint64]uint64{}
@@ -318,6 +321,27 @@ func audit(s *State, c Command) (*State, Result) {
 	}
 	next.Audit = append(slices.Clone(keep), *c.Audit)
 	return next, Result{Code: OK}
+}
+
+// started records that host c.Host started replica c.Replica of the
+// source's shard; the same record again is an OK no-op.
+func started(s *State, c Command) (*State, Result) {
+	src, res := source(s, c.Name)
+	if src == nil {
+		return s, res
+	}
+	if r, ok := src.Hosts()[c.Host]; !ok || r != c.Replica {
+		return s, refuse(s, Invalid, "source %q: host %d does not run replica %d of it", c.Name, c.Host, c.Replica)
+	}
+	if src.Started[c.Host] == c.Replica {
+		return s, Result{Code: OK, Version: s.Version, Message: "already recorded"}
+	}
+	return replace(s, src, func(n *Source) {
+		if n.Started == nil {
+			n.Started = map[uint64]uint64{}
+		}
+		n.Started[c.Host] = c.Replica
+	}), Result{Code: OK}
 }
 
 // replace returns s with a changed copy of src.

@@ -31,6 +31,8 @@ import (
 //	host id=H [raft=ADDR] [admin=ADDR] [cas=V]
 //	                              (defaults: raft 10.0.0.H:7000, admin 10.0.0.H:7070)
 //	audit [call=CALL]             a fleet-wide call for the trail
+//	started name=N host=H replica=R
+//	                              host H bootstrapped replica R of N's shard
 //	op op=OP [name=N]             a command of any op, e.g. an unknown one
 //	show                          the state
 //	on-host host=H                the shards host H runs (shard → replica)
@@ -105,6 +107,8 @@ func TestApplyScripts(t *testing.T) {
 				if call := str("call", ""); call != "" {
 					c.Audit = &api.AuditRecord{Call: call, Host: 1, By: "token ops", Role: "operate", Status: 200}
 				}
+			case "started":
+				c.Host, c.Replica = num("host"), num("replica")
 			case "host":
 				h := str("id", "0")
 				c.Host = num("id")
@@ -196,6 +200,9 @@ func show(s *State) string {
 			fmt.Fprintf(&b, " dump=%s", strings.Join(parts, ","))
 		}
 		fmt.Fprintf(&b, " held=%s", ids(src.Held))
+		if len(src.Started) > 0 {
+			fmt.Fprintf(&b, " started=%s", ids(src.Started))
+		}
 		if len(src.Failover) > 0 {
 			fmt.Fprintf(&b, " failover=%s", strings.Join(src.Failover, " "))
 		}

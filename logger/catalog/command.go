@@ -21,6 +21,7 @@ const (
 	OpMoveEnd   Op = "move-end"
 	OpHost      Op = "host"
 	OpAudit     Op = "audit"
+	OpStarted   Op = "started"
 )
 
 // Encoding is the version of the commands' encoding this binary writes
@@ -60,6 +61,10 @@ type Command struct {
 
 	// OpAudit: a fleet-wide admin call to keep in State.Audit (Name unused).
 	Audit *api.AuditRecord `json:"audit,omitempty"`
+
+	// OpStarted (Name, Host, Replica): host Host bootstrapped its replica
+	// Replica of the source's shard (Source.Started).
+	Replica uint64 `json:"replica,omitempty"`
 
 	// OpHost: a host of the fleet says where it is (Name unused).
 	Host      uint64 `json:"host,omitempty"`

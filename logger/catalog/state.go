@@ -88,6 +88,15 @@ type Source struct {
 	// each, applied over the host's (the daemon checks them; the catalog
 	// keeps them as given). No secret is ever among them.
 	Failover []string `json:"failover,omitempty"`
+	// Initial are the loggers the source was added with: the only hosts
+	// that may bootstrap its shard (the others join a running shard).
+	Initial []uint64 `json:"initial,omitempty"`
+	// Started records, per host, the replica of the shard it bootstrapped
+	// or joined with (OpStarted): a host that finds no raft data for a
+	// replica listed here lost it, and must not start it again as a new,
+	// empty voter (it would count toward the quorum without the entries
+	// the quorum acknowledged).
+	Started map[uint64]uint64 `json:"started,omitempty"`
 	// Retention holds the source's own retention flags, one
 	// "--retain-NAME=VALUE" each, applied over the host's on every host
 	// that runs it.
@@ -121,11 +130,41 @@ func (s *Source) Hosts() map[uint64]uint64 {
 	return out
 }
 
+// StartMode says how host me starts its replica of the source's shard:
+// "restart" from its own raft data (hasData); "bootstrap" with the initial
+// members (an initial logger that never started it); "join" a running
+// shard (a learner, a move's incoming replica, the leader adds it). A
+// voter that started the replica before (Started) and has no raft data
+// lost it: starting it again, empty, would let it count toward the quorum
+// without the entries the quorum acknowledged, so that is an error.
+func (s *Source) StartMode(me uint64, hasData bool) (string, error) {
+	replica, ok := s.Hosts()[me]
+	if !ok {
+		return "", fmt.Errorf("source %q does not run on host %d", s.Name, me)
+	}
+	_, voter := s.Loggers[me]
+	if m := s.Move; m != nil && m.To == me && (m.Step == MovePromoted || m.Step == MoveRemoved) {
+		voter = true
+	}
+	switch {
+	case hasData:
+		return "restart", nil
+	case voter && s.Started[me] == replica:
+		return "", fmt.Errorf("host %d ran replica %d of source %q and its raft data is gone (a wiped or replaced disk?): it must not vote again from an empty log; "+
+			"move it away and back: binlogctl sources move %s --from %d --to OTHER_HOST", me, replica, s.Name, s.Name, me)
+	case replica == me && slices.Contains(s.Initial, me) && s.Started[me] == 0:
+		return "bootstrap", nil
+	}
+	return "join", nil
+}
+
 // clone returns a deep copy.
 func (s *Source) clone() *Source {
 	c := *s
 	c.Loggers, c.Learners, c.DumpAddrs, c.Held = maps.Clone(s.Loggers), maps.Clone(s.Learners), maps.Clone(s.DumpAddrs), maps.Clone(s.Held)
 	c.Failover = slices.Clone(s.Failover)
+	c.Started = maps.Clone(s.Started)
+	c.Initial = slices.Clone(s.Initial)
 	c.Retention = slices.Clone(s.Retention)
 	if s.Move != nil {
 		m := *s.Move
