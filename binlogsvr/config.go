@@ -95,7 +95,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DumpUser, "dump-user", c.DumpUser, "account replicas log in to the fleet with (password from $"+EnvDumpPassword+" or --dump-password-file)")
 	fs.StringVar(&c.DumpPasswordFile, "dump-password-file", c.DumpPasswordFile, "file holding the dump account's password")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "host:port of the admin HTTP API (/status, /metrics, /healthz)")
-	fs.Var((*hostsFlag)(&c.CatalogMembers), "catalog-members", "run as a host of several sources: the fleet's hosts that hold the catalog of sources, ID=HOST:PORT,... (their raft addresses; this host's --id among them); sources are then added with binlogctl sources add")
+	fs.Var(logger.MembersValue(&c.CatalogMembers), "catalog-members", "run as a host of several sources: the fleet's hosts that hold the catalog of sources, ID=HOST:PORT,... (their raft addresses; this host's --id among them); sources are then added with binlogctl sources add")
 	fs.StringVar(&c.SourceName, "source-name", c.SourceName, "the name of a one-source daemon's source (GET /sources, binlogctl sources)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "turn off TLS on the raft links and the admin API and the admin API's tokens (anyone who can reach a port can change the fleet; for throw-away tests only)")

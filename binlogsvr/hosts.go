@@ -82,9 +82,8 @@ func (s *Server) handleAddHost(w http.ResponseWriter, req *http.Request) {
 	// NB: checked before the host joins the catalog shard, which no route
 	// undoes: a raft address another host has, or another address for a
 	// host the catalog knows.
-	st, err := s.readCatalog(ctx)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "reading the catalog (is there a quorum of its hosts?): %v", err)
+	st := s.catalogFor(ctx, w)
+	if st == nil {
 		return
 	}
 	for h, hi := range st.Hosts {

@@ -40,9 +40,8 @@ func (s *Server) handleMoveSource(w http.ResponseWriter, req *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 	defer cancel()
-	st, err := s.readCatalog(ctx)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "reading the catalog (is there a quorum of its hosts?): %v", err)
+	st := s.catalogFor(ctx, w)
+	if st == nil {
 		return
 	}
 	if _, ok := st.Hosts[to]; !ok {
@@ -50,23 +49,12 @@ func (s *Server) handleMoveSource(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	c := catalog.Command{Op: catalog.OpMoveBegin, Name: name, From: from, To: to, ToDump: strings.TrimSpace(req.FormValue("dump_addr"))}
-	res, err := s.hs.cat.Propose(ctx, c.At(st.Version))
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "proposing to the catalog (the outcome is unknown: list the sources): %v", err)
+	res, ok := s.proposeFor(ctx, w, c.At(st.Version), "the catalog refused the move")
+	if !ok {
 		return
 	}
-	if !res.OK() {
-		writeError(w, catalogErrorCode(res.Code), "the catalog refused the move: %s", refusal(res))
-		return
-	}
-	next := s.hs.cat.Local()
-	info := api.SourceInfo{Name: name}
-	if cs := next.Source(name); cs != nil {
-		info = s.sourceInfo(next, cs)
-	}
-	writeJSON(w, http.StatusOK, api.SourceChange{Source: info, Version: res.Version,
-		Message: fmt.Sprintf("moving source %s's logger from host %d to host %d (replica %d): the leader adds it as a learner, promotes it once caught up, then removes host %d; binlogctl sources shows the step",
-			name, from, to, res.ReplicaID, from)})
+	s.answerChange(w, name, res.Version, fmt.Sprintf("moving source %s's logger from host %d to host %d (replica %d): the leader adds it as a learner, promotes it once caught up, then removes host %d; binlogctl sources shows the step",
+		name, from, to, res.ReplicaID, from))
 }
 
 // driveMoves does the next step of the move of every source whose shard

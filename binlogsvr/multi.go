@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
+	"github.com/binlogsvr/binlogsvr/binlogsvr/api"
 	"github.com/binlogsvr/binlogsvr/learner"
 	"github.com/binlogsvr/binlogsvr/logger"
 	"github.com/binlogsvr/binlogsvr/logger/catalog"
@@ -29,31 +31,6 @@ import (
 // daemon's source does, over its own Node, with its metrics labelled
 // source="NAME" and its admin routes under /sources/NAME.
 
-// hostsFlag parses "1=host:port,2=host:port" (logger.ParseMembers).
-type hostsFlag map[uint64]string
-
-func (m *hostsFlag) String() string {
-	if m == nil || len(*m) == 0 {
-		return ""
-	}
-	var parts []string
-	for _, id := range slices.Sorted(maps.Keys(*m)) {
-		parts = append(parts, fmt.Sprintf("%d=%s", id, (*m)[id]))
-	}
-	return strings.Join(parts, ",")
-}
-
-func (m *hostsFlag) Set(s string) error {
-	v, err := logger.ParseMembers(s)
-	if err != nil {
-		return err
-	}
-	*m = v
-	return nil
-}
-
-func (m *hostsFlag) Type() string { return "id=host:port,..." }
-
 // multi reports whether the daemon is a host of several sources.
 func (c *Config) multi() bool { return len(c.CatalogMembers) > 0 }
 
@@ -61,7 +38,7 @@ func (c *Config) multi() bool { return len(c.CatalogMembers) > 0 }
 func (c *Config) validateMulti() error {
 	if !c.multi() {
 		if c.SourceName != "" {
-			if err := catalog.ValidName(c.SourceName); err != nil {
+			if err := api.CheckSourceName(c.SourceName); err != nil {
 				return fmt.Errorf("binlogsvr: --source-name: %v", err)
 			}
 		}
@@ -520,7 +497,7 @@ func sourceFailover(base failoverConfig, lines []string) (failoverConfig, error)
 	}
 	c.Candidates = nil // NB: a source that names candidates names all of its own
 	fs := pflag.NewFlagSet("source failover", pflag.ContinueOnError)
-	fs.SetOutput(nopWriter{})
+	fs.SetOutput(io.Discard)
 	c.RegisterFlags(fs)
 	c.Candidates = nil
 	allowed := map[string]bool{}
@@ -550,7 +527,7 @@ func sourceFailover(base failoverConfig, lines []string) (failoverConfig, error)
 func sourceRetention(base logger.Retention, lines []string) (logger.Retention, error) {
 	r := base
 	fs := pflag.NewFlagSet("source retention", pflag.ContinueOnError)
-	fs.SetOutput(nopWriter{})
+	fs.SetOutput(io.Discard)
 	fs.IntVar(&r.MaxFiles, "retain-files", r.MaxFiles, "")
 	fs.Uint64Var(&r.MaxBytes, "retain-bytes", r.MaxBytes, "")
 	fs.DurationVar(&r.MaxAge, "retain-age", r.MaxAge, "")
@@ -562,10 +539,6 @@ func sourceRetention(base logger.Retention, lines []string) (logger.Retention, e
 	}
 	return r, nil
 }
-
-type nopWriter struct{}
-
-func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // startSource starts catalog source cs on this host.
 func (s *Server) startSource(st *catalog.State, cs *catalog.Source) error {

@@ -347,9 +347,8 @@ func (s *Server) handleAddSource(w http.ResponseWriter, req *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 	defer cancel()
-	st, err := s.readCatalog(ctx)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "reading the catalog (is there a quorum of its hosts?): %v", err)
+	st := s.catalogFor(ctx, w)
+	if st == nil {
 		return
 	}
 	if len(c.Loggers) == 0 {
@@ -376,22 +375,11 @@ func (s *Server) handleAddSource(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	res, err := s.hs.cat.Propose(ctx, c.At(st.Version))
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "proposing to the catalog (the outcome is unknown: list the sources): %v", err)
+	res, ok := s.proposeFor(ctx, w, c.At(st.Version), "the catalog refused the source")
+	if !ok {
 		return
 	}
-	if !res.OK() {
-		writeError(w, catalogErrorCode(res.Code), "the catalog refused the source: %s", refusal(res))
-		return
-	}
-	next := s.hs.cat.Local()
-	info := api.SourceInfo{Name: c.Name}
-	if cs := next.Source(c.Name); cs != nil {
-		info = s.sourceInfo(next, cs)
-	}
-	writeJSON(w, http.StatusOK, api.SourceChange{Source: info, Version: res.Version,
-		Message: fmt.Sprintf("added source %s as shard %d on hosts %v; each host starts it within seconds", c.Name, res.ShardID, c.Loggers)})
+	s.answerChange(w, c.Name, res.Version, fmt.Sprintf("added source %s as shard %d on hosts %v; each host starts it within seconds", c.Name, res.ShardID, c.Loggers))
 }
 
 // handleRemoveSource removes a source (binlogctl sources remove): refused
@@ -401,9 +389,8 @@ func (s *Server) handleRemoveSource(w http.ResponseWriter, req *http.Request) {
 	name := req.PathValue("name")
 	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 	defer cancel()
-	st, err := s.readCatalog(ctx)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "reading the catalog (is there a quorum of its hosts?): %v", err)
+	st := s.catalogFor(ctx, w)
+	if st == nil {
 		return
 	}
 	cs := st.Source(name)
@@ -421,13 +408,8 @@ func (s *Server) handleRemoveSource(w http.ResponseWriter, req *http.Request) {
 	info := s.sourceInfo(st, cs)
 	v := st.Version
 	if cs.State == catalog.Active {
-		res, err := s.hs.cat.Propose(ctx, catalog.Command{Op: catalog.OpRemove, Name: name}.At(v))
-		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "proposing to the catalog (the outcome is unknown: list the sources): %v", err)
-			return
-		}
-		if !res.OK() {
-			writeError(w, catalogErrorCode(res.Code), "the catalog refused the removal: %s", refusal(res))
+		res, ok := s.proposeFor(ctx, w, catalog.Command{Op: catalog.OpRemove, Name: name}.At(v), "the catalog refused the removal")
+		if !ok {
 			return
 		}
 		v = res.Version
@@ -435,13 +417,9 @@ func (s *Server) handleRemoveSource(w http.ResponseWriter, req *http.Request) {
 	// NB: dropped at once: a host that still has the shard's data deletes
 	// it when it sees the source gone (removeGone), including a host that
 	// was down and starts later; shard ids are never reused.
-	res, err := s.hs.cat.Propose(ctx, catalog.Command{Op: catalog.OpDrop, Name: name}.At(v))
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "proposing to the catalog (the outcome is unknown: list the sources): %v", err)
-		return
-	}
-	if !res.OK() {
-		writeError(w, catalogErrorCode(res.Code), "the catalog refused to drop the source (it is removing: its hosts stop it; run sources remove again to drop it): %s", refusal(res))
+	res, ok := s.proposeFor(ctx, w, catalog.Command{Op: catalog.OpDrop, Name: name}.At(v),
+		"the catalog refused to drop the source (it is removing: its hosts stop it; run sources remove again to drop it)")
+	if !ok {
 		return
 	}
 	info.State = string(catalog.Removing)
@@ -507,6 +485,44 @@ func (s *Server) readCatalog(ctx context.Context) (*catalog.State, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// catalogFor is readCatalog for a handler: on an error it answers 503 and
+// returns nil.
+func (s *Server) catalogFor(ctx context.Context, w http.ResponseWriter) *catalog.State {
+	st, err := s.readCatalog(ctx)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "reading the catalog (is there a quorum of its hosts?): %v", err)
+		return nil
+	}
+	return st
+}
+
+// proposeFor proposes c to the catalog for a handler: on an error (503,
+// the outcome unknown) or a refusal (what refused names the change) it
+// answers and reports false.
+func (s *Server) proposeFor(ctx context.Context, w http.ResponseWriter, c catalog.Command, refused string) (catalog.Result, bool) {
+	res, err := s.hs.cat.Propose(ctx, c)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "proposing to the catalog (the outcome is unknown: list the sources): %v", err)
+		return res, false
+	}
+	if !res.OK() {
+		writeError(w, catalogErrorCode(res.Code), "%s: %s", refused, refusal(res))
+		return res, false
+	}
+	return res, true
+}
+
+// answerChange answers a change of source name with its entry in this
+// replica's catalog (just applied).
+func (s *Server) answerChange(w http.ResponseWriter, name string, version uint64, msg string) {
+	st := s.hs.cat.Local()
+	info := api.SourceInfo{Name: name}
+	if cs := st.Source(name); cs != nil {
+		info = s.sourceInfo(st, cs)
+	}
+	writeJSON(w, http.StatusOK, api.SourceChange{Source: info, Version: version, Message: msg})
 }
 
 // refusal says why the catalog refused a command, with what to do when

@@ -4,7 +4,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	lvfs "github.com/lni/vfs"
@@ -57,26 +56,7 @@ func tanDBs(t *testing.T, fs lvfs.FS, dataDir string) []string {
 func TestHostMultiplexedRestart(t *testing.T) {
 	h := loggertest.NewHostsWith(t, 3, loggertest.HostsOptions{RaftLogMultiplex: logger.MultiplexOn})
 	shards := []uint64{1, 2, 17}
-	for _, s := range shards {
-		h.StartShard(s, 1, 2, 3)
-	}
-	feeders := map[uint64]*feeder{}
-	for _, s := range shards {
-		feeders[s] = &feeder{next: 1, pos: 4}
-		setSourceOn(t, h.Leader(s, wait))
-	}
-	appendAll := func(n int) {
-		t.Helper()
-		var wg sync.WaitGroup
-		for _, s := range shards {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				appendVia(t, func() *logger.Node { return h.Leader(s, wait) }, feeders[s], n, 200)
-			}()
-		}
-		wg.Wait()
-	}
+	feeders, appendAll := startShards(t, h, shards)
 	check := func(hosts ...uint64) {
 		t.Helper()
 		for _, s := range shards {

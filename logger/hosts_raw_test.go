@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,34 +95,14 @@ func TestHostsRawShard(t *testing.T) {
 	// A stranger (replica 9, at an address no member has) votes in term
 	// +1000 for the catalog shard, and a member speaks from a wrong
 	// address, to every host, while both shards commit.
-	stop := make(chan struct{})
-	var sent sync.WaitGroup
-	var rounds [4]atomic.Int64
-	for id := uint64(1); id <= 3; id++ {
-		sent.Add(1)
-		go func() {
-			defer sent.Done()
-			other := id%3 + 1
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				sendRaw(t, members[id], batchFrame(t, "127.0.0.9:9999", 9, id, pb.RequestVote, term1+1000), nil)
-				sendRaw(t, members[id], batchFrame(t, "127.0.0.1:1", other, id, pb.Heartbeat, term1+1000), nil)
-				rounds[id].Add(1)
-			}
-		}()
-	}
+	rounds, stop := strangerFrames(t, members, term1)
 	f2 := &feeder{next: 1, pos: 4}
 	for n := 0; n == 0 || rounds[1].Load() < 5 || rounds[2].Load() < 5 || rounds[3].Load() < 5; n++ {
 		addSource(uint64(n%3 + 1))
 		appendVia(t, func() *logger.Node { return h.Leader(2, wait) }, f2, 5, 200)
 		time.Sleep(20 * time.Millisecond) // NB: a few dozen rounds, not thousands
 	}
-	close(stop)
-	sent.Wait()
+	stop()
 	for id := uint64(1); id <= 3; id++ {
 		got := counter(t, h.Registry(id), "binlogsvr_logger_raft_frames_rejected_total", map[string]string{"reason": "sender"})
 		if got == 0 {

@@ -77,26 +77,7 @@ func counter(t *testing.T, reg interface {
 func TestHostsThreeShards(t *testing.T) {
 	h := loggertest.NewHosts(t, 3)
 	shards := []uint64{1, 2, 3}
-	for _, s := range shards {
-		h.StartShard(s, 1, 2, 3)
-	}
-	feeders := map[uint64]*feeder{}
-	for _, s := range shards {
-		feeders[s] = &feeder{next: 1, pos: 4}
-		setSourceOn(t, h.Leader(s, wait))
-	}
-	appendAll := func(n int) {
-		t.Helper()
-		var wg sync.WaitGroup
-		for _, s := range shards {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				appendVia(t, func() *logger.Node { return h.Leader(s, wait) }, feeders[s], n, 200)
-			}()
-		}
-		wg.Wait()
-	}
+	feeders, appendAll := startShards(t, h, shards)
 	appendAll(20)
 	for _, s := range shards {
 		t.Logf("shard %d: %s", s, shardSame(t, h, s, 1, 2, 3))
@@ -118,32 +99,12 @@ func TestHostsThreeShards(t *testing.T) {
 	}
 	leader1 := h.Leader(1, wait).Config().ReplicaID
 	addrs := map[uint64]string{1: h.Addr(1), 2: h.Addr(2), 3: h.Addr(3)}
-	stop := make(chan struct{})
-	var sent sync.WaitGroup
-	var rounds [4]atomic.Int64
-	for id := uint64(1); id <= 3; id++ {
-		sent.Add(1)
-		go func() {
-			defer sent.Done()
-			other := id%3 + 1
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				sendRaw(t, addrs[id], batchFrame(t, "127.0.0.9:9999", 9, id, pb.RequestVote, term1+1000), nil)
-				sendRaw(t, addrs[id], batchFrame(t, "127.0.0.1:1", other, id, pb.Heartbeat, term1+1000), nil)
-				rounds[id].Add(1)
-			}
-		}()
-	}
+	rounds, stop := strangerFrames(t, addrs, term1)
 	// NB: appends go on until every host has had 5 rounds of frames.
 	for n := 0; n == 0 || rounds[1].Load() < 5 || rounds[2].Load() < 5 || rounds[3].Load() < 5; n++ {
 		appendAll(5)
 	}
-	close(stop)
-	sent.Wait()
+	stop()
 	for id := uint64(1); id <= 3; id++ {
 		got := counter(t, h.Registry(id), "binlogsvr_logger_raft_frames_rejected_total", map[string]string{"reason": "sender"})
 		if got == 0 {
@@ -218,4 +179,59 @@ func TestHostStopOneShard(t *testing.T) {
 		t.Fatalf("restarting shard 1 on host 3: %v", err)
 	}
 	shardSame(t, h, 1, 1, 2, 3)
+}
+
+// startShards starts shards on hosts 1-3 of h, each with a source set,
+// and returns their feeders and a function that appends n transactions
+// to every shard at once, through its leader.
+func startShards(t *testing.T, h *loggertest.Hosts, shards []uint64) (map[uint64]*feeder, func(n int)) {
+	t.Helper()
+	for _, s := range shards {
+		h.StartShard(s, 1, 2, 3)
+	}
+	feeders := map[uint64]*feeder{}
+	for _, s := range shards {
+		feeders[s] = &feeder{next: 1, pos: 4}
+		setSourceOn(t, h.Leader(s, wait))
+	}
+	return feeders, func(n int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		for _, s := range shards {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				appendVia(t, func() *logger.Node { return h.Leader(s, wait) }, feeders[s], n, 200)
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+// strangerFrames sends to every host at addrs, over and over until the
+// returned stop is called, a stranger's vote (replica 9, at an address no
+// member has) and a member's heartbeat from a wrong address, both in
+// term+1000 of shard 1; rounds counts each host's sends.
+func strangerFrames(t *testing.T, addrs map[uint64]string, term uint64) (rounds *[4]atomic.Int64, stop func()) {
+	rounds = new([4]atomic.Int64)
+	done := make(chan struct{})
+	var sent sync.WaitGroup
+	for id := uint64(1); id <= 3; id++ {
+		sent.Add(1)
+		go func() {
+			defer sent.Done()
+			other := id%3 + 1
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				sendRaw(t, addrs[id], batchFrame(t, "127.0.0.9:9999", 9, id, pb.RequestVote, term+1000), nil)
+				sendRaw(t, addrs[id], batchFrame(t, "127.0.0.1:1", other, id, pb.Heartbeat, term+1000), nil)
+				rounds[id].Add(1)
+			}
+		}()
+	}
+	return rounds, func() { close(done); sent.Wait() }
 }

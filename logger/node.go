@@ -221,6 +221,10 @@ func (c *Config) Validate() error {
 // membersFlag parses "1=host:port,2=host:port".
 type membersFlag map[uint64]string
 
+// MembersValue is a pflag.Value over m parsing "1=host:port,2=host:port"
+// as --members does (the daemon's --catalog-members uses it too).
+func MembersValue(m *map[uint64]string) pflag.Value { return (*membersFlag)(m) }
+
 func (m *membersFlag) String() string {
 	if m == nil || *m == nil {
 		return ""

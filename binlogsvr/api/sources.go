@@ -1,6 +1,35 @@
 package api
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
+
+// MaxSourceNameLen is the longest source name: a DNS label's length.
+const MaxSourceNameLen = 63
+
+// CheckSourceName checks a source's name: a DNS label, 1 to 63 of a-z,
+// 0-9 and '-', starting with a letter and not ending with '-' (it names
+// URLs, metric labels and directories). The catalog applies it, and
+// clients such as binlogctl check it before they call; the error says
+// which part of the rule the name breaks.
+func CheckSourceName(name string) error {
+	if name == "" || len(name) > MaxSourceNameLen {
+		return fmt.Errorf("name %q: 1 to %d characters", name, MaxSourceNameLen)
+	}
+	for i, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z':
+		case (c >= '0' && c <= '9' || c == '-') && i > 0:
+		default:
+			return fmt.Errorf("name %q: lower-case letters, digits and '-', starting with a letter", name)
+		}
+	}
+	if name[len(name)-1] == '-' {
+		return fmt.Errorf("name %q: must not end with '-'", name)
+	}
+	return nil
+}
 
 // The routes of a host of several sources (docs/MULTISOURCE.md):
 //

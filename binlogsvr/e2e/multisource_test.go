@@ -20,6 +20,38 @@ import (
 	"github.com/binlogsvr/binlogsvr/tools/sandbox/sandboxtest"
 )
 
+// startHosts starts a fleet of hosts of several sources (o.Catalog) in
+// dir/fleet, stopped at the end of the test (their log tails shown, and
+// copied to $BINLOGSVR_TEST_KEEP_LOGS, when it fails), and returns it
+// with a function that runs binlogctl against one host.
+func startHosts(t *testing.T, dir string, o fleet.Options) (*fleet.Fleet, func(host uint64, args ...string) (string, error)) {
+	t.Helper()
+	o.Dir, o.Catalog = filepath.Join(dir, "fleet"), true
+	f, err := fleet.Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(f.LogTails(80))
+			if d := os.Getenv("BINLOGSVR_TEST_KEEP_LOGS"); d != "" {
+				for _, m := range f.Members {
+					_ = exec.Command("cp", m.LogPath, filepath.Join(d, filepath.Base(m.LogPath))).Run()
+				}
+			}
+		}
+		f.Close()
+	})
+	bin, err := fleet.Tool(dir, "binlogctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, func(host uint64, args ...string) (string, error) {
+		out, err := exec.Command(bin, append(append(f.CtlArgs(), "--admin", f.Member(host).AdminAddr, "--timeout", "2m"), args...)...).CombinedOutput()
+		return string(out), err
+	}
+}
+
 // msSource is one source cluster of TestMultiSource: a semi-sync source
 // and a replica that reads the fleet's copy of it.
 type msSource struct {
@@ -59,34 +91,11 @@ func TestMultiSource(t *testing.T) {
 	user, pass := srcs[0].src.ReplUser()
 	rootUser, rootPass := srcs[0].src.RootUser()
 	ctx := context.Background()
-	f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 3, Catalog: true, SourcePassword: pass,
+	f, ctl := startHosts(t, dir, fleet.Options{Members: 3, SourcePassword: pass,
 		ExtraArgs: []string{"--source-user", user, "--source-heartbeat", "500ms",
 			"--dump-user", dumptest.DumpUser, "--dump-password-file", write("dump.pw", dumptest.DumpPassword),
 			"--failover-admin-user", rootUser, "--failover-admin-password-file", write("admin.pw", rootPass),
 			"--failover-lease", "3s", "--failover-probe-interval", "250ms", "--failover-probe-timeout", "500ms"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(f.LogTails(80))
-			if d := os.Getenv("BINLOGSVR_TEST_KEEP_LOGS"); d != "" {
-				for _, m := range f.Members {
-					_ = exec.Command("cp", m.LogPath, filepath.Join(d, filepath.Base(m.LogPath))).Run()
-				}
-			}
-		}
-		f.Close()
-	})
-
-	ctlBin, err := fleet.Tool(dir, "binlogctl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctl := func(host uint64, args ...string) (string, error) {
-		out, err := exec.Command(ctlBin, append(append(f.CtlArgs(), "--admin", f.Member(host).AdminAddr, "--timeout", "2m"), args...)...).CombinedOutput()
-		return string(out), err
-	}
 
 	// Each source is added through a different host, with a dump address
 	// on every host.
@@ -405,24 +414,11 @@ func TestMultiSourceLearner(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	f, err := fleet.Start(ctx, fleet.Options{Dir: filepath.Join(dir, "fleet"), Members: 5, Catalog: true, CatalogVoters: 3, SourcePassword: pass,
+	f, ctl := startHosts(t, dir, fleet.Options{Members: 5, CatalogVoters: 3, SourcePassword: pass,
 		ExtraArgs: []string{"--source-user", user, "--source-heartbeat", "500ms", "--dump-user", dumptest.DumpUser, "--dump-password-file", pw}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(f.LogTails(60))
-		}
-		f.Close()
-	})
 	ctlBin, err := fleet.Tool(dir, "binlogctl")
 	if err != nil {
 		t.Fatal(err)
-	}
-	ctl := func(host uint64, args ...string) (string, error) {
-		out, err := exec.Command(ctlBin, append(append(f.CtlArgs(), "--admin", f.Member(host).AdminAddr, "--timeout", "2m"), args...)...).CombinedOutput()
-		return string(out), err
 	}
 	// Hosts 4 and 5 run but wait outside the catalog until added.
 	for _, id := range []uint64{4, 5} {

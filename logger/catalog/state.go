@@ -24,7 +24,7 @@ const (
 	// MaxLearners bounds a source's learners.
 	MaxLearners = 16
 	// MaxNameLen is a DNS label's length.
-	MaxNameLen = 63
+	MaxNameLen = api.MaxSourceNameLen
 	// MaxAudit bounds State.Audit: the catalog is read whole (snapshots,
 	// GET /sources), so its trail keeps the last calls only.
 	MaxAudit = 500
@@ -255,29 +255,8 @@ func (s *State) clone() *State {
 	return &c
 }
 
-// ValidName checks a source's name: a DNS label (validName).
-func ValidName(name string) error { return validName(name) }
-
-// validName is a DNS label: 1-63 of a-z, 0-9 and '-', starting with a
-// letter and not ending with '-'. Names appear in metric labels, URLs
-// and directory names.
-func validName(name string) error {
-	if name == "" || len(name) > MaxNameLen {
-		return fmt.Errorf("name %q: 1 to %d characters", name, MaxNameLen)
-	}
-	for i, c := range name {
-		switch {
-		case c >= 'a' && c <= 'z':
-		case (c >= '0' && c <= '9' || c == '-') && i > 0:
-		default:
-			return fmt.Errorf("name %q: lower-case letters, digits and '-', starting with a letter", name)
-		}
-	}
-	if name[len(name)-1] == '-' {
-		return fmt.Errorf("name %q: must not end with '-'", name)
-	}
-	return nil
-}
+// validName is the source name rule (api.CheckSourceName).
+func validName(name string) error { return api.CheckSourceName(name) }
 
 // validAddr is host:port with a port in 1..65535; the host may be empty
 // (every interface) where wildcard allows it.

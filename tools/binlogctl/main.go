@@ -238,14 +238,8 @@ var fleetWide = map[string]bool{"certs": true, "sources": true, "hosts": true}
 // validSourceName checks a source name as the catalog does: a DNS label
 // (it names URLs, metric labels and directories).
 func validSourceName(name string) error {
-	const rule = "a source name is a DNS label: 1 to 63 of a-z, 0-9 and '-', starting with a letter, not ending with '-'"
-	if name == "" || len(name) > 63 || name[len(name)-1] == '-' {
-		return fmt.Errorf("%q: %s", name, rule)
-	}
-	for i, c := range name {
-		if !(c >= 'a' && c <= 'z' || i > 0 && (c >= '0' && c <= '9' || c == '-')) {
-			return fmt.Errorf("%q: %s", name, rule)
-		}
+	if api.CheckSourceName(name) != nil {
+		return fmt.Errorf("%q: a source name is a DNS label: 1 to 63 of a-z, 0-9 and '-', starting with a letter, not ending with '-'", name)
 	}
 	return nil
 }
